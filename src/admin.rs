@@ -1,0 +1,1 @@
+//! Admin HTTP port: `/metrics`, `/healthz`, `/readyz`.

@@ -1,0 +1,40 @@
+//! Errors from talking to a broker. Messages name the broker by its credential-free label
+//! and never contain a secret; `kind()` is a bounded metric label.
+
+/// Why the scaler could not answer from a broker.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker {broker}: cannot connect: {detail}")]
+    Connect { broker: String, detail: String },
+    #[error("broker {broker}: authentication failed: {detail}")]
+    Auth { broker: String, detail: String },
+    #[error("broker {broker}: no answer within {timeout_ms} ms")]
+    Timeout { broker: String, timeout_ms: u64 },
+    #[error("broker {broker}: command failed: {detail}")]
+    Command { broker: String, detail: String },
+    #[error("broker {broker}: sentinel: {detail}")]
+    Sentinel { broker: String, detail: String },
+    #[error("broker {broker}: latest sample is {age_ms} ms old (bound {bound_ms} ms)")]
+    Stale {
+        broker: String,
+        age_ms: u64,
+        bound_ms: u64,
+    },
+    #[error("the scaler is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    /// Bounded label for `celery_scaler_redis_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerError::Connect { .. } => "connect",
+            BrokerError::Auth { .. } => "auth",
+            BrokerError::Timeout { .. } => "timeout",
+            BrokerError::Command { .. } => "command",
+            BrokerError::Sentinel { .. } => "sentinel",
+            BrokerError::Stale { .. } => "stale",
+            BrokerError::ShuttingDown => "shutdown",
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Parsing of `unacked` hash values and classification of in-flight entries.
+//!
+//! A value is the JSON array `[message, exchange, routing_key]` written by kombu's
+//! `QoS.append`; the message is kombu's envelope, whose `headers.eta` (ISO-8601 or null) tells
+//! whether the task is held for later.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What the scaler needs from one `unacked` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnackedEntry {
+    pub exchange: String,
+    pub routing_key: String,
+    /// The task's ETA as epoch seconds, when it has one.
+    pub eta: Option<f64>,
+}
+
+/// Why an `unacked` value was skipped. Bounded set: doubles as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("value is not a JSON array [message, exchange, routing_key]")]
+    NotTriple,
+    #[error("message is not a kombu envelope")]
+    BadEnvelope,
+    #[error("headers.eta is not an ISO-8601 timestamp")]
+    BadEta,
+}
+
+impl EntryError {
+    /// A short, stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            EntryError::NotTriple => "not_triple",
+            EntryError::BadEnvelope => "bad_envelope",
+            EntryError::BadEta => "bad_eta",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    headers: Option<Headers<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Headers<'a> {
+    #[serde(default, borrow)]
+    eta: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Parses one `unacked` value. The message body is not decoded; only `headers.eta` is read.
+pub fn parse_unacked_value(raw: &[u8]) -> Result<UnackedEntry, EntryError> {
+    let (message, exchange, routing_key): (&RawValue, String, String) =
+        serde_json::from_slice(raw).map_err(|_| EntryError::NotTriple)?;
+    let envelope: Envelope<'_> =
+        serde_json::from_str(message.get()).map_err(|_| EntryError::BadEnvelope)?;
+    let eta = match envelope.headers.and_then(|h| h.eta) {
+        None => None,
+        Some(text) => Some(parse_eta(&text).ok_or(EntryError::BadEta)?),
+    };
+    Ok(UnackedEntry {
+        exchange,
+        routing_key,
+        eta,
+    })
+}
+
+/// ISO-8601 with an offset (what Celery writes), or without one (read as UTC).
+fn parse_eta(text: &str) -> Option<f64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_micros() as f64 / 1e6);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    Some(naive.and_utc().timestamp_micros() as f64 / 1e6)
+}
+
+/// Where an in-flight entry stands at time `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InFlightState {
+    /// Prefetched or (with `acks_late`) running: work for a worker slot now.
+    Reserved,
+    /// Held by a worker until a future ETA: not demand for capacity now.
+    Scheduled,
+    /// Delivered longer ago than the visibility timeout: kombu will restore it to the queue.
+    Stale,
+}
+
+impl InFlightState {
+    pub fn label(self) -> &'static str {
+        match self {
+            InFlightState::Reserved => "reserved",
+            InFlightState::Scheduled => "scheduled",
+            InFlightState::Stale => "stale",
+        }
+    }
+}
+
+/// Classifies an entry delivered at `delivered_at` (the `unacked_index` score). A future ETA
+/// wins over staleness: a restored ETA task is only held again, never run early.
+pub fn classify(
+    eta: Option<f64>,
+    delivered_at: f64,
+    now: f64,
+    visibility_timeout: f64,
+) -> InFlightState {
+    match eta {
+        Some(eta) if eta > now => InFlightState::Scheduled,
+        _ if now - delivered_at > visibility_timeout => InFlightState::Stale,
+        _ => InFlightState::Reserved,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL: &str = r#"[{"body": "W1szLCA0XSwge31d", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"lang": "py", "task": "labapp.add", "id": "2fc4f5df", "eta": "2026-11-22T00:49:54.780330+00:00", "expires": null, "retries": 0}, "properties": {"delivery_info": {"exchange": "", "routing_key": "celery"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "98ecf440"}}, "", "celery"]"#;
+
+    #[test]
+    fn parses_a_real_entry_with_eta() {
+        let e = parse_unacked_value(REAL.as_bytes()).unwrap();
+        assert_eq!(e.exchange, "");
+        assert_eq!(e.routing_key, "celery");
+        let eta = e.eta.unwrap();
+        assert!((eta - 1_795_308_594.780_33).abs() < 1e-3, "{eta}");
+    }
+
+    #[test]
+    fn null_or_missing_eta_is_none() {
+        let v = r#"[{"headers": {"eta": null}}, "myex", "rk.x"]"#;
+        let e = parse_unacked_value(v.as_bytes()).unwrap();
+        assert_eq!(
+            (e.exchange.as_str(), e.routing_key.as_str(), e.eta),
+            ("myex", "rk.x", None)
+        );
+        let v = r#"[{"body": "x"}, "", "q"]"#;
+        assert_eq!(parse_unacked_value(v.as_bytes()).unwrap().eta, None);
+    }
+
+    #[test]
+    fn naive_eta_is_utc() {
+        let v = r#"[{"headers": {"eta": "1970-01-01T00:01:40"}}, "", "q"]"#;
+        assert_eq!(parse_unacked_value(v.as_bytes()).unwrap().eta, Some(100.0));
+    }
+
+    #[test]
+    fn malformed_values_are_errors_not_panics() {
+        let cases: [(&[u8], EntryError); 6] = [
+            (b"", EntryError::NotTriple),
+            (b"not json", EntryError::NotTriple),
+            (b"[1, 2]", EntryError::NotTriple),
+            (br#"[{}, "", "q", "extra"]"#, EntryError::NotTriple),
+            (br#"["string", "", "q"]"#, EntryError::BadEnvelope),
+            (
+                br#"[{"headers": {"eta": "tomorrow"}}, "", "q"]"#,
+                EntryError::BadEta,
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(
+                parse_unacked_value(raw),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(parse_unacked_value(b"\xff\xfe"), Err(EntryError::NotTriple));
+    }
+
+    #[test]
+    fn classification_table() {
+        let vt = 3600.0;
+        assert_eq!(classify(None, 1000.0, 1001.0, vt), InFlightState::Reserved);
+        assert_eq!(
+            classify(Some(900.0), 1000.0, 1001.0, vt),
+            InFlightState::Reserved
+        );
+        assert_eq!(
+            classify(Some(2000.0), 1000.0, 1001.0, vt),
+            InFlightState::Scheduled
+        );
+        assert_eq!(
+            classify(None, 1000.0, 1000.0 + vt + 1.0, vt),
+            InFlightState::Stale
+        );
+        assert_eq!(
+            classify(None, 1000.0, 1000.0 + vt, vt),
+            InFlightState::Reserved
+        );
+        assert_eq!(classify(Some(1e12), 0.0, 1e9, vt), InFlightState::Scheduled);
+    }
+}

@@ -1,0 +1,10 @@
+//! The Celery/kombu model of the Redis broker: key names and message parsing.
+//!
+//! Architecture Invariant: this module is pure. It does no I/O and reads no clock; times are
+//! passed in as epoch seconds. Facts it encodes are in `shared/celery-redis.md` §0–§4.
+
+mod keys;
+mod message;
+
+pub use keys::{parse_binding_member, Binding, Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
+pub use message::{classify, parse_unacked_value, EntryError, InFlightState, UnackedEntry};

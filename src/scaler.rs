@@ -1,0 +1,150 @@
+//! The use case both the gRPC service and `inspect` run: trigger metadata → settings →
+//! the broker's latest view → the policy's decision. One code path for both.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use prometheus::{register_gauge_vec, GaugeVec};
+
+use crate::broker::{BrokerError, NamedConnections, Registry, Subscription, WatchView};
+use crate::policy::{decide, Decision};
+use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
+
+static METRIC_VALUE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_metric_value",
+        "Latest metric value answered for a ScaledObject.",
+        &["namespace", "scaled_object"]
+    )
+    .expect("metric registers once")
+});
+
+static ACTIVE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_active",
+        "Latest activation answered for a ScaledObject (1 active, 0 idle).",
+        &["namespace", "scaled_object"]
+    )
+    .expect("metric registers once")
+});
+
+static DECISION_SLOTS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_decision_slots",
+        "Breakdown of the latest metric value of a ScaledObject by component.",
+        &["namespace", "scaled_object", "component"]
+    )
+    .expect("metric registers once")
+});
+
+/// Errors of one evaluation; the gRPC module maps them to status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ScalerError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("unknown metricName {asked:?}: this trigger serves {expected:?}")]
+    UnknownMetric { asked: String, expected: String },
+}
+
+/// One answer: the settings it was computed for, what the broker showed, and the decision.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub settings: Arc<TriggerSettings>,
+    pub view: Arc<WatchView>,
+    pub decision: Decision,
+}
+
+/// Shared by every RPC; cheap to clone behind an `Arc`.
+pub struct Scaler {
+    registry: Arc<Registry>,
+    triggers: TriggerCache,
+    connections: NamedConnections,
+}
+
+impl Scaler {
+    pub fn new(registry: Arc<Registry>, connections: NamedConnections) -> Self {
+        Self {
+            registry,
+            triggers: TriggerCache::default(),
+            connections,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Parsed settings for `metadata` (cached by content). Never touches Redis.
+    pub fn settings(
+        &self,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Arc<TriggerSettings>, ScalerError> {
+        Ok(self.triggers.get(metadata, &self.connections)?)
+    }
+
+    /// Checks that `asked` is the metric this trigger serves (case-insensitively: KEDA before
+    /// 2.12 lowercased names on the HPA path).
+    pub fn check_metric_name(settings: &TriggerSettings, asked: &str) -> Result<(), ScalerError> {
+        if asked.eq_ignore_ascii_case(&settings.metric_name) {
+            Ok(())
+        } else {
+            Err(ScalerError::UnknownMetric {
+                asked: asked.to_string(),
+                expected: settings.metric_name.clone(),
+            })
+        }
+    }
+
+    /// Evaluates `metadata` against the broker's latest sample.
+    pub async fn evaluate(
+        &self,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Evaluation, ScalerError> {
+        let settings = self.settings(metadata)?;
+        let view = self
+            .registry
+            .view(&settings.broker, &settings.watch)
+            .await?;
+        Ok(Self::decide(settings, view))
+    }
+
+    /// The decision for a view already in hand (used by streams).
+    pub fn decide(settings: Arc<TriggerSettings>, view: Arc<WatchView>) -> Evaluation {
+        let decision = decide(&settings.policy, &view.queues);
+        Evaluation {
+            settings,
+            view,
+            decision,
+        }
+    }
+
+    /// Follows `metadata`'s watch set sample by sample.
+    pub async fn subscribe(
+        &self,
+        metadata: &HashMap<String, String>,
+    ) -> Result<(Arc<TriggerSettings>, Subscription), ScalerError> {
+        let settings = self.settings(metadata)?;
+        let sub = self
+            .registry
+            .subscribe(&settings.broker, &settings.watch)
+            .await?;
+        Ok((settings, sub))
+    }
+
+    /// Exports the decision for one ScaledObject on `/metrics`.
+    pub fn record(namespace: &str, scaled_object: &str, decision: &Decision) {
+        METRIC_VALUE
+            .with_label_values(&[namespace, scaled_object])
+            .set(decision.metric_value);
+        ACTIVE
+            .with_label_values(&[namespace, scaled_object])
+            .set(if decision.active { 1.0 } else { 0.0 });
+        for c in &decision.breakdown {
+            DECISION_SLOTS
+                .with_label_values(&[namespace, scaled_object, c.component])
+                .set(c.value);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Wiring of `serve`: bind, spawn, run until shutdown, drain.
