@@ -1,1 +1,808 @@
 //! The scaler's own configuration: file + environment + flags, validated once at start-up.
+//!
+//! Layers, lowest first: built-in defaults < config file (`--config`, YAML or TOML by
+//! extension) < environment `CELERY_SCALER_*` (nested keys with `__`, e.g.
+//! `CELERY_SCALER_CONNECTIONS__APP__ADDRESS`) < command-line flags. Raw values are collected
+//! as text with their origin, then validated in one pass that reports every problem
+//! ([`ConfigErrors`]); `main` prints them and exits 64 before binding anything.
+//!
+//! Secrets (Redis passwords, the TLS private key) never appear in `Debug` output or errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat, Source, Value, ValueKind};
+
+use crate::broker::{
+    BrokerSpec, Endpoint, HostPort, NamedConnections, SamplerSettings, Secret, TlsSpec,
+};
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
+/// Default admin HTTP listen address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8080";
+/// Default time between two samples of one broker, seconds.
+pub const DEFAULT_SAMPLE_INTERVAL_SECS: f64 = 1.0;
+/// Default Redis connect timeout, seconds.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT_SECS: f64 = 2.0;
+/// Default Redis command timeout, seconds.
+pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
+/// Default drain period after SIGTERM, seconds.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
+/// Default period at which `StreamIsActive` re-sends `true` while active, seconds.
+pub const DEFAULT_STREAM_RESEND_SECS: f64 = 5.0;
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CELERY_SCALER";
+
+/// Top-level keys of the config file (and of `CELERY_SCALER_<KEY>`).
+const TOP_KEYS: &[&str] = &[
+    "grpc_listen",
+    "admin_listen",
+    "log_format",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "sample_interval_seconds",
+    "redis_connect_timeout_seconds",
+    "redis_command_timeout_seconds",
+    "shutdown_grace_seconds",
+    "stream_resend_seconds",
+];
+
+/// Keys of one named connection.
+const CONNECTION_KEYS: &[&str] = &[
+    "address",
+    "database",
+    "username",
+    "password_env",
+    "password_file",
+    "tls",
+    "ca_file",
+    "insecure_skip_verify",
+    "sentinel_master",
+    "sentinels",
+    "sentinel_username",
+    "sentinel_password_env",
+    "sentinel_password_file",
+];
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// gRPC server TLS material, read and checked at load time.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    /// When set, clients must present a certificate signed by one of these CAs (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl ServerTls {
+    /// The private key; hand it only to the TLS acceptor.
+    pub fn key_pem(&self) -> &[u8] {
+        &self.key_pem
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"***")
+            .field("mtls", &self.client_ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// The validated configuration of the service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub tls: Option<ServerTls>,
+    pub sample_interval: Duration,
+    pub redis_connect_timeout: Duration,
+    pub redis_command_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub stream_resend: Duration,
+    /// Brokers by name, for trigger metadata `connection`.
+    pub connections: NamedConnections,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            log_format: LogFormat::Text,
+            tls: None,
+            sample_interval: Duration::from_secs_f64(DEFAULT_SAMPLE_INTERVAL_SECS),
+            redis_connect_timeout: Duration::from_secs_f64(DEFAULT_REDIS_CONNECT_TIMEOUT_SECS),
+            redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
+            shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
+            stream_resend: Duration::from_secs_f64(DEFAULT_STREAM_RESEND_SECS),
+            connections: NamedConnections::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Sampler timing derived from the config: the first sample of a new watch set may take a
+    /// connect, a round trip and one interval; a sample is served while younger than a few
+    /// ticks (at least 10 s).
+    pub fn sampler_settings(&self) -> SamplerSettings {
+        let defaults = SamplerSettings::default();
+        let first = self.redis_connect_timeout + self.redis_command_timeout + self.sample_interval;
+        let max_age = (self.sample_interval * 3 + first).max(Duration::from_secs(10));
+        SamplerSettings {
+            interval: self.sample_interval,
+            connect_timeout: self.redis_connect_timeout,
+            command_timeout: self.redis_command_timeout,
+            first_sample_timeout: first,
+            max_sample_age: max_age,
+            ..defaults
+        }
+    }
+}
+
+/// Values given on the command line (each also readable from `CELERY_SCALER_<NAME>` through
+/// the environment layer).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub grpc_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub log_format: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_client_ca: Option<String>,
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A raw value and where it came from.
+#[derive(Clone, Debug)]
+struct Raw {
+    value: RawValue,
+    origin: String,
+}
+
+#[derive(Clone, Debug)]
+enum RawValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// Everything collected from all layers, before validation.
+#[derive(Default)]
+struct RawConfig {
+    top: BTreeMap<String, Raw>,
+    connections: BTreeMap<String, BTreeMap<String, Raw>>,
+}
+
+/// Loads the file (if any), the `CELERY_SCALER_*` variables of `env` and `flags`, then
+/// validates. `env` is also where `password_env` variables are looked up.
+pub fn load(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+) -> Result<Config, ConfigErrors> {
+    let mut raw = RawConfig::default();
+    let mut problems = Vec::new();
+    if let Some(path) = file {
+        absorb_file(path, &mut raw, &mut problems);
+    }
+    absorb_env(env, &mut raw, &mut problems);
+    absorb_flags(flags, &mut raw);
+    let config = validate(&raw, env, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors { problems })
+    }
+}
+
+fn absorb_file(path: &Path, raw: &mut RawConfig, problems: &mut Vec<String>) {
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => FileFormat::Yaml,
+        Some("toml") => FileFormat::Toml,
+        _ => {
+            problems.push(format!(
+                "config file {}: unknown format (use a .yaml, .yml or .toml extension)",
+                path.display()
+            ));
+            return;
+        }
+    };
+    if let Err(e) = std::fs::metadata(path) {
+        problems.push(format!("config file {}: {e}", path.display()));
+        return;
+    }
+    match File::from(path).format(format).required(true).collect() {
+        Ok(map) => {
+            let shown = path.display().to_string();
+            absorb_map(map, raw, problems, &|key| format!("{key} (in {shown})"));
+        }
+        Err(e) => problems.push(format!("config file {}: {e}", path.display())),
+    }
+}
+
+fn absorb_env(env: &HashMap<String, String>, raw: &mut RawConfig, problems: &mut Vec<String>) {
+    let ours: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+        // The config file path is read by the command line, not by this layer.
+        .filter(|(k, _)| k.as_str() != "CELERY_SCALER_CONFIG")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(ours));
+    match source.collect() {
+        Ok(map) => absorb_map(map, raw, problems, &|key| {
+            format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
+        }),
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+}
+
+fn absorb_flags(flags: &Flags, raw: &mut RawConfig) {
+    let pairs = [
+        ("grpc_listen", &flags.grpc_listen, "--grpc-listen"),
+        ("admin_listen", &flags.admin_listen, "--admin-listen"),
+        ("log_format", &flags.log_format, "--log-format"),
+        ("tls_cert", &flags.tls_cert, "--tls-cert"),
+        ("tls_key", &flags.tls_key, "--tls-key"),
+        ("tls_client_ca", &flags.tls_client_ca, "--tls-client-ca"),
+    ];
+    for (key, value, flag) in pairs {
+        if let Some(v) = value {
+            raw.top.insert(
+                key.to_string(),
+                Raw {
+                    value: RawValue::Text(v.clone()),
+                    origin: flag.to_string(),
+                },
+            );
+        }
+    }
+}
+
+/// Folds one layer's key/value map into `raw`; `origin` names a dotted key's source.
+fn absorb_map(
+    map: config::Map<String, Value>,
+    raw: &mut RawConfig,
+    problems: &mut Vec<String>,
+    origin: &dyn Fn(&str) -> String,
+) {
+    let mut keys: Vec<_> = map.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in keys {
+        if key == "connections" {
+            absorb_connections(value, raw, problems, origin);
+            continue;
+        }
+        // The environment source yields flat dotted keys: `connections.<name>.<field>`.
+        if let Some(rest) = key.strip_prefix("connections.") {
+            match rest.split_once('.') {
+                Some((name, field)) if !field.contains('.') => {
+                    let mut table = config::Map::new();
+                    table.insert(field.to_string(), value);
+                    let mut outer = config::Map::new();
+                    outer.insert(name.to_string(), Value::new(None, ValueKind::Table(table)));
+                    absorb_connections(
+                        Value::new(None, ValueKind::Table(outer)),
+                        raw,
+                        problems,
+                        origin,
+                    );
+                }
+                _ => problems.push(format!("{}: unknown setting", origin(&key))),
+            }
+            continue;
+        }
+        if !TOP_KEYS.contains(&key.as_str()) {
+            problems.push(format!("{}: unknown setting", origin(&key)));
+            continue;
+        }
+        match to_raw(value, origin(&key)) {
+            Ok(r) => {
+                raw.top.insert(key, r);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+}
+
+fn absorb_connections(
+    value: Value,
+    raw: &mut RawConfig,
+    problems: &mut Vec<String>,
+    origin: &dyn Fn(&str) -> String,
+) {
+    let table = match value.into_table() {
+        Ok(t) => t,
+        Err(_) => {
+            problems.push(format!(
+                "{}: must be a map of named connections",
+                origin("connections")
+            ));
+            return;
+        }
+    };
+    let mut names: Vec<_> = table.into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, conn) in names {
+        let path = format!("connections.{name}");
+        let fields = match conn.into_table() {
+            Ok(t) => t,
+            Err(_) => {
+                problems.push(format!("{}: must be a map of settings", origin(&path)));
+                continue;
+            }
+        };
+        let entry = raw.connections.entry(name.clone()).or_default();
+        let mut fields: Vec<_> = fields.into_iter().collect();
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, v) in fields {
+            let key_path = format!("{path}.{key}");
+            if !CONNECTION_KEYS.contains(&key.as_str()) {
+                problems.push(format!("{}: unknown connection setting", origin(&key_path)));
+                continue;
+            }
+            match to_raw(v, origin(&key_path)) {
+                Ok(r) => {
+                    entry.insert(key, r);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+}
+
+fn to_raw(value: Value, origin: String) -> Result<Raw, String> {
+    let value = match value.kind {
+        ValueKind::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item.into_string() {
+                    Ok(s) => out.push(s),
+                    Err(_) => return Err(format!("{origin}: list items must be plain values")),
+                }
+            }
+            RawValue::List(out)
+        }
+        ValueKind::Table(_) => return Err(format!("{origin}: must be a plain value, not a map")),
+        ValueKind::Nil => RawValue::Text(String::new()),
+        other => match Value::new(None, other).into_string() {
+            Ok(s) => RawValue::Text(s),
+            Err(e) => return Err(format!("{origin}: {e}")),
+        },
+    };
+    Ok(Raw { value, origin })
+}
+
+/// Collects problems while turning raw text into typed values.
+struct Check<'a> {
+    problems: &'a mut Vec<String>,
+}
+
+impl Check<'_> {
+    fn text<'r>(&mut self, raw: Option<&'r Raw>) -> Option<(&'r str, &'r str)> {
+        let raw = raw?;
+        match &raw.value {
+            RawValue::Text(t) if t.trim().is_empty() => None,
+            RawValue::Text(t) => Some((t.trim(), raw.origin.as_str())),
+            RawValue::List(_) => {
+                self.problems
+                    .push(format!("{}: must be a single value", raw.origin));
+                None
+            }
+        }
+    }
+
+    fn addr(&mut self, raw: Option<&Raw>, default: &str) -> SocketAddr {
+        let fallback = default
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let Some((text, origin)) = self.text(raw) else {
+            return fallback;
+        };
+        text.parse().unwrap_or_else(|_| {
+            self.problems.push(format!(
+                "{origin}: must be IP:port (e.g. {default}), got {text:?}"
+            ));
+            fallback
+        })
+    }
+
+    fn seconds(&mut self, raw: Option<&Raw>, default: f64, min: f64, max: f64) -> Duration {
+        let Some((text, origin)) = self.text(raw) else {
+            return Duration::from_secs_f64(default);
+        };
+        match text.parse::<f64>() {
+            Ok(n) if n.is_finite() && (min..=max).contains(&n) => Duration::from_secs_f64(n),
+            _ => {
+                self.problems.push(format!(
+                    "{origin}: must be a number of seconds from {min} to {max}, got {text:?}"
+                ));
+                Duration::from_secs_f64(default)
+            }
+        }
+    }
+
+    fn bool(&mut self, raw: Option<&Raw>) -> bool {
+        let Some((text, origin)) = self.text(raw) else {
+            return false;
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                self.problems
+                    .push(format!("{origin}: must be true or false, got {text:?}"));
+                false
+            }
+        }
+    }
+
+    /// Reads a file that must exist; `what` says what it should hold.
+    fn file(&mut self, text: &str, origin: &str) -> Option<Vec<u8>> {
+        match std::fs::read(text) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problems
+                    .push(format!("{origin}: cannot read {text:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Reads a PEM file holding at least one certificate.
+    fn cert_file(&mut self, raw: Option<&Raw>) -> Option<Vec<u8>> {
+        let (text, origin) = self.text(raw)?;
+        let bytes = self.file(text, origin)?;
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => Some(bytes),
+            _ => {
+                self.problems
+                    .push(format!("{origin}: {text:?} holds no PEM certificate"));
+                None
+            }
+        }
+    }
+
+    fn key_file(&mut self, raw: Option<&Raw>) -> Option<Vec<u8>> {
+        let (text, origin) = self.text(raw)?;
+        let bytes = self.file(text, origin)?;
+        match rustls_pemfile::private_key(&mut bytes.as_slice()) {
+            Ok(Some(_)) => Some(bytes),
+            _ => {
+                self.problems
+                    .push(format!("{origin}: {text:?} holds no PEM private key"));
+                None
+            }
+        }
+    }
+
+    fn host_port(&mut self, text: &str, origin: &str) -> Option<HostPort> {
+        match parse_host_port(text) {
+            Some(hp) => Some(hp),
+            None => {
+                self.problems
+                    .push(format!("{origin}: must be host:port, got {text:?}"));
+                None
+            }
+        }
+    }
+
+    /// A secret from `<base>_env` (a variable name) or `<base>_file` (a path).
+    fn secret(
+        &mut self,
+        fields: &BTreeMap<String, Raw>,
+        base: &str,
+        env: &HashMap<String, String>,
+    ) -> Option<Secret> {
+        let from_env = self.text(fields.get(&format!("{base}_env")));
+        let from_file = self.text(fields.get(&format!("{base}_file")));
+        match (from_env, from_file) {
+            (Some((_, origin)), Some(_)) => {
+                self.problems.push(format!(
+                    "{origin}: give either {base}_env or {base}_file, not both"
+                ));
+                None
+            }
+            (Some((var, origin)), None) => match env.get(var).filter(|v| !v.is_empty()) {
+                Some(v) => Some(Secret::new(v.clone())),
+                None => {
+                    self.problems.push(format!(
+                        "{origin}: environment variable {var} is not set (or empty)"
+                    ));
+                    None
+                }
+            },
+            (None, Some((path, origin))) => {
+                let bytes = self.file(path, origin)?;
+                match String::from_utf8(bytes) {
+                    Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
+                    Err(_) => {
+                        self.problems
+                            .push(format!("{origin}: {path:?} is not UTF-8 text"));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+/// `host:port` or `[v6]:port`.
+fn parse_host_port(text: &str) -> Option<HostPort> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:")?,
+        None => text.rsplit_once(':').filter(|(h, _)| !h.contains(':'))?,
+    };
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (!host.is_empty()).then(|| HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn validate(raw: &RawConfig, env: &HashMap<String, String>, problems: &mut Vec<String>) -> Config {
+    let mut c = Check { problems };
+    let top = |k: &str| raw.top.get(k);
+    let grpc_listen = c.addr(top("grpc_listen"), DEFAULT_GRPC_LISTEN);
+    let admin_listen = c.addr(top("admin_listen"), DEFAULT_ADMIN_LISTEN);
+    let log_format = match c.text(top("log_format")) {
+        None => LogFormat::Text,
+        Some((t, _)) if t.eq_ignore_ascii_case("text") => LogFormat::Text,
+        Some((t, _)) if t.eq_ignore_ascii_case("json") => LogFormat::Json,
+        Some((t, origin)) => {
+            c.problems
+                .push(format!("{origin}: must be text or json, got {t:?}"));
+            LogFormat::Text
+        }
+    };
+    let tls = validate_tls(&mut c, raw);
+    let sample_interval = c.seconds(
+        top("sample_interval_seconds"),
+        DEFAULT_SAMPLE_INTERVAL_SECS,
+        0.1,
+        10.0,
+    );
+    let redis_connect_timeout = c.seconds(
+        top("redis_connect_timeout_seconds"),
+        DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
+        0.1,
+        60.0,
+    );
+    let redis_command_timeout = c.seconds(
+        top("redis_command_timeout_seconds"),
+        DEFAULT_REDIS_COMMAND_TIMEOUT_SECS,
+        0.1,
+        60.0,
+    );
+    let shutdown_grace = c.seconds(
+        top("shutdown_grace_seconds"),
+        DEFAULT_SHUTDOWN_GRACE_SECS,
+        0.0,
+        3600.0,
+    );
+    let stream_resend = c.seconds(
+        top("stream_resend_seconds"),
+        DEFAULT_STREAM_RESEND_SECS,
+        0.5,
+        300.0,
+    );
+    let mut connections = NamedConnections::new();
+    for (name, fields) in &raw.connections {
+        if let Some(spec) = validate_connection(&mut c, name, fields, env) {
+            connections.insert(name.clone(), spec);
+        }
+    }
+    Config {
+        grpc_listen,
+        admin_listen,
+        log_format,
+        tls,
+        sample_interval,
+        redis_connect_timeout,
+        redis_command_timeout,
+        shutdown_grace,
+        stream_resend,
+        connections,
+    }
+}
+
+fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
+    let cert_raw = raw.top.get("tls_cert");
+    let key_raw = raw.top.get("tls_key");
+    let ca_raw = raw.top.get("tls_client_ca");
+    let has = |r: Option<&Raw>| matches!(r.map(|r| &r.value), Some(RawValue::Text(t)) if !t.trim().is_empty());
+    let (has_cert, has_key, has_ca) = (has(cert_raw), has(key_raw), has(ca_raw));
+    if has_key && !has_cert {
+        c.problems.push(format!(
+            "{}: a TLS key needs a certificate (tls_cert / --tls-cert)",
+            key_raw.map(|r| r.origin.as_str()).unwrap_or("tls_key")
+        ));
+    }
+    if has_cert && !has_key {
+        c.problems.push(format!(
+            "{}: a TLS certificate needs its key (tls_key / --tls-key)",
+            cert_raw.map(|r| r.origin.as_str()).unwrap_or("tls_cert")
+        ));
+    }
+    if has_ca && !has_cert {
+        c.problems.push(format!(
+            "{}: a client CA (mTLS) needs a server certificate and key (tls_cert, tls_key)",
+            ca_raw.map(|r| r.origin.as_str()).unwrap_or("tls_client_ca")
+        ));
+    }
+    let cert = c.cert_file(cert_raw);
+    let key = c.key_file(key_raw);
+    let ca = c.cert_file(ca_raw);
+    match (cert, key) {
+        (Some(cert_pem), Some(key_pem)) if has_ca == ca.is_some() => Some(ServerTls {
+            cert_pem,
+            key_pem,
+            client_ca_pem: ca,
+        }),
+        _ => None,
+    }
+}
+
+fn validate_connection(
+    c: &mut Check<'_>,
+    name: &str,
+    fields: &BTreeMap<String, Raw>,
+    env: &HashMap<String, String>,
+) -> Option<BrokerSpec> {
+    let before = c.problems.len();
+    let at = |key: &str| format!("connections.{name}.{key}");
+    let address = c.text(fields.get("address"));
+    let master = c.text(fields.get("sentinel_master"));
+    let sentinels: Vec<(String, String)> = match fields.get("sentinels") {
+        None => Vec::new(),
+        Some(r) => {
+            let items = match &r.value {
+                RawValue::List(items) => items.clone(),
+                RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
+            };
+            items
+                .into_iter()
+                .map(|s| (s.trim().to_string(), r.origin.clone()))
+                .filter(|(s, _)| !s.is_empty())
+                .collect()
+        }
+    };
+    let endpoint = match (address, master) {
+        (Some((_, origin)), Some(_)) => {
+            c.problems.push(format!(
+                "{origin}: give either address or sentinel_master (with sentinels), not both"
+            ));
+            None
+        }
+        (None, None) => {
+            c.problems.push(format!(
+                "{}: connection {name:?} needs address (host:port) or sentinel_master with sentinels",
+                at("address")
+            ));
+            None
+        }
+        (Some((text, origin)), None) => {
+            if !sentinels.is_empty() {
+                c.problems.push(format!(
+                    "{}: sentinels are only used with sentinel_master",
+                    at("sentinels")
+                ));
+            }
+            c.host_port(text, origin).map(Endpoint::Direct)
+        }
+        (None, Some((master, _))) => {
+            if sentinels.is_empty() {
+                c.problems.push(format!(
+                    "{}: sentinel_master needs at least one sentinel (host:port)",
+                    at("sentinels")
+                ));
+            }
+            let hosts: Vec<HostPort> = sentinels
+                .iter()
+                .filter_map(|(s, origin)| c.host_port(s, origin))
+                .collect();
+            let username = c
+                .text(fields.get("sentinel_username"))
+                .map(|(u, _)| u.to_string());
+            let password = c.secret(fields, "sentinel_password", env);
+            Some(Endpoint::Sentinel {
+                master: master.to_string(),
+                sentinels: hosts,
+                username,
+                password,
+            })
+        }
+    };
+    let db = match c.text(fields.get("database")) {
+        None => 0,
+        Some((t, origin)) => match t.parse::<i64>() {
+            Ok(n) if n >= 0 => n,
+            _ => {
+                c.problems
+                    .push(format!("{origin}: must be an integer ≥ 0, got {t:?}"));
+                0
+            }
+        },
+    };
+    let username = c.text(fields.get("username")).map(|(u, _)| u.to_string());
+    let password = c.secret(fields, "password", env);
+    let tls_on = c.bool(fields.get("tls"));
+    let insecure = c.bool(fields.get("insecure_skip_verify"));
+    let ca_file = c
+        .text(fields.get("ca_file"))
+        .map(|(p, o)| (p.to_string(), o.to_string()));
+    if let Some((path, origin)) = &ca_file {
+        if let Some(bytes) = c.file(path, origin) {
+            let ok = rustls_pemfile::certs(&mut bytes.as_slice()).any(|r| r.is_ok());
+            if !ok {
+                c.problems
+                    .push(format!("{origin}: {path:?} holds no PEM certificate"));
+            }
+        }
+        if !tls_on {
+            c.problems
+                .push(format!("{origin}: ca_file needs tls: true"));
+        }
+    }
+    if insecure && !tls_on {
+        c.problems.push(format!(
+            "{}: insecure_skip_verify needs tls: true",
+            at("insecure_skip_verify")
+        ));
+    }
+    let tls = tls_on.then(|| TlsSpec {
+        insecure,
+        ca_file: ca_file.map(|(p, _)| PathBuf::from(p)),
+    });
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(BrokerSpec {
+        endpoint: endpoint?,
+        db,
+        username,
+        password,
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,16 @@
 //! The gRPC boundary: the only module that sees protobuf types.
+//!
+//! [`ScalerService`] implements KEDA's `externalscaler.ExternalScaler` on top of
+//! [`crate::scaler::Scaler`]; [`status::to_status`] is the one place where errors become gRPC
+//! status codes.
+
+mod metrics;
+mod service;
+pub mod status;
+mod stream;
+
+pub use metrics::{init as init_metrics, observe_stream_open};
+pub use service::ScalerService;
 
 /// Code generated from `proto/externalscaler.proto`.
 pub mod proto {
