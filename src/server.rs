@@ -74,7 +74,10 @@ pub async fn run(
     admin::init_metrics();
     grpc::init_metrics();
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let admin_addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let admin_addr = admin
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
 
     let registry = Arc::new(Registry::new(config.sampler_settings()));
     let scaler = Arc::new(Scaler::new(registry.clone(), config.connections.clone()));
