@@ -2,6 +2,8 @@
 //!
 //! Pure data. The broker module fills it from Redis; the policy reads it.
 
+pub mod estimate;
+
 use serde::Serialize;
 
 /// Per-queue signals read from the broker.

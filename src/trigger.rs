@@ -356,7 +356,7 @@ fn parse_broker(r: &mut Reader<'_>, connections: &NamedConnections) -> Option<Br
         r.bool("enableTLS", false)
     };
     let insecure = r.bool("unsafeSsl", false);
-    let tls = tls_on.then(|| TlsSpec {
+    let tls = tls_on.then_some(TlsSpec {
         insecure,
         ca_file: None,
     });

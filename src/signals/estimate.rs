@@ -1,0 +1,345 @@
+//! Estimators for the live signals: event rates, the age of the oldest waiting task, running
+//! tasks and start rate from worker heartbeats, and service time.
+//!
+//! Pure state machines: every method takes the time (`now`, epoch seconds) from its caller,
+//! so they are tested with synthetic series and a fake clock. The broker's sampler feeds them.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Rate of a cumulative counter, smoothed over a window, with a fast path upwards: a burst
+/// shows in the first tick that sees it, a lull fades in over the window.
+#[derive(Clone, Debug)]
+pub struct RateEstimator {
+    window: f64,
+    samples: VecDeque<(f64, u64)>,
+}
+
+impl RateEstimator {
+    pub fn new(window_secs: f64) -> Self {
+        Self {
+            window: window_secs.max(0.001),
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Records the counter's value at `now`. A counter that went backwards restarts the series.
+    pub fn observe(&mut self, now: f64, cumulative: u64) {
+        if let Some(&(t, c)) = self.samples.back() {
+            if cumulative < c || now < t {
+                self.samples.clear();
+            } else if now == t {
+                self.samples.pop_back();
+            }
+        }
+        self.samples.push_back((now, cumulative));
+        // Keep one sample at or before the window's start so the window is fully covered.
+        while self.samples.len() > 2 && self.samples[1].0 <= now - self.window {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Events per second, or `None` before two samples.
+    pub fn rate(&self) -> Option<f64> {
+        let (&(t1, c1), &(t0, c0)) = (self.samples.back()?, self.samples.front()?);
+        if t1 <= t0 {
+            return None;
+        }
+        let smoothed = (c1 - c0) as f64 / (t1 - t0);
+        let n = self.samples.len();
+        let (tp, cp) = self.samples[n - 2];
+        let last = if t1 > tp {
+            (c1 - cp) as f64 / (t1 - tp)
+        } else {
+            0.0
+        };
+        Some(smoothed.max(last))
+    }
+}
+
+/// Arrival times of the messages in one list key, oldest first, kept from `lpush`/`rpop`
+/// events (lists are FIFO per key) and reconciled against sampled lengths.
+#[derive(Clone, Debug, Default)]
+pub struct FifoClock {
+    arrivals: VecDeque<f64>,
+}
+
+impl FifoClock {
+    /// A message was pushed at the head (`lpush`): the newest.
+    pub fn arrive(&mut self, now: f64) {
+        self.arrivals.push_back(now);
+    }
+
+    /// A message was popped from the tail (`rpop`/`brpop`): the oldest.
+    pub fn dequeue(&mut self) {
+        self.arrivals.pop_front();
+    }
+
+    /// A message was restored to the tail (`rpush`): consumed next. Its first publish time is
+    /// unknown here, so its wait counts from the restore.
+    pub fn restore(&mut self, now: f64) {
+        self.arrivals.push_front(now);
+    }
+
+    /// Corrects drift from lost notifications against the sampled `LLEN`. Missing entries
+    /// (present before tracking started, or lost arrivals) are assumed to be the oldest and
+    /// dated `since`, the time they could first have been seen.
+    pub fn reconcile(&mut self, llen: u64, since: f64) {
+        let llen = usize::try_from(llen).unwrap_or(usize::MAX);
+        while self.arrivals.len() > llen {
+            self.arrivals.pop_front();
+        }
+        let oldest = self.arrivals.front().copied().unwrap_or(since).min(since);
+        while self.arrivals.len() < llen {
+            self.arrivals.push_front(oldest);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.arrivals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arrivals.is_empty()
+    }
+
+    /// Age of the oldest waiting message, 0 when empty.
+    pub fn oldest_age(&self, now: f64) -> f64 {
+        self.arrivals
+            .iter()
+            .fold(None::<f64>, |acc, t| Some(acc.map_or(*t, |a| a.min(*t))))
+            .map_or(0.0, |t| (now - t).max(0.0))
+    }
+}
+
+/// Queue wait without notifications: the first time each message was seen at the head of a
+/// list (the newest, sampled every tick) is remembered; the age of the tail message (the
+/// oldest, consumed next) is `now` minus its first sighting. A tail never seen at the head
+/// arrived between two ticks after the consumed tail's sighting; it is dated by the oldest
+/// remaining sighting (exact to within the gap between two sightings), and with none at all
+/// it counts from the first time it was the tail.
+#[derive(Clone, Debug, Default)]
+pub struct TailClock {
+    heads: VecDeque<(String, f64)>,
+    tail: Option<(String, f64)>,
+}
+
+/// How many head sightings one list keeps.
+const HEAD_SIGHTINGS: usize = 4096;
+
+impl TailClock {
+    /// Feeds one sample: the delivery tags at the head and at the tail of the list, or `None`
+    /// when the list is empty.
+    pub fn observe(&mut self, now: f64, head: Option<&str>, tail: Option<&str>) {
+        let (Some(head), Some(tail)) = (head, tail) else {
+            self.heads.clear();
+            self.tail = None;
+            return;
+        };
+        if self.heads.back().map(|(tag, _)| tag.as_str()) != Some(head) {
+            self.heads.push_back((head.to_string(), now));
+            if self.heads.len() > HEAD_SIGHTINGS {
+                self.heads.pop_front();
+            }
+        }
+        if self.tail.as_ref().map(|(tag, _)| tag.as_str()) == Some(tail) {
+            return;
+        }
+        // The previous tail has been consumed; so has its sighting.
+        if let Some((previous, _)) = self.tail.take() {
+            if let Some(i) = self.heads.iter().position(|(tag, _)| *tag == previous) {
+                self.heads.drain(..=i);
+            }
+        }
+        let position = self.heads.iter().position(|(tag, _)| tag == tail);
+        let seen = match position {
+            Some(i) => {
+                let t = self.heads[i].1;
+                // Older sightings have been consumed: the list is FIFO.
+                self.heads.drain(..i);
+                t
+            }
+            None => self.heads.front().map_or(now, |(_, t)| *t).min(now),
+        };
+        self.tail = Some((tail.to_string(), seen));
+    }
+
+    /// Age of the oldest waiting message, 0 when the list is empty.
+    pub fn oldest_age(&self, now: f64) -> f64 {
+        self.tail.as_ref().map_or(0.0, |(_, t)| (now - t).max(0.0))
+    }
+}
+
+/// One worker's latest heartbeat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heartbeat {
+    pub hostname: String,
+    /// Tasks executing now.
+    pub active: u64,
+    /// Tasks started since the worker started (cumulative).
+    pub processed: u64,
+    /// Heartbeat interval in seconds.
+    pub freq: f64,
+}
+
+#[derive(Clone, Debug)]
+struct WorkerState {
+    active: u64,
+    freq: f64,
+    last_seen: f64,
+    starts: RateEstimator,
+}
+
+/// Worker heartbeats of one broker, filtered by hostname pattern: running tasks now and the
+/// rate at which tasks start. Workers silent for more than three intervals are dropped.
+#[derive(Clone, Debug)]
+pub struct HeartbeatBook {
+    window: f64,
+    workers: HashMap<String, WorkerState>,
+}
+
+impl HeartbeatBook {
+    pub fn new(window_secs: f64) -> Self {
+        Self {
+            window: window_secs,
+            workers: HashMap::new(),
+        }
+    }
+
+    pub fn record(&mut self, now: f64, hb: &Heartbeat) {
+        let window = self.window;
+        let w = self
+            .workers
+            .entry(hb.hostname.clone())
+            .or_insert_with(|| WorkerState {
+                active: 0,
+                freq: hb.freq,
+                last_seen: now,
+                starts: RateEstimator::new(window),
+            });
+        w.active = hb.active;
+        w.freq = if hb.freq > 0.0 { hb.freq } else { 2.0 };
+        w.last_seen = now;
+        w.starts.observe(now, hb.processed);
+    }
+
+    /// A worker said goodbye (`worker-offline`).
+    pub fn forget(&mut self, hostname: &str) {
+        self.workers.remove(hostname);
+    }
+
+    fn expire(&mut self, now: f64) {
+        self.workers
+            .retain(|_, w| now - w.last_seen <= 3.0 * w.freq.max(1.0));
+    }
+
+    /// Live workers matching `pattern` (see [`glob_match`]).
+    fn matching<'a>(
+        &'a mut self,
+        now: f64,
+        pattern: &'a str,
+    ) -> impl Iterator<Item = &'a WorkerState> + 'a {
+        self.expire(now);
+        self.workers
+            .iter()
+            .filter(move |(name, _)| glob_match(pattern, name))
+            .map(|(_, w)| w)
+    }
+
+    /// Σ `active` over live matching workers, `None` when no worker matches.
+    pub fn running(&mut self, now: f64, pattern: &str) -> Option<u64> {
+        let mut any = false;
+        let total = self.matching(now, pattern).fold(0u64, |acc, w| {
+            any = true;
+            acc.saturating_add(w.active)
+        });
+        any.then_some(total)
+    }
+
+    /// Σ task starts per second over live matching workers that have a rate yet.
+    pub fn start_rate(&mut self, now: f64, pattern: &str) -> Option<f64> {
+        let rates: Vec<f64> = self
+            .matching(now, pattern)
+            .filter_map(|w| w.starts.rate())
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum())
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+/// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
+/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.starts_with(pattern);
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Mean time entries stay in `unacked` (first seen → gone), over a window: with `acks_late`
+/// and prefetch 1 it is the service time plus a short reserve wait.
+#[derive(Clone, Debug)]
+pub struct Residence {
+    window: f64,
+    done: VecDeque<(f64, f64)>,
+}
+
+impl Residence {
+    pub fn new(window_secs: f64) -> Self {
+        Self {
+            window: window_secs,
+            done: VecDeque::new(),
+        }
+    }
+
+    /// An entry first seen at `first_seen` left `unacked` at `now`.
+    pub fn left(&mut self, now: f64, first_seen: f64) {
+        self.done.push_back((now, (now - first_seen).max(0.0)));
+        while self
+            .done
+            .front()
+            .is_some_and(|(t, _)| *t < now - self.window)
+        {
+            self.done.pop_front();
+        }
+    }
+
+    /// Mean residence over the window, `None` without departures.
+    pub fn mean(&self, now: f64) -> Option<f64> {
+        let recent: Vec<f64> = self
+            .done
+            .iter()
+            .filter(|(t, _)| *t >= now - self.window)
+            .map(|(_, d)| *d)
+            .collect();
+        (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
+    }
+}
+
+/// Service time by Little's law over the running tasks: S = running / start rate.
+pub fn littles_law(running: u64, start_rate: f64) -> Option<f64> {
+    (start_rate > 0.0 && running > 0).then(|| running as f64 / start_rate)
+}
+
+#[cfg(test)]
+mod tests;

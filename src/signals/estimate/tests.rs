@@ -1,0 +1,162 @@
+//! Estimators against synthetic series with a fake clock.
+
+use super::*;
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn rate_of_a_steady_counter() {
+    let mut r = RateEstimator::new(10.0);
+    assert_eq!(r.rate(), None);
+    for s in 0..=30 {
+        r.observe(1000.0 + s as f64, 50 * s);
+    }
+    assert!(close(r.rate().unwrap(), 50.0, 1e-9), "{:?}", r.rate());
+}
+
+#[test]
+fn a_burst_shows_in_the_first_tick_and_a_lull_fades_over_the_window() {
+    let mut r = RateEstimator::new(10.0);
+    let mut c = 0;
+    for s in 0..20 {
+        c += 10;
+        r.observe(s as f64, c);
+    }
+    assert!(close(r.rate().unwrap(), 10.0, 1e-9));
+    c += 500;
+    r.observe(20.0, c);
+    assert!(
+        close(r.rate().unwrap(), 500.0, 1e-9),
+        "burst: {:?}",
+        r.rate()
+    );
+    // Nothing arrives afterwards: the rate decays, not drops, while the burst is in the window.
+    r.observe(21.0, c);
+    let after = r.rate().unwrap();
+    assert!(after > 10.0 && after < 500.0, "{after}");
+    for s in 22..40 {
+        r.observe(s as f64, c);
+    }
+    assert_eq!(r.rate(), Some(0.0));
+}
+
+#[test]
+fn a_counter_reset_restarts_the_series() {
+    let mut r = RateEstimator::new(10.0);
+    r.observe(0.0, 100);
+    r.observe(1.0, 110);
+    r.observe(2.0, 3);
+    assert_eq!(r.rate(), None);
+    r.observe(3.0, 8);
+    assert_eq!(r.rate(), Some(5.0));
+}
+
+#[test]
+fn fifo_clock_tracks_the_oldest_arrival() {
+    let mut f = FifoClock::default();
+    assert_eq!(f.oldest_age(5.0), 0.0);
+    f.arrive(10.0);
+    f.arrive(11.0);
+    f.arrive(12.0);
+    assert_eq!(f.oldest_age(15.0), 5.0);
+    f.dequeue();
+    assert_eq!(f.oldest_age(15.0), 4.0);
+    f.restore(14.0);
+    assert_eq!(f.oldest_age(15.0), 4.0);
+    assert_eq!(f.len(), 3);
+}
+
+#[test]
+fn fifo_clock_reconciles_lost_events_against_llen() {
+    let mut f = FifoClock::default();
+    for t in [1.0, 2.0, 3.0, 4.0] {
+        f.arrive(t);
+    }
+    // Two dequeue notifications were lost: the oldest two are gone.
+    f.reconcile(2, 10.0);
+    assert_eq!(f.len(), 2);
+    assert_eq!(f.oldest_age(10.0), 7.0);
+    // Items that were there before tracking began are dated from when they could be seen.
+    let mut g = FifoClock::default();
+    g.reconcile(3, 100.0);
+    g.arrive(101.0);
+    assert_eq!(g.len(), 4);
+    assert_eq!(g.oldest_age(110.0), 10.0);
+}
+
+#[test]
+fn tail_clock_dates_the_tail_by_its_head_sighting() {
+    let mut t = TailClock::default();
+    t.observe(0.0, None, None);
+    assert_eq!(t.oldest_age(0.0), 0.0);
+    // A queue with one message, then more arrive while nobody consumes.
+    t.observe(1.0, Some("a"), Some("a"));
+    t.observe(2.0, Some("b"), Some("a"));
+    t.observe(3.0, Some("c"), Some("a"));
+    assert_eq!(t.oldest_age(5.0), 4.0);
+    // "a" consumed: "b" is the tail, first seen at 2.
+    t.observe(6.0, Some("c"), Some("b"));
+    assert_eq!(t.oldest_age(6.0), 4.0);
+    // A tail never seen at the head is bounded by the oldest remaining sighting.
+    t.observe(7.0, Some("e"), Some("d"));
+    assert_eq!(t.oldest_age(7.0), 4.0);
+    t.observe(8.0, None, None);
+    assert_eq!(t.oldest_age(8.0), 0.0);
+}
+
+#[test]
+fn heartbeats_give_running_and_start_rate_for_matching_workers() {
+    let mut b = HeartbeatBook::new(10.0);
+    for s in 0..=10 {
+        let now = 100.0 + 2.0 * s as f64;
+        for (name, active, per_beat) in [
+            ("celery@high-1", 4, 8),
+            ("celery@high-2", 2, 4),
+            ("celery@low-1", 1, 100),
+        ] {
+            b.record(
+                now,
+                &Heartbeat {
+                    hostname: name.into(),
+                    active,
+                    processed: per_beat * s,
+                    freq: 2.0,
+                },
+            );
+        }
+    }
+    let now = 120.0;
+    assert_eq!(b.running(now, "celery@high-*"), Some(6));
+    assert!(close(b.start_rate(now, "celery@high-").unwrap(), 6.0, 1e-9));
+    assert_eq!(b.running(now, "celery@*"), Some(7));
+    assert_eq!(b.running(now, "nobody@*"), None);
+    let s = littles_law(6, b.start_rate(now, "celery@high-*").unwrap()).unwrap();
+    assert!(close(s, 1.0, 1e-9), "{s}");
+    // Silent for more than three intervals: gone.
+    assert_eq!(b.running(now + 7.0, "celery@high-*"), None);
+    assert_eq!(b.workers(), 0);
+}
+
+#[test]
+fn glob_patterns() {
+    assert!(glob_match("celery@worker-*", "celery@worker-abc"));
+    assert!(glob_match("celery@worker-", "celery@worker-abc"));
+    assert!(glob_match("*@w?", "x@w1"));
+    assert!(!glob_match("*@w?", "x@w12"));
+    assert!(!glob_match("celery@a*", "celery@b1"));
+    assert!(glob_match("*", "anything"));
+}
+
+#[test]
+fn residence_is_a_windowed_mean() {
+    let mut r = Residence::new(30.0);
+    assert_eq!(r.mean(0.0), None);
+    r.left(10.0, 8.0);
+    r.left(11.0, 7.0);
+    assert_eq!(r.mean(11.0), Some(3.0));
+    assert_eq!(r.mean(100.0), None);
+    assert_eq!(littles_law(0, 3.0), None);
+    assert_eq!(littles_law(3, 0.0), None);
+}
