@@ -269,7 +269,10 @@ async fn broker_down_then_back() {
 }
 
 /// A redis-server restarted on a given port (the support helper picks its own ports).
-struct RestartedRedis(std::process::Child, tempfile::TempDir);
+struct RestartedRedis {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
 
 impl RestartedRedis {
     fn on(port: u16) -> Self {
@@ -288,13 +291,13 @@ impl RestartedRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        RestartedRedis(child, dir)
+        RestartedRedis { child, _dir: dir }
     }
 }
 
 impl Drop for RestartedRedis {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
