@@ -95,8 +95,12 @@ pub async fn run(
             .tls_config(tls_config(tls))
             .map_err(ServeError::Tls)?;
     }
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let service = ScalerService::new(scaler, shutdown.clone(), config.stream_resend);
+    // `drain` ends streams and stops the gRPC server; it is cancelled after readiness and
+    // health have turned NOT_SERVING.
+    let drain = CancellationToken::new();
+    let health = tonic_health::server::HealthReporter::new();
+    let health_service = grpc::health_server(&health, drain.clone());
+    let service = ScalerService::new(scaler, drain.clone(), config.stream_resend);
     let router = builder
         .add_service(health_service)
         .add_service(service.into_server());
@@ -108,7 +112,7 @@ pub async fn run(
     let incoming = TcpIncoming::from(grpc)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let stop = shutdown.clone();
+    let stop = drain.clone();
     let mut grpc_task = tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }),
     );
@@ -126,7 +130,7 @@ pub async fn run(
         r = &mut grpc_task => Some(r),
         r = &mut admin_task => {
             // The admin server must not end first; treat it as fatal.
-            shutdown.cancel();
+            drain.cancel();
             let err = match r {
                 Ok(Ok(())) => ServeError::Admin(std::io::Error::other("admin server stopped")),
                 Ok(Err(e)) => ServeError::Admin(e),
@@ -145,6 +149,7 @@ pub async fn run(
     health
         .set_not_serving::<ExternalScalerServer<ScalerService>>()
         .await;
+    drain.cancel();
     let result = match early {
         Some(r) => r,
         None => {
@@ -162,7 +167,6 @@ pub async fn run(
             }
         }
     };
-    shutdown.cancel();
     if tokio::time::timeout(STOP_TIMEOUT, registry.shutdown())
         .await
         .is_err()

@@ -301,3 +301,36 @@ impl Drop for RestartedRedis {
         let _ = self.child.wait();
     }
 }
+
+#[tokio::test]
+async fn health_watch_ends_on_drain_instead_of_holding_it() {
+    let server = TestServer::start(test_config()).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut watch = health
+        .watch(HealthCheckRequest { service: "".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    server.shutdown.cancel();
+    // Either a NOT_SERVING update or the end of the stream, then the end, quickly.
+    let grace = test_config().shutdown_grace;
+    loop {
+        match tokio::time::timeout(grace, watch.message()).await.unwrap() {
+            Ok(Some(m)) => assert_eq!(m.status, ServingStatus::NotServing as i32),
+            Ok(None) => break,
+            Err(s) => panic!("watch ended with {s:?}"),
+        }
+    }
+    tokio::time::timeout(grace, server.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -4,11 +4,13 @@
 //! [`crate::scaler::Scaler`]; [`status::to_status`] is the one place where errors become gRPC
 //! status codes.
 
+mod health;
 mod metrics;
 mod service;
 pub mod status;
 mod stream;
 
+pub use health::health_server;
 pub use metrics::{init as init_metrics, observe_stream_open};
 pub use service::ScalerService;
 
