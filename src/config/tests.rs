@@ -1,7 +1,10 @@
 //! Unit tests of configuration layering and validation.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+use super::validate::parse_host_port;
 use super::*;
+use crate::broker::{Endpoint, Secret};
+use std::path::PathBuf;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

@@ -80,7 +80,8 @@ impl ScalerService {
         let value = finite_non_negative(eval.decision.metric_value);
         Ok(GetMetricsResponse {
             metric_values: vec![MetricValue {
-                metric_name: settings.metric_name.clone(),
+                // KEDA ignores this field; echo the name it asked for.
+                metric_name: req.metric_name,
                 metric_value: value.round() as i64,
                 metric_value_float: value,
             }],
