@@ -76,7 +76,11 @@ impl RedisServer {
             .spawn()
             .map_err(|e| e.to_string())?;
         let mut server = RedisServer { port, child, dir };
-        let ping_port = if extra.contains(&"--tls-port") { None } else { Some(port) };
+        let ping_port = if extra.contains(&"--tls-port") {
+            None
+        } else {
+            Some(port)
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -121,3 +125,5 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+pub mod celery_data;
