@@ -305,9 +305,12 @@ fn latency_mode_reads_its_keys() {
     }
 }
 
+/// Metadata pairs, and the keys whose problems they must produce.
+type ProblemCase<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
 #[test]
 fn latency_mode_problems_name_their_keys() {
-    let table: &[(&[(&str, &str)], &[&str])] = &[
+    let table: &[ProblemCase<'_>] = &[
         (&[("mode", "latency")], &["concurrency", "targetLatency"]),
         (
             &[
