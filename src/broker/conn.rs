@@ -385,3 +385,40 @@ fn scrub(text: &str, password: Option<&Secret>) -> String {
         _ => text.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_errors_say_so_and_never_carry_the_password() {
+        let pw = Secret::new("hunter2-pw");
+        let e = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "auth failed",
+            "hunter2-pw rejected".to_string(),
+        ));
+        let mapped = map_error("h:1/0", &e, Some(&pw), Duration::from_secs(1));
+        assert_eq!(mapped.kind(), "auth");
+        let text = mapped.to_string();
+        assert!(
+            text.contains("authentication failed") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let io = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused hunter2-pw",
+        ));
+        let mapped = map_error("h:1/0", &io, Some(&pw), Duration::from_secs(1));
+        assert_eq!(mapped.kind(), "connect");
+        assert!(!mapped.to_string().contains("hunter2"));
+        let slow = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
+        assert_eq!(
+            map_error("h:1/0", &slow, None, Duration::from_millis(1500)),
+            BrokerError::Timeout {
+                broker: "h:1/0".into(),
+                timeout_ms: 1500
+            }
+        );
+    }
+}

@@ -346,7 +346,7 @@ impl Tracker {
                 (ex.as_str(), b)
             })
             .collect();
-        let mut out: HashMap<String, Counts> = HashMap::new();
+        let mut out: HashMap<&str, Counts> = HashMap::new();
         let mut targets: Vec<&str> = Vec::new();
         for (score, entry) in self.index.parsed() {
             targets.clear();
@@ -366,9 +366,9 @@ impl Tracker {
                 InFlightState::Stale => 2,
             };
             for q in targets.iter().filter(|q| queues.contains(**q)) {
-                out.entry((*q).to_string()).or_default()[slot] += 1;
+                out.entry(q).or_default()[slot] += 1;
             }
         }
-        out
+        out.into_iter().map(|(q, c)| (q.to_string(), c)).collect()
     }
 }
