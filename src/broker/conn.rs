@@ -9,6 +9,11 @@
 //! surfaces to the sampler instead of being retried behind its back. The connection is built
 //! from a `redis::Client` made with `Client::build_with_tls` when a CA file is given, which
 //! keeps the CA (deadpool's `Config::from_connection_info` would drop it).
+//!
+//! With Sentinel, the sentinels are asked in order (`SENTINEL get-master-addr-by-name`, with
+//! the sentinel credentials and the broker's TLS settings) on connect, after any connection
+//! error, and every [`SENTINEL_RECHECK_EVERY`] round trips; when the named master changes the
+//! connection moves to it.
 
 use std::time::Duration;
 
@@ -125,7 +130,14 @@ impl Link {
             return Ok(());
         }
         self.round_trips_since_resolve = 0;
-        let master = self.resolve_master().await?;
+        let master = match self.resolve_master().await {
+            Ok(m) => m,
+            Err(e) => {
+                // The current master still answers; keep it until it fails.
+                warn!(broker = %self.label, kind = e.kind(), "sentinel re-check failed; keeping the current master");
+                return Ok(());
+            }
+        };
         if let Some((_, current)) = &self.conn {
             if *current != master {
                 info!(broker = %self.label, from = %current, to = %master, "sentinel reports a new master; reconnecting");
