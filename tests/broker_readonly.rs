@@ -190,7 +190,14 @@ async fn runs_as_a_read_only_acl_user_and_sends_no_write() {
         .collect();
     let kinds: BTreeSet<&str> = sent.iter().map(String::as_str).collect();
     eprintln!("scaler sent {} commands: {kinds:?}", sent.len());
-    for needed in ["LLEN", "ZRANGE", "HMGET", "SMEMBERS"] {
+    for needed in [
+        "LLEN",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZCOUNT",
+        "HMGET",
+        "SMEMBERS",
+    ] {
         assert!(kinds.contains(needed), "{needed} not captured: {kinds:?}");
     }
     let writes: Vec<&String> = sent
