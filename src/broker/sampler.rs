@@ -352,3 +352,86 @@ fn export(label: &str, watches: &[WatchSet], data: &SampleData, series: &mut Que
     }
     series.retain(label, &done);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> WatchSet {
+        WatchSet {
+            layout: Layout::default(),
+            queues: vec!["a".into(), "b".into()],
+            visibility_timeout_ms: 1000,
+        }
+    }
+
+    fn data() -> SampleData {
+        let w = watch();
+        let mut data = SampleData::default();
+        data.backlog
+            .entry(w.layout.clone())
+            .or_default()
+            .insert("a".into(), 3);
+        data.in_flight
+            .entry(FlightGroup::of(&w))
+            .or_default()
+            .insert("b".into(), [1, 2, 3]);
+        data
+    }
+
+    #[test]
+    fn views_come_from_the_snapshot_maps() {
+        let snap = Snapshot {
+            covers_upto: 1,
+            sampled_at: 5.0,
+            taken: Instant::now(),
+            outcome: Ok(Arc::new(data())),
+        };
+        let v = snap
+            .view("b/0", &watch(), Duration::from_secs(1))
+            .expect("fresh");
+        assert_eq!(v.broker, "b/0");
+        assert_eq!((v.queues[0].backlog, v.queues[0].reserved), (3, 0));
+        let b = &v.queues[1];
+        assert_eq!((b.backlog, b.reserved, b.scheduled, b.stale), (0, 1, 2, 3));
+        // Another visibility timeout is another group: no in-flight numbers borrowed.
+        let other = WatchSet {
+            visibility_timeout_ms: 2000,
+            ..watch()
+        };
+        let v = snap
+            .view("b/0", &other, Duration::from_secs(1))
+            .expect("fresh");
+        assert_eq!(v.queues[1].reserved, 0);
+    }
+
+    #[test]
+    fn old_snapshots_are_stale_and_errors_pass_through() {
+        let Some(taken) = Instant::now().checked_sub(Duration::from_secs(30)) else {
+            return;
+        };
+        let old = Snapshot {
+            covers_upto: 1,
+            sampled_at: 0.0,
+            taken,
+            outcome: Ok(Arc::new(data())),
+        };
+        let err = old
+            .view("b/0", &watch(), Duration::from_secs(10))
+            .expect_err("stale");
+        assert_eq!(err.kind(), "stale");
+        let failed = Snapshot {
+            covers_upto: 1,
+            sampled_at: 0.0,
+            taken: Instant::now(),
+            outcome: Err(BrokerError::Connect {
+                broker: "b/0".into(),
+                detail: "refused".into(),
+            }),
+        };
+        let err = failed
+            .view("b/0", &watch(), Duration::from_secs(10))
+            .expect_err("error");
+        assert_eq!(err.kind(), "connect");
+    }
+}
