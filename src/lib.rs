@@ -16,4 +16,5 @@ pub mod policy;
 pub mod scaler;
 pub mod server;
 pub mod signals;
+pub mod simulate;
 pub mod trigger;

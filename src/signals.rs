@@ -20,3 +20,40 @@ pub struct QueueSignals {
     /// `unacked` entries delivered longer ago than the visibility timeout.
     pub stale: u64,
 }
+
+/// One live estimate and where it came from (e.g. `keyspace`, `conservation`, `heartbeat`,
+/// `unacked-residence`, `config`). The source is a bounded label: it ends up on `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub source: &'static str,
+}
+
+impl Estimate {
+    pub fn new(value: f64, source: &'static str) -> Self {
+        Self { value, source }
+    }
+
+    /// The value when it is usable by the policy: finite and ≥ 0.
+    pub fn usable(&self) -> Option<f64> {
+        (self.value.is_finite() && self.value >= 0.0).then_some(self.value)
+    }
+}
+
+/// Per-queue live signals from the background sampler (issue 4). Every field is optional:
+/// a missing estimate makes the policy fall back (see `docs/scaling.md`), never fail.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LiveSignals {
+    /// The queue these estimates are for (matches [`QueueSignals::name`]).
+    pub name: String,
+    /// Tasks executing now (heartbeat `active`), in tasks.
+    pub running: Option<Estimate>,
+    /// Arrival rate λ, in tasks per second.
+    pub arrival_rate: Option<Estimate>,
+    /// Dequeue (start) rate, in tasks per second.
+    pub dequeue_rate: Option<Estimate>,
+    /// Mean service time S, in seconds.
+    pub service_time: Option<Estimate>,
+    /// Age of the oldest waiting task, in seconds.
+    pub wait: Option<Estimate>,
+}

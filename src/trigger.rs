@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 use crate::celery::{Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
-use crate::policy::{PolicySettings, DEFAULT_ACTIVATION_LIST_LENGTH, DEFAULT_LIST_LENGTH};
+use crate::policy::latency::DEFAULT_MIN_HEADROOM;
+use crate::policy::{
+    LatencySettings, PolicySettings, DEFAULT_ACTIVATION_LIST_LENGTH, DEFAULT_LIST_LENGTH,
+};
 
 /// Default queue when neither `queues` nor `listName` is given.
 pub const DEFAULT_QUEUE: &str = "celery";
@@ -66,6 +69,18 @@ const KNOWN_KEYS: &[&str] = &[
     "mode",
     "listLength",
     "activationListLength",
+    "concurrency",
+    "targetLatency",
+    "taskDuration",
+    "minHeadroom",
+];
+
+/// Keys only `latency` mode reads.
+const LATENCY_KEYS: &[&str] = &[
+    "concurrency",
+    "targetLatency",
+    "taskDuration",
+    "minHeadroom",
 ];
 
 /// Keys that may arrive as `<key>FromEnv` (KEDA resolves them against the workload's env).
@@ -548,12 +563,6 @@ fn parse_queues(r: &mut Reader<'_>) -> Vec<String> {
 
 fn parse_policy(r: &mut Reader<'_>) -> PolicySettings {
     let mode = r.get("mode").unwrap_or("backlog");
-    if mode != "backlog" {
-        r.problem(
-            "mode",
-            format!("unknown mode {mode:?} (supported: backlog)"),
-        );
-    }
     let list_length = r.number("listLength", DEFAULT_LIST_LENGTH, MIN_TARGET, true);
     let activation = r.number(
         "activationListLength",
@@ -561,10 +570,54 @@ fn parse_policy(r: &mut Reader<'_>) -> PolicySettings {
         0.0,
         true,
     );
-    PolicySettings::Backlog {
-        list_length,
-        activation_list_length: activation,
+    match mode {
+        "latency" => parse_latency(r, activation),
+        other => {
+            if other != "backlog" {
+                r.problem(
+                    "mode",
+                    format!("unknown mode {other:?} (supported: backlog, latency)"),
+                );
+            }
+            for key in LATENCY_KEYS {
+                if r.has(key) {
+                    r.problem(key, "applies only to mode: latency");
+                }
+            }
+            PolicySettings::Backlog {
+                list_length,
+                activation_list_length: activation,
+            }
+        }
     }
+}
+
+fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
+    let required = |r: &mut Reader<'_>, key: &str, what: &str| {
+        if r.has(key) {
+            r.number(key, 1.0, MIN_TARGET, true)
+        } else {
+            r.problem(key, format!("is required with mode: latency ({what})"));
+            1.0
+        }
+    };
+    let concurrency = required(r, "concurrency", "tasks one worker pod runs at once");
+    let target_latency = required(
+        r,
+        "targetLatency",
+        "seconds a task may wait before it starts",
+    );
+    let task_duration = r
+        .has("taskDuration")
+        .then(|| r.number("taskDuration", 1.0, 0.0, false));
+    let min_headroom = r.number("minHeadroom", DEFAULT_MIN_HEADROOM, 0.0, true);
+    PolicySettings::Latency(LatencySettings {
+        concurrency,
+        target_latency,
+        task_duration,
+        min_headroom,
+        activation_list_length: activation,
+    })
 }
 
 /// `celery-<queues joined by ->`, lowercase and path-safe; a hash suffix keeps names that had

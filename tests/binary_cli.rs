@@ -236,7 +236,6 @@ fn inspect_unreachable_broker_exits_69() {
 }
 
 #[test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 fn inspect_json_shape() {
     let redis = support::RedisServer::start();
     write_celery_fixture(&mut redis.conn(0));
@@ -269,7 +268,6 @@ fn inspect_json_shape() {
 }
 
 #[test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 fn inspect_named_connection_with_password_from_env() {
     let redis = support::RedisServer::start_with(&["--requirepass", "conn-secret-pw"]);
     let dir = tempfile::tempdir().unwrap();
@@ -313,7 +311,6 @@ fn inspect_named_connection_with_password_from_env() {
 /// A second SIGTERM during a drain held open by an in-flight RPC exits at once with 130.
 /// The RPC waits on a "broker" that accepts TCP but never answers.
 #[tokio::test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 async fn second_signal_aborts_the_drain_with_130() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();

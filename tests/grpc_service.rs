@@ -171,7 +171,6 @@ async fn health_serves_and_metrics_count_requests() {
 
 /// Exact values for Celery-shaped data (see `write_celery_fixture`), on a non-zero DB.
 #[tokio::test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 async fn celery_shaped_data_gives_exact_values() {
     let redis = support::RedisServer::start();
     write_celery_fixture(&mut redis.conn(3));
@@ -234,7 +233,6 @@ async fn celery_shaped_data_gives_exact_values() {
 
 /// Redis stopped → UNAVAILABLE within the timeout; back → answers again.
 #[tokio::test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 async fn broker_down_then_back() {
     let mut redis = support::RedisServer::start();
     let port = redis.port;

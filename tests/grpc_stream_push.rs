@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use service_support::*;
 
 #[tokio::test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 async fn pushes_true_when_work_appears_and_resends_while_active() {
     let redis = support::RedisServer::start();
     let config = test_config();
@@ -59,7 +58,6 @@ async fn pushes_true_when_work_appears_and_resends_while_active() {
 }
 
 #[tokio::test]
-#[ignore = "needs the broker sampler (branch broker); run after merging main"]
 async fn sends_true_on_open_when_already_active() {
     let redis = support::RedisServer::start();
     let mut conn = redis.conn(0);

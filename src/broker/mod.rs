@@ -3,14 +3,33 @@
 //! One connection pool and one sampler per distinct [`BrokerSpec`]; triggers register
 //! [`WatchSet`]s and read [`WatchView`]s from the latest sample.
 //!
+//! Design (see `shared/design.md` §4): one sampler task per broker reads the union of that
+//! broker's watch sets each tick (`sampler`), tracks kombu's `unacked` hash incrementally
+//! (`tracker`, `index`), and publishes a snapshot; requests answer from the latest snapshot
+//! and never touch Redis themselves. Only the first request for a new watch set waits (for a
+//! tick that includes it). Connections, TLS, Sentinel and error mapping live in `conn`.
+//!
 //! Architecture Invariant: nothing outside this module opens a Redis connection, and nothing
 //! here writes to Redis (the scaler is read-only on the broker).
 
+mod conn;
 mod error;
+mod index;
+mod metrics;
+mod reply;
+mod sampler;
 mod spec;
+mod tracker;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use sampler::{Shared, Snapshot, WatchEntry};
 
 pub use error::BrokerError;
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
@@ -61,31 +80,146 @@ pub struct WatchView {
     pub queues: Vec<QueueSignals>,
 }
 
+/// The samplers by broker, plus the handles of samplers that retired themselves.
+#[derive(Default)]
+struct Samplers {
+    running: HashMap<BrokerSpec, SamplerHandle>,
+    retired: Vec<JoinHandle<()>>,
+    shut_down: bool,
+}
+
+struct SamplerHandle {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 /// All brokers' samplers. Cheap to share behind an `Arc`.
 pub struct Registry {
     settings: SamplerSettings,
+    samplers: Arc<Mutex<Samplers>>,
+    cancel: CancellationToken,
 }
 
 impl Registry {
+    /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
+    /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
-        Self { settings }
+        // Already installed (by us or by the gRPC TLS setup) is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            settings,
+            samplers: Arc::new(Mutex::new(Samplers::default())),
+            cancel: CancellationToken::new(),
+        }
     }
 
     pub fn settings(&self) -> &SamplerSettings {
         &self.settings
     }
 
+    /// Registers `watch` on `spec`'s broker (starting its sampler if needed) and marks it used.
+    /// Returns the broker's shared state and the watch set's registration id.
+    fn register(
+        &self,
+        spec: &BrokerSpec,
+        watch: &WatchSet,
+        hold: bool,
+    ) -> Result<(Arc<Shared>, u64), BrokerError> {
+        let mut samplers = lock(&self.samplers);
+        if samplers.shut_down {
+            return Err(BrokerError::ShuttingDown);
+        }
+        samplers.retired.retain(|t| !t.is_finished());
+        let shared = match samplers.running.get(spec) {
+            Some(h) => h.shared.clone(),
+            None => {
+                let shared = Arc::new(Shared::new(spec.label()));
+                let registry = Arc::downgrade(&self.samplers);
+                let task = tokio::spawn(sampler::run(
+                    spec.clone(),
+                    shared.clone(),
+                    self.settings.clone(),
+                    self.cancel.child_token(),
+                    move |me: &Arc<Shared>| retire(&registry, me),
+                ));
+                samplers.running.insert(
+                    spec.clone(),
+                    SamplerHandle {
+                        shared: shared.clone(),
+                        task,
+                    },
+                );
+                shared
+            }
+        };
+        let id = {
+            let mut table = lock(&shared.watches);
+            let table = &mut *table;
+            let now = Instant::now();
+            let next_id = &mut table.next_id;
+            let entry = table.entries.entry(watch.clone()).or_insert_with(|| {
+                *next_id += 1;
+                WatchEntry {
+                    id: *next_id,
+                    last_used: now,
+                    holders: 0,
+                }
+            });
+            entry.last_used = now;
+            if hold {
+                entry.holders += 1;
+            }
+            entry.id
+        };
+        Ok((shared, id))
+    }
+
+    /// Waits (bounded by `first_sample_timeout`) for a snapshot that includes watch set `id`.
+    async fn covering(&self, shared: &Shared, id: u64) -> Result<Arc<Snapshot>, BrokerError> {
+        let mut rx = shared.snapshots.subscribe();
+        let latest = rx.borrow_and_update().clone();
+        if let Some(s) = latest.filter(|s| s.covers_upto >= id) {
+            return Ok(s);
+        }
+        shared.wake.notify_one();
+        let wait = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return Err(BrokerError::ShuttingDown);
+                }
+                let latest = rx.borrow_and_update().clone();
+                if let Some(s) = latest.filter(|s| s.covers_upto >= id) {
+                    return Ok(s);
+                }
+            }
+        };
+        match tokio::time::timeout(self.settings.first_sample_timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::Timeout {
+                broker: shared.label.clone(),
+                timeout_ms: u64::try_from(self.settings.first_sample_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
     /// The latest view of `watch` on `spec`'s broker. Registers the watch set on first use
-    /// and waits (bounded) for its first sample.
+    /// and waits (bounded) for its first sample; later calls answer from the latest snapshot.
     pub async fn view(
         &self,
         spec: &BrokerSpec,
-        _watch: &WatchSet,
+        watch: &WatchSet,
     ) -> Result<Arc<WatchView>, BrokerError> {
-        Err(BrokerError::Connect {
-            broker: spec.label(),
-            detail: "not implemented yet".into(),
-        })
+        let (shared, id) = self.register(spec, watch, false)?;
+        let snapshot = self.covering(&shared, id).await?;
+        snapshot.view(&shared.label, watch, self.settings.max_sample_age)
     }
 
     /// Follows `watch`: every call to [`Subscription::next`] waits for the next sample.
@@ -94,29 +228,97 @@ impl Registry {
         spec: &BrokerSpec,
         watch: &WatchSet,
     ) -> Result<Subscription, BrokerError> {
-        self.view(spec, watch).await?;
-        Ok(Subscription {
+        let (shared, id) = self.register(spec, watch, true)?;
+        let mut sub = Subscription {
             registry: self.clone(),
-            spec: spec.clone(),
+            rx: shared.snapshots.subscribe(),
+            shared,
             watch: watch.clone(),
-        })
+        };
+        let snapshot = self.covering(&sub.shared, id).await?;
+        snapshot.view(&sub.shared.label, watch, self.settings.max_sample_age)?;
+        // `next` waits for the sample after this one.
+        sub.rx.borrow_and_update();
+        Ok(sub)
     }
 
     /// Stops every sampler and waits for them to end.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut samplers = lock(&self.samplers);
+            samplers.shut_down = true;
+            let running = std::mem::take(&mut samplers.running);
+            let mut tasks: Vec<_> = running.into_values().map(|h| h.task).collect();
+            tasks.append(&mut samplers.retired);
+            tasks
+        };
+        self.cancel.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Called by a sampler that found no watch set: removes it from the registry unless a watch
+/// set was registered meanwhile (checked under both locks, in the registry → table order).
+fn retire(registry: &std::sync::Weak<Mutex<Samplers>>, me: &Arc<Shared>) -> bool {
+    let Some(samplers) = registry.upgrade() else {
+        return true;
+    };
+    let mut samplers = lock(&samplers);
+    let table = lock(&me.watches);
+    if !table.entries.is_empty() {
+        return false;
+    }
+    let spec = samplers
+        .running
+        .iter()
+        .find(|(_, h)| Arc::ptr_eq(&h.shared, me))
+        .map(|(s, _)| s.clone());
+    if let Some(handle) = spec.and_then(|s| samplers.running.remove(&s)) {
+        samplers.retired.push(handle.task);
+    }
+    true
 }
 
 /// A stream handler's hold on one watch set; keeps it registered while alive.
 pub struct Subscription {
     registry: Arc<Registry>,
-    spec: BrokerSpec,
+    shared: Arc<Shared>,
+    rx: watch::Receiver<Option<Arc<Snapshot>>>,
     watch: WatchSet,
 }
 
 impl Subscription {
-    /// Waits for the next sample and returns the watch set's view in it.
+    /// Waits for the next sample and returns the watch set's view in it (or the tick's
+    /// error). Waits at most `max_sample_age`, then reports the data as stale.
     pub async fn next(&mut self) -> Result<Arc<WatchView>, BrokerError> {
-        tokio::time::sleep(self.registry.settings.interval).await;
-        self.registry.view(&self.spec, &self.watch).await
+        let settings = &self.registry.settings;
+        if let Some(e) = lock(&self.shared.watches).entries.get_mut(&self.watch) {
+            e.last_used = Instant::now();
+        }
+        match tokio::time::timeout(settings.max_sample_age, self.rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
+            Err(_) => {}
+        }
+        let latest = self.rx.borrow_and_update().clone();
+        match latest {
+            Some(s) => s.view(&self.shared.label, &self.watch, settings.max_sample_age),
+            None => Err(BrokerError::Stale {
+                broker: self.shared.label.clone(),
+                age_ms: u64::try_from(settings.max_sample_age.as_millis()).unwrap_or(u64::MAX),
+                bound_ms: u64::try_from(settings.max_sample_age.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(e) = lock(&self.shared.watches).entries.get_mut(&self.watch) {
+            e.holders = e.holders.saturating_sub(1);
+            e.last_used = Instant::now();
+        }
     }
 }

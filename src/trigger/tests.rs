@@ -1,6 +1,7 @@
 //! Table-driven tests for trigger metadata parsing.
 
 use super::*;
+use crate::policy::LatencySettings;
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -269,4 +270,78 @@ fn cache_returns_the_same_settings_for_the_same_content() {
         .unwrap();
     assert!(Arc::ptr_eq(&a, &b));
     assert!(cache.get(&md(&[("queues", "a")]), &conns).is_err());
+}
+
+#[test]
+fn latency_mode_reads_its_keys() {
+    let table: &[(&[(&str, &str)], LatencySettings)] = &[
+        (
+            &[("concurrency", "4"), ("targetLatency", "30")],
+            LatencySettings::new(4.0, 30.0),
+        ),
+        (
+            &[
+                ("concurrency", "8"),
+                ("targetLatency", "2.5"),
+                ("taskDuration", "0.25"),
+                ("minHeadroom", "1"),
+                ("activationListLength", "3"),
+            ],
+            LatencySettings {
+                concurrency: 8.0,
+                target_latency: 2.5,
+                task_duration: Some(0.25),
+                min_headroom: 1.0,
+                activation_list_length: 3.0,
+            },
+        ),
+    ];
+    for (pairs, want) in table {
+        let mut all = vec![("address", "redis:6379"), ("mode", "latency")];
+        all.extend_from_slice(pairs);
+        let s = ok(&all);
+        assert_eq!(s.policy, PolicySettings::Latency(want.clone()), "{pairs:?}");
+        assert_eq!(s.policy.mode_name(), "latency");
+    }
+}
+
+/// Metadata pairs, and the keys whose problems they must produce.
+type ProblemCase<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
+#[test]
+fn latency_mode_problems_name_their_keys() {
+    let table: &[ProblemCase<'_>] = &[
+        (&[("mode", "latency")], &["concurrency", "targetLatency"]),
+        (
+            &[
+                ("mode", "latency"),
+                ("concurrency", "0"),
+                ("targetLatency", "x"),
+            ],
+            &["concurrency", "targetLatency"],
+        ),
+        (
+            &[
+                ("mode", "latency"),
+                ("concurrency", "2"),
+                ("targetLatency", "5"),
+                ("taskDuration", "0"),
+                ("minHeadroom", "-1"),
+            ],
+            &["minHeadroom", "taskDuration"],
+        ),
+        (&[("concurrency", "2")], &["concurrency"]),
+        (
+            &[("mode", "backlog"), ("targetLatency", "2")],
+            &["targetLatency"],
+        ),
+    ];
+    for (pairs, want) in table {
+        let mut all = vec![("address", "redis:6379")];
+        all.extend_from_slice(pairs);
+        let e = err(&all);
+        let mut keys = keys_of(&e);
+        keys.sort_unstable();
+        assert_eq!(&keys, want, "{pairs:?}");
+    }
 }

@@ -6,7 +6,11 @@
 
 use serde::Serialize;
 
-use crate::signals::QueueSignals;
+use crate::signals::{LiveSignals, QueueSignals};
+
+pub mod latency;
+
+pub use latency::LatencySettings;
 
 /// Default per-replica target in `backlog` mode (KEDA redis scaler's `listLength`).
 pub const DEFAULT_LIST_LENGTH: f64 = 5.0;
@@ -21,12 +25,15 @@ pub enum PolicySettings {
         list_length: f64,
         activation_list_length: f64,
     },
+    /// Busy slots needed to keep queue wait under a target: target = `concurrency`.
+    Latency(LatencySettings),
 }
 
 impl PolicySettings {
     pub fn mode_name(&self) -> &'static str {
         match self {
             PolicySettings::Backlog { .. } => "backlog",
+            PolicySettings::Latency(_) => "latency",
         }
     }
 }
@@ -53,13 +60,25 @@ pub struct Decision {
     pub breakdown: Vec<Component>,
 }
 
-/// Decides for `queues` under `settings`.
+/// Decides for `queues` under `settings`, with no live signals (every live estimate falls
+/// back as `docs/scaling.md` describes).
 pub fn decide(settings: &PolicySettings, queues: &[QueueSignals]) -> Decision {
+    decide_live(settings, queues, &[])
+}
+
+/// Decides for `queues` with the sampler's live estimates. `live` is matched to `queues` by
+/// queue name; a queue without an entry has no live signals. `backlog` mode ignores `live`.
+pub fn decide_live(
+    settings: &PolicySettings,
+    queues: &[QueueSignals],
+    live: &[LiveSignals],
+) -> Decision {
     match settings {
         PolicySettings::Backlog {
             list_length,
             activation_list_length,
         } => backlog(*list_length, *activation_list_length, queues),
+        PolicySettings::Latency(s) => latency::decide(s, queues, live),
     }
 }
 

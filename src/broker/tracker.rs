@@ -1,0 +1,375 @@
+//! Incremental tracking of kombu's `unacked` hash for one key prefix of one broker.
+//!
+//! The hash can hold 100k entries, so it is never read whole on a tick. The tracker keeps its
+//! own copy of `unacked_index` (tag → score, see [`Index`]) with each tag's parsed value, and
+//! per tick sends, in the sampler's shared first round trip:
+//!
+//! * `ZRANGEBYSCORE idx W +inf WITHSCORES`: the *window* of recent deliveries, where `W` is
+//!   `min(highest known score, now) − OVERLAP` (the overlap absorbs clock skew between worker
+//!   hosts, whose clocks write the scores). New and re-delivered tags show up here.
+//! * `ZCOUNT idx lo (hi` for each of at most [`MAX_RANGES`] ranges that partition
+//!   `(-inf, W)` into about equal known counts.
+//!
+//! A range whose count differs from the known count changed (acks in the middle of the score
+//! range, inserts from skewed clocks). Such a range is bisected at its median known score
+//! with one more `ZCOUNT` per differing half per round trip, until a differing range holds at
+//! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGEBYSCORE` and diffed.
+//! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SMEMBERS` of
+//! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached
+//! [`BINDINGS_TTL`].
+//!
+//! Commands per steady tick (nothing changed): 1 + at most [`MAX_RANGES`], whatever the hash
+//! size. With changes: plus about `2·log2(N/RELIST_MAX)` per changed range, plus one `HMGET`
+//! per [`HMGET_BATCH`] new tags. A full reconciliation (`ZRANGE idx 0 -1 WITHSCORES`, then
+//! `HMGET` of unknown tags) runs on the first tick, every `reconcile_period`, and whenever
+//! bisection did not converge within [`MAX_ROUNDS`] round trips.
+//!
+//! `ZRANGEBYSCORE` rather than `ZRANGE … BYSCORE` keeps Redis < 6.2 working (all commands
+//! are in `@read`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use redis::Pipeline;
+use tracing::{debug, warn};
+
+use super::conn::Link;
+use super::error::BrokerError;
+use super::index::{Index, ScoreRange, Tag, Value};
+use super::metrics::UNACKED_MALFORMED;
+use super::reply;
+use crate::celery::{
+    classify, parse_binding_member, parse_unacked_value, Binding, InFlightState, Layout,
+};
+
+/// Seconds below the highest known score that the window re-lists every tick.
+pub(crate) const OVERLAP: f64 = 2.0;
+/// Most `ZCOUNT` ranges per tick.
+pub(crate) const MAX_RANGES: usize = 32;
+/// Smallest range worth its own `ZCOUNT` (known entries).
+const MIN_RANGE: usize = 256;
+/// A differing range with at most this many entries is re-listed instead of bisected.
+pub(crate) const RELIST_MAX: u64 = 256;
+/// Most follow-up round trips of bisection per tick before falling back to reconciliation.
+const MAX_ROUNDS: usize = 16;
+/// Tags per `HMGET`.
+pub(crate) const HMGET_BATCH: usize = 500;
+/// `HMGET`s per round trip.
+const HMGETS_PER_TRIP: usize = 8;
+/// How long a binding set read with `SMEMBERS` is trusted.
+pub(crate) const BINDINGS_TTL: Duration = Duration::from_secs(30);
+
+/// What a tick's first round trip asked, so the answers can be read back.
+pub(crate) struct Probe {
+    full: bool,
+    window: ScoreRange,
+    ranges: Vec<ScoreRange>,
+    /// Index of this probe's first answer in the shared round trip.
+    first: usize,
+}
+
+/// In-flight counts of one queue: reserved, scheduled, stale.
+pub(crate) type Counts = [u64; 3];
+
+/// One prefix's tracker.
+pub(crate) struct Tracker {
+    label: String,
+    index_key: Vec<u8>,
+    hash_key: Vec<u8>,
+    layout_prefix: Vec<u8>,
+    index: Index,
+    last_full: Option<Instant>,
+    force_full: bool,
+    bindings: HashMap<String, (Vec<Vec<u8>>, Instant)>,
+}
+
+impl Tracker {
+    pub(crate) fn new(label: &str, prefix: &[u8]) -> Self {
+        let layout = Layout {
+            prefix: prefix.to_vec(),
+            ..Layout::default()
+        };
+        Self {
+            label: label.to_string(),
+            index_key: layout.unacked_index_key(),
+            hash_key: layout.unacked_key(),
+            layout_prefix: prefix.to_vec(),
+            index: Index::default(),
+            last_full: None,
+            force_full: true,
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Appends this tick's first-round commands to `pipe`.
+    pub(crate) fn probe(
+        &mut self,
+        pipe: &mut Pipeline,
+        now: f64,
+        reconcile_period: Duration,
+    ) -> Probe {
+        let first = pipe.len();
+        let due = self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= reconcile_period);
+        if self.force_full || due {
+            pipe.cmd("ZRANGE")
+                .arg(&self.index_key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+            return Probe {
+                full: true,
+                window: ScoreRange::ALL,
+                ranges: Vec::new(),
+                first,
+            };
+        }
+        let top = self.index.max_score().map_or(now, |m| m.min(now));
+        let w = top - OVERLAP;
+        let window = ScoreRange {
+            lo: Some(w),
+            hi: None,
+        };
+        let (lo, hi) = window.redis_args();
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(&self.index_key)
+            .arg(lo)
+            .arg(hi)
+            .arg("WITHSCORES");
+        let ranges = self.index.partition(w, MAX_RANGES, MIN_RANGE);
+        for r in &ranges {
+            let (lo, hi) = r.redis_args();
+            pipe.cmd("ZCOUNT").arg(&self.index_key).arg(lo).arg(hi);
+        }
+        Probe {
+            full: false,
+            window,
+            ranges,
+            first,
+        }
+    }
+
+    /// Reads the first-round answers of `probe`, then runs the follow-up round trips:
+    /// bisection, re-lists, `HMGET` of new tags and `SMEMBERS` of unseen exchanges.
+    pub(crate) async fn finish(
+        &mut self,
+        probe: Probe,
+        answers: &[redis::Value],
+        link: &mut Link,
+    ) -> Result<(), BrokerError> {
+        let answer = |i: usize| {
+            answers
+                .get(probe.first + i)
+                .ok_or_else(|| BrokerError::Command {
+                    broker: self.label.clone(),
+                    detail: "short pipeline reply".into(),
+                })
+        };
+        let listed = reply::scored_members(&self.label, answer(0)?)?;
+        let (changed, gone) = self.index.apply_listing(probe.window, listed);
+        let mut pending = Vec::new();
+        for (i, r) in probe.ranges.iter().enumerate() {
+            let actual = reply::int(&self.label, answer(1 + i)?)?;
+            if actual != self.index.count(*r) {
+                pending.push((*r, actual));
+            }
+        }
+        let converged = self.bisect(pending, link).await?;
+        if probe.full {
+            self.last_full = Some(Instant::now());
+            self.force_full = false;
+            debug!(broker = %self.label, entries = self.index.len(), changed, gone, "unacked reconciled");
+        } else if !converged {
+            warn!(broker = %self.label, "unacked counts did not converge; reconciling next tick");
+            self.force_full = true;
+        }
+        self.fetch_values(link, probe.full).await?;
+        self.refresh_bindings(link).await
+    }
+
+    /// Narrows differing ranges down and re-lists them. Returns whether it converged.
+    async fn bisect(
+        &mut self,
+        mut pending: Vec<(ScoreRange, u64)>,
+        link: &mut Link,
+    ) -> Result<bool, BrokerError> {
+        for _ in 0..MAX_ROUNDS {
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let mut pipe = redis::pipe();
+            let mut plan = Vec::with_capacity(pending.len());
+            for (r, actual) in pending.drain(..) {
+                let split = if actual <= RELIST_MAX || self.index.count(r) <= RELIST_MAX {
+                    None
+                } else {
+                    self.index.split(r)
+                };
+                match split {
+                    None => {
+                        let (lo, hi) = r.redis_args();
+                        pipe.cmd("ZRANGEBYSCORE")
+                            .arg(&self.index_key)
+                            .arg(lo)
+                            .arg(hi)
+                            .arg("WITHSCORES");
+                    }
+                    Some((left, _)) => {
+                        let (lo, hi) = left.redis_args();
+                        pipe.cmd("ZCOUNT").arg(&self.index_key).arg(lo).arg(hi);
+                    }
+                }
+                plan.push((r, actual, split));
+            }
+            let answers = link.round_trip(&pipe).await?;
+            for ((r, actual, split), answer) in plan.into_iter().zip(answers.iter()) {
+                match split {
+                    None => {
+                        let listed = reply::scored_members(&self.label, answer)?;
+                        self.index.apply_listing(r, listed);
+                    }
+                    Some((left, right)) => {
+                        let left_actual = reply::int(&self.label, answer)?;
+                        let right_actual = actual.saturating_sub(left_actual);
+                        for (half, n) in [(left, left_actual), (right, right_actual)] {
+                            if n != self.index.count(half) {
+                                pending.push((half, n));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(pending.is_empty())
+    }
+
+    /// Reads and parses the values of new tags (and of missing ones on reconciliation).
+    async fn fetch_values(
+        &mut self,
+        link: &mut Link,
+        with_missing: bool,
+    ) -> Result<(), BrokerError> {
+        let tags = self.index.to_fetch(with_missing);
+        for trip in tags.chunks(HMGET_BATCH * HMGETS_PER_TRIP) {
+            let mut pipe = redis::pipe();
+            for batch in trip.chunks(HMGET_BATCH) {
+                pipe.cmd("HMGET").arg(&self.hash_key);
+                for tag in batch {
+                    pipe.arg(&tag[..]);
+                }
+            }
+            let answers = link.round_trip(&pipe).await?;
+            for (batch, answer) in trip.chunks(HMGET_BATCH).zip(answers.iter()) {
+                let values = reply::optional_strings(&self.label, answer)?;
+                for (tag, raw) in batch.iter().zip(values) {
+                    self.store(tag, raw);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn store(&mut self, tag: &Tag, raw: Option<Vec<u8>>) {
+        let value = match raw {
+            None => Value::Missing,
+            Some(raw) => match parse_unacked_value(&raw) {
+                Ok(entry) => Value::Parsed(entry),
+                Err(e) => {
+                    UNACKED_MALFORMED
+                        .with_label_values(&[self.label.as_str()])
+                        .inc();
+                    debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), reason = e.label(), "malformed unacked value skipped");
+                    Value::Malformed
+                }
+            },
+        };
+        self.index.set_value(tag, value);
+    }
+
+    /// Reads `_kombu.binding.<exchange>` for exchanges seen in entries whose cached copy is
+    /// missing or older than [`BINDINGS_TTL`]; forgets exchanges no longer seen.
+    async fn refresh_bindings(&mut self, link: &mut Link) -> Result<(), BrokerError> {
+        let seen: HashSet<&str> = self
+            .index
+            .parsed()
+            .filter(|(_, e)| !e.exchange.is_empty())
+            .map(|(_, e)| e.exchange.as_str())
+            .collect();
+        self.bindings.retain(|ex, _| seen.contains(ex.as_str()));
+        let stale: Vec<String> = seen
+            .into_iter()
+            .filter(|ex| {
+                self.bindings
+                    .get(*ex)
+                    .is_none_or(|(_, at)| at.elapsed() >= BINDINGS_TTL)
+            })
+            .map(str::to_string)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let layout = Layout {
+            prefix: self.layout_prefix.clone(),
+            ..Layout::default()
+        };
+        let mut pipe = redis::pipe();
+        for ex in &stale {
+            pipe.cmd("SMEMBERS").arg(layout.binding_key(ex));
+        }
+        let answers = link.round_trip(&pipe).await?;
+        for (ex, answer) in stale.into_iter().zip(answers.iter()) {
+            let members = reply::optional_strings(&self.label, answer)?
+                .into_iter()
+                .flatten()
+                .collect();
+            self.bindings.insert(ex, (members, Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// In-flight counts of `queues` for one separator and visibility timeout at `now`.
+    pub(crate) fn count(
+        &self,
+        separator: &[u8],
+        visibility_timeout: f64,
+        queues: &HashSet<&str>,
+        now: f64,
+    ) -> HashMap<String, Counts> {
+        let parsed: HashMap<&str, Vec<Binding>> = self
+            .bindings
+            .iter()
+            .map(|(ex, (members, _))| {
+                let b = members
+                    .iter()
+                    .filter_map(|m| parse_binding_member(m, separator))
+                    .collect();
+                (ex.as_str(), b)
+            })
+            .collect();
+        let mut out: HashMap<&str, Counts> = HashMap::new();
+        let mut targets: Vec<&str> = Vec::new();
+        for (score, entry) in self.index.parsed() {
+            targets.clear();
+            if entry.exchange.is_empty() {
+                targets.push(entry.routing_key.as_str());
+            } else if let Some(bindings) = parsed.get(entry.exchange.as_str()) {
+                for b in bindings.iter().filter(|b| b.matches(&entry.routing_key)) {
+                    if !targets.contains(&b.queue.as_str()) {
+                        targets.push(b.queue.as_str());
+                    }
+                }
+            }
+            let state = classify(entry.eta, score, now, visibility_timeout);
+            let slot = match state {
+                InFlightState::Reserved => 0,
+                InFlightState::Scheduled => 1,
+                InFlightState::Stale => 2,
+            };
+            for q in targets.iter().filter(|q| queues.contains(**q)) {
+                out.entry(q).or_default()[slot] += 1;
+            }
+        }
+        out.into_iter().map(|(q, c)| (q.to_string(), c)).collect()
+    }
+}

@@ -1,0 +1,268 @@
+//! Table tests and property tests (design.md §5 invariants) for `latency` mode.
+
+use super::*;
+use crate::signals::Estimate;
+use proptest::prelude::*;
+
+fn q(backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> QueueSignals {
+    QueueSignals {
+        name: "q".into(),
+        backlog,
+        reserved,
+        scheduled,
+        stale,
+    }
+}
+
+fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f64>) -> LiveSignals {
+    LiveSignals {
+        name: "q".into(),
+        running: running.map(|v| Estimate::new(v, "heartbeat")),
+        arrival_rate: rate.map(|v| Estimate::new(v, "keyspace")),
+        dequeue_rate: None,
+        service_time: s.map(|v| Estimate::new(v, "heartbeat")),
+        wait: wait.map(|v| Estimate::new(v, "counters")),
+    }
+}
+
+fn settings() -> LatencySettings {
+    LatencySettings::new(4.0, 30.0)
+}
+
+fn part(d: &Decision, name: &str) -> f64 {
+    d.breakdown
+        .iter()
+        .find(|c| c.component == name)
+        .map_or(f64::NAN, |c| c.value)
+}
+
+#[test]
+fn steady_flow_is_lambda_times_s_plus_headroom() {
+    // λ = 10/s, S = 2 s: 20 busy slots; headroom min(3·2/30, √20) ≈ 0.2.
+    let d = decide(
+        &settings(),
+        &[q(0, 0, 0, 0)],
+        &[live(Some(20.0), Some(10.0), Some(2.0), None)],
+    );
+    let h = P95_FACTOR * 2.0 / 30.0;
+    assert!((d.metric_value - (20.0 + h)).abs() < 1e-9, "{d:?}");
+    assert_eq!(d.target, 4.0);
+    assert!(d.active);
+    assert_eq!(part(&d, "in_flight"), 20.0);
+    assert!((part(&d, "headroom") - h).abs() < 1e-9);
+    assert_eq!(part(&d, "flow"), 0.0); // flow adds nothing beyond in-flight
+    assert_eq!(d.breakdown[1].source, "keyspace");
+}
+
+#[test]
+fn backlog_drains_within_the_target() {
+    // 300 waiting, S = 1 s, T = 30 s, no wait yet: 300 · 1/31 slots.
+    let d = decide(
+        &settings(),
+        &[q(300, 0, 0, 0)],
+        &[live(Some(0.0), Some(0.0), Some(1.0), Some(0.0))],
+    );
+    let drain = 300.0 / 31.0;
+    assert!((part(&d, "drain") - drain).abs() < 1e-9);
+    // Long tasks: one slot per waiting task at most.
+    let d = decide(
+        &settings(),
+        &[q(10, 0, 0, 0)],
+        &[live(None, None, Some(3000.0), None)],
+    );
+    assert!(part(&d, "drain") < 10.0 && part(&d, "drain") > 9.8);
+}
+
+#[test]
+fn older_backlog_is_more_urgent_but_bounded() {
+    let young = decide(
+        &settings(),
+        &[q(100, 0, 0, 0)],
+        &[live(None, None, Some(5.0), Some(0.0))],
+    );
+    let old = decide(
+        &settings(),
+        &[q(100, 0, 0, 0)],
+        &[live(None, None, Some(5.0), Some(25.0))],
+    );
+    let late = decide(
+        &settings(),
+        &[q(100, 0, 0, 0)],
+        &[live(None, None, Some(5.0), Some(600.0))],
+    );
+    assert!(old.metric_value > young.metric_value);
+    assert_eq!(old.metric_value, late.metric_value); // budget floor T/2
+}
+
+#[test]
+fn fallbacks_are_named() {
+    // No live signals at all: S = taskDuration, then targetLatency; in-flight = reserved.
+    let mut s = settings();
+    let d = decide(&s, &[q(30, 5, 0, 0)], &[]);
+    assert_eq!(part(&d, "in_flight"), 5.0);
+    assert_eq!(d.breakdown[0].source, "unacked");
+    assert_eq!(d.breakdown[3].source, "target-latency");
+    assert!((part(&d, "drain") - 30.0 * 30.0 / 60.0).abs() < 1e-9);
+    s.task_duration = Some(3.0);
+    let d = decide(&s, &[q(30, 5, 0, 0)], &[]);
+    assert_eq!(d.breakdown[3].source, "config");
+    // Dequeue rate stands in for a missing arrival rate.
+    let mut l = live(None, None, Some(2.0), None);
+    l.dequeue_rate = Some(Estimate::new(4.0, "heartbeat"));
+    let d = decide(&s, &[q(0, 0, 0, 0)], &[l]);
+    assert!(d.metric_value >= 8.0 && d.active);
+}
+
+#[test]
+fn idle_is_zero_and_scheduled_is_not_demand() {
+    let d = decide(
+        &settings(),
+        &[q(0, 0, 50, 0)],
+        &[live(Some(0.0), Some(0.0), Some(2.0), Some(0.0))],
+    );
+    assert_eq!(d.metric_value, 0.0);
+    assert!(!d.active);
+    let mut s = settings();
+    s.min_headroom = 2.0;
+    assert_eq!(decide(&s, &[q(0, 0, 0, 0)], &[]).metric_value, 0.0);
+    let d = decide(&s, &[q(1, 0, 0, 0)], &[]);
+    assert!(d.metric_value >= 2.0);
+    assert_eq!(d.breakdown[2].source, "config");
+}
+
+#[test]
+fn activation_threshold_applies_to_backlog_only() {
+    let mut s = settings();
+    s.activation_list_length = 3.0;
+    assert!(!decide(&s, &[q(3, 0, 0, 0)], &[]).active);
+    assert!(decide(&s, &[q(4, 0, 0, 0)], &[]).active);
+    assert!(decide(&s, &[q(0, 0, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
+    assert!(decide(&s, &[q(0, 0, 0, 0)], &[live(None, Some(0.1), None, None)]).active);
+}
+
+#[test]
+fn broken_estimates_are_ignored() {
+    let l = live(
+        Some(f64::NAN),
+        Some(f64::INFINITY),
+        Some(-1.0),
+        Some(f64::NAN),
+    );
+    let d = decide(&settings(), &[q(10, 0, 0, 0)], &[l]);
+    assert!(d.metric_value.is_finite() && d.metric_value > 0.0);
+}
+
+fn arb_opt(max: f64) -> impl Strategy<Value = Option<f64>> {
+    proptest::option::of(0.0..max)
+}
+
+#[derive(Clone, Debug)]
+struct Input {
+    q: QueueSignals,
+    running: Option<f64>,
+    rate: Option<f64>,
+    s: Option<f64>,
+    wait: Option<f64>,
+}
+
+impl Input {
+    fn eval(&self, set: &LatencySettings) -> Decision {
+        decide(
+            set,
+            std::slice::from_ref(&self.q),
+            &[live(self.running, self.rate, self.s, self.wait)],
+        )
+    }
+}
+
+fn arb_input() -> impl Strategy<Value = Input> {
+    (
+        (0u64..1_000_000, 0u64..10_000, 0u64..10_000, 0u64..10_000),
+        arb_opt(10_000.0),
+        arb_opt(1_000.0),
+        arb_opt(10_000.0),
+        arb_opt(100_000.0),
+    )
+        .prop_map(|((b, r, sc, st), running, rate, s, wait)| Input {
+            q: q(b, r, sc, st),
+            running,
+            rate,
+            s,
+            wait,
+        })
+}
+
+fn arb_settings() -> impl Strategy<Value = LatencySettings> {
+    (
+        0.001f64..256.0,
+        0.001f64..10_000.0,
+        arb_opt(10_000.0),
+        0.0f64..100.0,
+    )
+        .prop_map(|(c, t, d, h)| LatencySettings {
+            concurrency: c,
+            target_latency: t,
+            task_duration: d.filter(|d| *d > 0.0),
+            min_headroom: h,
+            activation_list_length: 0.0,
+        })
+}
+
+proptest! {
+    #[test]
+    fn finite_non_negative_zero_only_when_idle(i in arb_input(), s in arb_settings()) {
+        let d = i.eval(&s);
+        prop_assert!(d.metric_value.is_finite() && d.metric_value >= 0.0);
+        prop_assert!(d.target.is_finite() && d.target > 0.0);
+        let idle = i.q.backlog == 0 && i.q.reserved == 0 && i.q.stale == 0
+            && i.running.unwrap_or(0.0) == 0.0 && i.rate.unwrap_or(0.0) == 0.0;
+        prop_assert_eq!(d.metric_value == 0.0, idle, "{:?}", d);
+        prop_assert_eq!(d.active, !idle);
+        let parts: f64 = d.breakdown.iter().map(|c| c.value).sum();
+        prop_assert!((parts - d.metric_value).abs() <= 1e-9 * d.metric_value.max(1.0));
+    }
+
+    #[test]
+    fn never_below_the_slots_busy_now(i in arb_input(), s in arb_settings()) {
+        let d = i.eval(&s);
+        let busy = i.running.unwrap_or(i.q.reserved as f64);
+        prop_assert!(d.metric_value >= busy);
+    }
+
+    #[test]
+    fn monotone_in_every_signal(i in arb_input(), s in arb_settings(), which in 0usize..7, extra in 0.001f64..1000.0) {
+        let before = i.eval(&s);
+        let mut more = i.clone();
+        let bump = |v: Option<f64>| Some(v.unwrap_or(0.0) + extra);
+        match which {
+            0 => more.q.backlog += extra.ceil() as u64,
+            1 => more.q.reserved += extra.ceil() as u64,
+            2 => more.q.stale += extra.ceil() as u64,
+            // A heartbeat count replaces the `reserved` stand-in: monotone once present.
+            3 => more.running = i.running.map(|v| v + extra),
+            4 => more.rate = bump(i.rate),
+            5 => more.s = i.s.map(|v| v + extra),
+            _ => more.wait = bump(i.wait),
+        }
+        let after = more.eval(&s);
+        prop_assert!(after.metric_value >= before.metric_value * (1.0 - 1e-12), "{:?} -> {:?}", before, after);
+        prop_assert!(after.active || !before.active);
+    }
+
+    #[test]
+    fn a_missing_signal_never_breaks_the_decision(i in arb_input(), s in arb_settings(), drop in 0usize..4) {
+        let mut less = i.clone();
+        match drop {
+            0 => less.running = None,
+            1 => less.rate = None,
+            2 => less.s = None,
+            _ => less.wait = None,
+        }
+        let d = less.eval(&s);
+        prop_assert!(d.metric_value.is_finite() && d.metric_value >= 0.0);
+        // Work present still asks for capacity whatever is missing.
+        if i.q.backlog + i.q.reserved + i.q.stale > 0 {
+            prop_assert!(d.metric_value > 0.0);
+        }
+    }
+}

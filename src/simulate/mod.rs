@@ -1,0 +1,186 @@
+//! `celery-scaler simulate`: a deterministic (seeded) discrete-event simulation of one Celery
+//! worker Deployment under KEDA and the HPA, comparing KEDA's redis scaler with our
+//! `backlog` and `latency` modes on the same workload. The format of scenario files and the
+//! model are documented in `docs/simulate.md`.
+//!
+//! Architecture Invariant: the simulator reads no clock and no environment; the same
+//! scenario and seed give byte-identical output.
+
+use std::path::{Path, PathBuf};
+
+pub mod autoscale;
+pub mod bench;
+pub mod engine;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+pub mod workload;
+
+pub use engine::{simulate, Outcome, PolicyKind, PolicyRun};
+pub use report::Summary;
+pub use scenario::Scenario;
+
+use crate::policy::{LatencySettings, PolicySettings};
+
+/// Errors of the simulator (the CLI maps them to exit code 64 for bad input, 1 otherwise).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid scenario: {message}")]
+    Scenario { path: PathBuf, message: String },
+    #[error("JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Flags of `celery-scaler simulate`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct SimulateArgs {
+    /// Scenario file (TOML, see docs/simulate.md).
+    #[arg(long)]
+    pub scenario: PathBuf,
+    /// Print JSON instead of the text table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the time series of every run to this CSV file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write an SVG plot (replicas and oldest wait over time) to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Report every keda-redis `listLength` of the grid, not only the best one.
+    #[arg(long)]
+    pub all_grid: bool,
+}
+
+/// All runs of one comparison, in report order.
+pub struct Comparison {
+    pub summaries: Vec<Summary>,
+    pub outcomes: Vec<Outcome>,
+    /// The keda-redis runs of the grid (summaries), best first.
+    pub grid: Vec<Summary>,
+}
+
+/// The latency policy as the scenario configures it.
+pub fn latency_settings(sc: &Scenario) -> PolicySettings {
+    PolicySettings::Latency(LatencySettings {
+        concurrency: f64::from(sc.workers.concurrency),
+        target_latency: sc.target_latency,
+        task_duration: sc.policies.latency_task_duration,
+        min_headroom: sc.policies.latency_min_headroom,
+        activation_list_length: 0.0,
+    })
+}
+
+/// keda-redis' best grid entry: the fewest pod-seconds among runs meeting p95 ≤ target; when
+/// none meets it, the lowest p95 (then fewest pod-seconds).
+fn best_first(sc: &Scenario, grid: &mut [(Summary, Outcome)]) {
+    let t = sc.target_latency;
+    grid.sort_by(|(a, _), (b, _)| {
+        let (am, bm) = (a.wait_p95 <= t, b.wait_p95 <= t);
+        bm.cmp(&am).then_with(|| {
+            if am {
+                a.pod_seconds.total_cmp(&b.pod_seconds)
+            } else {
+                a.wait_p95
+                    .total_cmp(&b.wait_p95)
+                    .then(a.pod_seconds.total_cmp(&b.pod_seconds))
+            }
+        })
+    });
+}
+
+/// Runs keda-redis over its `listLength` grid, then `backlog` and `latency`.
+pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
+    let mut grid = Vec::new();
+    for l in &sc.policies.keda_redis_list_lengths {
+        let run = PolicyRun {
+            label: format!("keda-redis (listLength {l})"),
+            kind: PolicyKind::KedaRedis {
+                list_length: *l,
+                activation: sc.policies.keda_redis_activation,
+            },
+        };
+        let mut o = simulate(sc, &run)?;
+        let s = report::summarize(sc, &mut o);
+        grid.push((s, o));
+    }
+    best_first(sc, &mut grid);
+    let ours = [
+        PolicyRun {
+            label: "backlog".into(),
+            kind: PolicyKind::Ours(PolicySettings::Backlog {
+                list_length: sc.policies.backlog_list_length,
+                activation_list_length: sc.policies.backlog_activation,
+            }),
+        },
+        PolicyRun {
+            label: "latency".into(),
+            kind: PolicyKind::Ours(latency_settings(sc)),
+        },
+    ];
+    let mut summaries = Vec::new();
+    let mut outcomes = Vec::new();
+    let grid_summaries: Vec<Summary> = grid.iter().map(|(s, _)| s.clone()).collect();
+    if let Some((s, o)) = grid.into_iter().next() {
+        summaries.push(s);
+        outcomes.push(o);
+    }
+    for run in &ours {
+        let mut o = simulate(sc, run)?;
+        summaries.push(report::summarize(sc, &mut o));
+        outcomes.push(o);
+    }
+    Ok(Comparison {
+        summaries,
+        outcomes,
+        grid: grid_summaries,
+    })
+}
+
+/// Runs `celery-scaler simulate` and returns what it prints.
+pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
+    let mut sc = Scenario::load(&args.scenario)?;
+    if let Some(seed) = args.seed {
+        sc.seed = seed;
+    }
+    let cmp = compare(&sc)?;
+    let mut rows = cmp.summaries.clone();
+    if args.all_grid {
+        rows.extend(cmp.grid.iter().skip(1).cloned());
+    }
+    if let Some(path) = &args.csv {
+        write(path, &report::csv(&cmp.outcomes))?;
+    }
+    if let Some(path) = &args.svg {
+        write(path, &report::svg(&sc, &cmp.outcomes))?;
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "scenario": sc.name,
+            "seed": sc.seed,
+            "target_latency": sc.target_latency,
+            "policies": rows,
+            "keda_redis_grid": cmp.grid,
+        });
+        Ok(serde_json::to_string_pretty(&doc)? + "\n")
+    } else {
+        Ok(report::table(&sc, &rows))
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), SimError> {
+    std::fs::write(path, text).map_err(|source| SimError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;

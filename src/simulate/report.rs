@@ -1,0 +1,250 @@
+//! Turns run outcomes into the numbers operators compare (wait percentiles, share over
+//! target, pod-seconds, cost efficiency, interruptions, scale events, cold start) and renders
+//! them: a text table, JSON, a CSV time series and an SVG plot.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::engine::Outcome;
+use super::scenario::Scenario;
+
+/// The summary of one policy run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub policy: String,
+    pub tasks: u64,
+    pub unfinished: u64,
+    pub wait_p50: f64,
+    pub wait_p95: f64,
+    pub wait_p99: f64,
+    pub wait_max: f64,
+    pub share_over_target: f64,
+    pub pod_seconds: f64,
+    /// Lower bound on pod-seconds: total task work ÷ concurrency.
+    pub lower_bound: f64,
+    /// `lower_bound / pod_seconds` (1 = no idle slot ever).
+    pub cost_efficiency: f64,
+    pub interrupted: u64,
+    pub lost: u64,
+    pub restored_at_shutdown: u64,
+    pub scale_events: u64,
+    /// Worst time from the first arrival after idle to the first task start, seconds.
+    pub cold_start_max: Option<f64>,
+    pub cold_starts: u64,
+}
+
+fn percentile(sorted: &[f32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    f64::from(sorted[rank - 1])
+}
+
+/// Summarises `o` (consumes its waits).
+pub fn summarize(sc: &Scenario, o: &mut Outcome) -> Summary {
+    o.waits.sort_unstable_by(f32::total_cmp);
+    let w = &o.waits;
+    let over = w
+        .iter()
+        .filter(|x| f64::from(**x) > sc.target_latency)
+        .count();
+    let lower = o.work / f64::from(sc.workers.concurrency);
+    Summary {
+        policy: o.label.clone(),
+        tasks: w.len() as u64,
+        unfinished: o.unfinished,
+        wait_p50: percentile(w, 0.50),
+        wait_p95: percentile(w, 0.95),
+        wait_p99: percentile(w, 0.99),
+        wait_max: w.last().map_or(0.0, |x| f64::from(*x)),
+        share_over_target: if w.is_empty() {
+            0.0
+        } else {
+            over as f64 / w.len() as f64
+        },
+        pod_seconds: o.pod_seconds,
+        lower_bound: lower,
+        cost_efficiency: if o.pod_seconds > 0.0 {
+            lower / o.pod_seconds
+        } else {
+            0.0
+        },
+        interrupted: o.interrupted,
+        lost: o.lost,
+        restored_at_shutdown: o.restored_at_shutdown,
+        scale_events: o.scale_events,
+        cold_start_max: o.cold_starts.iter().copied().reduce(f64::max),
+        cold_starts: o.cold_starts.len() as u64,
+    }
+}
+
+/// The default text table.
+pub fn table(sc: &Scenario, rows: &[Summary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "scenario {} (seed {}, target wait {} s, {} tasks)",
+        sc.name,
+        sc.seed,
+        sc.target_latency,
+        rows.first().map_or(0, |r| r.tasks)
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11} {:>6} {:>6} {:>5} {:>6} {:>9}",
+        "policy",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "max s",
+        ">T %",
+        "pod-s",
+        "eff %",
+        "intr",
+        "lost",
+        "scale",
+        "cold s"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<22} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7.2} {:>11.0} {:>6.1} {:>6} {:>5} {:>6} {:>9}",
+            r.policy,
+            r.wait_p50,
+            r.wait_p95,
+            r.wait_p99,
+            r.wait_max,
+            100.0 * r.share_over_target,
+            r.pod_seconds,
+            100.0 * r.cost_efficiency,
+            r.interrupted,
+            r.lost,
+            r.scale_events,
+            r.cold_start_max.map_or("-".to_string(), |c| format!("{c:.1}")),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<22} {:>58.0}",
+        "lower bound (work/c)",
+        rows.first().map_or(0.0, |r| r.lower_bound)
+    );
+    s
+}
+
+/// CSV time series of every run: `policy,t,replicas,ready,backlog,running,oldest_wait,metric`.
+pub fn csv(outcomes: &[Outcome]) -> String {
+    let mut s = String::from("policy,t,replicas,ready,backlog,running,oldest_wait,desired\n");
+    for o in outcomes {
+        for r in &o.series {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{:.3},{:.3}",
+                o.label, r.t, r.replicas, r.ready, r.backlog, r.running, r.oldest_wait, r.metric
+            );
+        }
+    }
+    s
+}
+
+const COLORS: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+/// An SVG with two panels: replicas per policy, and the oldest waiting task per policy.
+pub fn svg(sc: &Scenario, outcomes: &[Outcome]) -> String {
+    let (w, h, pad) = (960.0, 260.0, 50.0);
+    let t_max = sc.duration + sc.drain;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#,
+        2.0 * h + 40.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{pad}" y="16">{} — replicas (top), oldest waiting task in s (bottom)</text>"#,
+        escape(&sc.name)
+    );
+    type Getter = fn(&super::engine::SeriesRow) -> f64;
+    let panels: [(&str, Getter); 2] = [
+        ("replicas", |r| f64::from(r.replicas)),
+        ("oldest wait s", |r| r.oldest_wait),
+    ];
+    for (pi, (name, get)) in panels.iter().enumerate() {
+        let top = 30.0 + pi as f64 * (h + 10.0);
+        let y_max = outcomes
+            .iter()
+            .flat_map(|o| o.series.iter().map(get))
+            .fold(1.0, f64::max)
+            * 1.05;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{pad}" y="{top}" width="{}" height="{}" fill="none" stroke="#999"/>"##,
+            w - 2.0 * pad,
+            h - pad
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="4" y="{}">{:.0}</text><text x="4" y="{}">0</text><text x="{}" y="{}">{name}</text>"#,
+            top + 12.0,
+            y_max,
+            top + h - pad,
+            pad + 4.0,
+            top + 14.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{:.0} s</text>"#,
+            w - pad,
+            top + h - pad + 14.0,
+            t_max
+        );
+        for (oi, o) in outcomes.iter().enumerate() {
+            let color = COLORS[oi % COLORS.len()];
+            let mut pts = String::new();
+            for r in &o.series {
+                let x = pad + (w - 2.0 * pad) * r.t / t_max;
+                let y = top + (h - pad) * (1.0 - get(r) / y_max);
+                let _ = write!(pts, "{x:.1},{y:.1} ");
+            }
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.2" points="{pts}"/>"#
+            );
+            if pi == 0 {
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{}" y="{}" fill="{color}">{}</text>"#,
+                    w - pad - 180.0,
+                    top + 16.0 + 14.0 * oi as f64,
+                    escape(&o.label)
+                );
+            }
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f32> = (1..=100).map(|x| x as f32).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,428 @@
+//! The scenario file (TOML): workload, workers, KEDA/HPA settings and the policies to
+//! compare. Every default here is the documented default of the thing it models (KEDA,
+//! the HPA, Celery); `docs/simulate.md` is the reference for the format.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::rng::Dist;
+use super::SimError;
+
+/// One simulated worker Deployment and its workload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Seconds during which tasks arrive.
+    pub duration: f64,
+    /// Seconds simulated after the last arrival (work drains, pods scale in).
+    #[serde(default = "d_drain")]
+    pub drain: f64,
+    /// Target queue wait, seconds: the latency policy's `targetLatency` and the threshold
+    /// reported as "share over target".
+    pub target_latency: f64,
+    #[serde(default)]
+    pub keda: KedaSpec,
+    pub workers: WorkerSpec,
+    pub queues: Vec<QueueSpec>,
+    #[serde(default)]
+    pub policies: PolicySpec,
+    #[serde(default)]
+    pub sampler: SamplerSpec,
+    /// Directory of the scenario file (trace paths are relative to it).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// KEDA ScaledObject and HPA settings (keda.md §2.6–§3).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KedaSpec {
+    pub polling_interval: f64,
+    pub cooldown_period: f64,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub hpa_sync_period: f64,
+    pub tolerance: f64,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization` (used when `behavior` is unset,
+    /// and as the scale-down window default when it is set).
+    pub downscale_stabilization: f64,
+    /// Our policies use `external-push` (activation within one sampler tick); keda-redis
+    /// cannot.
+    pub external_push: bool,
+    /// `advanced.horizontalPodAutoscalerConfig.behavior`; unset = the HPA's `behavior: nil`.
+    pub behavior: Option<Behavior>,
+}
+
+impl Default for KedaSpec {
+    fn default() -> Self {
+        Self {
+            polling_interval: 30.0,
+            cooldown_period: 300.0,
+            min_replicas: 0,
+            max_replicas: 100,
+            hpa_sync_period: 15.0,
+            tolerance: 0.1,
+            downscale_stabilization: 300.0,
+            external_push: true,
+            behavior: None,
+        }
+    }
+}
+
+/// HPA `behavior`; missing parts take the API server's defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behavior {
+    pub scale_up: Option<Rules>,
+    pub scale_down: Option<Rules>,
+}
+
+/// One direction of `behavior`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub stabilization_window: Option<f64>,
+    pub select_policy: Option<Select>,
+    pub policies: Option<Vec<RatePolicy>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Select {
+    Max,
+    Min,
+    Disabled,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatePolicy {
+    pub kind: RateKind,
+    pub value: f64,
+    pub period: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RateKind {
+    Pods,
+    Percent,
+}
+
+/// Which pod the ReplicaSet deletes first among ready pods (pending pods always go first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deletion {
+    /// Kubernetes' default ranking: the most recently ready pod first.
+    Newest,
+    Oldest,
+    Random,
+    /// Fewest tasks held first (what `controller.kubernetes.io/pod-deletion-cost` can give).
+    LeastBusy,
+}
+
+/// The worker Deployment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSpec {
+    pub concurrency: u32,
+    #[serde(default = "d_prefetch")]
+    pub prefetch_multiplier: u32,
+    #[serde(default)]
+    pub acks_late: bool,
+    #[serde(default = "d_startup")]
+    pub startup: Dist,
+    #[serde(default = "d_grace")]
+    pub termination_grace: f64,
+    #[serde(default = "d_deletion")]
+    pub deletion: Deletion,
+    #[serde(default = "d_vt")]
+    pub visibility_timeout: f64,
+}
+
+/// One Celery queue consumed by the Deployment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    pub name: String,
+    pub duration: Dist,
+    pub arrivals: Vec<Arrival>,
+    /// `[step, weight]` pairs: the share of tasks sent with each priority step (kombu: 0 is
+    /// the highest and lives in the bare key).
+    #[serde(default = "d_priorities")]
+    pub priorities: Vec<(u8, f64)>,
+    /// Share of tasks sent with an ETA/countdown.
+    #[serde(default)]
+    pub eta_share: f64,
+    #[serde(default = "d_eta_delay")]
+    pub eta_delay: Dist,
+}
+
+/// An arrival process; a queue's arrivals are the union of its processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Arrival {
+    Poisson {
+        rate: f64,
+        #[serde(default)]
+        start: f64,
+        end: Option<f64>,
+    },
+    /// Poisson with a rate going linearly from `from` to `to` over [start, end].
+    Ramp {
+        from: f64,
+        to: f64,
+        start: f64,
+        end: f64,
+    },
+    /// Poisson with rate `mean · (1 + amplitude · cos(2π (t − peak) / period))`.
+    Diurnal {
+        mean: f64,
+        amplitude: f64,
+        #[serde(default = "d_day")]
+        period: f64,
+        #[serde(default = "d_peak")]
+        peak: f64,
+    },
+    /// `count` tasks at `at`, spread evenly over `over` seconds.
+    Burst {
+        at: f64,
+        count: u64,
+        #[serde(default)]
+        over: f64,
+    },
+    /// Replays a CSV of arrival timestamps (seconds; one per line, `#` comments and a
+    /// non-numeric header are skipped; an optional second column is the task duration).
+    Trace { path: PathBuf },
+}
+
+/// The policies compared in one run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySpec {
+    /// KEDA's redis scaler on each queue's bare key: one run per `list_lengths` entry.
+    pub keda_redis_list_lengths: Vec<f64>,
+    pub keda_redis_activation: f64,
+    pub backlog_list_length: f64,
+    pub backlog_activation: f64,
+    /// `taskDuration` for the latency policy (fallback service time).
+    pub latency_task_duration: Option<f64>,
+    pub latency_min_headroom: f64,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        Self {
+            keda_redis_list_lengths: vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0],
+            keda_redis_activation: 0.0,
+            backlog_list_length: 5.0,
+            backlog_activation: 0.0,
+            latency_task_duration: None,
+            latency_min_headroom: 0.0,
+        }
+    }
+}
+
+/// What the modelled sampler (issue 4) estimates and how often.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerSpec {
+    pub tick: f64,
+    /// Arrival-rate window, seconds (a `fast_window` rate wins when it is higher: bursts).
+    pub rate_window: u32,
+    pub fast_window: u32,
+    /// Service-time window (mean of tasks completed in it), seconds.
+    pub service_window: u32,
+    /// Worker heartbeats configured (`running` is known); otherwise `reserved` stands in.
+    pub heartbeats: bool,
+    /// Time-series resolution for CSV/SVG, seconds.
+    pub series_step: f64,
+}
+
+impl Default for SamplerSpec {
+    fn default() -> Self {
+        Self {
+            tick: 1.0,
+            rate_window: 60,
+            fast_window: 10,
+            service_window: 300,
+            heartbeats: true,
+            series_step: 10.0,
+        }
+    }
+}
+
+fn d_seed() -> u64 {
+    1
+}
+fn d_drain() -> f64 {
+    900.0
+}
+fn d_prefetch() -> u32 {
+    4
+}
+fn d_startup() -> Dist {
+    Dist::Constant { value: 20.0 }
+}
+fn d_grace() -> f64 {
+    30.0
+}
+fn d_deletion() -> Deletion {
+    Deletion::Newest
+}
+fn d_vt() -> f64 {
+    3600.0
+}
+fn d_priorities() -> Vec<(u8, f64)> {
+    vec![(0, 1.0)]
+}
+fn d_eta_delay() -> Dist {
+    Dist::Constant { value: 60.0 }
+}
+fn d_day() -> f64 {
+    86_400.0
+}
+fn d_peak() -> f64 {
+    50_400.0
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut s = Self::parse(&text).map_err(|message| SimError::Scenario {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        s.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(s)
+    }
+
+    /// Parses and validates scenario text (all problems in one message).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        let problems = s.problems();
+        if problems.is_empty() {
+            Ok(s)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut pos = |ok: bool, what: &str| {
+            if !ok {
+                p.push(format!("{what} must be a positive number"));
+            }
+        };
+        pos(self.duration.is_finite() && self.duration > 0.0, "duration");
+        pos(self.drain.is_finite() && self.drain >= 0.0, "drain");
+        pos(
+            self.target_latency.is_finite() && self.target_latency > 0.0,
+            "target_latency",
+        );
+        let k = &self.keda;
+        pos(k.polling_interval >= 1.0, "keda.polling_interval (≥ 1)");
+        pos(k.hpa_sync_period > 0.0, "keda.hpa_sync_period");
+        pos(k.cooldown_period >= 0.0, "keda.cooldown_period");
+        pos((0.0..1.0).contains(&k.tolerance), "keda.tolerance (< 1)");
+        pos(
+            k.max_replicas >= 1 && k.max_replicas >= k.min_replicas,
+            "keda.max_replicas (≥ min_replicas)",
+        );
+        pos(self.workers.concurrency >= 1, "workers.concurrency");
+        pos(
+            self.workers.termination_grace >= 0.0,
+            "workers.termination_grace",
+        );
+        pos(
+            self.workers.visibility_timeout > 0.0,
+            "workers.visibility_timeout",
+        );
+        pos(
+            self.sampler.tick > 0.0 && self.sampler.series_step > 0.0,
+            "sampler.tick and sampler.series_step",
+        );
+        pos(
+            self.sampler.rate_window >= 1
+                && self.sampler.fast_window >= 1
+                && self.sampler.service_window >= 1,
+            "sampler windows",
+        );
+        pos(
+            self.policies
+                .keda_redis_list_lengths
+                .iter()
+                .all(|l| *l >= 1.0),
+            "policies.keda_redis_list_lengths (integers ≥ 1)",
+        );
+        pos(
+            self.policies.backlog_list_length > 0.0,
+            "policies.backlog_list_length",
+        );
+        if let Err(e) = self.workers.startup.validate("workers.startup") {
+            p.push(e);
+        }
+        if self.queues.is_empty() || self.queues.len() > 64 {
+            p.push("queues: give between 1 and 64 queues".into());
+        }
+        for q in &self.queues {
+            for e in [
+                q.duration.validate(&format!("queues.{}.duration", q.name)),
+                q.eta_delay
+                    .validate(&format!("queues.{}.eta_delay", q.name)),
+            ] {
+                if let Err(e) = e {
+                    p.push(e);
+                }
+            }
+            if !(0.0..=1.0).contains(&q.eta_share) {
+                p.push(format!("queues.{}.eta_share must be in [0, 1]", q.name));
+            }
+            if q.priorities.is_empty()
+                || q.priorities
+                    .iter()
+                    .any(|(_, w)| !(w.is_finite() && *w >= 0.0))
+                || q.priorities.iter().map(|(_, w)| w).sum::<f64>() <= 0.0
+            {
+                p.push(format!(
+                    "queues.{}.priorities needs [step, weight] pairs with a positive total weight",
+                    q.name
+                ));
+            }
+            for a in &q.arrivals {
+                let ok = match a {
+                    Arrival::Poisson { rate, start, end } => {
+                        *rate >= 0.0 && *start >= 0.0 && end.is_none_or(|e| e >= *start)
+                    }
+                    Arrival::Ramp {
+                        from,
+                        to,
+                        start,
+                        end,
+                    } => *from >= 0.0 && *to >= 0.0 && end > start && *start >= 0.0,
+                    Arrival::Diurnal {
+                        mean,
+                        amplitude,
+                        period,
+                        ..
+                    } => *mean >= 0.0 && (0.0..=1.0).contains(amplitude) && *period > 0.0,
+                    Arrival::Burst { at, over, .. } => *at >= 0.0 && *over >= 0.0,
+                    Arrival::Trace { .. } => true,
+                };
+                if !ok {
+                    p.push(format!("queues.{}: invalid arrival {a:?}", q.name));
+                }
+            }
+        }
+        p
+    }
+}

@@ -1,0 +1,325 @@
+//! Arrival processes and task attributes: turns a scenario's queue specs into a
+//! deterministic stream of tasks (same seed → same tasks for every policy compared).
+
+use std::path::Path;
+
+use super::rng::{Dist, Rng};
+use super::scenario::{Arrival, QueueSpec};
+use super::SimError;
+
+/// A task as published by a producer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Task {
+    pub queue: u16,
+    /// Index into the layout's priority steps (0 = highest priority).
+    pub step: u8,
+    /// Publish time.
+    pub arrival: f64,
+    /// When it may start: `arrival`, or its ETA.
+    pub due: f64,
+    pub duration: f64,
+    /// Set once the task has started (re-runs after a SIGKILL do not count twice).
+    pub started: bool,
+}
+
+/// One arrival process with its own random stream.
+enum Source {
+    Poisson {
+        rate: f64,
+        end: f64,
+    },
+    Thinned {
+        max_rate: f64,
+        end: f64,
+        shape: Shape,
+    },
+    Times {
+        times: Vec<(f64, Option<f64>)>,
+        next: usize,
+    },
+}
+
+enum Shape {
+    Ramp {
+        from: f64,
+        to: f64,
+        start: f64,
+        end: f64,
+    },
+    Diurnal {
+        mean: f64,
+        amplitude: f64,
+        period: f64,
+        peak: f64,
+    },
+}
+
+impl Shape {
+    fn rate(&self, t: f64) -> f64 {
+        match self {
+            Shape::Ramp {
+                from,
+                to,
+                start,
+                end,
+            } => from + (to - from) * ((t - start) / (end - start)).clamp(0.0, 1.0),
+            Shape::Diurnal {
+                mean,
+                amplitude,
+                period,
+                peak,
+            } => mean * (1.0 + amplitude * (std::f64::consts::TAU * (t - peak) / period).cos()),
+        }
+    }
+}
+
+/// A generator of one queue's arrivals: `next` gives the next publish time.
+pub struct Stream {
+    source: Source,
+    rng: Rng,
+    /// Next publish time (and a duration from a trace), or None when exhausted.
+    pub next: Option<(f64, Option<f64>)>,
+}
+
+impl Stream {
+    fn new(source: Source, start: f64, rng: Rng) -> Self {
+        let mut s = Self {
+            source,
+            rng,
+            next: None,
+        };
+        s.next = s.advance(start);
+        s
+    }
+
+    fn advance(&mut self, from: f64) -> Option<(f64, Option<f64>)> {
+        match &mut self.source {
+            Source::Poisson { rate, end } => {
+                if *rate <= 0.0 {
+                    return None;
+                }
+                let t = from + self.rng.exponential(1.0 / *rate);
+                (t < *end).then_some((t, None))
+            }
+            Source::Thinned {
+                max_rate,
+                end,
+                shape,
+            } => {
+                if *max_rate <= 0.0 {
+                    return None;
+                }
+                let mut t = from;
+                loop {
+                    t += self.rng.exponential(1.0 / *max_rate);
+                    if t >= *end {
+                        return None;
+                    }
+                    if self.rng.uniform() * *max_rate < shape.rate(t) {
+                        return Some((t, None));
+                    }
+                }
+            }
+            Source::Times { times, next } => {
+                let v = times.get(*next).copied();
+                *next += 1;
+                v
+            }
+        }
+    }
+
+    /// Moves to the arrival after the current one.
+    pub fn step(&mut self) {
+        if let Some((t, _)) = self.next {
+            self.next = self.advance(t);
+        }
+    }
+}
+
+/// Builds the arrival streams of queue `qi` (arrivals stop at `horizon`).
+pub fn streams(
+    q: &QueueSpec,
+    qi: usize,
+    seed: u64,
+    horizon: f64,
+    base: &Path,
+) -> Result<Vec<Stream>, SimError> {
+    let mut out = Vec::new();
+    for (ai, a) in q.arrivals.iter().enumerate() {
+        let rng = Rng::derive(seed, 0x1000 + (qi as u64) * 256 + ai as u64);
+        let s = match a {
+            Arrival::Poisson { rate, start, end } => Stream::new(
+                Source::Poisson {
+                    rate: *rate,
+                    end: end.unwrap_or(horizon).min(horizon),
+                },
+                *start,
+                rng,
+            ),
+            Arrival::Ramp {
+                from,
+                to,
+                start,
+                end,
+            } => Stream::new(
+                Source::Thinned {
+                    max_rate: from.max(*to),
+                    end: end.min(horizon),
+                    shape: Shape::Ramp {
+                        from: *from,
+                        to: *to,
+                        start: *start,
+                        end: *end,
+                    },
+                },
+                *start,
+                rng,
+            ),
+            Arrival::Diurnal {
+                mean,
+                amplitude,
+                period,
+                peak,
+            } => Stream::new(
+                Source::Thinned {
+                    max_rate: mean * (1.0 + amplitude),
+                    end: horizon,
+                    shape: Shape::Diurnal {
+                        mean: *mean,
+                        amplitude: *amplitude,
+                        period: *period,
+                        peak: *peak,
+                    },
+                },
+                0.0,
+                rng,
+            ),
+            Arrival::Burst { at, count, over } => {
+                let n = *count as f64;
+                let times = (0..*count)
+                    .map(|i| (at + over * i as f64 / n, None))
+                    .filter(|(t, _)| *t < horizon)
+                    .collect();
+                Stream::new(Source::Times { times, next: 0 }, 0.0, rng)
+            }
+            Arrival::Trace { path } => {
+                let full = base.join(path);
+                let text = std::fs::read_to_string(&full).map_err(|source| SimError::Io {
+                    path: full.clone(),
+                    source,
+                })?;
+                let times = parse_trace(&text, horizon).map_err(|message| SimError::Scenario {
+                    path: full,
+                    message,
+                })?;
+                Stream::new(Source::Times { times, next: 0 }, 0.0, rng)
+            }
+        };
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// `timestamp[,duration]` lines; `#` comments and one non-numeric header are skipped.
+pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Option<f64>)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut cols = line.split(',').map(str::trim);
+        let first = cols.next().unwrap_or_default();
+        let Ok(t) = first.parse::<f64>() else {
+            if out.is_empty() && n == 0 {
+                continue; // header
+            }
+            return Err(format!("line {}: not a timestamp: {first:?}", n + 1));
+        };
+        let d = match cols.next() {
+            None | Some("") => None,
+            Some(d) => Some(
+                d.parse::<f64>()
+                    .ok()
+                    .filter(|d| d.is_finite() && *d >= 0.0)
+                    .ok_or_else(|| format!("line {}: bad duration {d:?}", n + 1))?,
+            ),
+        };
+        if !t.is_finite() || t < 0.0 {
+            return Err(format!("line {}: timestamps must be ≥ 0", n + 1));
+        }
+        if t < horizon {
+            out.push((t, d));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
+/// Draws the attributes of tasks of one queue.
+pub struct TaskMaker {
+    rng: Rng,
+    duration: Dist,
+    eta_delay: Dist,
+    eta_share: f64,
+    /// Cumulative weights over (step index).
+    cumulative: Vec<(u8, f64)>,
+}
+
+impl TaskMaker {
+    /// `steps` is the layout's ordered priority steps.
+    pub fn new(q: &QueueSpec, qi: usize, seed: u64, steps: &[u8]) -> Self {
+        let total: f64 = q.priorities.iter().map(|(_, w)| w).sum();
+        let mut acc = 0.0;
+        let cumulative = q
+            .priorities
+            .iter()
+            .map(|(step, w)| {
+                acc += w / total;
+                let idx = steps.iter().position(|s| s == step).unwrap_or(0) as u8;
+                (idx, acc)
+            })
+            .collect();
+        Self {
+            rng: Rng::derive(seed, 0x2000 + qi as u64),
+            duration: q.duration.clone(),
+            eta_delay: q.eta_delay.clone(),
+            eta_share: q.eta_share,
+            cumulative,
+        }
+    }
+
+    pub fn make(&mut self, queue: u16, arrival: f64, duration: Option<f64>) -> Task {
+        let sampled = self.duration.sample(&mut self.rng);
+        let u = self.rng.uniform();
+        let step = self
+            .cumulative
+            .iter()
+            .find(|(_, c)| u < *c)
+            .or(self.cumulative.last())
+            .map_or(0, |(s, _)| *s);
+        let eta = self.rng.uniform() < self.eta_share;
+        let delay = self.eta_delay.sample(&mut self.rng);
+        Task {
+            queue,
+            step,
+            arrival,
+            due: if eta { arrival + delay } else { arrival },
+            duration: duration.unwrap_or(sampled),
+            started: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_skip_headers_and_comments() {
+        let t = parse_trace("ts,duration\n# x\n3.5\n1,2\n\n99\n", 50.0).expect("valid");
+        assert_eq!(t, vec![(1.0, Some(2.0)), (3.5, None)]);
+        assert!(parse_trace("1\nx\n", 10.0).is_err());
+        assert!(parse_trace("1,-3\n", 10.0).is_err());
+    }
+}
