@@ -257,6 +257,7 @@ fn absorb_env(env: &HashMap<String, String>, raw: &mut RawConfig, problems: &mut
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
         // The config file path is read by the command line, not by this layer.
         .filter(|(k, _)| k.as_str() != "CELERY_SCALER_CONFIG")
+        .filter(|(k, _)| !is_service_link(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let source = Environment::with_prefix(ENV_PREFIX)
@@ -269,6 +270,34 @@ fn absorb_env(env: &HashMap<String, String>, raw: &mut RawConfig, problems: &mut
         }),
         Err(e) => problems.push(format!("environment: {e}")),
     }
+}
+
+/// Whether `key` is one of the variables Kubernetes injects for every Service of the
+/// namespace (`enableServiceLinks`): a Service named `celery-scaler` yields
+/// `CELERY_SCALER_SERVICE_HOST`, `CELERY_SCALER_PORT_9090_TCP_ADDR` and so on, which are not
+/// settings and must not fail start-up.
+fn is_service_link(key: &str) -> bool {
+    if key.ends_with("_SERVICE_HOST") || key.contains("_SERVICE_PORT") {
+        return true;
+    }
+    if key.ends_with("_PORT") {
+        return true;
+    }
+    // …_PORT_<number>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]
+    let Some((_, tail)) = key.rsplit_once("_PORT_") else {
+        return false;
+    };
+    let mut parts = tail.split('_');
+    let number = parts
+        .next()
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts
+        .next()
+        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    let rest: Vec<&str> = parts.collect();
+    number
+        && proto
+        && (rest.is_empty() || matches!(rest.as_slice(), ["PROTO"] | ["PORT"] | ["ADDR"]))
 }
 
 fn absorb_flags(flags: &Flags, raw: &mut RawConfig) {

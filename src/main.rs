@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a workload through a model of KEDA + the HPA and compare scaling policies.
+    Simulate {
+        #[command(flatten)]
+        args: celery_scaler::simulate::SimulateArgs,
+    },
 }
 
 #[derive(Args)]
@@ -121,6 +126,16 @@ async fn main() -> ExitCode {
         } => match load(&common, Flags::default()) {
             Ok(config) => inspect_once(config, &metadata, json).await,
             Err(code) => code,
+        },
+        Command::Simulate { args } => match celery_scaler::simulate::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("celery-scaler simulate: {e}");
+                ExitCode::from(64)
+            }
         },
     }
 }

@@ -203,3 +203,24 @@ fn host_port_forms() {
         assert!(parse_host_port(bad).is_none(), "{bad}");
     }
 }
+
+#[test]
+fn kubernetes_service_links_are_not_settings() {
+    // A Service named celery-scaler makes Kubernetes inject these into every pod.
+    let links = env(&[
+        ("CELERY_SCALER_SERVICE_HOST", "10.0.0.7"),
+        ("CELERY_SCALER_SERVICE_PORT", "9090"),
+        ("CELERY_SCALER_SERVICE_PORT_GRPC", "9090"),
+        ("CELERY_SCALER_PORT", "tcp://10.0.0.7:9090"),
+        ("CELERY_SCALER_PORT_9090_TCP", "tcp://10.0.0.7:9090"),
+        ("CELERY_SCALER_PORT_9090_TCP_PROTO", "tcp"),
+        ("CELERY_SCALER_PORT_9090_TCP_PORT", "9090"),
+        ("CELERY_SCALER_PORT_9090_TCP_ADDR", "10.0.0.7"),
+        ("CELERY_SCALER_METRICS_SERVICE_HOST", "10.0.0.8"),
+    ]);
+    let c = load(None, &links, &Flags::default()).unwrap();
+    assert_eq!(c.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
+    // A real typo is still reported.
+    let typo = env(&[("CELERY_SCALER_GRPC_LISTN", "0.0.0.0:1")]);
+    assert!(load(None, &typo, &Flags::default()).is_err());
+}
