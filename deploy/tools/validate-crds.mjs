@@ -120,4 +120,5 @@ for (const { source, object } of items) {
   if (errors.length) { console.log(`FAIL ${label}: ${errors.join("; ")}`); failed++; }
   else console.log(`ok   ${label}`);
 }
+console.log(`${items.length - failed} of ${items.length} objects valid`);
 process.exit(failed ? 1 : 0);
