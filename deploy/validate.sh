@@ -301,6 +301,44 @@ check "redis: scaler ACL user is read + subscribe only (real redis-server)" redi
 check "redis: rendered redis.conf (AOF, keyspace notifications, ACL file)" redis_conf_test
 check "redis: render-config.sh refuses URL-unsafe passwords" render_rejects_unsafe_password
 
+sentinel_render_test() { # HA mode of render-config.sh with the iks-ha ConfigMap; no Sentinel reachable
+  local dir=$WORK/sentinel bad=0 pod
+  mkdir -p "$dir/tpl"
+  "$PY" "$CHECKS" redis-files "$WORK/render/overlays-iks-ha.yaml" "$dir/tpl" >/dev/null || return 1
+  for pod in redis-0 redis-1; do
+    mkdir -p "$dir/$pod/run" "$dir/$pod/sentinel"
+    REDIS_TEMPLATE_DIR=$dir/tpl REDIS_RUN_DIR=$dir/$pod/run REDIS_SENTINEL_DIR=$dir/$pod/sentinel \
+      REDIS_PASSWORD=app-pw REDIS_SCALER_PASSWORD=scaler-pw REDIS_SENTINEL_PASSWORD=sentinel-pw \
+      REDIS_SENTINEL_MASTER=mymaster REDIS_SENTINEL_PEERS="redis-0 redis-1 redis-2" POD_NAME=$pod \
+      REDIS_HEADLESS=redis-headless.invalid sh "$dir/tpl/render-config.sh" || return 1
+    grep -qx "sentinel monitor mymaster redis-0.redis-headless.invalid 6379 2" "$dir/$pod/sentinel/sentinel.conf" ||
+      { echo "$pod: no monitor line for the bootstrap master"; bad=1; }
+    grep -qx "replica-announce-ip $pod.redis-headless.invalid" "$dir/$pod/run/redis.conf" || { echo "$pod: no announce"; bad=1; }
+    # resolve-hostnames must come before the monitor line
+    [ "$(grep -n -m1 'resolve-hostnames yes' "$dir/$pod/sentinel/sentinel.conf" | cut -d: -f1)" -lt \
+      "$(grep -n -m1 'sentinel monitor' "$dir/$pod/sentinel/sentinel.conf" | cut -d: -f1)" ] || { echo "order"; bad=1; }
+  done
+  grep -q '^replicaof' "$dir/redis-0/run/redis.conf" && { echo "redis-0 must bootstrap as master"; bad=1; }
+  grep -qx 'replicaof redis-0.redis-headless.invalid 6379' "$dir/redis-1/run/redis.conf" || { echo "redis-1 must replicate redis-0"; bad=1; }
+  [ "$bad" = 0 ] && echo "redis-0 master, redis-1 replica, sentinel.conf rendered"
+  return "$bad"
+}
+tls_certs_test() { # the grpc-tls component's certificate helper
+  local dir=$WORK/certs
+  bash "$DEPLOY/components/grpc-tls/make-certs.sh" "$dir" celery 30 >/dev/null || return 1
+  openssl verify -CAfile "$dir/ca.crt" -purpose sslserver "$dir/server.crt" || return 1
+  openssl verify -CAfile "$dir/ca.crt" -purpose sslclient "$dir/keda-client.crt" || return 1
+  openssl x509 -in "$dir/server.crt" -noout -ext subjectAltName | grep -q 'DNS:celery-scaler.celery.svc,' ||
+    { echo "server certificate lacks DNS:celery-scaler.celery.svc"; return 1; }
+  [ "$(openssl x509 -in "$dir/server.crt" -noout -text | grep -c 'Version: 3')" = 1 ] || { echo "not X.509 v3"; return 1; }
+  "$VENV/bin/kubernetes-validate" --strict --quiet -k 1.33.0 "$dir/secrets.yaml" || return 1
+  echo "CA, server (SAN celery-scaler.celery.svc) and client certificates verify"
+}
+if [ -s "$WORK/render/overlays-iks-ha.yaml" ]; then
+  check "redis-sentinel: render-config.sh HA mode (bootstrap master, replica, sentinel.conf)" sentinel_render_test
+fi
+check "grpc-tls: make-certs.sh produces verifiable v3 certificates and valid Secrets" tls_certs_test
+
 # ---- scripts -------------------------------------------------------------------------------
 check "shell syntax of deploy scripts" bash -c '
   for f in "$1"/validate.sh "$1"/check-metrics.sh "$1"/images/*.sh "$1"/components/*/*.sh; do
