@@ -68,6 +68,8 @@ install_tools() {
   command -v promtool >/dev/null || apt_install prometheus || die "cannot install prometheus"
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     apt_install redis-server redis-tools || die "cannot install redis-server"
+  command -v buildah >/dev/null || apt_install buildah || die "cannot install buildah"
+  command -v gcc >/dev/null || apt_install gcc libc6-dev || die "cannot install gcc"
   systemctl disable --now prometheus redis-server >/dev/null 2>&1 || true # never left running by us
   local want have
   want=$(printf '%s\n' "${PIP_PKGS[@]}" | sort | tr '\n' ' ')
@@ -338,6 +340,29 @@ if [ -s "$WORK/render/overlays-iks-ha.yaml" ]; then
   check "redis-sentinel: render-config.sh HA mode (bootstrap master, replica, sentinel.conf)" sentinel_render_test
 fi
 check "grpc-tls: make-certs.sh produces verifiable v3 certificates and valid Secrets" tls_certs_test
+
+buildah_test() { # the FROM-scratch image script, fed a stub static binary (no scaler build here)
+  local dir=$WORK/buildah st
+  mkdir -p "$dir"
+  st=(--root "$dir/root" --runroot "$dir/run" --storage-driver vfs)
+  printf '#include <stdio.h>\nint main(void){puts("stub");return 0;}\n' >"$dir/stub.c"
+  gcc -static -O2 -o "$dir/stub" "$dir/stub.c" || return 1
+  bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$dir/stub" --tag celery-scaler:0.0.0-validate \
+    --oci-archive "$dir/image.tar" "${st[@]}" || return 1
+  local cfg
+  cfg=$(buildah "${st[@]}" inspect --format '{{.OCIv1.Config.User}}|{{json .OCIv1.Config.Entrypoint}}|{{json .OCIv1.Config.Cmd}}' celery-scaler:0.0.0-validate) || return 1
+  [ "$cfg" = '65532:65532|["/usr/local/bin/celery-scaler"]|["serve"]' ] || { echo "unexpected image config: $cfg"; return 1; }
+  [ -s "$dir/image.tar" ] || { echo "no OCI archive"; return 1; }
+  if bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$(command -v ls)" --tag x:1 "${st[@]}" 2>/dev/null; then
+    echo "a dynamically linked binary was accepted"; return 1
+  fi
+  if bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$dir/stub" --tag x:latest "${st[@]}" 2>/dev/null; then
+    echo "a latest tag was accepted"; return 1
+  fi
+  buildah "${st[@]}" rmi -a -f >/dev/null 2>&1
+  echo "scratch image, user 65532:65532, OCI archive; dynamic binaries and latest tags refused"
+}
+check "images: build-scaler-buildah.sh (stub static binary)" buildah_test
 
 # ---- scripts -------------------------------------------------------------------------------
 check "shell syntax of deploy scripts" bash -c '
