@@ -59,7 +59,6 @@ apt_install() {
 }
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools || fatal "install redis-server"
 command -v prometheus >/dev/null || apt_install prometheus || fatal "install prometheus"
-systemctl disable --now prometheus redis-server >/dev/null 2>&1 || true
 command -v kubectl >/dev/null || apt_install kubectl || fatal "install kubectl"
 command -v curl >/dev/null || apt_install curl || fatal "install curl"
 [ -x "$PY" ] || python3 -m venv "$VENV" || fatal "create $VENV"

@@ -71,7 +71,6 @@ install_tools() {
     apt_install redis-server redis-tools || die "cannot install redis-server"
   command -v buildah >/dev/null || apt_install buildah || die "cannot install buildah"
   command -v gcc >/dev/null || apt_install gcc libc6-dev || die "cannot install gcc"
-  systemctl disable --now prometheus redis-server >/dev/null 2>&1 || true # never left running by us
   local want have
   want=$(printf '%s\n' "${PIP_PKGS[@]}" | sort | tr '\n' ' ')
   have=$(cat "$VENV/.deploy-pins" 2>/dev/null)
