@@ -7,7 +7,9 @@
 #    the Redis error counters get a series);
 # 3. scrapes /metrics and fails for every celery_scaler_* name used by the rendered alerts
 #    and dashboard that has no series;
-# 4. runs a real Prometheus (Debian package) on loopback with the ServiceMonitor's path and
+# 4. starts the scaler with each rendered config file (standard, Sentinel + TLS env) and
+#    expects it to accept it and serve /healthz;
+# 5. runs a real Prometheus (Debian package) on loopback with the ServiceMonitor's path and
 #    interval, waits for a scrape, queries celery_scaler_build_info and a queue metric, and
 #    evaluates every alert and dashboard expression.
 # Every process it starts is stopped by PID on exit. Ends with "check-metrics: N passed, N failed".
@@ -179,5 +181,31 @@ exprs_ok() {
   return "$bad"
 }
 check "every alert and dashboard expression evaluates in Prometheus" exprs_ok
+
+# ---- the rendered scaler configs are accepted by the binary ----------------------------------
+config_accepted() { # config_accepted OVERLAY
+  local render=$WORK/cfg-${1//\//-}.yaml cfg=$WORK/cfg-${1//\//-}.config.yaml g a pid rc=0
+  kubectl kustomize "$DEPLOY/$1" >"$render" || return 1
+  "$PY" -c '
+import sys, yaml
+for o in yaml.safe_load_all(open(sys.argv[1])):
+    if o and o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("celery-scaler-config"):
+        open(sys.argv[2], "w").write(o["data"]["config.yaml"]); break
+else:
+    sys.exit("no celery-scaler-config")' "$render" "$cfg" || return 1
+  [ -f "$WORK/certs/server.crt" ] || bash "$DEPLOY/components/grpc-tls/make-certs.sh" "$WORK/certs" >/dev/null || return 1
+  g=$(free_port); a=$(free_port)
+  REDIS_SCALER_PASSWORD=x REDIS_SENTINEL_PASSWORD=y \
+    CELERY_SCALER_TLS_CERT=$WORK/certs/server.crt CELERY_SCALER_TLS_KEY=$WORK/certs/server.key \
+    CELERY_SCALER_TLS_CLIENT_CA=$WORK/certs/ca.crt \
+    "$BIN" serve --config "$cfg" --grpc-listen "127.0.0.1:$g" --admin-listen "127.0.0.1:$a" >"$cfg.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$a/healthz" 15 || { rc=1; tail -n 20 "$cfg.log"; }
+  kill "$pid" 2>/dev/null
+  return "$rc"
+}
+check "binary accepts the rendered config of overlays/local" config_accepted overlays/local
+check "binary accepts the rendered config of overlays/iks-ha (Sentinel + TLS env)" config_accepted overlays/iks-ha
 
 finish

@@ -71,6 +71,7 @@ def main():
     p.add_argument("--grpc-listen", required=True)
     p.add_argument("--admin-listen", required=True)
     p.add_argument("--omit", default="")
+    p.add_argument("--config", default="")  # accepted and ignored
     a = p.parse_args()
     body = "".join(
         line + "\n" for line in METRICS.splitlines() if not (a.omit and a.omit in line)
