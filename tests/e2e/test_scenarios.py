@@ -98,6 +98,8 @@ PRIORITY_LAYOUTS = {
 def test_priorities_every_subqueue(layout_name, make_stack, scaler, record):
     stack = make_stack(**PRIORITY_LAYOUTS[layout_name])
     meta = stack.metadata(QUEUES)
+    if layout_name == "default-steps":  # the defaults spelled out, separator in escaped text form
+        meta.update(prioritySteps="0,3,6,9", prioritySeparator="\\x06\\x16")
     per_queue = {"high": 1, "default": 2, "low": 3}  # times each priority 0..9 is sent
     for q, n in per_queue.items():
         stack.publish(q, count=n, priorities=list(range(10)))
