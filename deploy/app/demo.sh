@@ -31,6 +31,8 @@ fi
 BIN=${CELERY_SCALER_BIN:-target/release/celery-scaler}
 if [[ ! -x $BIN ]]; then say "building the scaler"; cargo build --release --quiet; fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+# The scaler treats every CELERY_SCALER_* variable as a setting and rejects unknown ones.
+unset CELERY_SCALER_BIN
 
 # --- processes: each in its own process group, stopped by PID on exit ----------------------
 PIDS=()

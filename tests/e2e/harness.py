@@ -346,6 +346,14 @@ class CeleryStack:
 # The scaler
 
 
+def scaler_env() -> dict:
+    """Environment for scaler processes. The scaler reads every CELERY_SCALER_* variable as a
+    setting and rejects unknown ones, so our own CELERY_SCALER_BIN must not reach it."""
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_SCALER_BIN"}
+    env.setdefault("RUST_LOG", "info")
+    return env
+
+
 def scaler_bin() -> Path:
     path = Path(os.environ.get("CELERY_SCALER_BIN", "target/release/celery-scaler"))
     return path if path.is_absolute() else REPO / path
@@ -363,16 +371,22 @@ class Scaler:
             raise HarnessError(f"scaler binary not found at {self.bin}")
         self.grpc_port = free_port()
         self.admin_port = free_port()
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env = scaler_env()
         self.proc = pm.start("scaler", [str(self.bin), "serve",
                                         "--grpc-listen", f"127.0.0.1:{self.grpc_port}",
                                         "--admin-listen", f"127.0.0.1:{self.admin_port}"], env=env)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
-        try:
-            grpc.channel_ready_future(self.channel).result(timeout=20)
-        except grpc.FutureTimeoutError:
-            raise HarnessError(f"scaler gRPC not ready on {self.grpc_port}:\n{self.proc.tail()}") from None
+        ready = grpc.channel_ready_future(self.channel)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ready.result(timeout=0.2)
+                break
+            except grpc.FutureTimeoutError:
+                if not self.proc.alive() or time.monotonic() > deadline:
+                    ready.cancel()
+                    raise HarnessError(f"scaler gRPC not ready on {self.grpc_port} "
+                                       f"(exit {self.proc.popen.poll()}):\n{self.proc.tail()}") from None
         self.stub = pb2_grpc.ExternalScalerStub(self.channel)
 
     def close(self) -> None:
@@ -412,7 +426,7 @@ def run_inspect(meta: dict) -> dict:
     argv = [str(scaler_bin()), "inspect", "--json"]
     for k, v in meta.items():
         argv += ["--metadata", f"{k}={v}"]
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=scaler_env())
     if cp.returncode != 0:
         raise HarnessError(f"inspect failed ({cp.returncode}): {cp.stderr.strip()}")
     data = json.loads(cp.stdout)
