@@ -86,7 +86,7 @@ say "worker: -c $CONC, prefetch 1, acks_late (the app's defaults); beat every ${
 
 META=(--metadata "address=127.0.0.1:$REDIS_PORT" --metadata queues=high,default,low --metadata listLength=5)
 burst() { # burst QUEUE JSON
-  http POST "http://127.0.0.1:$WEB_PORT/enqueue/$1" "$2" | "$VENV/bin/python" -c 'import json,sys; d=json.load(sys.stdin); print(f"queued {d["queued"]} on {d["queue"]}")'
+  http POST "http://127.0.0.1:$WEB_PORT/enqueue/$1" "$2" | "$VENV/bin/python" -c 'import json,sys; d=json.load(sys.stdin); print("queued", d["queued"], "on", d["queue"])'
 }
 say "burst: $N x ${DUR}s on default, 10 on high (priority 0 and 9), 5 on low with countdown 8 s"
 burst default "{\"count\": $N, \"duration\": $DUR}"
