@@ -1,0 +1,1 @@
+"""Sample Celery application scaled by celery-scaler (web, worker, beat, flower)."""
