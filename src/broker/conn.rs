@@ -61,6 +61,15 @@ impl Link {
         self.conn.is_some()
     }
 
+    pub(crate) fn spec(&self) -> &BrokerSpec {
+        &self.spec
+    }
+
+    /// The address of the open connection (the current master with Sentinel).
+    pub(crate) fn addr(&self) -> Option<&HostPort> {
+        self.conn.as_ref().map(|(_, addr)| addr)
+    }
+
     /// Drops the connection; the next round trip reconnects (and re-resolves the master).
     pub(crate) fn reset(&mut self) {
         self.conn = None;
@@ -254,7 +263,7 @@ impl Link {
     }
 }
 
-fn redis_settings(
+pub(crate) fn redis_settings(
     db: i64,
     username: Option<&str>,
     password: Option<&Secret>,
@@ -299,7 +308,7 @@ async fn open(
     }
 }
 
-async fn build_client(
+pub(crate) async fn build_client(
     label: &str,
     addr: &HostPort,
     redis: RedisConnectionInfo,
