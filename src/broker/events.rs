@@ -332,6 +332,8 @@ impl Listener {
                     k.clone(),
                     KeyEvents {
                         generation,
+                        // Idleness is unknown until the next tick: one early wake is cheap.
+                        wake_on_push: true,
                         ..KeyEvents::default()
                     },
                 );

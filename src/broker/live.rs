@@ -120,6 +120,11 @@ pub(crate) struct QueueEstimates {
     pub dequeue_rate: Option<Estimate>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
+    /// Arrivals and dequeues counted since the queue was first watched.
+    pub arrived: u64,
+    pub dequeued: u64,
+    /// Whether this tick counted in exact mode.
+    pub exact: bool,
 }
 
 /// The live part of one snapshot.
@@ -368,6 +373,9 @@ impl QueueLive {
                 .residence
                 .mean(now)
                 .map(|s| Estimate::new(s, RESIDENCE)),
+            arrived: self.arrived,
+            dequeued: self.dequeued,
+            exact: continuous,
         }
     }
 }

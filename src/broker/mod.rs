@@ -87,8 +87,20 @@ pub struct WatchView {
     /// The sampler's live estimates per queue, in the same order (without heartbeats, which
     /// depend on the trigger: see [`WatchView::live_signals`]).
     pub live: Vec<LiveSignals>,
+    /// Arrivals and dequeues counted per queue, in the same order.
+    pub counts: Vec<LiveCounts>,
     /// Worker heartbeats heard on the watch set's key prefix.
     pub heartbeats: Heartbeats,
+}
+
+/// One queue's arrival and dequeue counters (since the sampler first watched it) and the
+/// counting mode of the latest tick: exact (keyspace notifications) or estimated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LiveCounts {
+    pub name: String,
+    pub arrived: u64,
+    pub dequeued: u64,
+    pub exact: bool,
 }
 
 /// A read-only copy of one prefix's worker heartbeats (compared by identity).

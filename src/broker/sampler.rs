@@ -134,20 +134,27 @@ impl Snapshot {
                 }
             })
             .collect();
-        let live = watch
+        let (live, counts) = watch
             .queues
             .iter()
             .map(|q| {
                 let id = (watch.layout.clone(), q.clone());
                 let e = self.live.queues.get(&id).cloned().unwrap_or_default();
-                e.signals(q)
+                let counts = super::LiveCounts {
+                    name: q.clone(),
+                    arrived: e.arrived,
+                    dequeued: e.dequeued,
+                    exact: e.exact,
+                };
+                (e.signals(q), counts)
             })
-            .collect();
+            .unzip();
         Ok(Arc::new(WatchView {
             broker: label.to_string(),
             sampled_at: self.sampled_at,
             queues,
             live,
+            counts,
             heartbeats: super::Heartbeats(self.live.heartbeats.get(&watch.layout.prefix).cloned()),
         }))
     }
