@@ -23,6 +23,9 @@ demo:
 bench:
 	cargo bench
 
+bench-scaling:
+	cargo run --release --example bench_scaling
+
 validate-deploy:
 	bash deploy/validate.sh
 

@@ -1,1 +1,120 @@
 //! Admin HTTP port: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Served on its own listener, separate from gRPC, and kept up through the drain so that
+//! `/readyz` can report 503 while the gRPC server finishes in-flight work.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Once};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Where the service is in its life: drives `/readyz` (and the gRPC health status).
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+const STARTING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
+
+impl Readiness {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    /// The gRPC server is bound and serving.
+    pub fn set_serving(&self) {
+        let _ = self
+            .0
+            .compare_exchange(STARTING, SERVING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    /// Shutdown began; never ready again.
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == SERVING
+    }
+    fn state_name(&self) -> &'static str {
+        match self.0.load(Ordering::SeqCst) {
+            STARTING => "starting",
+            SERVING => "ready",
+            _ => "draining",
+        }
+    }
+}
+
+/// Registers the process-wide metrics of this module: `celery_scaler_build_info{version}` and
+/// the `process_*` collector. Safe to call more than once.
+pub fn init_metrics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(g) = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "celery_scaler_build_info",
+                "Build of the running scaler (always 1).",
+            ),
+            &["version"],
+        ) {
+            g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+            let _ = prometheus::register(Box::new(g));
+        }
+        let _ = prometheus::register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    });
+}
+
+/// The admin routes.
+pub fn router(readiness: Arc<Readiness>) -> Router {
+    init_metrics();
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let r = readiness.clone();
+                async move {
+                    let code = if r.is_ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (code, format!("{}\n", r.state_name()))
+                }
+            }),
+        )
+}
+
+async fn metrics() -> impl IntoResponse {
+    let encoder = TextEncoder::new();
+    let mut body = Vec::new();
+    match encoder.encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_string())],
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+/// Serves the admin routes on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(readiness))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

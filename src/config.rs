@@ -1,1 +1,442 @@
 //! The scaler's own configuration: file + environment + flags, validated once at start-up.
+//!
+//! Layers, lowest first: built-in defaults < config file (`--config`, YAML or TOML by
+//! extension) < environment `CELERY_SCALER_*` (nested keys with `__`, e.g.
+//! `CELERY_SCALER_CONNECTIONS__APP__ADDRESS`) < command-line flags. Raw values are collected
+//! as text with their origin, then validated in one pass that reports every problem
+//! ([`ConfigErrors`]); `main` prints them and exits 64 before binding anything.
+//!
+//! Secrets (Redis passwords, the TLS private key) never appear in `Debug` output or errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat, Source, Value, ValueKind};
+
+use crate::broker::{NamedConnections, SamplerSettings};
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
+/// Default admin HTTP listen address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8080";
+/// Default time between two samples of one broker, seconds.
+pub const DEFAULT_SAMPLE_INTERVAL_SECS: f64 = 1.0;
+/// Default Redis connect timeout, seconds.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT_SECS: f64 = 2.0;
+/// Default Redis command timeout, seconds.
+pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
+/// Default drain period after SIGTERM, seconds.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
+/// Default period at which `StreamIsActive` re-sends `true` while active, seconds.
+pub const DEFAULT_STREAM_RESEND_SECS: f64 = 5.0;
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CELERY_SCALER";
+
+/// Top-level keys of the config file (and of `CELERY_SCALER_<KEY>`).
+const TOP_KEYS: &[&str] = &[
+    "grpc_listen",
+    "admin_listen",
+    "log_format",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "sample_interval_seconds",
+    "redis_connect_timeout_seconds",
+    "redis_command_timeout_seconds",
+    "shutdown_grace_seconds",
+    "stream_resend_seconds",
+];
+
+/// Keys of one named connection.
+const CONNECTION_KEYS: &[&str] = &[
+    "address",
+    "database",
+    "username",
+    "password_env",
+    "password_file",
+    "tls",
+    "ca_file",
+    "insecure_skip_verify",
+    "sentinel_master",
+    "sentinels",
+    "sentinel_username",
+    "sentinel_password_env",
+    "sentinel_password_file",
+];
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// gRPC server TLS material, read and checked at load time.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    /// When set, clients must present a certificate signed by one of these CAs (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl ServerTls {
+    /// The private key; hand it only to the TLS acceptor.
+    pub fn key_pem(&self) -> &[u8] {
+        &self.key_pem
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"***")
+            .field("mtls", &self.client_ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// The validated configuration of the service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub tls: Option<ServerTls>,
+    pub sample_interval: Duration,
+    pub redis_connect_timeout: Duration,
+    pub redis_command_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub stream_resend: Duration,
+    /// Brokers by name, for trigger metadata `connection`.
+    pub connections: NamedConnections,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            log_format: LogFormat::Text,
+            tls: None,
+            sample_interval: Duration::from_secs_f64(DEFAULT_SAMPLE_INTERVAL_SECS),
+            redis_connect_timeout: Duration::from_secs_f64(DEFAULT_REDIS_CONNECT_TIMEOUT_SECS),
+            redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
+            shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
+            stream_resend: Duration::from_secs_f64(DEFAULT_STREAM_RESEND_SECS),
+            connections: NamedConnections::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Sampler timing derived from the config: the first sample of a new watch set may take a
+    /// connect, a round trip and one interval; a sample is served while younger than a few
+    /// ticks (at least 10 s).
+    pub fn sampler_settings(&self) -> SamplerSettings {
+        let defaults = SamplerSettings::default();
+        let first = self.redis_connect_timeout + self.redis_command_timeout + self.sample_interval;
+        let max_age = (self.sample_interval * 3 + first).max(Duration::from_secs(10));
+        SamplerSettings {
+            interval: self.sample_interval,
+            connect_timeout: self.redis_connect_timeout,
+            command_timeout: self.redis_command_timeout,
+            first_sample_timeout: first,
+            max_sample_age: max_age,
+            ..defaults
+        }
+    }
+}
+
+/// Values given on the command line (each also readable from `CELERY_SCALER_<NAME>` through
+/// the environment layer).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub grpc_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub log_format: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_client_ca: Option<String>,
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A raw value and where it came from.
+#[derive(Clone, Debug)]
+struct Raw {
+    value: RawValue,
+    origin: String,
+}
+
+#[derive(Clone, Debug)]
+enum RawValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// Everything collected from all layers, before validation.
+#[derive(Default)]
+struct RawConfig {
+    top: BTreeMap<String, Raw>,
+    connections: BTreeMap<String, BTreeMap<String, Raw>>,
+}
+
+/// Loads the file (if any), the `CELERY_SCALER_*` variables of `env` and `flags`, then
+/// validates. `env` is also where `password_env` variables are looked up.
+pub fn load(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+) -> Result<Config, ConfigErrors> {
+    let mut raw = RawConfig::default();
+    let mut problems = Vec::new();
+    if let Some(path) = file {
+        absorb_file(path, &mut raw, &mut problems);
+    }
+    absorb_env(env, &mut raw, &mut problems);
+    absorb_flags(flags, &mut raw);
+    let config = validate::validate(&raw, env, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors { problems })
+    }
+}
+
+fn absorb_file(path: &Path, raw: &mut RawConfig, problems: &mut Vec<String>) {
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => FileFormat::Yaml,
+        Some("toml") => FileFormat::Toml,
+        _ => {
+            problems.push(format!(
+                "config file {}: unknown format (use a .yaml, .yml or .toml extension)",
+                path.display()
+            ));
+            return;
+        }
+    };
+    if let Err(e) = std::fs::metadata(path) {
+        problems.push(format!("config file {}: {e}", path.display()));
+        return;
+    }
+    match File::from(path).format(format).required(true).collect() {
+        Ok(map) => {
+            let shown = path.display().to_string();
+            absorb_map(map, raw, problems, &|key| format!("{key} (in {shown})"));
+        }
+        Err(e) => problems.push(format!("config file {}: {e}", path.display())),
+    }
+}
+
+fn absorb_env(env: &HashMap<String, String>, raw: &mut RawConfig, problems: &mut Vec<String>) {
+    let ours: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+        // The config file path is read by the command line, not by this layer.
+        .filter(|(k, _)| k.as_str() != "CELERY_SCALER_CONFIG")
+        .filter(|(k, _)| !is_service_link(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(ours));
+    match source.collect() {
+        Ok(map) => absorb_map(map, raw, problems, &|key| {
+            format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
+        }),
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+}
+
+/// Whether `key` is one of the variables Kubernetes injects for every Service of the
+/// namespace (`enableServiceLinks`): a Service named `celery-scaler` yields
+/// `CELERY_SCALER_SERVICE_HOST`, `CELERY_SCALER_PORT_9090_TCP_ADDR` and so on, which are not
+/// settings and must not fail start-up.
+fn is_service_link(key: &str) -> bool {
+    if key.ends_with("_SERVICE_HOST") || key.contains("_SERVICE_PORT") {
+        return true;
+    }
+    if key.ends_with("_PORT") {
+        return true;
+    }
+    // …_PORT_<number>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]
+    let Some((_, tail)) = key.rsplit_once("_PORT_") else {
+        return false;
+    };
+    let mut parts = tail.split('_');
+    let number = parts
+        .next()
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts
+        .next()
+        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    let rest: Vec<&str> = parts.collect();
+    number
+        && proto
+        && (rest.is_empty() || matches!(rest.as_slice(), ["PROTO"] | ["PORT"] | ["ADDR"]))
+}
+
+fn absorb_flags(flags: &Flags, raw: &mut RawConfig) {
+    let pairs = [
+        ("grpc_listen", &flags.grpc_listen, "--grpc-listen"),
+        ("admin_listen", &flags.admin_listen, "--admin-listen"),
+        ("log_format", &flags.log_format, "--log-format"),
+        ("tls_cert", &flags.tls_cert, "--tls-cert"),
+        ("tls_key", &flags.tls_key, "--tls-key"),
+        ("tls_client_ca", &flags.tls_client_ca, "--tls-client-ca"),
+    ];
+    for (key, value, flag) in pairs {
+        if let Some(v) = value {
+            raw.top.insert(
+                key.to_string(),
+                Raw {
+                    value: RawValue::Text(v.clone()),
+                    origin: flag.to_string(),
+                },
+            );
+        }
+    }
+}
+
+/// Folds one layer's key/value map into `raw`; `origin` names a dotted key's source.
+fn absorb_map(
+    map: config::Map<String, Value>,
+    raw: &mut RawConfig,
+    problems: &mut Vec<String>,
+    origin: &dyn Fn(&str) -> String,
+) {
+    let mut keys: Vec<_> = map.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in keys {
+        if key == "connections" {
+            absorb_connections(value, raw, problems, origin);
+            continue;
+        }
+        // The environment source yields flat dotted keys: `connections.<name>.<field>`.
+        if let Some(rest) = key.strip_prefix("connections.") {
+            match rest.split_once('.') {
+                Some((name, field)) if !field.contains('.') => {
+                    let mut table = config::Map::new();
+                    table.insert(field.to_string(), value);
+                    let mut outer = config::Map::new();
+                    outer.insert(name.to_string(), Value::new(None, ValueKind::Table(table)));
+                    absorb_connections(
+                        Value::new(None, ValueKind::Table(outer)),
+                        raw,
+                        problems,
+                        origin,
+                    );
+                }
+                _ => problems.push(format!("{}: unknown setting", origin(&key))),
+            }
+            continue;
+        }
+        if !TOP_KEYS.contains(&key.as_str()) {
+            problems.push(format!("{}: unknown setting", origin(&key)));
+            continue;
+        }
+        match to_raw(value, origin(&key)) {
+            Ok(r) => {
+                raw.top.insert(key, r);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+}
+
+fn absorb_connections(
+    value: Value,
+    raw: &mut RawConfig,
+    problems: &mut Vec<String>,
+    origin: &dyn Fn(&str) -> String,
+) {
+    let table = match value.into_table() {
+        Ok(t) => t,
+        Err(_) => {
+            problems.push(format!(
+                "{}: must be a map of named connections",
+                origin("connections")
+            ));
+            return;
+        }
+    };
+    let mut names: Vec<_> = table.into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, conn) in names {
+        let path = format!("connections.{name}");
+        let fields = match conn.into_table() {
+            Ok(t) => t,
+            Err(_) => {
+                problems.push(format!("{}: must be a map of settings", origin(&path)));
+                continue;
+            }
+        };
+        let entry = raw.connections.entry(name.clone()).or_default();
+        let mut fields: Vec<_> = fields.into_iter().collect();
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, v) in fields {
+            let key_path = format!("{path}.{key}");
+            if !CONNECTION_KEYS.contains(&key.as_str()) {
+                problems.push(format!("{}: unknown connection setting", origin(&key_path)));
+                continue;
+            }
+            match to_raw(v, origin(&key_path)) {
+                Ok(r) => {
+                    entry.insert(key, r);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+}
+
+fn to_raw(value: Value, origin: String) -> Result<Raw, String> {
+    let value = match value.kind {
+        ValueKind::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item.into_string() {
+                    Ok(s) => out.push(s),
+                    Err(_) => return Err(format!("{origin}: list items must be plain values")),
+                }
+            }
+            RawValue::List(out)
+        }
+        ValueKind::Table(_) => return Err(format!("{origin}: must be a plain value, not a map")),
+        ValueKind::Nil => RawValue::Text(String::new()),
+        other => match Value::new(None, other).into_string() {
+            Ok(s) => RawValue::Text(s),
+            Err(e) => return Err(format!("{origin}: {e}")),
+        },
+    };
+    Ok(Raw { value, origin })
+}
+
+mod validate;
+
+#[cfg(test)]
+mod tests;

@@ -122,6 +122,13 @@ async fn exact_values_from_celery_shaped_data() {
         t - 1.0,
         &v("other", None, "", "unwatched"),
     );
+    // In the index but not in the hash: dropped, not counted.
+    let _: i64 = redis::cmd("ZADD")
+        .arg(key(p, "unacked_index"))
+        .arg(t - 1.0)
+        .arg("ghost")
+        .query(&mut c)
+        .expect("zadd");
 
     let registry = Registry::new(fast());
     let mut spec = BrokerSpec::direct("127.0.0.1", server.port);
@@ -334,6 +341,137 @@ async fn commands_per_steady_tick_do_not_grow_with_the_hash() {
     assert_eq!(
         at_10k, at_20k,
         "commands per steady tick must not grow with the hash"
+    );
+    drop(sub);
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconciliation_catches_what_counts_cannot() {
+    let server = RedisServer::start();
+    let mut c = server.conn(0);
+    let t = now();
+    for i in 0..50 {
+        let tag = format!("t{i}");
+        deliver(
+            &mut c,
+            "",
+            &tag,
+            t - 500.0 + f64::from(i),
+            &unacked_value(&tag, None, "", "celery"),
+        );
+    }
+    let registry = Arc::new(Registry::new(SamplerSettings {
+        reconcile_period: Duration::from_millis(800),
+        ..fast()
+    }));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let watch = WatchSet {
+        layout: Layout::default(),
+        queues: vec!["celery".into(), "qa".into()],
+        visibility_timeout_ms: 3_600_000,
+    };
+    let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
+    // One removal and one insertion (old score, from a worker whose clock lags) in the same
+    // score range between two ticks: every range count stays equal.
+    ack(&mut c, "", "t10");
+    deliver(
+        &mut c,
+        "",
+        "lagging",
+        t - 489.5,
+        &unacked_value("lagging", None, "", "qa"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = sub.next().await.expect("tick");
+        if v.queues[0].reserved == 49 && v.queues[1].reserved == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reconciliation never caught it: {:?}",
+            v.queues
+        );
+    }
+    drop(sub);
+    registry.shutdown().await;
+}
+
+fn histogram_sum(name: &str, broker: &str) -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().to_vec())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == broker))
+        .map(|m| m.get_histogram().get_sample_sum())
+        .sum()
+}
+
+/// Measurement, not a behaviour test: `cargo test --test broker_sampler -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_sampling_with_100k_unacked_entries() {
+    let server = RedisServer::start();
+    let mut c = server.conn(0);
+    let t = now();
+    for chunk in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            let tag = format!("{i:08}-0000-4000-8000-000000000000");
+            pipe.cmd("ZADD")
+                .arg("unacked_index")
+                .arg(t - 3000.0 + (i as f64) * 0.03)
+                .arg(&tag)
+                .ignore();
+            pipe.cmd("HSET")
+                .arg("unacked")
+                .arg(&tag)
+                .arg(unacked_value(&tag, None, "", "celery"))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut c).expect("bulk write");
+    }
+    let registry = Arc::new(Registry::new(SamplerSettings {
+        first_sample_timeout: Duration::from_secs(60),
+        command_timeout: Duration::from_secs(10),
+        ..fast()
+    }));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let label = spec.label();
+    let watch = WatchSet {
+        layout: Layout::default(),
+        queues: vec!["celery".into()],
+        visibility_timeout_ms: 3_600_000,
+    };
+    let started = Instant::now();
+    let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
+    eprintln!(
+        "first sample (full read of 100k entries): {:?}",
+        started.elapsed()
+    );
+    sub.next().await.expect("tick");
+    let before = metric("celery_scaler_redis_commands_total", &label);
+    let sum_before = histogram_sum("celery_scaler_sample_duration_seconds", &label);
+    let mut ticks = 0.0;
+    for i in 0..5u64 {
+        ack(
+            &mut c,
+            "",
+            &format!("{:08}-0000-4000-8000-000000000000", i * 17_000 + 3),
+        );
+        loop {
+            ticks += 1.0;
+            if sub.next().await.expect("tick").queues[0].reserved == 100_000 - i - 1 {
+                break;
+            }
+        }
+    }
+    let sum_after = histogram_sum("celery_scaler_sample_duration_seconds", &label);
+    let per = (metric("celery_scaler_redis_commands_total", &label) - before) / ticks;
+    eprintln!(
+        "100k entries, one ack in the middle per tick: {per} commands per tick, {:.1} ms per sample",
+        (sum_after - sum_before) / ticks * 1000.0
     );
     drop(sub);
     registry.shutdown().await;

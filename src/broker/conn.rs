@@ -9,6 +9,11 @@
 //! surfaces to the sampler instead of being retried behind its back. The connection is built
 //! from a `redis::Client` made with `Client::build_with_tls` when a CA file is given, which
 //! keeps the CA (deadpool's `Config::from_connection_info` would drop it).
+//!
+//! With Sentinel, the sentinels are asked in order (`SENTINEL get-master-addr-by-name`, with
+//! the sentinel credentials and the broker's TLS settings) on connect, after any connection
+//! error, and every [`SENTINEL_RECHECK_EVERY`] round trips; when the named master changes the
+//! connection moves to it.
 
 use std::time::Duration;
 
@@ -134,7 +139,14 @@ impl Link {
             return Ok(());
         }
         self.round_trips_since_resolve = 0;
-        let master = self.resolve_master().await?;
+        let master = match self.resolve_master().await {
+            Ok(m) => m,
+            Err(e) => {
+                // The current master still answers; keep it until it fails.
+                warn!(broker = %self.label, kind = e.kind(), "sentinel re-check failed; keeping the current master");
+                return Ok(());
+            }
+        };
         if let Some((_, current)) = &self.conn {
             if *current != master {
                 info!(broker = %self.label, from = %current, to = %master, "sentinel reports a new master; reconnecting");
@@ -392,5 +404,42 @@ fn scrub(text: &str, password: Option<&Secret>) -> String {
     match password.map(Secret::expose) {
         Some(pw) if !pw.is_empty() => text.replace(pw, "***"),
         _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_errors_say_so_and_never_carry_the_password() {
+        let pw = Secret::new("hunter2-pw");
+        let e = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "auth failed",
+            "hunter2-pw rejected".to_string(),
+        ));
+        let mapped = map_error("h:1/0", &e, Some(&pw), Duration::from_secs(1));
+        assert_eq!(mapped.kind(), "auth");
+        let text = mapped.to_string();
+        assert!(
+            text.contains("authentication failed") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let io = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused hunter2-pw",
+        ));
+        let mapped = map_error("h:1/0", &io, Some(&pw), Duration::from_secs(1));
+        assert_eq!(mapped.kind(), "connect");
+        assert!(!mapped.to_string().contains("hunter2"));
+        let slow = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
+        assert_eq!(
+            map_error("h:1/0", &slow, None, Duration::from_millis(1500)),
+            BrokerError::Timeout {
+                broker: "h:1/0".into(),
+                timeout_ms: 1500
+            }
+        );
     }
 }

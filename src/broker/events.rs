@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::conn::{build_client, map_error, redis_settings, Timeouts};
 use super::error::BrokerError;
-use super::metrics::REDIS_COMMANDS;
+use super::metrics::PUBSUB_COMMANDS;
 use super::sampler::{epoch_now, Shared};
 use super::spec::{BrokerSpec, HostPort};
 use crate::celery::{parse_worker_event, WorkerEventKind};
@@ -231,7 +231,7 @@ impl Listener {
     }
 
     fn count(&self, n: usize) {
-        REDIS_COMMANDS
+        PUBSUB_COMMANDS
             .with_label_values(&[self.label.as_str()])
             .inc_by(n as u64);
     }

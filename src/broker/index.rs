@@ -42,7 +42,7 @@ impl ScoreRange {
         self.lo.is_none_or(|lo| s >= lo) && self.hi.is_none_or(|hi| s < hi)
     }
 
-    /// `min` and `max` arguments for `ZCOUNT` / `ZRANGE … BYSCORE` (Redis parses the
+    /// `min` and `max` arguments for `ZCOUNT` / `ZRANGEBYSCORE` (Redis parses the
     /// shortest round-trip decimal of an f64 back to the same double).
     pub(crate) fn redis_args(&self) -> (String, String) {
         let lo = self

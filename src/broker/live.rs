@@ -77,6 +77,11 @@ struct KeyLive {
     seen: Option<(u64, u64, u64, u64)>,
     /// Ticks in a row the FIFO clock disagreed with `LLEN`.
     mismatch: u8,
+    /// `LLEN` at the previous tick.
+    llen: u64,
+    /// When a list found non-empty without its ends read (it was empty the tick before) was
+    /// probably filled: mid-way between the two ticks.
+    filled_at: Option<f64>,
 }
 
 /// One queue's live state.
@@ -109,7 +114,9 @@ pub(crate) struct TickExtras {
 /// The sampler's request for the next tick's extra reads.
 #[derive(Default)]
 pub(crate) struct Plan {
-    /// Keys whose head and tail tags to read (queues not in exact mode).
+    /// Keys whose head and tail tags to read: keys of queues not in exact mode that were not
+    /// empty at the previous tick (an empty list has no ends; a list that just filled is read
+    /// from the next tick on, so its wait may be short by one tick).
     pub tail_keys: Vec<Vec<u8>>,
 }
 
@@ -159,12 +166,11 @@ impl LiveBook {
                 if !seen.insert((&w.layout, q)) {
                     continue;
                 }
-                let exact = self
-                    .queues
-                    .get(&(w.layout.clone(), q.clone()))
-                    .is_some_and(|ql| ql.exact);
-                if !exact {
-                    tail_keys.extend(w.layout.queue_keys(q));
+                match self.queues.get(&(w.layout.clone(), q.clone())) {
+                    None => tail_keys.extend(w.layout.queue_keys(q)),
+                    Some(ql) if !ql.exact => tail_keys
+                        .extend(ql.keys.iter().filter(|k| k.llen > 0).map(|k| k.key.clone())),
+                    Some(_) => {}
                 }
             }
         }
@@ -219,6 +225,8 @@ impl LiveBook {
                             tail: TailClock::default(),
                             seen: None,
                             mismatch: 0,
+                            llen: 0,
+                            filled_at: None,
                         })
                         .collect(),
                     arrivals: RateEstimator::new(window),
@@ -314,15 +322,28 @@ impl QueueLive {
                     continuous = false;
                 }
             }
-            if let Some((head, tail)) = extras.ends.get(&k.key) {
-                k.tail.observe(now, head.as_deref(), tail.as_deref());
-                let age = if llen > 0 {
-                    k.tail.oldest_age(now)
-                } else {
-                    0.0
-                };
-                tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+            match extras.ends.get(&k.key) {
+                Some((head, tail)) => {
+                    if let Some(t) = k.filled_at.take() {
+                        k.tail.observe(t, head.as_deref(), tail.as_deref());
+                    }
+                    k.tail.observe(now, head.as_deref(), tail.as_deref());
+                    let age = if llen > 0 {
+                        k.tail.oldest_age(now)
+                    } else {
+                        0.0
+                    };
+                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+                }
+                // Keys empty at the previous tick are not read; forget their old ends.
+                None if k.llen == 0 || llen == 0 => {
+                    k.tail.observe(now, None, None);
+                    k.filled_at =
+                        (llen > 0).then(|| self.prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                }
+                None => {}
             }
+            k.llen = llen;
         }
         let (new_tags, left) = churn;
         let (arrived, dequeued) = if continuous {

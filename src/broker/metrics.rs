@@ -87,6 +87,15 @@ pub(crate) static WATCH_SETS: LazyLock<GaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static PUBSUB_COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_pubsub_commands_total",
+        "Commands sent on a broker's pub/sub connection (SUBSCRIBE, PSUBSCRIBE, keep-alive PING).",
+        &["broker"]
+    )
+    .expect("metric registers once")
+});
+
 pub(crate) static QUEUE_ARRIVAL_RATE: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "celery_scaler_queue_arrival_rate",
@@ -307,6 +316,7 @@ pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
     series.retain(broker, &BTreeSet::new());
     retain_live(broker, &HashSet::new());
     let _ = REDIS_COMMANDS.remove_label_values(&[broker]);
+    let _ = PUBSUB_COMMANDS.remove_label_values(&[broker]);
     let _ = UNACKED_MALFORMED.remove_label_values(&[broker]);
     let _ = SAMPLE_DURATION.remove_label_values(&[broker]);
     let _ = SAMPLE_AGE.remove_label_values(&[broker]);

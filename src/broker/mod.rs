@@ -166,8 +166,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Creates an empty registry. Must be called inside a tokio runtime before the first
-    /// `view`; installs rustls' ring crypto provider (idempotent).
+    /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
+    /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -209,6 +209,8 @@ impl Reader {
                 }
             }
         }
+        let extra_at = pipe.len();
+        live::append_reads(&mut pipe, &self.plan, self.check_keyspace);
         let prefixes: BTreeSet<&[u8]> =
             watches.iter().map(|w| w.layout.prefix.as_slice()).collect();
         self.trackers.retain(|p, _| prefixes.contains(p.as_slice()));
@@ -223,8 +225,6 @@ impl Reader {
                 tracker.probe(&mut pipe, now, self.reconcile_period),
             ));
         }
-        let extra_at = pipe.len();
-        live::append_reads(&mut pipe, &self.plan, self.check_keyspace);
         let answers = self.link.round_trip(&pipe).await?;
         self.extras = TickExtras::default();
         for (key, v) in list_keys.iter().zip(&answers) {
@@ -473,4 +473,90 @@ fn update_live(
         backlog,
         in_flight,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> WatchSet {
+        WatchSet {
+            layout: Layout::default(),
+            queues: vec!["a".into(), "b".into()],
+            visibility_timeout_ms: 1000,
+        }
+    }
+
+    fn data() -> SampleData {
+        let w = watch();
+        let mut data = SampleData::default();
+        data.backlog
+            .entry(w.layout.clone())
+            .or_default()
+            .insert("a".into(), 3);
+        data.in_flight
+            .entry(FlightGroup::of(&w))
+            .or_default()
+            .insert("b".into(), [1, 2, 3]);
+        data
+    }
+
+    #[test]
+    fn views_come_from_the_snapshot_maps() {
+        let snap = Snapshot {
+            covers_upto: 1,
+            sampled_at: 5.0,
+            taken: Instant::now(),
+            outcome: Ok(Arc::new(data())),
+            live: Arc::default(),
+        };
+        let v = snap
+            .view("b/0", &watch(), Duration::from_secs(1))
+            .expect("fresh");
+        assert_eq!(v.broker, "b/0");
+        assert_eq!((v.queues[0].backlog, v.queues[0].reserved), (3, 0));
+        let b = &v.queues[1];
+        assert_eq!((b.backlog, b.reserved, b.scheduled, b.stale), (0, 1, 2, 3));
+        // Another visibility timeout is another group: no in-flight numbers borrowed.
+        let other = WatchSet {
+            visibility_timeout_ms: 2000,
+            ..watch()
+        };
+        let v = snap
+            .view("b/0", &other, Duration::from_secs(1))
+            .expect("fresh");
+        assert_eq!(v.queues[1].reserved, 0);
+    }
+
+    #[test]
+    fn old_snapshots_are_stale_and_errors_pass_through() {
+        let Some(taken) = Instant::now().checked_sub(Duration::from_secs(30)) else {
+            return;
+        };
+        let old = Snapshot {
+            covers_upto: 1,
+            sampled_at: 0.0,
+            taken,
+            outcome: Ok(Arc::new(data())),
+            live: Arc::default(),
+        };
+        let err = old
+            .view("b/0", &watch(), Duration::from_secs(10))
+            .expect_err("stale");
+        assert_eq!(err.kind(), "stale");
+        let failed = Snapshot {
+            covers_upto: 1,
+            sampled_at: 0.0,
+            taken: Instant::now(),
+            outcome: Err(BrokerError::Connect {
+                broker: "b/0".into(),
+                detail: "refused".into(),
+            }),
+            live: Arc::default(),
+        };
+        let err = failed
+            .view("b/0", &watch(), Duration::from_secs(10))
+            .expect_err("error");
+        assert_eq!(err.kind(), "connect");
+    }
 }

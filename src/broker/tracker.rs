@@ -4,7 +4,7 @@
 //! own copy of `unacked_index` (tag → score, see [`Index`]) with each tag's parsed value, and
 //! per tick sends, in the sampler's shared first round trip:
 //!
-//! * `ZRANGE idx W +inf BYSCORE WITHSCORES`: the *window* of recent deliveries, where `W` is
+//! * `ZRANGEBYSCORE idx W +inf WITHSCORES`: the *window* of recent deliveries, where `W` is
 //!   `min(highest known score, now) − OVERLAP` (the overlap absorbs clock skew between worker
 //!   hosts, whose clocks write the scores). New and re-delivered tags show up here.
 //! * `ZCOUNT idx lo (hi` for each of at most [`MAX_RANGES`] ranges that partition
@@ -13,7 +13,7 @@
 //! A range whose count differs from the known count changed (acks in the middle of the score
 //! range, inserts from skewed clocks). Such a range is bisected at its median known score
 //! with one more `ZCOUNT` per differing half per round trip, until a differing range holds at
-//! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGE … BYSCORE` and diffed.
+//! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGEBYSCORE` and diffed.
 //! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SMEMBERS` of
 //! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached
 //! [`BINDINGS_TTL`].
@@ -23,6 +23,9 @@
 //! per [`HMGET_BATCH`] new tags. A full reconciliation (`ZRANGE idx 0 -1 WITHSCORES`, then
 //! `HMGET` of unknown tags) runs on the first tick, every `reconcile_period`, and whenever
 //! bisection did not converge within [`MAX_ROUNDS`] round trips.
+//!
+//! `ZRANGEBYSCORE` rather than `ZRANGE … BYSCORE` keeps Redis < 6.2 working (all commands
+//! are in `@read`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -143,11 +146,10 @@ impl Tracker {
             hi: None,
         };
         let (lo, hi) = window.redis_args();
-        pipe.cmd("ZRANGE")
+        pipe.cmd("ZRANGEBYSCORE")
             .arg(&self.index_key)
             .arg(lo)
             .arg(hi)
-            .arg("BYSCORE")
             .arg("WITHSCORES");
         let ranges = self.index.partition(w, MAX_RANGES, MIN_RANGE);
         for r in &ranges {
@@ -255,11 +257,10 @@ impl Tracker {
                 match split {
                     None => {
                         let (lo, hi) = r.redis_args();
-                        pipe.cmd("ZRANGE")
+                        pipe.cmd("ZRANGEBYSCORE")
                             .arg(&self.index_key)
                             .arg(lo)
                             .arg(hi)
-                            .arg("BYSCORE")
                             .arg("WITHSCORES");
                     }
                     Some((left, _)) => {
@@ -399,7 +400,7 @@ impl Tracker {
                 (ex.as_str(), b)
             })
             .collect();
-        let mut out: HashMap<String, Counts> = HashMap::new();
+        let mut out: HashMap<&str, Counts> = HashMap::new();
         let mut targets: Vec<&str> = Vec::new();
         for (score, entry) in self.index.parsed() {
             targets.clear();
@@ -419,9 +420,9 @@ impl Tracker {
                 InFlightState::Stale => 2,
             };
             for q in targets.iter().filter(|q| queues.contains(**q)) {
-                out.entry((*q).to_string()).or_default()[slot] += 1;
+                out.entry(q).or_default()[slot] += 1;
             }
         }
-        out
+        out.into_iter().map(|(q, c)| (q.to_string(), c)).collect()
     }
 }

@@ -66,6 +66,8 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
                 && l.wait_p95 <= k.wait_p95.max(sc.target_latency)
             {
                 "latency: fewer pod-seconds at p95 within target"
+            } else if l.pod_seconds < k.pod_seconds {
+                "trade-off: latency uses fewer pod-seconds at a higher p95"
             } else {
                 "keda-redis better"
             };

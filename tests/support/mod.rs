@@ -52,6 +52,19 @@ impl RedisServer {
         panic!("could not start redis-server: {last_err}");
     }
 
+    /// A server on a given port (e.g. to restart one that was stopped).
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let mut last_err = String::new();
+        for _ in 0..20 {
+            match Self::try_start(port, extra) {
+                Ok(server) => return server,
+                Err(e) => last_err = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("could not start redis-server on {port}: {last_err}");
+    }
+
     fn try_start(port: u16, extra: &[&str]) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port_s = port.to_string();
@@ -127,3 +140,6 @@ impl Drop for RedisServer {
 }
 
 pub mod celery_data;
+pub mod monitor;
+pub mod sentinel;
+pub mod tls;

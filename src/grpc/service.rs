@@ -1,0 +1,188 @@
+//! The `ExternalScaler` implementation: protobuf in, [`Scaler`] calls, protobuf out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{debug, warn};
+
+use super::metrics;
+use super::proto::external_scaler_server::{ExternalScaler, ExternalScalerServer};
+use super::proto::{
+    GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
+    MetricValue, ScaledObjectRef,
+};
+use super::status::to_status;
+use super::stream::{self, ActiveStream, StreamSpec};
+use crate::policy::decide;
+use crate::scaler::{Scaler, ScalerError};
+
+/// KEDA's external scaler, backed by one shared [`Scaler`].
+#[derive(Clone)]
+pub struct ScalerService {
+    scaler: Arc<Scaler>,
+    /// Cancelled when the server drains: open streams end with status OK.
+    shutdown: CancellationToken,
+    /// `StreamIsActive` re-sends `true` this often while active.
+    resend: Duration,
+}
+
+impl ScalerService {
+    pub fn new(scaler: Arc<Scaler>, shutdown: CancellationToken, resend: Duration) -> Self {
+        metrics::init();
+        Self {
+            scaler,
+            shutdown,
+            resend,
+        }
+    }
+
+    /// The tonic service, ready to add to a router.
+    pub fn into_server(self) -> ExternalScalerServer<Self> {
+        ExternalScalerServer::new(self)
+    }
+
+    fn get_metric_spec_inner(&self, so: &ScaledObjectRef) -> Result<GetMetricSpecResponse, Status> {
+        let settings = self
+            .scaler
+            .settings(&so.scaler_metadata)
+            .map_err(|e| fail(so, e))?;
+        // The target depends on the settings only: no Redis here.
+        let target = decide(&settings.policy, &[]).target;
+        Ok(GetMetricSpecResponse {
+            metric_specs: vec![MetricSpec {
+                metric_name: settings.metric_name.clone(),
+                target_size: target.ceil() as i64,
+                target_size_float: target,
+            }],
+        })
+    }
+
+    async fn get_metrics_inner(
+        &self,
+        req: GetMetricsRequest,
+    ) -> Result<GetMetricsResponse, Status> {
+        let so = req
+            .scaled_object_ref
+            .ok_or_else(|| Status::invalid_argument("scaledObjectRef: missing"))?;
+        let settings = self
+            .scaler
+            .settings(&so.scaler_metadata)
+            .map_err(|e| fail(&so, e))?;
+        Scaler::check_metric_name(&settings, &req.metric_name).map_err(|e| fail(&so, e))?;
+        let eval = self
+            .scaler
+            .evaluate(&so.scaler_metadata)
+            .await
+            .map_err(|e| fail(&so, e))?;
+        Scaler::record(&so.namespace, &so.name, &eval.decision);
+        let value = finite_non_negative(eval.decision.metric_value);
+        Ok(GetMetricsResponse {
+            metric_values: vec![MetricValue {
+                // KEDA ignores this field; echo the name it asked for.
+                metric_name: req.metric_name,
+                metric_value: value.round() as i64,
+                metric_value_float: value,
+            }],
+        })
+    }
+
+    async fn is_active_inner(&self, so: &ScaledObjectRef) -> Result<IsActiveResponse, Status> {
+        let eval = self
+            .scaler
+            .evaluate(&so.scaler_metadata)
+            .await
+            .map_err(|e| fail(so, e))?;
+        Scaler::record(&so.namespace, &so.name, &eval.decision);
+        Ok(IsActiveResponse {
+            result: eval.decision.active,
+        })
+    }
+
+    fn stream_is_active_inner(&self, so: ScaledObjectRef) -> Result<ActiveStream, Status> {
+        if self.shutdown.is_cancelled() {
+            return Err(Status::unavailable("the scaler is shutting down; retry"));
+        }
+        let settings = self
+            .scaler
+            .settings(&so.scaler_metadata)
+            .map_err(|e| fail(&so, e))?;
+        Ok(stream::open(StreamSpec {
+            scaler: self.scaler.clone(),
+            scaled_object: format!("{}/{}", so.namespace, so.name),
+            metadata: so.scaler_metadata,
+            settings,
+            shutdown: self.shutdown.clone(),
+            resend: self.resend,
+        }))
+    }
+}
+
+/// Logs a failed request (without secrets) and maps it to its status.
+fn fail(so: &ScaledObjectRef, e: ScalerError) -> Status {
+    let status = to_status(&e);
+    match e {
+        ScalerError::Broker(_) => {
+            warn!(namespace = %so.namespace, scaled_object = %so.name, error = %status.message(), "broker unavailable")
+        }
+        _ => {
+            debug!(namespace = %so.namespace, scaled_object = %so.name, error = %status.message(), "request rejected")
+        }
+    }
+    status
+}
+
+/// KEDA turns NaN, ±Inf and negatives into 0 anyway; never send them.
+fn finite_non_negative(v: f64) -> f64 {
+    if v.is_finite() && v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+#[tonic::async_trait]
+impl ExternalScaler for ScalerService {
+    type StreamIsActiveStream = ActiveStream;
+
+    async fn is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<IsActiveResponse>, Status> {
+        let started = Instant::now();
+        let result = self.is_active_inner(request.get_ref()).await;
+        metrics::observe("IsActive", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn stream_is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
+        let started = Instant::now();
+        let result = self.stream_is_active_inner(request.into_inner());
+        metrics::observe("StreamIsActive", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn get_metric_spec(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<GetMetricSpecResponse>, Status> {
+        let started = Instant::now();
+        let result = self.get_metric_spec_inner(request.get_ref());
+        metrics::observe("GetMetricSpec", started, &result);
+        result.map(Response::new)
+    }
+
+    async fn get_metrics(
+        &self,
+        request: Request<GetMetricsRequest>,
+    ) -> Result<Response<GetMetricsResponse>, Status> {
+        let started = Instant::now();
+        let result = self.get_metrics_inner(request.into_inner()).await;
+        metrics::observe("GetMetrics", started, &result);
+        result.map(Response::new)
+    }
+}

@@ -1,0 +1,90 @@
+//! The one mapping from scaler errors to gRPC status codes.
+//!
+//! | error | code | why |
+//! |---|---|---|
+//! | invalid trigger metadata | `INVALID_ARGUMENT` | the ScaledObject must change; message names every bad key, never a secret value |
+//! | unknown `metricName` | `NOT_FOUND` | the metric asked for is not one this trigger serves (KEDA asks only for names we returned) |
+//! | broker unreachable, auth failure, timeout, stale sample, Sentinel failure | `UNAVAILABLE` | the scaler is fine but cannot see the broker now; KEDA retries and `fallback` applies. Timeouts are ours (Redis I/O), not the caller's deadline, so they are `UNAVAILABLE`, not `DEADLINE_EXCEEDED` |
+//! | scaler shutting down | `UNAVAILABLE` | retry on another replica |
+
+use tonic::{Code, Status};
+
+use crate::broker::BrokerError;
+use crate::scaler::ScalerError;
+
+/// Maps `err` to a status whose message is safe to send (no credentials).
+pub fn to_status(err: &ScalerError) -> Status {
+    match err {
+        ScalerError::Metadata(e) => Status::invalid_argument(e.to_string()),
+        ScalerError::UnknownMetric { .. } => Status::not_found(err.to_string()),
+        ScalerError::Broker(e) => Status::unavailable(broker_message(e)),
+    }
+}
+
+fn broker_message(e: &BrokerError) -> String {
+    match e {
+        BrokerError::ShuttingDown => "the scaler is shutting down; retry".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Bounded label for `celery_scaler_grpc_requests_total{code}`.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::{MetadataError, Problem};
+
+    #[test]
+    fn mapping() {
+        let meta = ScalerError::Metadata(MetadataError {
+            problems: vec![Problem {
+                key: "listLength".into(),
+                message: "must be a number > 0".into(),
+            }],
+        });
+        let s = to_status(&meta);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("listLength"));
+        let unknown = ScalerError::UnknownMetric {
+            asked: "x".into(),
+            expected: "celery-celery".into(),
+        };
+        assert_eq!(to_status(&unknown).code(), Code::NotFound);
+        for e in [
+            BrokerError::Timeout {
+                broker: "h:1/0".into(),
+                timeout_ms: 5,
+            },
+            BrokerError::Auth {
+                broker: "h:1/0".into(),
+                detail: "WRONGPASS".into(),
+            },
+            BrokerError::ShuttingDown,
+        ] {
+            assert_eq!(to_status(&ScalerError::Broker(e)).code(), Code::Unavailable);
+        }
+        assert_eq!(code_label(Code::Unavailable), "UNAVAILABLE");
+    }
+}

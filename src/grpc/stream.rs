@@ -1,0 +1,179 @@
+//! `StreamIsActive` (KEDA `external-push`): push `true` when a watch set becomes active and
+//! re-send it periodically while it stays active; never push `false`.
+//!
+//! The stream is driven by the connection that carries it (no task of its own), so a client
+//! cancel drops it at once. On shutdown it ends cleanly (status OK) so that KEDA reconnects
+//! after ~2 s instead of backing off.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+use super::metrics::StreamGuard;
+use super::proto::IsActiveResponse;
+use super::status::to_status;
+use crate::broker::{BrokerError, Subscription};
+use crate::scaler::{Scaler, ScalerError};
+use crate::trigger::TriggerSettings;
+
+/// The response stream type of `StreamIsActive`.
+pub type ActiveStream =
+    Pin<Box<dyn Stream<Item = Result<IsActiveResponse, Status>> + Send + 'static>>;
+
+/// Everything one open stream needs.
+pub struct StreamSpec {
+    pub scaler: Arc<Scaler>,
+    pub metadata: HashMap<String, String>,
+    pub settings: Arc<TriggerSettings>,
+    pub shutdown: CancellationToken,
+    pub resend: Duration,
+    /// `namespace/name` of the ScaledObject, for logs.
+    pub scaled_object: String,
+}
+
+struct State {
+    spec: StreamSpec,
+    sub: Option<Subscription>,
+    opened: bool,
+    ended: bool,
+    was_active: bool,
+    last_sent: Option<Instant>,
+    last_error: Option<String>,
+    _guard: StreamGuard,
+}
+
+/// Opens the stream; it yields only `true` messages.
+pub fn open(spec: StreamSpec) -> ActiveStream {
+    debug!(scaled_object = %spec.scaled_object, "StreamIsActive opened");
+    let state = State {
+        spec,
+        sub: None,
+        opened: false,
+        ended: false,
+        was_active: false,
+        last_sent: None,
+        last_error: None,
+        _guard: StreamGuard::new(),
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        let token = st.spec.shutdown.clone();
+        let item = tokio::select! {
+            biased;
+            _ = token.cancelled() => None,
+            item = st.next_push() => item,
+        };
+        if item.is_none() {
+            debug!(scaled_object = %st.spec.scaled_object, "StreamIsActive ends");
+        }
+        item.map(|item| (item, st))
+    }))
+}
+
+impl State {
+    /// Waits until a message is due; `None` ends the stream.
+    async fn next_push(&mut self) -> Option<Result<IsActiveResponse, Status>> {
+        if self.ended {
+            return None;
+        }
+        if !self.opened {
+            self.opened = true;
+            match self.spec.scaler.evaluate(&self.spec.metadata).await {
+                Ok(e) => {
+                    self.ok();
+                    if let Some(msg) = self.consider(e.decision.active) {
+                        return Some(Ok(msg));
+                    }
+                }
+                Err(e) => {
+                    if let Some(end) = self.failed(e) {
+                        return end;
+                    }
+                }
+            }
+        }
+        let retry = self.spec.scaler.registry().settings().interval;
+        loop {
+            let started = Instant::now();
+            let step = self.step().await;
+            match step {
+                Ok(Some(active)) => {
+                    self.ok();
+                    if let Some(msg) = self.consider(active) {
+                        return Some(Ok(msg));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(end) = self.failed(e) {
+                        return end;
+                    }
+                    // Keep a failing broker from turning this into a busy loop.
+                    if let Some(rest) = retry.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(rest).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sample: `Some(active)` when a view arrived.
+    async fn step(&mut self) -> Result<Option<bool>, ScalerError> {
+        let sub = match &mut self.sub {
+            Some(sub) => sub,
+            None => {
+                let (_, sub) = self.spec.scaler.subscribe(&self.spec.metadata).await?;
+                self.sub.insert(sub)
+            }
+        };
+        let view = sub.next().await?;
+        let eval = Scaler::decide(self.spec.settings.clone(), view);
+        Ok(Some(eval.decision.active))
+    }
+
+    /// Whether to push now: on becoming active, and every `resend` while active.
+    fn consider(&mut self, active: bool) -> Option<IsActiveResponse> {
+        let now = Instant::now();
+        let due = self
+            .last_sent
+            .is_none_or(|t| now.duration_since(t) >= self.spec.resend);
+        let send = active && (!self.was_active || due);
+        self.was_active = active;
+        send.then(|| {
+            self.last_sent = Some(now);
+            IsActiveResponse { result: true }
+        })
+    }
+
+    fn ok(&mut self) {
+        if self.last_error.take().is_some() {
+            info!(scaled_object = %self.spec.scaled_object, "StreamIsActive: broker readable again");
+        }
+    }
+
+    /// Handles an error: `Some(end)` ends the stream (`end` is its last item).
+    fn failed(&mut self, e: ScalerError) -> Option<Option<Result<IsActiveResponse, Status>>> {
+        match e {
+            ScalerError::Broker(BrokerError::ShuttingDown) => Some(None),
+            ScalerError::Broker(b) => {
+                let text = b.to_string();
+                if self.last_error.as_deref() != Some(text.as_str()) {
+                    warn!(scaled_object = %self.spec.scaled_object, error = %text, "StreamIsActive: sample failed; the stream stays open");
+                    self.last_error = Some(text);
+                }
+                // A subscription that failed may be stale; take a fresh one next time.
+                self.sub = None;
+                None
+            }
+            other => {
+                self.ended = true;
+                Some(Some(Err(to_status(&other))))
+            }
+        }
+    }
+}

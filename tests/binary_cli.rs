@@ -1,0 +1,355 @@
+//! The real `celery-scaler` binary: exit codes, config errors before binding, readiness,
+//! `/metrics`, SIGTERM drain with an open stream, and `inspect`.
+#![allow(clippy::unwrap_used)]
+
+mod service_support;
+mod support;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use service_support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_celery-scaler");
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Kills the child on drop so a failing test leaves nothing behind.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+    /// Waits (bounded) for the exit; returns the output.
+    fn wait(mut self, limit: Duration) -> Output {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(Some(cmd.spawn().unwrap()))
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = spawn(args, env).wait(LIMIT);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn bad_config_exits_64_listing_every_problem_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        r#"
+log_format: xml
+sample_interval_seconds: 0.01
+tls_client_ca: /nonexistent/ca.crt
+connections:
+  app:
+    address: "redis:6379"
+    sentinel_master: mymaster
+    password_env: CELERY_SCALER_TEST_UNSET_PASSWORD
+"#,
+    )
+    .unwrap();
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let (code, stdout, stderr) = run(
+        &[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--grpc-listen",
+            &grpc,
+        ],
+        &[
+            ("CELERY_SCALER_ADMIN_LISTEN", "not-an-address"),
+            ("CELERY_SCALER_SHUTDOWN_GRACE_SECONDS", "-1"),
+        ],
+    );
+    assert_eq!(code, 64, "stderr:\n{stderr}");
+    for needle in [
+        "log_format",
+        "sample_interval_seconds",
+        "tls_client_ca",
+        "connections.app",
+        "CELERY_SCALER_TEST_UNSET_PASSWORD",
+        "CELERY_SCALER_ADMIN_LISTEN",
+        "CELERY_SCALER_SHUTDOWN_GRACE_SECONDS",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("serving") && stdout.is_empty(), "{stderr}");
+    // Nothing was bound: the gRPC address is still free.
+    std::net::TcpListener::bind(&grpc).unwrap();
+}
+
+#[test]
+fn bad_config_file_syntax_and_unknown_keys_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "grpc_listen = \"127.0.0.1:0\"\nsample_intervall_seconds = 1\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("sample_intervall_seconds"), "{stderr}");
+    let (code, _, stderr) = run(&["serve"], &[("CELERY_SCALER_CONFIG", "/nonexistent.yaml")]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("/nonexistent.yaml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_becomes_ready_exports_metrics_and_drains_on_sigterm() {
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_SHUTDOWN_GRACE_SECONDS", "5"),
+            ("CELERY_SCALER_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match http_get(admin_addr, "/readyz").await {
+            Ok((200, _)) => break,
+            Ok((503, _)) | Err(_) => {}
+            Ok(other) => panic!("unexpected /readyz answer {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client =
+        celery_scaler::grpc::proto::external_scaler_client::ExternalScalerClient::connect(format!(
+            "http://{grpc}"
+        ))
+        .await
+        .unwrap();
+    let dead = dead_address();
+    let md = [("address", dead.as_str())];
+    client.get_metric_spec(so(&md)).await.unwrap();
+    let (code, body) = http_get(admin_addr, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    for name in [
+        "celery_scaler_grpc_requests_total",
+        "celery_scaler_grpc_request_duration_seconds",
+        "celery_scaler_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics");
+    }
+
+    let mut stream = client.stream_is_active(so(&md)).await.unwrap().into_inner();
+    signal(proc.pid(), "-TERM");
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("stream ends within the grace period");
+    assert!(matches!(end, Ok(None)), "stream must end with OK: {end:?}");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with('{'), "json logs expected, got {first}");
+    assert!(
+        stderr.contains("draining") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_bad_metadata_exits_64_naming_the_key_not_the_password() {
+    let (code, stdout, stderr) = run(
+        &[
+            "inspect",
+            "--metadata",
+            "address=127.0.0.1:1",
+            "--metadata",
+            "password=hunter2-secret",
+            "--metadata",
+            "listLength=lots",
+        ],
+        &[],
+    );
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("listLength"), "{stderr}");
+    assert!(!stderr.contains("hunter2-secret") && !stdout.contains("hunter2-secret"));
+    let (code, _, stderr) = run(&["inspect", "--metadata", "novalue"], &[]);
+    assert_eq!(code, 64);
+    assert!(stderr.contains("novalue"), "{stderr}");
+}
+
+#[test]
+fn inspect_unreachable_broker_exits_69() {
+    let dead = dead_address();
+    let (code, _, stderr) = run(
+        &["inspect", "--metadata", &format!("address={dead}")],
+        &[("CELERY_SCALER_REDIS_CONNECT_TIMEOUT_SECONDS", "0.5")],
+    );
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains(&dead), "{stderr}");
+}
+
+#[test]
+fn inspect_json_shape() {
+    let redis = support::RedisServer::start();
+    write_celery_fixture(&mut redis.conn(0));
+    let addr = redis.address();
+    let (code, stdout, stderr) = run(
+        &[
+            "inspect",
+            "--metadata",
+            &format!("address={addr}"),
+            "--metadata",
+            "queues=celery,qa",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["broker"], format!("{addr}/0"));
+    let q = &v["queues"][0];
+    assert_eq!(q["name"], "celery");
+    assert_eq!(
+        (&q["backlog"], &q["reserved"], &q["scheduled"], &q["stale"]),
+        (&6.into(), &1.into(), &1.into(), &1.into())
+    );
+    assert_eq!(v["queues"][1]["name"], "qa");
+    assert_eq!(v["decision"]["metric_value"], 11.0);
+    assert_eq!(v["decision"]["target"], 5.0);
+    assert_eq!(v["decision"]["active"], true);
+    assert_eq!(v["decision"]["metric_name"], "celery-celery-qa");
+}
+
+#[test]
+fn inspect_named_connection_with_password_from_env() {
+    let redis = support::RedisServer::start_with(&["--requirepass", "conn-secret-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "connections:\n  app:\n    address: \"{}\"\n    password_env: TEST_REDIS_PW\n",
+            redis.address()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        &[
+            "inspect",
+            "--config",
+            file.to_str().unwrap(),
+            "--metadata",
+            "connection=app",
+            "--json",
+        ],
+        &[("TEST_REDIS_PW", "conn-secret-pw")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("conn-secret-pw") && !stderr.contains("conn-secret-pw"));
+    let (code, _, stderr) = run(
+        &[
+            "inspect",
+            "--config",
+            file.to_str().unwrap(),
+            "--metadata",
+            "connection=app",
+        ],
+        &[("TEST_REDIS_PW", "wrong-password")],
+    );
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains("authentication"), "{stderr}");
+    assert!(!stderr.contains("wrong-password"));
+}
+
+/// A second SIGTERM during a drain held open by an in-flight RPC exits at once with 130.
+/// The RPC waits on a "broker" that accepts TCP but never answers.
+#[tokio::test]
+async fn second_signal_aborts_the_drain_with_130() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_SHUTDOWN_GRACE_SECONDS", "60"),
+            ("CELERY_SCALER_REDIS_CONNECT_TIMEOUT_SECONDS", "30"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !matches!(http_get(admin_addr, "/readyz").await, Ok((200, _))) {
+        assert!(Instant::now() < deadline, "not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client =
+        celery_scaler::grpc::proto::external_scaler_client::ExternalScalerClient::connect(format!(
+            "http://{grpc}"
+        ))
+        .await
+        .unwrap();
+    let request = so(&[("address", silent_addr.as_str())]);
+    let in_flight = tokio::spawn(async move { client.is_active(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(proc.pid(), "-TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        http_get(admin_addr, "/readyz").await.unwrap().0,
+        503,
+        "draining"
+    );
+    signal(proc.pid(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    in_flight.abort();
+    drop(silent);
+}
