@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::scaler::Evaluation;
+use crate::signals::Estimate;
 
 /// Turns `KEY=VALUE` arguments into a metadata map; names the first malformed argument.
 pub fn parse_pairs(pairs: &[String]) -> Result<HashMap<String, String>, String> {
@@ -34,7 +35,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
         "broker": e.view.broker,
         "sampled_at": e.view.sampled_at,
         "mode": e.settings.policy.mode_name(),
-        "queues": e.view.queues,
+        "queues": queues_json(e),
         "decision": {
             "metric_name": e.settings.metric_name,
             "metric_value": e.decision.metric_value,
@@ -44,6 +45,47 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
             "breakdown": e.decision.breakdown,
         },
     })
+}
+
+/// One live estimate as `{"value": v, "source": s, "mode": m}`, or null.
+fn estimate_json(e: Option<Estimate>) -> serde_json::Value {
+    match e {
+        Some(e) => json!({"value": e.value, "source": e.source, "mode": mode_of(Some(e))}),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// `exact` for keyspace-counted signals, `estimated` for any other source, `none` without.
+fn mode_of(e: Option<Estimate>) -> &'static str {
+    match e.map(|e| e.source) {
+        None => "none",
+        Some("keyspace") => "exact",
+        Some(_) => "estimated",
+    }
+}
+
+/// The per-queue report: the sampled counts plus each live signal with its source and mode.
+fn queues_json(e: &Evaluation) -> serde_json::Value {
+    let queues: Vec<serde_json::Value> = e
+        .view
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut v = json!(q);
+            let l = e.live.get(i).cloned().unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("arrival_rate".into(), estimate_json(l.arrival_rate));
+                obj.insert("dequeue_rate".into(), estimate_json(l.dequeue_rate));
+                obj.insert("service_time".into(), estimate_json(l.service_time));
+                obj.insert("wait".into(), estimate_json(l.wait));
+                obj.insert("running".into(), estimate_json(l.running));
+                obj.insert("counting_mode".into(), json!(mode_of(l.arrival_rate)));
+            }
+            v
+        })
+        .collect();
+    serde_json::Value::Array(queues)
 }
 
 /// What the HPA would ask for with this metric alone: ceil(metric / target).
@@ -74,6 +116,27 @@ pub fn to_text(e: &Evaluation) -> String {
             q.name, q.backlog, q.reserved, q.scheduled, q.stale
         );
     }
+    let _ = writeln!(
+        out,
+        "{:<24} {:>16} {:>16} {:>16} {:>16} {:>16}",
+        "live", "arrival/s", "dequeue/s", "service s", "wait s", "running"
+    );
+    for l in &e.live {
+        let cell = |e: Option<Estimate>| match e {
+            Some(e) => format!("{:.2} {}", e.value, short(e.source)),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>16} {:>16} {:>16} {:>16} {:>16}",
+            l.name,
+            cell(l.arrival_rate),
+            cell(l.dequeue_rate),
+            cell(l.service_time),
+            cell(l.wait),
+            cell(l.running)
+        );
+    }
     let d = &e.decision;
     let parts: Vec<String> = d
         .breakdown
@@ -91,6 +154,19 @@ pub fn to_text(e: &Evaluation) -> String {
     );
     let _ = writeln!(out, "because: {}", parts.join(" + "));
     out
+}
+
+/// A short tag for a source in the text table.
+fn short(source: &str) -> &'static str {
+    match source {
+        "keyspace" => "(exact)",
+        "conservation" => "(est)",
+        "tail-tag" => "(tail)",
+        "heartbeat" => "(hb)",
+        "unacked-residence" => "(unacked)",
+        "config" => "(config)",
+        _ => "(?)",
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{register_gauge_vec, GaugeVec};
 
 use crate::broker::{BrokerError, NamedConnections, Registry, Subscription, WatchView};
-use crate::policy::{decide, Decision};
+use crate::policy::{decide_live, Decision, PolicySettings};
+use crate::signals::{Estimate, LiveSignals};
 use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
 
 static METRIC_VALUE: LazyLock<GaugeVec> = LazyLock::new(|| {
@@ -53,7 +54,25 @@ pub enum ScalerError {
 pub struct Evaluation {
     pub settings: Arc<TriggerSettings>,
     pub view: Arc<WatchView>,
+    /// Live signals per queue (same order as `view.queues`), heartbeats and fallbacks applied.
+    pub live: Vec<LiveSignals>,
     pub decision: Decision,
+}
+
+/// The view's live signals for this trigger: heartbeats of its `workerHostnames`, and the
+/// configured `taskDuration` (source `config`) where no service time was measured.
+fn live_signals(settings: &TriggerSettings, view: &WatchView) -> Vec<LiveSignals> {
+    let mut live = view.live_signals(settings.worker_hostnames.as_deref());
+    let configured = match &settings.policy {
+        PolicySettings::Latency(l) => l.task_duration,
+        PolicySettings::Backlog { .. } => None,
+    };
+    if let Some(d) = configured.filter(|d| d.is_finite() && *d > 0.0) {
+        for l in live.iter_mut().filter(|l| l.service_time.is_none()) {
+            l.service_time = Some(Estimate::new(d, "config"));
+        }
+    }
+    live
 }
 
 /// Shared by every RPC; cheap to clone behind an `Arc`.
@@ -112,10 +131,12 @@ impl Scaler {
 
     /// The decision for a view already in hand (used by streams).
     pub fn decide(settings: Arc<TriggerSettings>, view: Arc<WatchView>) -> Evaluation {
-        let decision = decide(&settings.policy, &view.queues);
+        let live = live_signals(&settings, &view);
+        let decision = decide_live(&settings.policy, &view.queues, &live);
         Evaluation {
             settings,
             view,
+            live,
             decision,
         }
     }

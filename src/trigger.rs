@@ -73,6 +73,7 @@ const KNOWN_KEYS: &[&str] = &[
     "targetLatency",
     "taskDuration",
     "minHeadroom",
+    "workerHostnames",
 ];
 
 /// Keys only `latency` mode reads.
@@ -118,6 +119,9 @@ pub struct TriggerSettings {
     pub policy: PolicySettings,
     /// The one metric name this trigger's MetricSpec carries (lowercase, path-safe, stable).
     pub metric_name: String,
+    /// `workerHostnames`: glob (`*`, `?`) or prefix of the Celery hostnames whose heartbeats
+    /// count for this trigger (running tasks, start rate); `None`: heartbeats are not used.
+    pub worker_hostnames: Option<String>,
 }
 
 /// One invalid metadata value.
@@ -252,6 +256,7 @@ pub fn parse(
         false,
     );
     let policy = parse_policy(&mut r);
+    let worker_hostnames = parse_worker_hostnames(&mut r);
     match broker {
         Some(broker) if r.problems.is_empty() => {
             let metric_name = metric_name(&queues);
@@ -264,6 +269,7 @@ pub fn parse(
                 },
                 policy,
                 metric_name,
+                worker_hostnames,
             })
         }
         _ => Err(MetadataError {
@@ -618,6 +624,19 @@ fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
         min_headroom,
         activation_list_length: activation,
     })
+}
+
+/// `workerHostnames`: a non-empty glob or prefix of printable characters.
+fn parse_worker_hostnames(r: &mut Reader<'_>) -> Option<String> {
+    let v = r.get("workerHostnames")?;
+    if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        r.problem(
+            "workerHostnames",
+            format!("must be a hostname glob or prefix without spaces, got {v:?}"),
+        );
+        return None;
+    }
+    Some(v.to_string())
 }
 
 /// `celery-<queues joined by ->`, lowercase and path-safe; a hash suffix keeps names that had

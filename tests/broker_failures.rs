@@ -26,6 +26,7 @@ fn settings() -> SamplerSettings {
         max_sample_age: Duration::from_secs(5),
         idle_expiry: Duration::from_secs(60),
         reconcile_period: Duration::from_secs(60),
+        ..SamplerSettings::default()
     }
 }
 

@@ -22,6 +22,7 @@ fn fast() -> SamplerSettings {
         max_sample_age: Duration::from_secs(10),
         idle_expiry: Duration::from_secs(60),
         reconcile_period: Duration::from_secs(3600),
+        ..SamplerSettings::default()
     }
 }
 

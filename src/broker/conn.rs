@@ -66,6 +66,15 @@ impl Link {
         self.conn.is_some()
     }
 
+    pub(crate) fn spec(&self) -> &BrokerSpec {
+        &self.spec
+    }
+
+    /// The address of the open connection (the current master with Sentinel).
+    pub(crate) fn addr(&self) -> Option<&HostPort> {
+        self.conn.as_ref().map(|(_, addr)| addr)
+    }
+
     /// Drops the connection; the next round trip reconnects (and re-resolves the master).
     pub(crate) fn reset(&mut self) {
         self.conn = None;
@@ -266,7 +275,7 @@ impl Link {
     }
 }
 
-fn redis_settings(
+pub(crate) fn redis_settings(
     db: i64,
     username: Option<&str>,
     password: Option<&Secret>,
@@ -311,7 +320,7 @@ async fn open(
     }
 }
 
-async fn build_client(
+pub(crate) async fn build_client(
     label: &str,
     addr: &HostPort,
     redis: RedisConnectionInfo,

@@ -72,6 +72,8 @@ pub(crate) enum Value {
 pub(crate) struct Index {
     by_score: BTreeSet<(Score, Tag)>,
     entries: HashMap<Tag, (f64, Value)>,
+    /// Parsed entries removed since the last [`Index::take_departed`] (live signals).
+    departed: Vec<(f64, UnackedEntry)>,
 }
 
 /// One end of a `BTreeSet<(Score, Tag)>` range.
@@ -208,8 +210,24 @@ impl Index {
     }
 
     fn remove(&mut self, tag: &Tag) {
-        if let Some((score, _)) = self.entries.remove(tag) {
+        if let Some((score, value)) = self.entries.remove(tag) {
             self.by_score.remove(&(Score(score), tag.clone()));
+            if let Value::Parsed(entry) = value {
+                self.departed.push((score, entry));
+            }
+        }
+    }
+
+    /// Parsed entries (score, entry) removed since the last call.
+    pub(crate) fn take_departed(&mut self) -> Vec<(f64, UnackedEntry)> {
+        std::mem::take(&mut self.departed)
+    }
+
+    /// The score of `tag` when its value is still to be read (a new or re-delivered tag).
+    pub(crate) fn pending_score(&self, tag: &Tag) -> Option<f64> {
+        match self.entries.get(tag) {
+            Some((score, Value::Pending)) => Some(*score),
+            _ => None,
         }
     }
 

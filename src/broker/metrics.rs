@@ -2,15 +2,17 @@
 //! and how it failed. Every series carries the broker's credential-free label; a broker's
 //! series are removed when its sampler stops.
 
-use std::collections::BTreeSet;
-use std::sync::LazyLock;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 
 use prometheus::{
     register_gauge_vec, register_histogram_vec, register_int_counter_vec, GaugeVec, HistogramVec,
     IntCounterVec,
 };
 
+use super::live::QueueEstimates;
 use crate::celery::InFlightState;
+use crate::signals::Estimate;
 
 pub(crate) static QUEUE_BACKLOG: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
@@ -85,6 +87,193 @@ pub(crate) static WATCH_SETS: LazyLock<GaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub(crate) static PUBSUB_COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_pubsub_commands_total",
+        "Commands sent on a broker's pub/sub connection (SUBSCRIBE, PSUBSCRIBE, keep-alive PING).",
+        &["broker"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static QUEUE_ARRIVAL_RATE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_queue_arrival_rate",
+        "Tasks arriving per second on a queue (smoothed over the signal window).",
+        &["broker", "queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static QUEUE_DEQUEUE_RATE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_queue_dequeue_rate",
+        "Tasks taken from a queue per second (smoothed over the signal window).",
+        &["broker", "queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static QUEUE_SERVICE_TIME: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_queue_service_time_seconds",
+        "Mean task service time of a queue as the sampler estimates it (unacked residence).",
+        &["broker", "queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static QUEUE_WAIT: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_queue_wait_seconds",
+        "Age of the oldest task waiting in a queue.",
+        &["broker", "queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static QUEUE_RUNNING: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_queue_running",
+        "Tasks executing now for a queue, from worker heartbeats (triggers with workerHostnames).",
+        &["broker", "queue"]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static SIGNAL_MODE: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_signal_mode",
+        "1 for the mode each live signal of a queue is in (exact, estimated, none, or its source).",
+        &["broker", "queue", "signal", "mode"]
+    )
+    .expect("metric registers once")
+});
+
+/// The (signal, modes) pairs exported by the sampler.
+const SAMPLER_MODES: [(&str, &[&str]); 4] = [
+    ("arrival_rate", &["exact", "estimated", "none"]),
+    ("dequeue_rate", &["exact", "estimated", "none"]),
+    ("wait", &["exact", "estimated", "none"]),
+    ("service_time", &["unacked-residence", "none"]),
+];
+const RUNNING_MODES: [&str; 2] = ["heartbeat", "none"];
+
+/// Queues with live series, by broker (to remove them when no longer watched).
+static LIVE_SERIES: LazyLock<Mutex<HashMap<String, BTreeSet<String>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn live_series() -> std::sync::MutexGuard<'static, HashMap<String, BTreeSet<String>>> {
+    LIVE_SERIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn mode_of(e: Option<&Estimate>) -> &'static str {
+    match e.map(|e| e.source) {
+        None => "none",
+        Some("keyspace") => "exact",
+        Some(_) => "estimated",
+    }
+}
+
+fn set_modes(broker: &str, queue: &str, signal: &str, modes: &[&str], active: &str) {
+    for m in modes {
+        SIGNAL_MODE
+            .with_label_values(&[broker, queue, signal, m])
+            .set(if *m == active { 1.0 } else { 0.0 });
+    }
+}
+
+/// Sets one queue's live gauges from the sampler's estimates.
+pub(crate) fn set_live(broker: &str, queue: &str, e: &QueueEstimates) {
+    let gauges = [
+        (&*QUEUE_ARRIVAL_RATE, e.arrival_rate),
+        (&*QUEUE_DEQUEUE_RATE, e.dequeue_rate),
+        (&*QUEUE_WAIT, e.wait),
+        (&*QUEUE_SERVICE_TIME, e.service_time),
+    ];
+    for (gauge, est) in gauges {
+        match est.and_then(|e| e.usable()) {
+            Some(v) => gauge.with_label_values(&[broker, queue]).set(v),
+            None => {
+                let _ = gauge.remove_label_values(&[broker, queue]);
+            }
+        }
+    }
+    let (_, arrival) = SAMPLER_MODES[0];
+    set_modes(
+        broker,
+        queue,
+        "arrival_rate",
+        arrival,
+        mode_of(e.arrival_rate.as_ref()),
+    );
+    set_modes(
+        broker,
+        queue,
+        "dequeue_rate",
+        arrival,
+        mode_of(e.dequeue_rate.as_ref()),
+    );
+    set_modes(broker, queue, "wait", arrival, mode_of(e.wait.as_ref()));
+    let service = e.service_time.map_or("none", |e| e.source);
+    set_modes(broker, queue, "service_time", SAMPLER_MODES[3].1, service);
+    live_series()
+        .entry(broker.to_string())
+        .or_default()
+        .insert(queue.to_string());
+}
+
+/// Sets a queue's running tasks from heartbeats (`None`: no matching worker).
+pub(crate) fn set_running(broker: &str, queue: &str, running: Option<f64>) {
+    match running {
+        Some(v) => QUEUE_RUNNING.with_label_values(&[broker, queue]).set(v),
+        None => {
+            let _ = QUEUE_RUNNING.remove_label_values(&[broker, queue]);
+        }
+    }
+    let active = if running.is_some() {
+        "heartbeat"
+    } else {
+        "none"
+    };
+    set_modes(broker, queue, "running", &RUNNING_MODES, active);
+}
+
+fn remove_live(broker: &str, queue: &str) {
+    for g in [
+        &*QUEUE_ARRIVAL_RATE,
+        &*QUEUE_DEQUEUE_RATE,
+        &*QUEUE_WAIT,
+        &*QUEUE_SERVICE_TIME,
+        &*QUEUE_RUNNING,
+    ] {
+        let _ = g.remove_label_values(&[broker, queue]);
+    }
+    for (signal, modes) in SAMPLER_MODES {
+        for m in modes {
+            let _ = SIGNAL_MODE.remove_label_values(&[broker, queue, signal, m]);
+        }
+    }
+    for m in RUNNING_MODES {
+        let _ = SIGNAL_MODE.remove_label_values(&[broker, queue, "running", m]);
+    }
+}
+
+/// Removes the live series of queues of `broker` not in `keep`.
+pub(crate) fn retain_live(broker: &str, keep: &HashSet<String>) {
+    let mut all = live_series();
+    let Some(queues) = all.get_mut(broker) else {
+        return;
+    };
+    queues.retain(|q| {
+        let kept = keep.contains(q);
+        if !kept {
+            remove_live(broker, q);
+        }
+        kept
+    });
+}
+
 /// The per-queue series one sampler has set, so it can remove exactly those.
 #[derive(Default)]
 pub(crate) struct QueueSeries {
@@ -125,7 +314,9 @@ impl QueueSeries {
 /// Removes every per-broker series when its sampler stops.
 pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
     series.retain(broker, &BTreeSet::new());
+    retain_live(broker, &HashSet::new());
     let _ = REDIS_COMMANDS.remove_label_values(&[broker]);
+    let _ = PUBSUB_COMMANDS.remove_label_values(&[broker]);
     let _ = UNACKED_MALFORMED.remove_label_values(&[broker]);
     let _ = SAMPLE_DURATION.remove_label_values(&[broker]);
     let _ = SAMPLE_AGE.remove_label_values(&[broker]);

@@ -14,7 +14,9 @@
 
 mod conn;
 mod error;
+mod events;
 mod index;
+mod live;
 mod metrics;
 mod reply;
 mod sampler;
@@ -34,7 +36,8 @@ use sampler::{Shared, Snapshot, WatchEntry};
 pub use error::BrokerError;
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
-use crate::signals::QueueSignals;
+use crate::signals::estimate::HeartbeatBook;
+use crate::signals::{LiveSignals, QueueSignals};
 
 /// Timing of sampling and of every Redis round trip.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,8 +54,10 @@ pub struct SamplerSettings {
     pub max_sample_age: Duration,
     /// Watch sets nobody asked about for this long are dropped.
     pub idle_expiry: Duration,
-    /// Full re-read of `unacked` at most this often.
+    /// Full re-read of `unacked` at most this often (and re-check of the keyspace setting).
     pub reconcile_period: Duration,
+    /// Window over which arrival/dequeue rates and service times are smoothed.
+    pub signal_window: Duration,
 }
 
 impl Default for SamplerSettings {
@@ -65,6 +70,7 @@ impl Default for SamplerSettings {
             max_sample_age: Duration::from_secs(10),
             idle_expiry: Duration::from_secs(600),
             reconcile_period: Duration::from_secs(60),
+            signal_window: Duration::from_secs(30),
         }
     }
 }
@@ -78,6 +84,58 @@ pub struct WatchView {
     pub sampled_at: f64,
     /// One entry per queue of the watch set, in its order.
     pub queues: Vec<QueueSignals>,
+    /// The sampler's live estimates per queue, in the same order (without heartbeats, which
+    /// depend on the trigger: see [`WatchView::live_signals`]).
+    pub live: Vec<LiveSignals>,
+    /// Arrivals and dequeues counted per queue, in the same order.
+    pub counts: Vec<LiveCounts>,
+    /// Worker heartbeats heard on the watch set's key prefix.
+    pub heartbeats: Heartbeats,
+}
+
+/// One queue's arrival and dequeue counters (since the sampler first watched it) and the
+/// counting mode of the latest tick: exact (keyspace notifications) or estimated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LiveCounts {
+    pub name: String,
+    pub arrived: u64,
+    pub dequeued: u64,
+    pub exact: bool,
+}
+
+/// A read-only copy of one prefix's worker heartbeats (compared by identity).
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeats(pub(crate) Option<Arc<HeartbeatBook>>);
+
+impl PartialEq for Heartbeats {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl WatchView {
+    /// Live signals for a trigger whose workers' hostnames match `worker_hostnames` (a glob,
+    /// or a prefix without wildcards): the sampler's estimates plus running tasks, start rate
+    /// and service time from those workers' heartbeats. Also exports the running gauges.
+    pub fn live_signals(&self, worker_hostnames: Option<&str>) -> Vec<LiveSignals> {
+        let out = live::live_signals(
+            sampler::epoch_now(),
+            &self.live,
+            self.heartbeats.0.as_deref(),
+            worker_hostnames,
+        );
+        if worker_hostnames.is_some() {
+            for l in &out {
+                let running = l.running.and_then(|e| e.usable());
+                metrics::set_running(&self.broker, &l.name, running);
+            }
+        }
+        out
+    }
 }
 
 /// The samplers by broker, plus the handles of samplers that retired themselves.

@@ -13,6 +13,8 @@ use tracing::{debug, warn};
 
 use super::conn::{Link, Timeouts};
 use super::error::BrokerError;
+use super::events::Events;
+use super::live::{self, LiveBook, LiveData, Plan, TickExtras};
 use super::metrics::{self, QueueSeries, REDIS_ERRORS, SAMPLE_AGE, SAMPLE_DURATION, WATCH_SETS};
 use super::reply;
 use super::tracker::{Counts, Tracker};
@@ -94,6 +96,8 @@ pub(crate) struct Snapshot {
     pub sampled_at: f64,
     pub taken: Instant,
     pub outcome: Result<Arc<SampleData>, BrokerError>,
+    /// Arrival/dequeue rates, waits and heartbeats of the tick (issue 4).
+    pub live: Arc<LiveData>,
 }
 
 impl Snapshot {
@@ -130,10 +134,28 @@ impl Snapshot {
                 }
             })
             .collect();
+        let (live, counts) = watch
+            .queues
+            .iter()
+            .map(|q| {
+                let id = (watch.layout.clone(), q.clone());
+                let e = self.live.queues.get(&id).cloned().unwrap_or_default();
+                let counts = super::LiveCounts {
+                    name: q.clone(),
+                    arrived: e.arrived,
+                    dequeued: e.dequeued,
+                    exact: e.exact,
+                };
+                (e.signals(q), counts)
+            })
+            .unzip();
         Ok(Arc::new(WatchView {
             broker: label.to_string(),
             sampled_at: self.sampled_at,
             queues,
+            live,
+            counts,
+            heartbeats: super::Heartbeats(self.live.heartbeats.get(&watch.layout.prefix).cloned()),
         }))
     }
 }
@@ -149,6 +171,11 @@ struct Reader {
     link: Link,
     trackers: HashMap<Vec<u8>, Tracker>,
     reconcile_period: Duration,
+    /// Extra reads for the live signals, set before each tick.
+    plan: Plan,
+    check_keyspace: bool,
+    /// What the last tick read for the live signals.
+    extras: TickExtras,
 }
 
 impl Reader {
@@ -168,6 +195,7 @@ impl Reader {
         let now = epoch_now();
         let mut lists: Vec<(&Layout, &str, usize)> = Vec::new();
         let mut seen: HashSet<(&Layout, &str)> = HashSet::new();
+        let mut list_keys: Vec<Vec<u8>> = Vec::new();
         let mut pipe = redis::pipe();
         for w in watches {
             for q in &w.queues {
@@ -175,11 +203,14 @@ impl Reader {
                     let keys = w.layout.queue_keys(q);
                     lists.push((&w.layout, q.as_str(), keys.len()));
                     for key in keys {
-                        pipe.cmd("LLEN").arg(key);
+                        pipe.cmd("LLEN").arg(&key);
+                        list_keys.push(key);
                     }
                 }
             }
         }
+        let extra_at = pipe.len();
+        live::append_reads(&mut pipe, &self.plan, self.check_keyspace);
         let prefixes: BTreeSet<&[u8]> =
             watches.iter().map(|w| w.layout.prefix.as_slice()).collect();
         self.trackers.retain(|p, _| prefixes.contains(p.as_slice()));
@@ -195,6 +226,20 @@ impl Reader {
             ));
         }
         let answers = self.link.round_trip(&pipe).await?;
+        self.extras = TickExtras::default();
+        for (key, v) in list_keys.iter().zip(&answers) {
+            if let redis::Value::Int(n) = v {
+                self.extras
+                    .llen
+                    .insert(key.clone(), u64::try_from(*n).unwrap_or(0));
+            }
+        }
+        live::read_answers(
+            &mut self.extras,
+            &self.plan,
+            self.check_keyspace,
+            answers.get(extra_at..).unwrap_or_default(),
+        );
 
         let mut data = SampleData::default();
         let mut at = 0;
@@ -217,6 +262,10 @@ impl Reader {
             if let Some(tracker) = self.trackers.get_mut(&prefix) {
                 tracker.finish(probe, &answers, &mut self.link).await?;
             }
+        }
+
+        for (prefix, tracker) in &mut self.trackers {
+            live::attribute_churn(&mut self.extras, prefix, tracker, watches);
         }
 
         let mut groups: HashMap<FlightGroup, HashSet<&str>> = HashMap::new();
@@ -257,7 +306,21 @@ pub(crate) async fn run(
         link: Link::new(spec, label.clone(), timeouts),
         trackers: HashMap::new(),
         reconcile_period: settings.reconcile_period,
+        plan: Plan::default(),
+        check_keyspace: true,
+        extras: TickExtras::default(),
     };
+    let events_cancel = cancel.child_token();
+    let events = Events::spawn(
+        reader.link.spec().clone(),
+        shared.clone(),
+        timeouts,
+        settings.signal_window.as_secs_f64(),
+        events_cancel.clone(),
+    );
+    let mut live = LiveBook::new(settings.signal_window.as_secs_f64());
+    let mut keyspace_checked: Option<Instant> = None;
+    let mut live_data = Arc::new(LiveData::default());
     let mut series = QueueSeries::default();
     let mut next = Instant::now();
     let mut last_good: Option<Instant> = None;
@@ -289,6 +352,9 @@ pub(crate) async fn run(
             next = Instant::now() + settings.interval;
             continue;
         }
+        reader.plan = live.plan(&watches);
+        reader.check_keyspace =
+            keyspace_checked.is_none_or(|t| t.elapsed() >= settings.reconcile_period);
         let started = Instant::now();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
@@ -302,6 +368,15 @@ pub(crate) async fn run(
             Ok(data) => {
                 last_good = Some(Instant::now());
                 export(&label, &watches, data, &mut series);
+                live_data = Arc::new(update_live(
+                    &mut live,
+                    &mut reader,
+                    &events,
+                    &watches,
+                    data,
+                    &mut keyspace_checked,
+                ));
+                live::export(&label, &live_data, &watches);
                 debug!(broker = %label, watch_sets = watches.len(), ms = elapsed.as_millis() as u64, "sampled");
             }
             Err(e) => {
@@ -321,10 +396,16 @@ pub(crate) async fn run(
             sampled_at: epoch_now(),
             taken: Instant::now(),
             outcome: outcome.map(Arc::new),
+            live: live_data.clone(),
         };
         shared.snapshots.send_replace(Some(Arc::new(snapshot)));
+        let mut desired = live.desired(&watches, reader.link.spec().db);
+        desired.addr = reader.link.addr().cloned();
+        events.want(desired);
         next = started + settings.interval;
     }
+    events_cancel.cancel();
+    events.join().await;
     metrics::remove_broker(&label, &mut series);
     debug!(broker = %label, "sampler stopped");
 }
@@ -351,6 +432,47 @@ fn export(label: &str, watches: &[WatchSet], data: &SampleData, series: &mut Que
         }
     }
     series.retain(label, &done);
+}
+
+/// Folds a good tick into the live state (see `live`).
+fn update_live(
+    live: &mut LiveBook,
+    reader: &mut Reader,
+    events: &Events,
+    watches: &[WatchSet],
+    data: &SampleData,
+    keyspace_checked: &mut Option<Instant>,
+) -> LiveData {
+    let mut extras = std::mem::take(&mut reader.extras);
+    if let Some(k) = extras.keyspace {
+        if k != live.keyspace {
+            debug!(broker = %reader.label, keyspace = ?k, "keyspace notifications checked");
+        }
+        live.keyspace = k;
+        *keyspace_checked = Some(Instant::now());
+    }
+    let backlog = |layout: &Layout, q: &str| {
+        data.backlog
+            .get(layout)
+            .and_then(|b| b.get(q))
+            .copied()
+            .unwrap_or(0)
+    };
+    let in_flight = |w: &WatchSet, q: &str| {
+        data.in_flight
+            .get(&FlightGroup::of(w))
+            .and_then(|f| f.get(q))
+            .map_or(0, |[r, _, s]| r + s)
+    };
+    let mut state = events.lock();
+    live.update(
+        epoch_now(),
+        watches,
+        &mut extras,
+        &mut state,
+        backlog,
+        in_flight,
+    )
 }
 
 #[cfg(test)]
@@ -386,6 +508,7 @@ mod tests {
             sampled_at: 5.0,
             taken: Instant::now(),
             outcome: Ok(Arc::new(data())),
+            live: Arc::default(),
         };
         let v = snap
             .view("b/0", &watch(), Duration::from_secs(1))
@@ -415,6 +538,7 @@ mod tests {
             sampled_at: 0.0,
             taken,
             outcome: Ok(Arc::new(data())),
+            live: Arc::default(),
         };
         let err = old
             .view("b/0", &watch(), Duration::from_secs(10))
@@ -428,6 +552,7 @@ mod tests {
                 broker: "b/0".into(),
                 detail: "refused".into(),
             }),
+            live: Arc::default(),
         };
         let err = failed
             .view("b/0", &watch(), Duration::from_secs(10))

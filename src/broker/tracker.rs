@@ -40,6 +40,7 @@ use super::metrics::UNACKED_MALFORMED;
 use super::reply;
 use crate::celery::{
     classify, parse_binding_member, parse_unacked_value, Binding, InFlightState, Layout,
+    UnackedEntry,
 };
 
 /// Seconds below the highest known score that the window re-lists every tick.
@@ -81,6 +82,17 @@ pub(crate) struct Tracker {
     last_full: Option<Instant>,
     force_full: bool,
     bindings: HashMap<String, (Vec<Vec<u8>>, Instant)>,
+    /// Entries first read since the last [`Tracker::take_churn`] (after the first tick).
+    arrived: Vec<(f64, UnackedEntry)>,
+    /// Whether the first listing is done (its entries are not new deliveries).
+    baseline: bool,
+}
+
+/// What entered and left `unacked` since the last call (score, entry).
+#[derive(Default)]
+pub(crate) struct Churn {
+    pub new: Vec<(f64, UnackedEntry)>,
+    pub left: Vec<(f64, UnackedEntry)>,
 }
 
 impl Tracker {
@@ -98,6 +110,8 @@ impl Tracker {
             last_full: None,
             force_full: true,
             bindings: HashMap::new(),
+            arrived: Vec::new(),
+            baseline: false,
         }
     }
 
@@ -185,7 +199,41 @@ impl Tracker {
             self.force_full = true;
         }
         self.fetch_values(link, probe.full).await?;
+        if !self.baseline {
+            self.baseline = true;
+            self.arrived.clear();
+            self.index.take_departed();
+        }
         self.refresh_bindings(link).await
+    }
+
+    /// Entries delivered (new or re-delivered tags) and acked since the last call.
+    pub(crate) fn take_churn(&mut self) -> Churn {
+        Churn {
+            new: std::mem::take(&mut self.arrived),
+            left: self.index.take_departed(),
+        }
+    }
+
+    /// The queues `entry` is attributed to (as in [`Tracker::count`]).
+    pub(crate) fn queues_of(&self, separator: &[u8], entry: &UnackedEntry) -> Vec<String> {
+        if entry.exchange.is_empty() {
+            return vec![entry.routing_key.clone()];
+        }
+        let Some((members, _)) = self.bindings.get(&entry.exchange) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for b in members
+            .iter()
+            .filter_map(|m| parse_binding_member(m, separator))
+            .filter(|b| b.matches(&entry.routing_key))
+        {
+            if !out.contains(&b.queue) {
+                out.push(b.queue);
+            }
+        }
+        out
     }
 
     /// Narrows differing ranges down and re-lists them. Returns whether it converged.
@@ -274,7 +322,12 @@ impl Tracker {
         let value = match raw {
             None => Value::Missing,
             Some(raw) => match parse_unacked_value(&raw) {
-                Ok(entry) => Value::Parsed(entry),
+                Ok(entry) => {
+                    if let Some(score) = self.index.pending_score(tag) {
+                        self.arrived.push((score, entry.clone()));
+                    }
+                    Value::Parsed(entry)
+                }
                 Err(e) => {
                     UNACKED_MALFORMED
                         .with_label_values(&[self.label.as_str()])

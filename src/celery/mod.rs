@@ -3,8 +3,10 @@
 //! Architecture Invariant: this module is pure. It does no I/O and reads no clock; times are
 //! passed in as epoch seconds. Facts it encodes are in `shared/celery-redis.md` §0–§4.
 
+mod event;
 mod keys;
 mod message;
 
+pub use event::{parse_delivery_tag, parse_worker_event, EventError, WorkerEvent, WorkerEventKind};
 pub use keys::{parse_binding_member, Binding, Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
 pub use message::{classify, parse_unacked_value, EntryError, InFlightState, UnackedEntry};

@@ -267,6 +267,40 @@ impl HeartbeatBook {
     pub fn workers(&self) -> usize {
         self.workers.len()
     }
+
+    /// Forgets workers silent for more than three heartbeat intervals.
+    pub fn prune(&mut self, now: f64) {
+        self.expire(now);
+    }
+
+    /// Running tasks and start rate of the live workers matching `pattern` at `now`, without
+    /// forgetting anyone (for read-only copies). `None` when no live worker matches.
+    pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
+        let live = self.workers.iter().filter(|(name, w)| {
+            now - w.last_seen <= 3.0 * w.freq.max(1.0) && glob_match(pattern, name)
+        });
+        let mut out = WorkerSummary::default();
+        let mut rates = None::<f64>;
+        for (_, w) in live {
+            out.workers += 1;
+            out.running = out.running.saturating_add(w.active);
+            if let Some(r) = w.starts.rate() {
+                rates = Some(rates.unwrap_or(0.0) + r);
+            }
+        }
+        out.start_rate = rates;
+        (out.workers > 0).then_some(out)
+    }
+}
+
+/// What the live workers matching one pattern report together.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerSummary {
+    pub workers: usize,
+    /// Σ `active`.
+    pub running: u64,
+    /// Σ task starts per second over workers with a rate yet.
+    pub start_rate: Option<f64>,
 }
 
 /// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards

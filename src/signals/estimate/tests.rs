@@ -160,3 +160,25 @@ fn residence_is_a_windowed_mean() {
     assert_eq!(littles_law(0, 3.0), None);
     assert_eq!(littles_law(3, 0.0), None);
 }
+
+#[test]
+fn summary_reads_without_forgetting() {
+    let mut b = HeartbeatBook::new(10.0);
+    let hb = |host: &str, active, processed| Heartbeat {
+        hostname: host.into(),
+        active,
+        processed,
+        freq: 2.0,
+    };
+    b.record(0.0, &hb("celery@w-1", 1, 0));
+    b.record(2.0, &hb("celery@w-1", 2, 4));
+    b.record(2.0, &hb("other@x", 5, 0));
+    let s = b.summary(2.0, "celery@w-").unwrap();
+    assert_eq!((s.workers, s.running), (1, 2));
+    assert!(close(s.start_rate.unwrap(), 2.0, 1e-9));
+    // Expired for the query, but still stored until pruned.
+    assert_eq!(b.summary(20.0, "celery@w-"), None);
+    assert_eq!(b.workers(), 2);
+    b.prune(20.0);
+    assert_eq!(b.workers(), 0);
+}

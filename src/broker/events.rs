@@ -1,0 +1,474 @@
+//! The pub/sub side of one broker's sampler: one connection, separate from the sampler's,
+//! that only SUBSCRIBEs (keyspace channels of the watched list keys, when the server has
+//! keyspace notifications for lists) and PSUBSCRIBEs (Celery's `worker.*` events).
+//!
+//! The task is a child of the sampler: the sampler tells it what to listen to ([`Desired`],
+//! through a `watch` channel) and reads what it heard ([`EventState`], behind a short lock
+//! never held across an `.await`). It reconnects with capped exponential backoff; every
+//! connect, (un)subscribe and keep-alive `PING` is bounded by the broker's timeouts. While it
+//! is down, [`EventState::generation`] tells the sampler that counts are not continuous, and
+//! the affected queues fall back to estimated mode. Pub/sub is lossy: the sampler reconciles
+//! what is heard here against each tick's `LLEN`s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::conn::{build_client, map_error, redis_settings, Timeouts};
+use super::error::BrokerError;
+use super::metrics::PUBSUB_COMMANDS;
+use super::sampler::{epoch_now, Shared};
+use super::spec::{BrokerSpec, HostPort};
+use crate::celery::{parse_worker_event, WorkerEventKind};
+use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
+
+/// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Backoff after the server refused us (ACL without pub/sub channels, bad password).
+const DENIED_BACKOFF: Duration = Duration::from_secs(60);
+/// A `PING` this often on an idle subscription detects a silently dead connection.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// What the sampler wants to hear.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Desired {
+    /// Where the sampler's own connection is (the master, with Sentinel); `None`: not yet.
+    pub addr: Option<HostPort>,
+    /// List keys whose keyspace channel to SUBSCRIBE (empty without keyspace notifications).
+    pub keys: BTreeSet<Vec<u8>>,
+    /// Worker-event patterns to PSUBSCRIBE, each with the key prefix it belongs to.
+    pub patterns: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// What was heard about one list key since it was subscribed.
+#[derive(Debug, Default)]
+pub(crate) struct KeyEvents {
+    /// The connection generation in which the subscription was confirmed.
+    pub generation: u64,
+    pub lpush: u64,
+    pub rpop: u64,
+    pub rpush: u64,
+    /// Arrival times of the messages in the list, kept from the events.
+    pub clock: FifoClock,
+    /// Set by the sampler when the key's queue is idle: the next `lpush` wakes the sampler.
+    pub wake_on_push: bool,
+}
+
+/// Everything the pub/sub task shares with the sampler.
+#[derive(Debug, Default)]
+pub(crate) struct EventState {
+    /// Bumped whenever the connection is (re)established; counts of different generations
+    /// are not continuous.
+    pub generation: u64,
+    /// Whether the connection is up now.
+    pub up: bool,
+    /// Keys with a confirmed keyspace subscription in the current generation.
+    pub keys: HashMap<Vec<u8>, KeyEvents>,
+    /// Worker heartbeats by key prefix.
+    pub heartbeats: HashMap<Vec<u8>, HeartbeatBook>,
+    /// Worker events that could not be decoded.
+    pub malformed: u64,
+}
+
+/// The keyspace channel of `key` in database `db`.
+pub(crate) fn keyspace_channel(db: i64, key: &[u8]) -> Vec<u8> {
+    let mut c = format!("__keyspace@{db}__:").into_bytes();
+    c.extend_from_slice(key);
+    c
+}
+
+/// The pattern of Celery's worker events for a key prefix: `<prefix>/<db>.celeryev/worker.*`,
+/// with glob characters of the prefix escaped.
+pub(crate) fn worker_pattern(prefix: &[u8], db: i64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(prefix.len() + 24);
+    for &b in prefix {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            p.push(b'\\');
+        }
+        p.push(b);
+    }
+    p.extend_from_slice(format!("/{db}.celeryev/worker.*").as_bytes());
+    p
+}
+
+/// The handle the sampler holds on its pub/sub task.
+pub(crate) struct Events {
+    pub state: Arc<Mutex<EventState>>,
+    desired: watch::Sender<Desired>,
+    task: JoinHandle<()>,
+}
+
+impl Events {
+    /// Starts the task; it ends when `cancel` fires.
+    pub(crate) fn spawn(
+        spec: BrokerSpec,
+        shared: Arc<Shared>,
+        timeouts: Timeouts,
+        window: f64,
+        cancel: CancellationToken,
+    ) -> Self {
+        let state = Arc::new(Mutex::new(EventState::default()));
+        let (desired, rx) = watch::channel(Desired::default());
+        let listener = Listener {
+            label: shared.label.clone(),
+            spec,
+            shared,
+            timeouts,
+            window,
+            state: state.clone(),
+        };
+        let task = tokio::spawn(listener.run(rx, cancel));
+        Self {
+            state,
+            desired,
+            task,
+        }
+    }
+
+    /// Tells the task what to listen to (no-op when unchanged).
+    pub(crate) fn want(&self, desired: Desired) {
+        self.desired.send_if_modified(|current| {
+            if *current == desired {
+                false
+            } else {
+                *current = desired;
+                true
+            }
+        });
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, EventState> {
+        lock(&self.state)
+    }
+
+    /// Waits for the task to end (after its cancellation token fired).
+    pub(crate) async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+fn lock(m: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+struct Listener {
+    label: String,
+    spec: BrokerSpec,
+    shared: Arc<Shared>,
+    timeouts: Timeouts,
+    window: f64,
+    state: Arc<Mutex<EventState>>,
+}
+
+/// What is subscribed on the current connection.
+#[derive(Default)]
+struct Subscribed {
+    keys: BTreeSet<Vec<u8>>,
+    patterns: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Listener {
+    async fn run(self, mut desired: watch::Receiver<Desired>, cancel: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            // Wait until there is something to listen to.
+            let want = desired.borrow_and_update().clone();
+            let Some(addr) = want.addr.clone().filter(|_| !want.is_empty()) else {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    r = desired.changed() => if r.is_err() { break },
+                }
+                continue;
+            };
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = self.session(&addr, &mut desired) => r,
+            };
+            self.down();
+            match outcome {
+                Ok(()) => backoff = MIN_BACKOFF,
+                Err(e) => {
+                    let delay = if matches!(e, BrokerError::Auth { .. }) {
+                        DENIED_BACKOFF
+                    } else {
+                        backoff
+                    };
+                    warn!(broker = %self.label, kind = e.kind(), error = %e, retry_ms = delay.as_millis() as u64, "pub/sub unavailable; estimated mode until it is back");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        self.down();
+        debug!(broker = %self.label, "pub/sub task stopped");
+    }
+
+    fn down(&self) {
+        let mut s = lock(&self.state);
+        s.up = false;
+        s.keys.clear();
+    }
+
+    fn timeout(&self) -> BrokerError {
+        BrokerError::Timeout {
+            broker: self.label.clone(),
+            timeout_ms: u64::try_from(self.timeouts.command.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn count(&self, n: usize) {
+        PUBSUB_COMMANDS
+            .with_label_values(&[self.label.as_str()])
+            .inc_by(n as u64);
+    }
+
+    /// One connection's life: connect, follow `desired`, dispatch messages. `Ok` when the
+    /// master moved (reconnect at once), `Err` on failure (reconnect after a backoff).
+    async fn session(
+        &self,
+        addr: &HostPort,
+        desired: &mut watch::Receiver<Desired>,
+    ) -> Result<(), BrokerError> {
+        let password = self.spec.password.as_ref();
+        let redis = redis_settings(self.spec.db, self.spec.username.as_deref(), password);
+        let client = build_client(&self.label, addr, redis, self.spec.tls.as_ref()).await?;
+        let pubsub = tokio::time::timeout(self.timeouts.connect, client.get_async_pubsub())
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| map_error(&self.label, &e, password, self.timeouts.connect))?;
+        let (mut sink, mut stream) = pubsub.split();
+        {
+            let mut s = lock(&self.state);
+            s.generation += 1;
+            s.up = true;
+        }
+        info!(broker = %self.label, addr = %addr, "pub/sub connected");
+        let mut subscribed = Subscribed::default();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let want = desired.borrow_and_update().clone();
+            if want.addr.as_ref() != Some(addr) || want.is_empty() {
+                return Ok(());
+            }
+            self.apply(&mut sink, &mut subscribed, want).await?;
+            loop {
+                tokio::select! {
+                    msg = stream.next() => match msg {
+                        Some(msg) => self.dispatch(&msg, &subscribed),
+                        None => return Err(BrokerError::Connect {
+                            broker: self.label.clone(),
+                            detail: "pub/sub connection closed".into(),
+                        }),
+                    },
+                    r = desired.changed() => {
+                        if r.is_err() { return Ok(()) }
+                        break;
+                    }
+                    _ = keepalive.tick() => {
+                        self.count(1);
+                        let pong = tokio::time::timeout(self.timeouts.command, sink.ping::<redis::Value>()).await;
+                        match pong {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err(map_error(&self.label, &e, password, self.timeouts.command)),
+                            Err(_) => return Err(self.timeout()),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the subscriptions in line with `want`.
+    async fn apply(
+        &self,
+        sink: &mut PubSubSink,
+        subscribed: &mut Subscribed,
+        want: Desired,
+    ) -> Result<(), BrokerError> {
+        let db = self.spec.db;
+        let password = self.spec.password.as_ref();
+        let bounded = |e: Result<redis::RedisResult<()>, _>| match e {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(map_error(&self.label, &e, password, self.timeouts.command)),
+            Err(_) => Err(self.timeout()),
+        };
+        let t = self.timeouts.command;
+        let gone: Vec<Vec<u8>> = subscribed.keys.difference(&want.keys).cloned().collect();
+        if !gone.is_empty() {
+            let channels: Vec<Vec<u8>> = gone.iter().map(|k| keyspace_channel(db, k)).collect();
+            self.count(1);
+            bounded(tokio::time::timeout(t, sink.unsubscribe(channels)).await)?;
+            let mut s = lock(&self.state);
+            for k in &gone {
+                s.keys.remove(k);
+                subscribed.keys.remove(k);
+            }
+        }
+        let new: Vec<Vec<u8>> = want.keys.difference(&subscribed.keys).cloned().collect();
+        // Subscribe in batches so one command stays small.
+        for batch in new.chunks(256) {
+            let channels: Vec<Vec<u8>> = batch.iter().map(|k| keyspace_channel(db, k)).collect();
+            self.count(1);
+            bounded(tokio::time::timeout(t, sink.subscribe(channels)).await)?;
+            let mut s = lock(&self.state);
+            let generation = s.generation;
+            for k in batch {
+                s.keys.insert(
+                    k.clone(),
+                    KeyEvents {
+                        generation,
+                        // Idleness is unknown until the next tick: one early wake is cheap.
+                        wake_on_push: true,
+                        ..KeyEvents::default()
+                    },
+                );
+                subscribed.keys.insert(k.clone());
+            }
+        }
+        let old: Vec<Vec<u8>> = subscribed
+            .patterns
+            .keys()
+            .filter(|p| !want.patterns.contains_key(*p))
+            .cloned()
+            .collect();
+        if !old.is_empty() {
+            self.count(1);
+            bounded(tokio::time::timeout(t, sink.punsubscribe(old.clone())).await)?;
+            for p in &old {
+                subscribed.patterns.remove(p);
+            }
+        }
+        let add: Vec<(Vec<u8>, Vec<u8>)> = want
+            .patterns
+            .iter()
+            .filter(|(p, _)| !subscribed.patterns.contains_key(*p))
+            .map(|(p, prefix)| (p.clone(), prefix.clone()))
+            .collect();
+        if !add.is_empty() {
+            let patterns: Vec<Vec<u8>> = add.iter().map(|(p, _)| p.clone()).collect();
+            self.count(1);
+            bounded(tokio::time::timeout(t, sink.psubscribe(patterns)).await)?;
+            subscribed.patterns.extend(add);
+        }
+        let keep: BTreeSet<&Vec<u8>> = subscribed.patterns.values().collect();
+        lock(&self.state)
+            .heartbeats
+            .retain(|prefix, _| keep.contains(prefix));
+        Ok(())
+    }
+
+    fn dispatch(&self, msg: &redis::Msg, subscribed: &Subscribed) {
+        let Ok(channel) = msg.get_channel::<Vec<u8>>() else {
+            return;
+        };
+        let now = epoch_now();
+        if msg.from_pattern() {
+            let Ok(pattern) = msg.get_pattern::<Vec<u8>>() else {
+                return;
+            };
+            let Some(prefix) = subscribed.patterns.get(&pattern) else {
+                return;
+            };
+            self.worker_event(prefix, msg.get_payload_bytes(), now);
+            return;
+        }
+        let head = keyspace_channel(self.spec.db, b"");
+        let Some(key) = channel.strip_prefix(head.as_slice()) else {
+            return;
+        };
+        let event = msg.get_payload_bytes();
+        let mut s = lock(&self.state);
+        let Some(k) = s.keys.get_mut(key) else {
+            return;
+        };
+        match event {
+            b"lpush" => {
+                k.lpush += 1;
+                k.clock.arrive(now);
+                if std::mem::take(&mut k.wake_on_push) {
+                    self.shared.wake.notify_one();
+                }
+            }
+            b"rpop" => {
+                k.rpop += 1;
+                k.clock.dequeue();
+            }
+            b"rpush" => {
+                k.rpush += 1;
+                k.clock.restore(now);
+            }
+            b"del" => k.clock = FifoClock::default(),
+            _ => {}
+        }
+    }
+
+    fn worker_event(&self, prefix: &[u8], payload: &[u8], now: f64) {
+        let event = match parse_worker_event(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                lock(&self.state).malformed += 1;
+                debug!(broker = %self.label, reason = e.label(), "undecodable worker event skipped");
+                return;
+            }
+        };
+        let mut s = lock(&self.state);
+        let window = self.window;
+        let book = s
+            .heartbeats
+            .entry(prefix.to_vec())
+            .or_insert_with(|| HeartbeatBook::new(window));
+        match event.kind {
+            WorkerEventKind::Heartbeat | WorkerEventKind::Online => book.record(
+                now,
+                &Heartbeat {
+                    hostname: event.hostname,
+                    active: event.active,
+                    processed: event.processed,
+                    freq: event.freq,
+                },
+            ),
+            WorkerEventKind::Offline => book.forget(&event.hostname),
+            WorkerEventKind::Other => {}
+        }
+    }
+}
+
+impl Desired {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.patterns.is_empty()
+    }
+}
+
+/// Handles returned to tests of the wire format.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_db_and_prefix_aware() {
+        assert_eq!(
+            keyspace_channel(3, b"app:celery"),
+            b"__keyspace@3__:app:celery"
+        );
+        assert_eq!(worker_pattern(b"", 0), b"/0.celeryev/worker.*");
+        assert_eq!(
+            worker_pattern(b"my*app:", 2),
+            b"my\\*app:/2.celeryev/worker.*"
+        );
+    }
+}

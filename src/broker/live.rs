@@ -1,0 +1,550 @@
+//! Per-queue live state of one broker's sampler: arrival and dequeue counting, queue wait and
+//! `unacked` residence, in *exact* mode (keyspace notifications heard by `events`) or
+//! *estimated* mode (conservation over samples), and the per-trigger view that adds worker
+//! heartbeats.
+//!
+//! Exact mode holds for a queue in a tick when the server has list keyspace notifications on
+//! (`CONFIG GET notify-keyspace-events` has `K` and `l` or `A`) and every key of the queue has
+//! been subscribed without interruption since the previous tick. Then arrivals are `lpush`
+//! events, dequeues are `rpop` events (`rpush` restores count as neither), and the wait is the
+//! oldest arrival in the key's [`FifoClock`], reconciled against `LLEN` when a mismatch
+//! persists for two ticks. Otherwise (estimated mode) dequeues are the new `unacked` tags of
+//! the queue, arrivals are Δbacklog + dequeues (never negative: a dip is carried as a debt),
+//! and the wait is the [`TailClock`] of the tail message's delivery tag (`LINDEX`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::celery::Layout;
+use crate::signals::estimate::{littles_law, HeartbeatBook, RateEstimator, Residence, TailClock};
+use crate::signals::{Estimate, LiveSignals};
+
+use super::events::{worker_pattern, Desired, EventState};
+use super::metrics;
+use super::tracker::Tracker;
+use super::WatchSet;
+use crate::celery::parse_delivery_tag;
+
+/// Source labels (bounded: they end up on `/metrics`).
+pub(crate) const KEYSPACE: &str = "keyspace";
+pub(crate) const CONSERVATION: &str = "conservation";
+pub(crate) const TAIL_TAG: &str = "tail-tag";
+pub(crate) const RESIDENCE: &str = "unacked-residence";
+pub(crate) const HEARTBEAT: &str = "heartbeat";
+
+/// Whether the server publishes list keyspace events, as far as the scaler can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keyspace {
+    Unknown,
+    Enabled,
+    Disabled,
+    /// `CONFIG GET` is not allowed (ACL, managed Redis): estimated mode.
+    Denied,
+}
+
+impl Keyspace {
+    /// Reads the reply to `CONFIG GET notify-keyspace-events`.
+    pub(crate) fn from_reply(v: &redis::Value) -> Self {
+        let flags = match v {
+            redis::Value::Array(items) => items.get(1),
+            redis::Value::Map(pairs) => pairs.first().map(|(_, v)| v),
+            redis::Value::ServerError(_) => return Keyspace::Denied,
+            _ => None,
+        };
+        let text = match flags {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => return Keyspace::Disabled,
+        };
+        if flags_enable_lists(&text) {
+            Keyspace::Enabled
+        } else {
+            Keyspace::Disabled
+        }
+    }
+}
+
+/// `K` (keyspace channel) and `l` (list commands) or `A` (all classes, `l` included).
+pub(crate) fn flags_enable_lists(flags: &str) -> bool {
+    flags.contains('K') && (flags.contains('l') || flags.contains('A'))
+}
+
+/// One list key's live state.
+struct KeyLive {
+    key: Vec<u8>,
+    tail: TailClock,
+    /// (generation, lpush, rpop, rpush) heard up to the previous tick.
+    seen: Option<(u64, u64, u64, u64)>,
+    /// Ticks in a row the FIFO clock disagreed with `LLEN`.
+    mismatch: u8,
+    /// `LLEN` at the previous tick.
+    llen: u64,
+    /// When a list found non-empty without its ends read (it was empty the tick before) was
+    /// probably filled: mid-way between the two ticks.
+    filled_at: Option<f64>,
+}
+
+/// One queue's live state.
+struct QueueLive {
+    keys: Vec<KeyLive>,
+    arrivals: RateEstimator,
+    dequeues: RateEstimator,
+    arrived: u64,
+    dequeued: u64,
+    /// Negative conservation arrivals not yet offset by later ticks.
+    debt: u64,
+    prev: Option<(f64, u64)>,
+    residence: Residence,
+    exact: bool,
+}
+
+/// What one tick read besides backlog and in-flight, for the live state.
+#[derive(Default)]
+pub(crate) struct TickExtras {
+    /// `LLEN` of each list key.
+    pub llen: HashMap<Vec<u8>, u64>,
+    /// Delivery tags at the head (`LINDEX 0`) and tail (`LINDEX -1`) of keys read for it.
+    pub ends: HashMap<Vec<u8>, (Option<String>, Option<String>)>,
+    /// Per queue: new `unacked` tags and the scores of entries that left (without ETA).
+    pub churn: HashMap<(Layout, String), (u64, Vec<f64>)>,
+    /// The reply to `CONFIG GET notify-keyspace-events`, when asked this tick.
+    pub keyspace: Option<Keyspace>,
+}
+
+/// The sampler's request for the next tick's extra reads.
+#[derive(Default)]
+pub(crate) struct Plan {
+    /// Keys whose head and tail tags to read: keys of queues not in exact mode that were not
+    /// empty at the previous tick (an empty list has no ends; a list that just filled is read
+    /// from the next tick on, so its wait may be short by one tick).
+    pub tail_keys: Vec<Vec<u8>>,
+}
+
+/// One queue's estimates in a snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct QueueEstimates {
+    pub arrival_rate: Option<Estimate>,
+    pub dequeue_rate: Option<Estimate>,
+    pub wait: Option<Estimate>,
+    pub service_time: Option<Estimate>,
+    /// Arrivals and dequeues counted since the queue was first watched.
+    pub arrived: u64,
+    pub dequeued: u64,
+    /// Whether this tick counted in exact mode.
+    pub exact: bool,
+}
+
+/// The live part of one snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct LiveData {
+    pub queues: HashMap<(Layout, String), QueueEstimates>,
+    pub heartbeats: HashMap<Vec<u8>, Arc<HeartbeatBook>>,
+}
+
+/// All live state of one broker.
+pub(crate) struct LiveBook {
+    window: f64,
+    pub keyspace: Keyspace,
+    queues: HashMap<(Layout, String), QueueLive>,
+}
+
+impl LiveBook {
+    pub(crate) fn new(window: f64) -> Self {
+        Self {
+            window,
+            keyspace: Keyspace::Unknown,
+            queues: HashMap::new(),
+        }
+    }
+
+    /// Which extra reads the next tick needs.
+    pub(crate) fn plan(&self, watches: &[WatchSet]) -> Plan {
+        let mut tail_keys = Vec::new();
+        let mut seen = HashSet::new();
+        for w in watches {
+            for q in &w.queues {
+                if !seen.insert((&w.layout, q)) {
+                    continue;
+                }
+                match self.queues.get(&(w.layout.clone(), q.clone())) {
+                    None => tail_keys.extend(w.layout.queue_keys(q)),
+                    Some(ql) if !ql.exact => tail_keys
+                        .extend(ql.keys.iter().filter(|k| k.llen > 0).map(|k| k.key.clone())),
+                    Some(_) => {}
+                }
+            }
+        }
+        Plan { tail_keys }
+    }
+
+    /// What the pub/sub task should listen to.
+    pub(crate) fn desired(&self, watches: &[WatchSet], db: i64) -> Desired {
+        let mut d = Desired::default();
+        for w in watches {
+            if self.keyspace == Keyspace::Enabled {
+                for q in &w.queues {
+                    d.keys.extend(w.layout.queue_keys(q));
+                }
+            }
+            d.patterns.insert(
+                worker_pattern(&w.layout.prefix, db),
+                w.layout.prefix.clone(),
+            );
+        }
+        d
+    }
+
+    /// Folds one good tick into the live state and returns the snapshot's live data.
+    /// `backlog(layout, queue)` and `in_flight(layout, queue)` are the tick's readings.
+    pub(crate) fn update(
+        &mut self,
+        now: f64,
+        watches: &[WatchSet],
+        extras: &mut TickExtras,
+        events: &mut EventState,
+        backlog: impl Fn(&Layout, &str) -> u64,
+        in_flight: impl Fn(&WatchSet, &str) -> u64,
+    ) -> LiveData {
+        let window = self.window;
+        let keyspace_on = self.keyspace == Keyspace::Enabled && events.up;
+        let mut out = LiveData::default();
+        let mut alive: HashSet<(Layout, String)> = HashSet::new();
+        for w in watches {
+            for q in &w.queues {
+                let id = (w.layout.clone(), q.clone());
+                if !alive.insert(id.clone()) {
+                    continue;
+                }
+                let ql = self.queues.entry(id.clone()).or_insert_with(|| QueueLive {
+                    keys: w
+                        .layout
+                        .queue_keys(q)
+                        .into_iter()
+                        .map(|key| KeyLive {
+                            key,
+                            tail: TailClock::default(),
+                            seen: None,
+                            mismatch: 0,
+                            llen: 0,
+                            filled_at: None,
+                        })
+                        .collect(),
+                    arrivals: RateEstimator::new(window),
+                    dequeues: RateEstimator::new(window),
+                    arrived: 0,
+                    dequeued: 0,
+                    debt: 0,
+                    prev: None,
+                    residence: Residence::new(window),
+                    exact: false,
+                });
+                let b = backlog(&w.layout, q);
+                let churn = extras.churn.remove(&id).unwrap_or_default();
+                let idle = b == 0 && in_flight(w, q) == 0;
+                let est = ql.tick(now, b, churn, extras, events, keyspace_on, idle);
+                out.queues.insert(id, est);
+            }
+        }
+        self.queues.retain(|id, _| alive.contains(id));
+        for (prefix, book) in &mut events.heartbeats {
+            book.prune(now);
+            out.heartbeats
+                .insert(prefix.clone(), Arc::new(book.clone()));
+        }
+        out
+    }
+}
+
+impl QueueEstimates {
+    pub(crate) fn signals(&self, name: &str) -> LiveSignals {
+        LiveSignals {
+            name: name.to_string(),
+            running: None,
+            arrival_rate: self.arrival_rate,
+            dequeue_rate: self.dequeue_rate,
+            service_time: self.service_time,
+            wait: self.wait,
+        }
+    }
+}
+
+impl QueueLive {
+    #[allow(clippy::too_many_arguments)]
+    fn tick(
+        &mut self,
+        now: f64,
+        backlog: u64,
+        churn: (u64, Vec<f64>),
+        extras: &TickExtras,
+        events: &mut EventState,
+        keyspace_on: bool,
+        idle: bool,
+    ) -> QueueEstimates {
+        let generation = events.generation;
+        let mut continuous = keyspace_on;
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        let mut fifo_wait = 0.0f64;
+        let mut tail_wait: Option<f64> = None;
+        for k in &mut self.keys {
+            let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
+            match events
+                .keys
+                .get_mut(&k.key)
+                .filter(|e| keyspace_on && e.generation == generation)
+            {
+                Some(e) => {
+                    match k.seen {
+                        Some((g, lp, rp, _)) if g == generation => {
+                            pushed += e.lpush.saturating_sub(lp);
+                            popped += e.rpop.saturating_sub(rp);
+                        }
+                        _ => continuous = false,
+                    }
+                    let first = k.seen.is_none_or(|(g, ..)| g != generation);
+                    k.seen = Some((generation, e.lpush, e.rpop, e.rpush));
+                    // One tick of disagreement is normally events racing the LLEN read.
+                    if e.clock.len() as u64 != llen {
+                        k.mismatch = k.mismatch.saturating_add(1);
+                    } else {
+                        k.mismatch = 0;
+                    }
+                    if first || k.mismatch >= 2 {
+                        e.clock.reconcile(llen, now);
+                        k.mismatch = 0;
+                    }
+                    if llen > 0 {
+                        fifo_wait = fifo_wait.max(e.clock.oldest_age(now));
+                    }
+                    e.wake_on_push = idle;
+                }
+                None => {
+                    k.seen = None;
+                    continuous = false;
+                }
+            }
+            match extras.ends.get(&k.key) {
+                Some((head, tail)) => {
+                    if let Some(t) = k.filled_at.take() {
+                        k.tail.observe(t, head.as_deref(), tail.as_deref());
+                    }
+                    k.tail.observe(now, head.as_deref(), tail.as_deref());
+                    let age = if llen > 0 {
+                        k.tail.oldest_age(now)
+                    } else {
+                        0.0
+                    };
+                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+                }
+                // Keys empty at the previous tick are not read; forget their old ends.
+                None if k.llen == 0 || llen == 0 => {
+                    k.tail.observe(now, None, None);
+                    k.filled_at =
+                        (llen > 0).then(|| self.prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                }
+                None => {}
+            }
+            k.llen = llen;
+        }
+        let (new_tags, left) = churn;
+        let (arrived, dequeued) = if continuous {
+            self.debt = 0;
+            (pushed, popped)
+        } else {
+            let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
+            let mut a = delta + i128::from(new_tags);
+            if a < 0 {
+                self.debt = self
+                    .debt
+                    .saturating_add(u64::try_from(-a).unwrap_or(u64::MAX));
+                a = 0;
+            } else {
+                let offset = self.debt.min(u64::try_from(a).unwrap_or(u64::MAX));
+                self.debt -= offset;
+                a -= i128::from(offset);
+            }
+            (u64::try_from(a).unwrap_or(0), new_tags)
+        };
+        let since = self.prev.map_or(now, |(t, _)| t);
+        if self.prev.is_some() {
+            self.arrived = self.arrived.saturating_add(arrived);
+            self.dequeued = self.dequeued.saturating_add(dequeued);
+        }
+        self.arrivals.observe(now, self.arrived);
+        self.dequeues.observe(now, self.dequeued);
+        // Entries left between the previous tick and now: date the departure mid-way.
+        let departed = (since + now) / 2.0;
+        for score in left {
+            self.residence.left(departed, score.min(departed));
+        }
+        self.prev = Some((now, backlog));
+        self.exact = continuous;
+        let source = if continuous { KEYSPACE } else { CONSERVATION };
+        let wait = if continuous {
+            Some(Estimate::new(fifo_wait, KEYSPACE))
+        } else if backlog == 0 {
+            Some(Estimate::new(0.0, TAIL_TAG))
+        } else {
+            tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
+        };
+        QueueEstimates {
+            arrival_rate: self.arrivals.rate().map(|r| Estimate::new(r, source)),
+            dequeue_rate: self.dequeues.rate().map(|r| Estimate::new(r, source)),
+            wait,
+            service_time: self
+                .residence
+                .mean(now)
+                .map(|s| Estimate::new(s, RESIDENCE)),
+            arrived: self.arrived,
+            dequeued: self.dequeued,
+            exact: continuous,
+        }
+    }
+}
+
+/// Appends the tick's extra reads to the sampler's first round trip: `CONFIG GET` of the
+/// notification flags when due, and `LINDEX 0` / `LINDEX -1` of keys in estimated mode.
+pub(crate) fn append_reads(pipe: &mut redis::Pipeline, plan: &Plan, check_keyspace: bool) {
+    if check_keyspace {
+        pipe.cmd("CONFIG").arg("GET").arg("notify-keyspace-events");
+    }
+    for key in &plan.tail_keys {
+        pipe.cmd("LINDEX").arg(key).arg(0);
+        pipe.cmd("LINDEX").arg(key).arg(-1);
+    }
+}
+
+/// Reads the answers to [`append_reads`] (in the same order).
+pub(crate) fn read_answers(
+    extras: &mut TickExtras,
+    plan: &Plan,
+    check_keyspace: bool,
+    answers: &[redis::Value],
+) {
+    let mut it = answers.iter();
+    if check_keyspace {
+        extras.keyspace = it.next().map(Keyspace::from_reply);
+    }
+    let tag = |v: Option<&redis::Value>| match v {
+        Some(redis::Value::BulkString(b)) => parse_delivery_tag(b),
+        _ => None,
+    };
+    for key in &plan.tail_keys {
+        let head = tag(it.next());
+        let tail = tag(it.next());
+        extras.ends.insert(key.clone(), (head, tail));
+    }
+}
+
+/// Attributes the `unacked` churn of one prefix's tracker to the watched queues.
+pub(crate) fn attribute_churn(
+    extras: &mut TickExtras,
+    prefix: &[u8],
+    tracker: &mut Tracker,
+    watches: &[WatchSet],
+) {
+    let churn = tracker.take_churn();
+    if churn.new.is_empty() && churn.left.is_empty() {
+        return;
+    }
+    let mut layouts: Vec<&Layout> = Vec::new();
+    for w in watches.iter().filter(|w| w.layout.prefix == prefix) {
+        if !layouts.contains(&&w.layout) {
+            layouts.push(&w.layout);
+        }
+    }
+    for layout in layouts {
+        let watched: HashSet<&str> = watches
+            .iter()
+            .filter(|w| w.layout == *layout)
+            .flat_map(|w| w.queues.iter().map(String::as_str))
+            .collect();
+        let sep = layout.separator.as_slice();
+        for (_, entry) in &churn.new {
+            for q in tracker.queues_of(sep, entry) {
+                if watched.contains(q.as_str()) {
+                    extras.churn.entry((layout.clone(), q)).or_default().0 += 1;
+                }
+            }
+        }
+        for (score, entry) in churn.left.iter().filter(|(_, e)| e.eta.is_none()) {
+            for q in tracker.queues_of(sep, entry) {
+                if watched.contains(q.as_str()) {
+                    extras
+                        .churn
+                        .entry((layout.clone(), q))
+                        .or_default()
+                        .1
+                        .push(*score);
+                }
+            }
+        }
+    }
+}
+
+/// Sets the per-queue live gauges (first watch set wins for a queue label).
+pub(crate) fn export(broker: &str, data: &LiveData, watches: &[WatchSet]) {
+    let mut done = HashSet::new();
+    for w in watches {
+        for q in &w.queues {
+            let name = format!("{}{q}", String::from_utf8_lossy(&w.layout.prefix));
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            let Some(e) = data.queues.get(&(w.layout.clone(), q.clone())) else {
+                continue;
+            };
+            metrics::set_live(broker, &name, e);
+        }
+    }
+    metrics::retain_live(broker, &done);
+}
+
+/// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,
+/// when `worker_hostnames` names workers with live heartbeats, running tasks (split over the
+/// queues by dequeue rate) and Little's-law service time.
+pub(crate) fn live_signals(
+    now: f64,
+    sampled: &[LiveSignals],
+    heartbeats: Option<&HeartbeatBook>,
+    worker_hostnames: Option<&str>,
+) -> Vec<LiveSignals> {
+    let mut out = sampled.to_vec();
+    let summary = match (heartbeats, worker_hostnames) {
+        (Some(book), Some(pattern)) => book.summary(now, pattern),
+        _ => None,
+    };
+    let Some(summary) = summary else {
+        return out;
+    };
+    let rates: Vec<f64> = out
+        .iter()
+        .map(|l| l.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0))
+        .collect();
+    let total: f64 = rates.iter().sum();
+    let n = out.len().max(1) as f64;
+    let service = summary
+        .start_rate
+        .and_then(|r| littles_law(summary.running, r));
+    for (l, rate) in out.iter_mut().zip(&rates) {
+        let share = if total > 0.0 { rate / total } else { 1.0 / n };
+        l.running = Some(Estimate::new(summary.running as f64 * share, HEARTBEAT));
+        if let Some(s) = service {
+            l.service_time = Some(Estimate::new(s, HEARTBEAT));
+        }
+    }
+    // Estimated mode sees dequeues only through new `unacked` tags; the workers' own start
+    // count is a better floor when the trigger has one queue.
+    if let ([l], Some(starts)) = (out.as_mut_slice(), summary.start_rate) {
+        let conserving = l.arrival_rate.is_none_or(|e| e.source == CONSERVATION);
+        let deq = l.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+        if conserving && starts > deq {
+            let arr = l.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+            l.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
+            l.arrival_rate = Some(Estimate::new(arr + (starts - deq), HEARTBEAT));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
