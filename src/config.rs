@@ -32,6 +32,12 @@ pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
 /// Default period at which `StreamIsActive` re-sends `true` while active, seconds.
 pub const DEFAULT_STREAM_RESEND_SECS: f64 = 5.0;
+/// Default smoothing window of rates and service times, in seconds.
+pub const DEFAULT_SIGNAL_WINDOW_SECS: f64 = 30.0;
+/// Default time after which an unused watch set is dropped, in seconds.
+pub const DEFAULT_IDLE_EXPIRY_SECS: f64 = 600.0;
+/// Default period of full `unacked` reconciliation, in seconds.
+pub const DEFAULT_RECONCILE_PERIOD_SECS: f64 = 60.0;
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CELERY_SCALER";
 
@@ -48,6 +54,9 @@ const TOP_KEYS: &[&str] = &[
     "redis_command_timeout_seconds",
     "shutdown_grace_seconds",
     "stream_resend_seconds",
+    "signal_window_seconds",
+    "idle_expiry_seconds",
+    "reconcile_period_seconds",
 ];
 
 /// Keys of one named connection.
@@ -112,6 +121,12 @@ pub struct Config {
     pub redis_command_timeout: Duration,
     pub shutdown_grace: Duration,
     pub stream_resend: Duration,
+    /// Window over which rates and service times are smoothed.
+    pub signal_window: Duration,
+    /// Watch sets nobody asked about for this long are dropped.
+    pub idle_expiry: Duration,
+    /// Full re-read of `unacked` (and re-check of keyspace notifications) at most this often.
+    pub reconcile_period: Duration,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
 }
@@ -128,6 +143,9 @@ impl Default for Config {
             redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
             shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
             stream_resend: Duration::from_secs_f64(DEFAULT_STREAM_RESEND_SECS),
+            signal_window: Duration::from_secs_f64(DEFAULT_SIGNAL_WINDOW_SECS),
+            idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
+            reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
             connections: NamedConnections::new(),
         }
     }
@@ -147,6 +165,9 @@ impl Config {
             command_timeout: self.redis_command_timeout,
             first_sample_timeout: first,
             max_sample_age: max_age,
+            signal_window: self.signal_window,
+            idle_expiry: self.idle_expiry,
+            reconcile_period: self.reconcile_period,
             ..defaults
         }
     }

@@ -224,3 +224,39 @@ fn kubernetes_service_links_are_not_settings() {
     let typo = env(&[("CELERY_SCALER_GRPC_LISTN", "0.0.0.0:1")]);
     assert!(load(None, &typo, &Flags::default()).is_err());
 }
+
+#[test]
+fn live_signal_timings_are_configurable_and_bounded() {
+    let c = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_SIGNAL_WINDOW_SECONDS", "12"),
+            ("CELERY_SCALER_IDLE_EXPIRY_SECONDS", "120"),
+            ("CELERY_SCALER_RECONCILE_PERIOD_SECONDS", "30"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap();
+    let s = c.sampler_settings();
+    assert_eq!(s.signal_window, Duration::from_secs(12));
+    assert_eq!(s.idle_expiry, Duration::from_secs(120));
+    assert_eq!(s.reconcile_period, Duration::from_secs(30));
+    let e = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_SIGNAL_WINDOW_SECONDS", "0"),
+            ("CELERY_SCALER_IDLE_EXPIRY_SECONDS", "1"),
+            ("CELERY_SCALER_RECONCILE_PERIOD_SECONDS", "x"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "CELERY_SCALER_SIGNAL_WINDOW_SECONDS",
+        "CELERY_SCALER_IDLE_EXPIRY_SECONDS",
+        "CELERY_SCALER_RECONCILE_PERIOD_SECONDS",
+    ] {
+        assert!(e.contains(key), "{key} missing from: {e}");
+    }
+}

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use super::{
     Config, LogFormat, Raw, RawConfig, RawValue, ServerTls, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_GRPC_LISTEN, DEFAULT_REDIS_COMMAND_TIMEOUT_SECS, DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
-    DEFAULT_SAMPLE_INTERVAL_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STREAM_RESEND_SECS,
+    DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
+    DEFAULT_REDIS_COMMAND_TIMEOUT_SECS, DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
+    DEFAULT_SAMPLE_INTERVAL_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SIGNAL_WINDOW_SECS,
+    DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 
@@ -232,6 +234,24 @@ pub(super) fn validate(
         0.5,
         300.0,
     );
+    let signal_window = c.seconds(
+        top("signal_window_seconds"),
+        DEFAULT_SIGNAL_WINDOW_SECS,
+        1.0,
+        3600.0,
+    );
+    let idle_expiry = c.seconds(
+        top("idle_expiry_seconds"),
+        DEFAULT_IDLE_EXPIRY_SECS,
+        10.0,
+        86_400.0,
+    );
+    let reconcile_period = c.seconds(
+        top("reconcile_period_seconds"),
+        DEFAULT_RECONCILE_PERIOD_SECS,
+        1.0,
+        86_400.0,
+    );
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
         if let Some(spec) = validate_connection(&mut c, name, fields, env) {
@@ -248,6 +268,9 @@ pub(super) fn validate(
         redis_command_timeout,
         shutdown_grace,
         stream_resend,
+        signal_window,
+        idle_expiry,
+        reconcile_period,
         connections,
     }
 }
