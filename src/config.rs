@@ -156,7 +156,6 @@ impl Config {
     /// connect, a round trip and one interval; a sample is served while younger than a few
     /// ticks (at least 10 s).
     pub fn sampler_settings(&self) -> SamplerSettings {
-        let defaults = SamplerSettings::default();
         let first = self.redis_connect_timeout + self.redis_command_timeout + self.sample_interval;
         let max_age = (self.sample_interval * 3 + first).max(Duration::from_secs(10));
         SamplerSettings {
@@ -168,7 +167,6 @@ impl Config {
             signal_window: self.signal_window,
             idle_expiry: self.idle_expiry,
             reconcile_period: self.reconcile_period,
-            ..defaults
         }
     }
 }

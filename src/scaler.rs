@@ -122,6 +122,14 @@ impl Scaler {
         metadata: &HashMap<String, String>,
     ) -> Result<Evaluation, ScalerError> {
         let settings = self.settings(metadata)?;
+        self.evaluate_settings(settings).await
+    }
+
+    /// Evaluates settings already parsed (saves a second cache look-up per RPC).
+    pub async fn evaluate_settings(
+        &self,
+        settings: Arc<TriggerSettings>,
+    ) -> Result<Evaluation, ScalerError> {
         let view = self
             .registry
             .view(&settings.broker, &settings.watch)

@@ -73,7 +73,7 @@ impl ScalerService {
         Scaler::check_metric_name(&settings, &req.metric_name).map_err(|e| fail(&so, e))?;
         let eval = self
             .scaler
-            .evaluate(&so.scaler_metadata)
+            .evaluate_settings(settings)
             .await
             .map_err(|e| fail(&so, e))?;
         Scaler::record(&so.namespace, &so.name, &eval.decision);
