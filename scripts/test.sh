@@ -38,7 +38,7 @@ for m in re.finditer(r"^=+ (.*) in [\d.]+s", text, re.M):
     line = m.group(1)
     p += sum(int(x) for x in re.findall(r"(\d+) passed", line))
     f += sum(int(x) for x in re.findall(r"(\d+) (?:failed|error)", line))
-for m in re.finditer(r"^(?:\w+: )?(\d+) passed, (\d+) failed", text, re.M):
+for m in re.finditer(r"^(?:[\w-]+: )?(\d+) passed, (\d+) failed", text, re.M):
     p += int(m.group(1)); f += int(m.group(2))
 print(p, f)
 PY
