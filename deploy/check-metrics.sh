@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Proves the monitoring manifests match what a running celery-scaler exports:
 #   deploy/check-metrics.sh BIN        (BIN = path of the built celery-scaler binary)
-# 1. starts a private redis-server on a free loopback port (never 6379) with a queue and a
+# 1. starts a private redis-server on a free loopback port (never 6379) with list keyspace
+#    notifications on (notify-keyspace-events KEl, as stack/redis/redis.conf), a queue and a
 #    malformed unacked entry, and the scaler on free loopback ports (no config file);
-# 2. drives the ExternalScaler RPCs with grpcurl (plus one call against a closed port, so
-#    the Redis error counters get a series);
+# 2. drives the ExternalScaler RPCs with grpcurl for a backlog and a latency trigger (with
+#    workerHostnames, like keda/*.yaml), keeps a StreamIsActive stream open, and plays Celery
+#    traffic (LPUSH, a delivery into unacked and its ack, worker heartbeats) so every live
+#    signal gets a series; plus one call against a closed port, so the Redis error counters
+#    get a series;
 # 3. scrapes /metrics and fails for every celery_scaler_* name used by the rendered alerts
 #    and dashboard that has no series;
 # 4. starts the scaler with each rendered config file (standard, Sentinel + TLS env) and
@@ -89,7 +93,7 @@ read -r SCRAPE_PATH SCRAPE_INTERVAL SCRAPE_TIMEOUT < <("$PY" "$CHECKS" scrape-se
 REDIS_PORT=$(free_port)
 [ "$REDIS_PORT" != 6379 ] || REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" >/dev/null 2>&1 &
+  --notify-keyspace-events KEl --logfile "$WORK/redis.log" >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 R=(redis-cli -p "$REDIS_PORT")
@@ -110,13 +114,51 @@ grpc() { # grpc RPC JSON
     -d "$2" "127.0.0.1:$GRPC_PORT" "externalscaler.ExternalScaler/$1"
 }
 REF='{"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$REDIS_PORT'", "queues": "high"}}'
+# The latency trigger of keda/scaledobject-high.yaml, pointed at the private Redis.
+LREF='{"name": "celery-worker-high-latency", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$REDIS_PORT'", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "minHeadroom": "0", "workerHostnames": "high@celery-worker-high-*", "activationListLength": "0"}}'
 check "gRPC GetMetricSpec" grpc GetMetricSpec "$REF"
 check "gRPC IsActive" grpc IsActive "$REF"
 check "gRPC GetMetrics celery-high" grpc GetMetrics '{"scaledObjectRef": '"$REF"', "metricName": "celery-high"}'
+check "gRPC GetMetrics celery-high (latency mode, workerHostnames)" grpc GetMetrics '{"scaledObjectRef": '"$LREF"', "metricName": "celery-high"}'
+# KEDA keeps a StreamIsActive stream open per external-push ScaledObject.
+"$VENV/bin/grpcurl" -plaintext -max-time 120 -import-path "$ROOT/proto" -proto externalscaler.proto \
+  -d "$LREF" "127.0.0.1:$GRPC_PORT" externalscaler.ExternalScaler/StreamIsActive >"$WORK/stream.log" 2>&1 &
+PIDS+=($!)
 # A broker nobody listens on: an expected error, so the error counters get a series.
 DEAD_PORT=$(free_port)
 grpc GetMetrics '{"scaledObjectRef": {"name": "dead", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$DEAD_PORT'", "queues": "high"}}, "metricName": "celery-high"}' >/dev/null 2>&1
-sleep 3 # a few sampler ticks
+# Celery traffic once the sampler subscribed: arrivals (LPUSH), a delivery (RPOP + unacked) that
+# is acked two ticks later (service time from unacked residence), heartbeats of a matching worker.
+MSG() { "$PY" "$DEPLOY/tools/celery-messages.py" "$@"; }
+celery_traffic() {
+  local i
+  sleep 2
+  for i in 1 2 3; do "${R[@]}" lpush high "$(MSG message "m$i" high)" >/dev/null || return 1; done
+  "${R[@]}" rpop high >/dev/null &&
+    "${R[@]}" zadd unacked_index "$(date +%s.%N)" m1 >/dev/null &&
+    "${R[@]}" hset unacked m1 "$(MSG unacked m1 high)" >/dev/null || return 1
+  for i in 1 2 3; do
+    "${R[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 1 $((i * 5)))" >/dev/null
+    sleep 1
+  done
+  "${R[@]}" zrem unacked_index m1 >/dev/null && "${R[@]}" hdel unacked m1 >/dev/null || return 1
+  sleep 2
+  echo "3 pushes, 1 delivery + ack, 3 heartbeats"
+}
+check "Celery traffic on the private Redis (pushes, delivery, ack, heartbeats)" celery_traffic
+heartbeats() { # keep the worker alive for the scaler (Celery sends one every 2 s)
+  local i
+  for i in $(seq 90); do
+    "${R[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 1 $((20 + i)))" >/dev/null 2>&1
+    sleep 1
+  done
+}
+heartbeats 2>/dev/null &
+PIDS+=($!)
+sleep 1
+# The running tasks of a trigger are exported when KEDA asks for it (heartbeats matched then).
+check "gRPC GetMetrics celery-high (latency mode) after the traffic" grpc GetMetrics '{"scaledObjectRef": '"$LREF"', "metricName": "celery-high"}'
+sleep 2 # a few sampler ticks
 
 # ---- scrape ----------------------------------------------------------------------------------
 check "scrape $SCRAPE_PATH" curl -sf -o "$WORK/scrape.txt" "http://127.0.0.1:$ADMIN_PORT$SCRAPE_PATH"
@@ -170,6 +212,8 @@ has_series() { local n; n=$(query "$1") || return 1; [ "$n" -ge 1 ] || { echo "$
 check "prometheus (127.0.0.1:$PROM_PORT) scraped the scaler every $SCRAPE_INTERVAL at $SCRAPE_PATH" scraped
 check "query celery_scaler_build_info returns series" has_series 'celery_scaler_build_info{job="celery-scaler"}'
 check "query celery_scaler_queue_backlog{queue=\"high\"} returns series" has_series 'celery_scaler_queue_backlog{job="celery-scaler",queue="high"}'
+check "query: arrival rate of queue high in exact mode (keyspace notifications)" has_series 'celery_scaler_signal_mode{job="celery-scaler",queue="high",signal="arrival_rate",mode="exact"} == 1'
+check "query: running tasks of queue high from heartbeats" has_series 'celery_scaler_signal_mode{job="celery-scaler",queue="high",signal="running",mode="heartbeat"} == 1'
 exprs_ok() {
   local e bad=0 n=0
   while IFS= read -r e; do
