@@ -15,7 +15,9 @@
 #    expects it to accept it and serve /healthz;
 # 5. runs a real Prometheus (Debian package) on loopback with the ServiceMonitor's path and
 #    interval, waits for a scrape, queries celery_scaler_build_info and a queue metric, and
-#    evaluates every alert and dashboard expression.
+#    evaluates every alert and dashboard expression;
+# 6. runs Redis with the rendered redis.conf + ACL file and the scaler as the `scaler` user:
+#    queue high must be in exact mode with running tasks from heartbeats, ACL LOG empty.
 # Every process it starts is stopped by PID on exit. Ends with "check-metrics: N passed, N failed".
 set -uo pipefail
 
@@ -251,5 +253,55 @@ else:
 }
 check "binary accepts the rendered config of overlays/local" config_accepted overlays/local
 check "binary accepts the rendered config of overlays/iks-ha (Sentinel + TLS env)" config_accepted overlays/iks-ha
+
+# ---- the scaler as the rendered ACL user gets exact mode and heartbeats ---------------------
+acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.acl, scaler as `scaler`
+  local dir=$WORK/acl port g a pid rc=0 LR A i
+  mkdir -p "$dir/tpl" "$dir/run" "$dir/data"
+  kubectl kustomize "$DEPLOY/overlays/local" >"$dir/render.yaml" &&
+    "$PY" "$CHECKS" redis-files "$dir/render.yaml" "$dir/tpl" >/dev/null &&
+    REDIS_TEMPLATE_DIR=$dir/tpl REDIS_RUN_DIR=$dir/run REDIS_PASSWORD=app-pw REDIS_SCALER_PASSWORD=scaler-pw \
+      sh "$dir/tpl/render-config.sh" >/dev/null || return 1
+  sed -i "s|^dir /data\$|dir $dir/data|" "$dir/run/redis.conf"
+  port=$(free_port)
+  redis-server "$dir/run/redis.conf" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$dir/redis.log" >/dev/null 2>&1 &
+  PIDS+=($!)
+  A=(redis-cli --no-auth-warning -p "$port" --user default --pass app-pw)
+  for i in $(seq 50); do [ "$("${A[@]}" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+  printf 'connections:\n  app:\n    address: "127.0.0.1:%s"\n    database: 0\n    username: scaler\n    password_env: REDIS_SCALER_PASSWORD\n' \
+    "$port" >"$dir/config.yaml"
+  g=$(free_port); a=$(free_port)
+  REDIS_SCALER_PASSWORD=scaler-pw "$BIN" serve --config "$dir/config.yaml" --grpc-listen "127.0.0.1:$g" \
+    --admin-listen "127.0.0.1:$a" >"$dir/scaler.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$a/healthz" 15 || { tail -n 20 "$dir/scaler.log"; return 1; }
+  LR='{"scaledObjectRef": {"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"connection": "app", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "workerHostnames": "high@celery-worker-high-*"}}, "metricName": "celery-high"}'
+  "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
+    -d "$LR" "127.0.0.1:$g" externalscaler.ExternalScaler/GetMetrics >/dev/null || return 1
+  sleep 3
+  for i in 1 2 3; do
+    "${A[@]}" lpush high "$(MSG message "a$i" high)" >/dev/null
+    "${A[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 2 "$i")" >/dev/null
+    sleep 1
+  done
+  "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
+    -d "$LR" "127.0.0.1:$g" externalscaler.ExternalScaler/GetMetrics >/dev/null || return 1
+  curl -sf "http://127.0.0.1:$a/metrics" >"$dir/metrics.txt" || return 1
+  for want in 'mode="exact",queue="high",signal="arrival_rate"} 1' 'mode="exact",queue="high",signal="wait"} 1' \
+    'mode="heartbeat",queue="high",signal="running"} 1'; do
+    grep '^celery_scaler_signal_mode{' "$dir/metrics.txt" | grep -qF "$want" ||
+      { echo "missing: celery_scaler_signal_mode{...$want"; rc=1; }
+  done
+  grep -q '^celery_scaler_queue_running{.*queue="high"} 2$' "$dir/metrics.txt" || { echo "running != 2"; rc=1; }
+  [ -z "$("${A[@]}" acl log)" ] || { echo "ACL LOG not empty:"; "${A[@]}" acl log | head -n 12; rc=1; }
+  kill "$pid" 2>/dev/null
+  [ "$rc" = 0 ] && echo "exact arrivals/wait, 2 running from heartbeats, no ACL denials"
+  return "$rc"
+}
+# (validate.sh's stub run sets CHECK_METRICS_STUB: a stub never talks to Redis.)
+[ -n "${CHECK_METRICS_STUB:-}" ] ||
+  check "scaler as the rendered ACL user: exact mode + heartbeats, ACL LOG empty" acl_user_live_signals
 
 finish
