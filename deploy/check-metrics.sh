@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Proves the monitoring manifests match what a running celery-scaler exports:
 #   deploy/check-metrics.sh BIN        (BIN = path of the built celery-scaler binary)
-# 1. starts a private redis-server on a free loopback port (never 6379) with a queue and a
+# 1. starts a private redis-server on a free loopback port (never 6379) with list keyspace
+#    notifications on (notify-keyspace-events KEl, as stack/redis/redis.conf), a queue and a
 #    malformed unacked entry, and the scaler on free loopback ports (no config file);
-# 2. drives the ExternalScaler RPCs with grpcurl (plus one call against a closed port, so
-#    the Redis error counters get a series);
+# 2. drives the ExternalScaler RPCs with grpcurl for a backlog and a latency trigger (with
+#    workerHostnames, like keda/*.yaml), keeps a StreamIsActive stream open, and plays Celery
+#    traffic (LPUSH, a delivery into unacked and its ack, worker heartbeats) so every live
+#    signal gets a series; plus one call against a closed port, so the Redis error counters
+#    get a series;
 # 3. scrapes /metrics and fails for every celery_scaler_* name used by the rendered alerts
 #    and dashboard that has no series;
 # 4. starts the scaler with each rendered config file (standard, Sentinel + TLS env) and
 #    expects it to accept it and serve /healthz;
 # 5. runs a real Prometheus (Debian package) on loopback with the ServiceMonitor's path and
 #    interval, waits for a scrape, queries celery_scaler_build_info and a queue metric, and
-#    evaluates every alert and dashboard expression.
+#    evaluates every alert and dashboard expression;
+# 6. runs Redis with the rendered redis.conf + ACL file and the scaler as the `scaler` user:
+#    queue high must be in exact mode with running tasks from heartbeats, ACL LOG empty.
 # Every process it starts is stopped by PID on exit. Ends with "check-metrics: N passed, N failed".
 set -uo pipefail
 
@@ -89,7 +95,7 @@ read -r SCRAPE_PATH SCRAPE_INTERVAL SCRAPE_TIMEOUT < <("$PY" "$CHECKS" scrape-se
 REDIS_PORT=$(free_port)
 [ "$REDIS_PORT" != 6379 ] || REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" >/dev/null 2>&1 &
+  --notify-keyspace-events KEl --logfile "$WORK/redis.log" >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 R=(redis-cli -p "$REDIS_PORT")
@@ -110,13 +116,51 @@ grpc() { # grpc RPC JSON
     -d "$2" "127.0.0.1:$GRPC_PORT" "externalscaler.ExternalScaler/$1"
 }
 REF='{"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$REDIS_PORT'", "queues": "high"}}'
+# The latency trigger of keda/scaledobject-high.yaml, pointed at the private Redis.
+LREF='{"name": "celery-worker-high-latency", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$REDIS_PORT'", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "minHeadroom": "0", "workerHostnames": "high@celery-worker-high-*", "activationListLength": "0"}}'
 check "gRPC GetMetricSpec" grpc GetMetricSpec "$REF"
 check "gRPC IsActive" grpc IsActive "$REF"
 check "gRPC GetMetrics celery-high" grpc GetMetrics '{"scaledObjectRef": '"$REF"', "metricName": "celery-high"}'
+check "gRPC GetMetrics celery-high (latency mode, workerHostnames)" grpc GetMetrics '{"scaledObjectRef": '"$LREF"', "metricName": "celery-high"}'
+# KEDA keeps a StreamIsActive stream open per external-push ScaledObject.
+"$VENV/bin/grpcurl" -plaintext -max-time 120 -import-path "$ROOT/proto" -proto externalscaler.proto \
+  -d "$LREF" "127.0.0.1:$GRPC_PORT" externalscaler.ExternalScaler/StreamIsActive >"$WORK/stream.log" 2>&1 &
+PIDS+=($!)
 # A broker nobody listens on: an expected error, so the error counters get a series.
 DEAD_PORT=$(free_port)
 grpc GetMetrics '{"scaledObjectRef": {"name": "dead", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$DEAD_PORT'", "queues": "high"}}, "metricName": "celery-high"}' >/dev/null 2>&1
-sleep 3 # a few sampler ticks
+# Celery traffic once the sampler subscribed: arrivals (LPUSH), a delivery (RPOP + unacked) that
+# is acked two ticks later (service time from unacked residence), heartbeats of a matching worker.
+MSG() { "$PY" "$DEPLOY/tools/celery-messages.py" "$@"; }
+celery_traffic() {
+  local i
+  sleep 2
+  for i in 1 2 3; do "${R[@]}" lpush high "$(MSG message "m$i" high)" >/dev/null || return 1; done
+  "${R[@]}" rpop high >/dev/null &&
+    "${R[@]}" zadd unacked_index "$(date +%s.%N)" m1 >/dev/null &&
+    "${R[@]}" hset unacked m1 "$(MSG unacked m1 high)" >/dev/null || return 1
+  for i in 1 2 3; do
+    "${R[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 1 $((i * 5)))" >/dev/null
+    sleep 1
+  done
+  "${R[@]}" zrem unacked_index m1 >/dev/null && "${R[@]}" hdel unacked m1 >/dev/null || return 1
+  sleep 2
+  echo "3 pushes, 1 delivery + ack, 3 heartbeats"
+}
+check "Celery traffic on the private Redis (pushes, delivery, ack, heartbeats)" celery_traffic
+heartbeats() { # keep the worker alive for the scaler (Celery sends one every 2 s)
+  local i
+  for i in $(seq 90); do
+    "${R[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 1 $((20 + i)))" >/dev/null 2>&1
+    sleep 1
+  done
+}
+heartbeats 2>/dev/null &
+PIDS+=($!)
+sleep 1
+# The running tasks of a trigger are exported when KEDA asks for it (heartbeats matched then).
+check "gRPC GetMetrics celery-high (latency mode) after the traffic" grpc GetMetrics '{"scaledObjectRef": '"$LREF"', "metricName": "celery-high"}'
+sleep 2 # a few sampler ticks
 
 # ---- scrape ----------------------------------------------------------------------------------
 check "scrape $SCRAPE_PATH" curl -sf -o "$WORK/scrape.txt" "http://127.0.0.1:$ADMIN_PORT$SCRAPE_PATH"
@@ -170,6 +214,8 @@ has_series() { local n; n=$(query "$1") || return 1; [ "$n" -ge 1 ] || { echo "$
 check "prometheus (127.0.0.1:$PROM_PORT) scraped the scaler every $SCRAPE_INTERVAL at $SCRAPE_PATH" scraped
 check "query celery_scaler_build_info returns series" has_series 'celery_scaler_build_info{job="celery-scaler"}'
 check "query celery_scaler_queue_backlog{queue=\"high\"} returns series" has_series 'celery_scaler_queue_backlog{job="celery-scaler",queue="high"}'
+check "query: arrival rate of queue high in exact mode (keyspace notifications)" has_series 'celery_scaler_signal_mode{job="celery-scaler",queue="high",signal="arrival_rate",mode="exact"} == 1'
+check "query: running tasks of queue high from heartbeats" has_series 'celery_scaler_signal_mode{job="celery-scaler",queue="high",signal="running",mode="heartbeat"} == 1'
 exprs_ok() {
   local e bad=0 n=0
   while IFS= read -r e; do
@@ -207,5 +253,55 @@ else:
 }
 check "binary accepts the rendered config of overlays/local" config_accepted overlays/local
 check "binary accepts the rendered config of overlays/iks-ha (Sentinel + TLS env)" config_accepted overlays/iks-ha
+
+# ---- the scaler as the rendered ACL user gets exact mode and heartbeats ---------------------
+acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.acl, scaler as `scaler`
+  local dir=$WORK/acl port g a pid rc=0 LR A i
+  mkdir -p "$dir/tpl" "$dir/run" "$dir/data"
+  kubectl kustomize "$DEPLOY/overlays/local" >"$dir/render.yaml" &&
+    "$PY" "$CHECKS" redis-files "$dir/render.yaml" "$dir/tpl" >/dev/null &&
+    REDIS_TEMPLATE_DIR=$dir/tpl REDIS_RUN_DIR=$dir/run REDIS_PASSWORD=app-pw REDIS_SCALER_PASSWORD=scaler-pw \
+      sh "$dir/tpl/render-config.sh" >/dev/null || return 1
+  sed -i "s|^dir /data\$|dir $dir/data|" "$dir/run/redis.conf"
+  port=$(free_port)
+  redis-server "$dir/run/redis.conf" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$dir/redis.log" >/dev/null 2>&1 &
+  PIDS+=($!)
+  A=(redis-cli --no-auth-warning -p "$port" --user default --pass app-pw)
+  for i in $(seq 50); do [ "$("${A[@]}" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+  printf 'connections:\n  app:\n    address: "127.0.0.1:%s"\n    database: 0\n    username: scaler\n    password_env: REDIS_SCALER_PASSWORD\n' \
+    "$port" >"$dir/config.yaml"
+  g=$(free_port); a=$(free_port)
+  REDIS_SCALER_PASSWORD=scaler-pw "$BIN" serve --config "$dir/config.yaml" --grpc-listen "127.0.0.1:$g" \
+    --admin-listen "127.0.0.1:$a" >"$dir/scaler.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$a/healthz" 15 || { tail -n 20 "$dir/scaler.log"; return 1; }
+  LR='{"scaledObjectRef": {"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"connection": "app", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "workerHostnames": "high@celery-worker-high-*"}}, "metricName": "celery-high"}'
+  "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
+    -d "$LR" "127.0.0.1:$g" externalscaler.ExternalScaler/GetMetrics >/dev/null || return 1
+  sleep 3
+  for i in 1 2 3; do
+    "${A[@]}" lpush high "$(MSG message "a$i" high)" >/dev/null
+    "${A[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 2 "$i")" >/dev/null
+    sleep 1
+  done
+  "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
+    -d "$LR" "127.0.0.1:$g" externalscaler.ExternalScaler/GetMetrics >/dev/null || return 1
+  curl -sf "http://127.0.0.1:$a/metrics" >"$dir/metrics.txt" || return 1
+  for want in 'mode="exact",queue="high",signal="arrival_rate"} 1' 'mode="exact",queue="high",signal="wait"} 1' \
+    'mode="heartbeat",queue="high",signal="running"} 1'; do
+    grep '^celery_scaler_signal_mode{' "$dir/metrics.txt" | grep -qF "$want" ||
+      { echo "missing: celery_scaler_signal_mode{...$want"; rc=1; }
+  done
+  grep -q '^celery_scaler_queue_running{.*queue="high"} 2$' "$dir/metrics.txt" || { echo "running != 2"; rc=1; }
+  [ -z "$("${A[@]}" acl log)" ] || { echo "ACL LOG not empty:"; "${A[@]}" acl log | head -n 12; rc=1; }
+  kill "$pid" 2>/dev/null
+  [ "$rc" = 0 ] && echo "exact arrivals/wait, 2 running from heartbeats, no ACL denials"
+  return "$rc"
+}
+# (validate.sh's stub run sets CHECK_METRICS_STUB: a stub never talks to Redis.)
+[ -n "${CHECK_METRICS_STUB:-}" ] ||
+  check "scaler as the rendered ACL user: exact mode + heartbeats, ACL LOG empty" acl_user_live_signals
 
 finish

@@ -8,10 +8,10 @@ and deploy/check-metrics.sh. Needs PyYAML (installed in the deploy venv).
     checks.py dashboard DASHBOARD.json [PANELS.json]  dashboard structure
     checks.py dashboard-configmap RENDER.yaml DASHBOARD.json
     checks.py metric-names RENDER.yaml...             celery_scaler_* names in alerts + dashboards
-    checks.py exported-only RENDER.yaml...            only names the scaler exports now
     checks.py redis-files RENDER.yaml OUT_DIR         the redis-config ConfigMap as files
     checks.py exprs RENDER.yaml                       alert + dashboard expressions (JSON lines)
     checks.py scrape-settings RENDER.yaml             ServiceMonitor path, interval, timeout
+    checks.py exported-source SRC_DIR                 EXPORTED_NOW = names registered in src/
 Each command exits 1 with one reason per line on stderr when a check fails.
 """
 import json
@@ -20,7 +20,9 @@ import sys
 
 import yaml
 
-# Mirror of the "exported now" list in the team contract (issue 2). Keep in step.
+# Every metric celery-scaler registers (src/**/metrics.rs, src/scaler.rs, src/admin.rs; live
+# signals since issue 4). `checks.py exported-source ROOT/src` proves this list equals the
+# names registered in the source; check-metrics.sh proves each used one has a series.
 EXPORTED_NOW = {
     "celery_scaler_queue_backlog",
     "celery_scaler_queue_in_flight",
@@ -29,16 +31,16 @@ EXPORTED_NOW = {
     "celery_scaler_decision_slots",
     "celery_scaler_grpc_requests_total",
     "celery_scaler_grpc_request_duration_seconds",
+    "celery_scaler_grpc_streams_open",
     "celery_scaler_redis_errors_total",
     "celery_scaler_redis_commands_total",
+    "celery_scaler_pubsub_commands_total",
     "celery_scaler_unacked_malformed_total",
     "celery_scaler_sample_duration_seconds",
     "celery_scaler_sample_age_seconds",
     "celery_scaler_watch_sets",
     "celery_scaler_build_info",
-}
-# Coming with issue 4; must not appear in rendered output yet.
-PENDING = {
+    # live signals (issue 4): per queue, set from the first sample of a watched queue
     "celery_scaler_queue_arrival_rate",
     "celery_scaler_queue_dequeue_rate",
     "celery_scaler_queue_service_time_seconds",
@@ -75,7 +77,7 @@ def is_core(obj):
 
 def base_metric(name):
     for suffix in ("_bucket", "_sum", "_count"):
-        if name.endswith(suffix) and name[: -len(suffix)] in EXPORTED_NOW | PENDING:
+        if name.endswith(suffix) and name[: -len(suffix)] in EXPORTED_NOW:
             return name[: -len(suffix)]
     return name
 
@@ -105,6 +107,82 @@ def flag_value(args, name):
         if a.startswith(name + "="):
             return a.split("=", 1)[1]
     return None
+
+
+def resolve_env(value, container):
+    """Expands $(VAR) from the container's literal env values (as the kubelet does)."""
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def glob_match(pattern, name):
+    """celery-scaler's workerHostnames rule: `*` / `?` glob, or a prefix without wildcards."""
+    if "*" not in pattern and "?" not in pattern:
+        return name.startswith(pattern)
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, name, re.S) is not None
+
+
+def sample_hostname(flag, deployment, suffix="7d9f8c6b5-x2x9q"):
+    """The Celery hostname a pod of `deployment` gets from --hostname (POD_NAME / %h = pod name)."""
+    pod = f"{deployment}-{suffix}"
+    return flag.replace("$(POD_NAME)", pod).replace("%h", pod).replace("%n", pod.split(".")[0])
+
+
+def wait_alert_targets(objs):
+    """[(queue matcher, target seconds)] of the CeleryQueueWaitAboveTarget rules."""
+    out = []
+    for g in prom_groups(objs):
+        for r in g["rules"]:
+            if r.get("alert") != "CeleryQueueWaitAboveTarget":
+                continue
+            m = re.search(r'queue(=~|!~|!=|=)"([^"]*)"', r["expr"])
+            out.append((m.groups() if m else ("=~", ".*"), r.get("labels", {}).get("target_seconds")))
+    return out
+
+
+def matcher_matches(matcher, value):
+    op, v = matcher
+    hit = re.fullmatch(v, value) is not None if op in ("=~", "!~") else v == value
+    return hit if op in ("=", "=~") else not hit
+
+
+def check_latency_trigger(n, md, dep, worker, other_workers, alert_targets, errors):
+    """latency mode: concurrency = worker --concurrency, targets, workerHostnames = the pods'
+    Celery hostnames (and no other worker Deployment's), wait alert threshold = targetLatency."""
+    args = [resolve_env(a, worker) for a in worker.get("command", []) + worker.get("args", [])]
+    dname = dep["metadata"]["name"]
+    conc = flag_value(args, "--concurrency")
+    if md.get("concurrency") is None or conc is None or md["concurrency"] != conc:
+        errors.append(f"ScaledObject/{n}: concurrency {md.get('concurrency')!r} != worker --concurrency {conc!r}")
+    for key in ("targetLatency", "taskDuration"):
+        try:
+            if float(md.get(key, "x")) <= 0:
+                raise ValueError
+        except ValueError:
+            errors.append(f"ScaledObject/{n}: {key} {md.get(key)!r} must be a positive number of seconds")
+    if "listLength" in md:
+        errors.append(f"ScaledObject/{n}: listLength has no effect in latency mode")
+    pattern = md.get("workerHostnames")
+    hostname = flag_value(args, "--hostname")
+    if not pattern or hostname is None:
+        errors.append(f"ScaledObject/{n}: needs workerHostnames and an explicit worker --hostname (got {pattern!r}, {hostname!r})")
+    else:
+        mine = sample_hostname(hostname, dname)
+        if not glob_match(pattern, mine):
+            errors.append(f"ScaledObject/{n}: workerHostnames {pattern!r} does not match the worker hostname {mine!r}")
+        for other_name, other_host in other_workers:
+            theirs = sample_hostname(other_host, other_name)
+            if glob_match(pattern, theirs):
+                errors.append(f"ScaledObject/{n}: workerHostnames {pattern!r} also matches {other_name}'s worker {theirs!r}")
+    if "--without-heartbeat" in args:
+        errors.append(f"Deployment/{dname}: --without-heartbeat, but latency mode counts running tasks from heartbeats")
+    if alert_targets:
+        for q in (md.get("queues") or "").split(","):
+            hits = [t for m, t in alert_targets if matcher_matches(m, q)]
+            if hits != [md.get("targetLatency")]:
+                errors.append(f"ScaledObject/{n}: queue {q} has targetLatency {md.get('targetLatency')!r} but "
+                              f"CeleryQueueWaitAboveTarget rules with target_seconds {hits}")
 
 
 def cmd_policy(render):
@@ -151,6 +229,14 @@ def cmd_policy(render):
             scaler_cfg = yaml.safe_load(o["data"]["config.yaml"])
     scaler_svc = by.get(("Service", "celery-scaler"))
     sos = [o for o in objs if o["kind"] == "ScaledObject"]
+    alert_targets = wait_alert_targets(objs)
+    workers = []  # (deployment, --hostname) of every ScaledObject target
+    for so in sos:
+        d = by.get((so["spec"]["scaleTargetRef"].get("kind", "Deployment"), so["spec"]["scaleTargetRef"]["name"]))
+        if d is not None:
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            h = flag_value([resolve_env(a, c) for a in c.get("command", []) + c.get("args", [])], "--hostname")
+            workers.append((d["metadata"]["name"], h or "celery@%h"))
     targeted = set()
     for so in sos:
         n = so["metadata"]["name"]
@@ -191,6 +277,12 @@ def cmd_policy(render):
                 errors.append(f"ScaledObject/{n}: connection {conn!r} not defined in the scaler config")
             if any(k in md for k in ("address", "host", "password", "passwordFromEnv")) and conn:
                 errors.append(f"ScaledObject/{n}: connection combined with address/password keys")
+            mode = md.get("mode", "backlog")
+            if mode == "latency":
+                others = [w for w in workers if w[0] != ref["name"]]
+                check_latency_trigger(n, md, dep, worker, others, alert_targets, errors)
+            elif mode != "backlog":
+                errors.append(f"ScaledObject/{n}: unknown mode {mode!r}")
     # 5. beat: singleton, Recreate, never scaled
     beat = by.get(("Deployment", "celery-beat"))
     if beat is not None:
@@ -272,7 +364,9 @@ def cmd_dashboard(path, panels_path=None):
     for m in sorted(names - EXPORTED_NOW):
         errors.append(f"{path}: references {m}, not exported yet")
     wanted = {"celery_scaler_queue_backlog", "celery_scaler_queue_in_flight", "celery_scaler_metric_value",
-              "celery_scaler_active", "celery_scaler_decision_slots"}
+              "celery_scaler_active", "celery_scaler_decision_slots", "celery_scaler_queue_arrival_rate",
+              "celery_scaler_queue_dequeue_rate", "celery_scaler_queue_wait_seconds",
+              "celery_scaler_queue_service_time_seconds", "celery_scaler_queue_running", "celery_scaler_signal_mode"}
     for m in sorted(wanted - names):
         errors.append(f"{path}: no panel shows {m}")
     if panels_path:
@@ -326,6 +420,24 @@ def cmd_exprs(render):
                         print(json.dumps(e))
 
 
+def cmd_exported_source(src):
+    """EXPORTED_NOW must equal the celery_scaler_* names the source registers."""
+    import os
+    found = set()
+    for dirpath, _, files in os.walk(src):
+        if "/tests" in dirpath.replace(os.sep, "/"):
+            continue
+        for f in files:
+            if f.endswith(".rs") and f != "tests.rs":
+                text = open(os.path.join(dirpath, f)).read()
+                found |= set(re.findall(r'register_[a-z_]+!\(\s*"(celery_scaler_[a-z0-9_]+)"', text))
+                found |= set(re.findall(r'(?:Opts|opts)::new\(\s*"(celery_scaler_[a-z0-9_]+)"', text))
+    errors = [f"registered in {src} but missing from EXPORTED_NOW: {m}" for m in sorted(found - EXPORTED_NOW)]
+    errors += [f"in EXPORTED_NOW but not registered in {src}: {m}" for m in sorted(EXPORTED_NOW - found)]
+    die(errors)
+    print(f"{len(found)} metric names registered = EXPORTED_NOW")
+
+
 def cmd_scrape_settings(render):
     """path interval timeout of the ServiceMonitor's endpoint."""
     for o in load(render):
@@ -361,4 +473,5 @@ if __name__ == "__main__":
         "redis-files": cmd_redis_files,
         "exprs": cmd_exprs,
         "scrape-settings": cmd_scrape_settings,
+        "exported-source": cmd_exported_source,
     }[cmd](*args)

@@ -59,6 +59,31 @@ celery_scaler_sample_age_seconds{broker="stub"} 0.5
 # HELP celery_scaler_watch_sets Watch sets.
 # TYPE celery_scaler_watch_sets gauge
 celery_scaler_watch_sets{broker="stub"} 1
+# HELP celery_scaler_grpc_streams_open Streams.
+# TYPE celery_scaler_grpc_streams_open gauge
+celery_scaler_grpc_streams_open 1
+# HELP celery_scaler_pubsub_commands_total Pub/sub commands.
+# TYPE celery_scaler_pubsub_commands_total counter
+celery_scaler_pubsub_commands_total{broker="stub"} 2
+# HELP celery_scaler_queue_arrival_rate Arrivals.
+# TYPE celery_scaler_queue_arrival_rate gauge
+celery_scaler_queue_arrival_rate{broker="stub",queue="high"} 0.5
+# HELP celery_scaler_queue_dequeue_rate Dequeues.
+# TYPE celery_scaler_queue_dequeue_rate gauge
+celery_scaler_queue_dequeue_rate{broker="stub",queue="high"} 0.5
+# HELP celery_scaler_queue_service_time_seconds Service time.
+# TYPE celery_scaler_queue_service_time_seconds gauge
+celery_scaler_queue_service_time_seconds{broker="stub",queue="high"} 2
+# HELP celery_scaler_queue_wait_seconds Wait.
+# TYPE celery_scaler_queue_wait_seconds gauge
+celery_scaler_queue_wait_seconds{broker="stub",queue="high"} 1
+# HELP celery_scaler_queue_running Running.
+# TYPE celery_scaler_queue_running gauge
+celery_scaler_queue_running{broker="stub",queue="high"} 1
+# HELP celery_scaler_signal_mode Signal modes.
+# TYPE celery_scaler_signal_mode gauge
+celery_scaler_signal_mode{broker="stub",queue="high",signal="arrival_rate",mode="exact"} 1
+celery_scaler_signal_mode{broker="stub",queue="high",signal="running",mode="heartbeat"} 1
 # HELP celery_scaler_build_info Build.
 # TYPE celery_scaler_build_info gauge
 celery_scaler_build_info{version="0.0.0-stub"} 1
