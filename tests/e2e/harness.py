@@ -135,13 +135,13 @@ class ProcessManager:
 
 
 class RedisServer:
-    def __init__(self, pm: ProcessManager, name: str = "redis"):
+    def __init__(self, pm: ProcessManager, name: str = "redis", extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.dir = pm.logdir / f"{name}-data"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = pm.start(name, ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                                     "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                                    "--daemonize", "no"])
+                                    "--daemonize", "no", *extra_args])
         import redis
         self._redis = redis
         wait_until(self._ping, bool, 10, 0.05, f"redis-server on port {self.port}")
@@ -173,6 +173,8 @@ class CeleryLayout:
     acks_late: bool = True
     results: bool = False
     extra_env: dict = field(default_factory=dict)
+    # Extra redis-server arguments, e.g. ("--notify-keyspace-events", "Kl").
+    redis_args: tuple[str, ...] = ()
 
     def keys(self, queue: str) -> list[bytes]:
         """Every Redis list key of a queue: base key + one per non-zero priority step."""
@@ -197,7 +199,7 @@ class CeleryStack:
     def __init__(self, pm: ProcessManager, layout: CeleryLayout):
         self.pm = pm
         self.layout = layout
-        self.redis = RedisServer(pm)
+        self.redis = RedisServer(pm, extra_args=tuple(layout.redis_args))
         self.r = self.redis.client(layout.db)
         self.workers: list[Proc] = []
 

@@ -7,6 +7,7 @@ so what it publishes and what it reads are Celery's and kombu's own view:
     probe.py truth    --queues a,b [--workers N] [--timeout S]   # inspect active/reserved/scheduled + kombu sizes
     probe.py sizes    --queues a,b                                # kombu's own queue size only (no consume)
     probe.py results  ID [ID ...]                                 # result states from the backend
+    probe.py produce  --queue Q --rate R --seconds S --out FILE    # paced producer (R=0: burst of --count)
 
 Output: one JSON object on stdout.
 
@@ -94,6 +95,40 @@ def cmd_truth(args) -> dict:
     return out
 
 
+def cmd_produce(args) -> dict:
+    """Publishes at a steady rate, paced on the monotonic clock (a late send goes out at once,
+    the schedule is kept). Writes the wall-clock time of every send to --out: the ground truth
+    of arrival rate and of the age of waiting tasks."""
+    from app.celery_app import app
+    from app.tasks import TASK_FOR_QUEUE
+
+    task = TASK_FOR_QUEUE.get(args.queue, TASK_FOR_QUEUE["default"])
+    kwargs = {"duration": args.duration}
+    sent: list[float] = []
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection()
+        start = time.monotonic()
+        i = 0
+        while True:
+            if args.rate > 0:
+                due = start + i / args.rate
+                if due - start >= args.seconds:
+                    break
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            elif i >= args.count:
+                break
+            task.apply_async(kwargs=kwargs, queue=args.queue, producer=producer)
+            sent.append(time.time())
+            i += 1
+        elapsed = time.monotonic() - start
+    with open(args.out, "w") as fh:
+        json.dump({"queue": args.queue, "rate": args.rate, "sent": sent}, fh)
+    return {"queue": args.queue, "published": len(sent), "elapsed": round(elapsed, 3),
+            "first": sent[0] if sent else None, "last": sent[-1] if sent else None}
+
+
 def cmd_results(args) -> dict:
     from celery.result import AsyncResult
     from app.celery_app import app
@@ -136,9 +171,16 @@ def main(argv=None) -> int:
     s.add_argument("--queues", required=True)
     r = sub.add_parser("results")
     r.add_argument("ids", nargs="+")
+    g = sub.add_parser("produce")
+    g.add_argument("--queue", default="default")
+    g.add_argument("--rate", type=float, default=0.0)
+    g.add_argument("--seconds", type=float, default=0.0)
+    g.add_argument("--count", type=int, default=0)
+    g.add_argument("--duration", type=float, default=0.0)
+    g.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     result = {"publish": cmd_publish, "truth": cmd_truth, "sizes": cmd_sizes,
-              "results": cmd_results}[args.cmd](args)
+              "results": cmd_results, "produce": cmd_produce}[args.cmd](args)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

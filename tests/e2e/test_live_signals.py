@@ -1,0 +1,408 @@
+"""Accuracy of the live signals (issue 4, "Accuracy and cost targets") against real Celery.
+
+One scenario per counting mode (module-scoped, so the ~40 s of load is paid once per mode):
+a private redis-server with keyspace notifications on (`--notify-keyspace-events Kl`, exact
+mode) or off (estimated mode), the real scaler (`serve`, 1 s tick, 30 s signal window) and
+real Celery processes:
+
+    queue `high`     paced producer at 50 tasks/s, worker `fast@e2e` (-c 2) keeping up
+    queue `low`      paced producer at 150 tasks/s, no worker (the oldest task waits)
+    queue `default`  150 tasks of 0.5 s published at once, worker `svc@e2e` (-c 2, acks_late,
+                     prefetch 1): busy for the whole window
+    queue `run`      tasks of 60 s, worker `run@e2e` (-c 4, early ack): 2 running, then 3
+
+The server's view is read while it runs: triggers are registered with GetMetrics (with
+`workerHostnames` for `run` and `default`, which also exports the heartbeat running gauge),
+and the numbers come from the admin `/metrics` (`celery_scaler_queue_*`,
+`celery_scaler_signal_mode`); `inspect` is one-shot and has no rates. The ground truth is
+measured independently: every send's wall-clock time (written by the producers), the worker's
+own "succeeded in" runtimes, and Celery's `inspect active`. The tests then compare; each
+prints and records ours vs truth in .work/e2e-results.json.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from harness import (E2E_DIR, PY, WORK, APP_DIR, CeleryLayout, CeleryStack, ProcessManager,
+                     Scaler, wait_until)
+
+WINDOW = 30.0        # the scaler's signal window (SamplerSettings::signal_window default)
+TICK = 1.0           # sample_interval_seconds default
+PRODUCE_SECONDS = 38.0
+RATES = {"high": 50.0, "low": 150.0}
+SVC_TASKS, SVC_DURATION = 150, 0.5
+RUN_DURATION = 60.0
+ARRIVAL_TOLERANCE = {"exact": 0.10, "estimated": 0.25}
+SERVICE_TOLERANCE = 0.25
+WAIT_RELATIVE = 0.20
+
+
+# ------------------------------------------------------------------------------------------
+# /metrics parsing
+
+_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict, float]]:
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m:
+            out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+def live_view(text: str, port: int, queues: list[str]) -> dict:
+    """Per queue: the live gauges and the active mode of each signal, for the broker on `port`."""
+    gauges = {"celery_scaler_queue_arrival_rate": "arrival_rate",
+              "celery_scaler_queue_dequeue_rate": "dequeue_rate",
+              "celery_scaler_queue_service_time_seconds": "service_time",
+              "celery_scaler_queue_wait_seconds": "wait",
+              "celery_scaler_queue_running": "running"}
+    view = {q: {"modes": {}} for q in queues}
+    sample_age = None
+    for name, labels, value in parse_metrics(text):
+        if f":{port}" not in labels.get("broker", ""):
+            continue
+        if name == "celery_scaler_sample_age_seconds":
+            sample_age = value
+        q = labels.get("queue")
+        if q not in view:
+            continue
+        if name in gauges:
+            view[q][gauges[name]] = value
+        elif name == "celery_scaler_signal_mode" and value == 1.0:
+            view[q]["modes"][labels["signal"]] = labels["mode"]
+    view["_sample_age"] = sample_age
+    return view
+
+
+# ------------------------------------------------------------------------------------------
+# The scenario
+
+
+@dataclass
+class Run:
+    mode: str
+    port: int = 0
+    readings: list = field(default_factory=list)       # {"t": read time, "ts": sample time, "view", "llen"}
+    sends: dict = field(default_factory=dict)          # queue -> sorted wall-clock send times
+    producers: dict = field(default_factory=dict)      # queue -> produce summary
+    running_checks: list = field(default_factory=list)
+    svc_runtimes: list = field(default_factory=list)
+    svc_published: list = field(default_factory=list)
+    mode_wait: float = 0.0
+
+
+def _produce(stack: CeleryStack, pm: ProcessManager, queue: str, out, **opts):
+    argv = [PY, str(E2E_DIR / "probe.py"), "produce", "--queue", queue, "--out", str(out)]
+    for k, v in opts.items():
+        argv += [f"--{k}", str(v)]
+    return pm.start(f"produce-{queue}", argv, env=stack.env(), cwd=APP_DIR)
+
+
+def _read_summary(proc) -> dict:
+    lines = [ln for ln in proc.log_text().splitlines() if ln.startswith("{")]
+    assert proc.popen.returncode == 0 and lines, f"{proc.name} failed:\n{proc.tail()}"
+    return json.loads(lines[-1])
+
+
+SUCCEEDED = re.compile(r"Task app\.tasks\.\w+\[[^\]]+\] succeeded in ([0-9.]+)s")
+
+
+def run_scenario(mode: str, grpc_modules) -> Run:
+    run = Run(mode)
+    logdir = WORK / "logs" / f"live-signals-{mode}"
+    if logdir.exists():
+        for p in sorted(logdir.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+    pm = ProcessManager(logdir)
+    try:
+        layout = CeleryLayout(redis_args=("--notify-keyspace-events", "Kl") if mode == "exact" else ())
+        stack = CeleryStack(pm, layout)
+        run.port = stack.redis.port
+        flags = stack.r.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert (set("Kl") <= set(flags)) == (mode == "exact"), flags
+        scaler = Scaler(pm, *grpc_modules)
+
+        workers = [stack.start_worker("fast", "high", concurrency=2, wait=False),
+                   stack.start_worker("svc", "default", concurrency=2, wait=False),
+                   stack.start_worker("run", "run", concurrency=4, wait=False,
+                                      CELERY_TASK_ACKS_LATE="false")]
+        for w in workers:
+            wait_until(lambda w=w: stack._ready(w), bool, 60, 0.2, f"{w.name} ready")
+
+        metas = {"all": stack.metadata(["high", "low", "default"]),
+                 "svc": stack.metadata(["default"], workerHostnames="svc@*"),
+                 "run": stack.metadata(["run"], workerHostnames="run@*")}
+
+        def poke():
+            for meta in metas.values():
+                scaler.metric(meta)
+
+        def view():
+            poke()
+            t = time.time()
+            v = live_view(scaler.admin_metrics(), run.port, ["high", "low", "default", "run"])
+            return t, v
+
+        # Watch sets registered before any task is published; wait for the counting mode.
+        started = time.monotonic()
+        expected = "exact" if mode == "exact" else "estimated"
+        wait_until(lambda: view()[1],
+                   lambda v: all(v[q]["modes"].get("arrival_rate") == expected for q in ("high", "low")),
+                   20, 0.5, f"arrival_rate mode {expected} on high and low")
+        run.mode_wait = round(time.monotonic() - started, 2)
+
+        # Load: 150 sleeping tasks for `svc`, 2 long tasks for `run`, then the paced producers.
+        svc = _produce(stack, pm, "default", logdir / "sent-default.json", count=SVC_TASKS,
+                       duration=SVC_DURATION)
+        stack.publish("run", count=2, duration=RUN_DURATION)
+        svc.popen.wait(timeout=60)
+        run.producers["default"] = _read_summary(svc)
+        prods = {q: _produce(stack, pm, q, logdir / f"sent-{q}.json", rate=r, seconds=PRODUCE_SECONDS)
+                 for q, r in RATES.items()}
+        t0 = time.monotonic()
+
+        def read():
+            t, v = view()
+            age = v.pop("_sample_age")
+            llen = {q: stack.llen(q) for q in ("high", "low", "default")}
+            run.readings.append({"t": t, "ts": t - (age or 0.0), "sample_age": age, "view": v,
+                                 "llen": llen, "elapsed": round(time.monotonic() - t0, 2)})
+
+        def running_check(expected_running: int):
+            before = view()[1]["run"].get("running"), view()[1]["default"].get("running")
+            truth = stack.celery_truth(["run", "default"])
+            after = view()[1]["run"].get("running"), view()[1]["default"].get("running")
+            run.running_checks.append({
+                "elapsed": round(time.monotonic() - t0, 2), "published_run": expected_running,
+                "ours_before": {"run": before[0], "default": before[1]},
+                "ours_after": {"run": after[0], "default": after[1]},
+                "celery_active": {q: truth["queues"][q]["active"] for q in ("run", "default")},
+                "celery_reserved": {q: truth["queues"][q]["reserved"] for q in ("run", "default")}})
+
+        third_published = False
+        checks_done = set()
+        while time.monotonic() - t0 < PRODUCE_SECONDS + 1.0:
+            el = time.monotonic() - t0
+            if el >= 9 and "a" not in checks_done:
+                checks_done.add("a")
+                running_check(2)
+            elif el >= 14 and not third_published:
+                third_published = True
+                stack.publish("run", count=1, duration=RUN_DURATION)
+            elif el >= 22 and "b" not in checks_done:
+                checks_done.add("b")
+                running_check(3)
+            else:
+                read()
+            time.sleep(max(0.0, 0.7 - (time.monotonic() - t0 - el)))
+
+        for q, p in prods.items():
+            p.popen.wait(timeout=30)
+            run.producers[q] = _read_summary(p)
+        for q in list(RATES) + ["default"]:
+            run.sends[q] = sorted(json.loads((logdir / f"sent-{q}.json").read_text())["sent"])
+        svc_log = next(w for w in workers if w.name == "worker-svc").log_text()
+        run.svc_runtimes = [float(x) for x in SUCCEEDED.findall(svc_log)]
+        assert scaler.proc.alive(), f"scaler died:\n{scaler.proc.tail()}"
+        scaler.close()
+    except BaseException:
+        for proc in pm.procs:
+            print(f"\n----- {proc.name} (pid {proc.pid}) last lines of {proc.log} -----\n{proc.tail(30)}")
+        raise
+    finally:
+        pm.stop_all()
+        leftovers = [p.name for p in pm.procs if p.alive()]
+        assert not leftovers, f"processes still alive after teardown: {leftovers}"
+    return run
+
+
+@pytest.fixture(scope="module", params=["exact", "estimated"])
+def live(request, grpc_modules) -> Run:
+    return run_scenario(request.param, grpc_modules)
+
+
+# ------------------------------------------------------------------------------------------
+# Ground truth helpers
+
+
+def sent_rate(sends: list[float], end: float, window: float = WINDOW) -> float:
+    """Tasks sent in (end - window, end] per second."""
+    return (bisect_right(sends, end) - bisect_right(sends, end - window)) / window
+
+
+def full_window_readings(run: Run, queue: str) -> list[dict]:
+    """Readings whose sample saw a full window of steady production: the window starts after
+    the first send and the sample is taken before the last one."""
+    sends = run.sends[queue]
+    return [r for r in run.readings
+            if r["ts"] - WINDOW - TICK >= sends[0] and r["ts"] <= sends[-1]
+            and r["view"][queue].get("arrival_rate") is not None]
+
+
+def within(ours: float, truth: float, tol: float) -> bool:
+    return abs(ours - truth) <= tol
+
+
+# ------------------------------------------------------------------------------------------
+# Tests
+
+
+XFAIL_ESTIMATED_DRAINED = (
+    "scaler bug (src/broker/live.rs QueueLive::tick, conservation branch): without keyspace "
+    "notifications arrivals = Δbacklog + tags seen entering `unacked`, but the tracker only "
+    "sees entries alive at a tick; a worker that keeps up (50 tasks/s, ~5 ms in `unacked`) "
+    "shows neither backlog change nor new tags, so /metrics reports ~0.1 tasks/s for a true "
+    "50 tasks/s (-99.8 %, measured). The heartbeat start-rate floor (live_signals) applies only "
+    "per trigger with workerHostnames and one queue, and is not exported")
+XFAIL_FAST_PATH = (
+    "scaler bug (src/signals/estimate.rs RateEstimator::rate + src/broker/live.rs tick): exact "
+    "counts are attributed to the tick at which the pub/sub reader has processed them, and the "
+    "upward fast path returns max(30 s smoothed, last tick); with steady producers (never more "
+    "than 53 sends in any 1 s at 50/s) ticks read 60-122 tasks/s for 50/s and 182-203 for "
+    "150/s (+21..+144 %, measured in 2 of 2 runs on `high`, 1 of 2 on `low`), while the 30 s "
+    "window itself reads 49.98/149.98. Intermittent (depends on the reader's lag), hence not "
+    "strict")
+
+
+@pytest.mark.parametrize("queue", ["high", "low"])
+def test_arrival_rate(live: Run, queue, record, request):
+    """Issue 4: arrival rate within ±10 % (exact) / ±25 % (estimated) of the true producer
+    rate over a 30 s window. `high` is drained by a worker that keeps up, `low` has none."""
+    if live.mode == "estimated" and queue == "high":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=XFAIL_ESTIMATED_DRAINED))
+    if live.mode == "exact":
+        request.applymarker(pytest.mark.xfail(strict=False, reason=XFAIL_FAST_PATH))
+    tol = ARRIVAL_TOLERANCE[live.mode]
+    rows = []
+    for r in full_window_readings(live, queue):
+        truth = sent_rate(live.sends[queue], r["ts"])
+        ours = r["view"][queue]["arrival_rate"]
+        rows.append({"elapsed": r["elapsed"], "ours": round(ours, 2), "truth": round(truth, 2),
+                     "error": round(ours / truth - 1, 4) if truth else None,
+                     "mode": r["view"][queue]["modes"].get("arrival_rate"),
+                     "dequeue_rate": r["view"][queue].get("dequeue_rate"), "llen": r["llen"][queue]})
+    record("producer", live.producers[queue])
+    record("readings", rows)
+    assert len(rows) >= 3, f"too few full-window readings: {rows}"
+    record("summary", {"mode": live.mode, "tolerance": tol,
+                       "ours_median": statistics.median(x["ours"] for x in rows),
+                       "truth_median": statistics.median(x["truth"] for x in rows),
+                       "worst_error": max((x["error"] for x in rows), key=abs)})
+    expected_mode = "exact" if live.mode == "exact" else "estimated"
+    assert all(x["mode"] == expected_mode for x in rows), rows
+    bad = [x for x in rows if not within(x["ours"], x["truth"], tol * x["truth"])]
+    assert not bad, f"arrival rate of {queue} outside ±{tol:.0%} of the producer's: {bad}"
+
+
+def test_queue_wait(live: Run, record):
+    """Issue 4: queue wait within max(one tick, 20 %) of the true age of the oldest waiting
+    task. `low`: nothing consumes it, so the oldest waiting task is the first one sent.
+    `default`: a FIFO drained by `svc`; the oldest waiting task is the (N − LLEN)-th sent."""
+    rows = []
+    first_low = live.sends["low"][0]
+    burst = live.sends["default"]
+    for r in live.readings:
+        for queue in ("low", "default"):
+            ours = r["view"][queue].get("wait")
+            llen = r["llen"][queue]
+            if queue == "low":
+                if r["ts"] < first_low + TICK:
+                    continue
+                truth = r["ts"] - first_low
+            else:
+                if llen == 0:
+                    continue
+                truth = r["ts"] - burst[len(burst) - llen]
+            tol = max(TICK, WAIT_RELATIVE * truth)
+            rows.append({"queue": queue, "elapsed": r["elapsed"], "ours": ours,
+                         "truth": round(truth, 2), "tolerance": round(tol, 2), "llen": llen,
+                         "mode": r["view"][queue]["modes"].get("wait")})
+    record("readings", rows)
+    for queue in ("low", "default"):
+        qrows = [x for x in rows if x["queue"] == queue]
+        assert len(qrows) >= 10, (queue, qrows)
+        record(f"summary_{queue}", {"mode": live.mode, "n": len(qrows),
+                                    "worst": max(qrows, key=lambda x: abs((x["ours"] or 0) - x["truth"]))})
+    # A queue that just filled may have no estimate for the first tick (the sampler lags Redis
+    # by up to one interval; estimated mode reads the list's ends from the tick after it
+    # became non-empty). Allowed only while the true age is under two ticks, and recorded.
+    fresh = [x for x in rows if x["ours"] is None and x["truth"] < 2 * TICK]
+    record("no_estimate_within_two_ticks_of_filling", fresh)
+    rows = [x for x in rows if x not in fresh]
+    expected_mode = "exact" if live.mode == "exact" else "estimated"
+    assert all(x["mode"] == expected_mode for x in rows), [x for x in rows if x["mode"] != expected_mode]
+    bad = [x for x in rows if x["ours"] is None or not within(x["ours"], x["truth"], x["tolerance"])]
+    assert not bad, f"queue wait outside max(one tick, 20 %) of the true age: {bad}"
+
+
+def test_queue_wait_worker_keeping_up(live: Run, record):
+    """A queue drained as fast as it fills (`high`, 50 tasks/s, LLEN ~0): the oldest waiting
+    task is at most a few ms old, so the scaler must report under one tick, not the window."""
+    rows = [{"elapsed": r["elapsed"], "ours": r["view"]["high"].get("wait"), "llen": r["llen"]["high"]}
+            for r in live.readings if r["ts"] >= live.sends["high"][0] + TICK]
+    record("readings", rows)
+    record("max_llen_seen", max(x["llen"] for x in rows))
+    assert len(rows) >= 10
+    bad = [x for x in rows if x["ours"] is None or x["ours"] > TICK]
+    assert not bad, f"wait of a queue whose worker keeps up is over one tick: {bad}"
+
+
+XFAIL_RESIDENCE = (
+    "scaler bug (src/broker/live.rs QueueLive::tick: `departed = (since + now) / 2` fed to "
+    "Residence::left): an `unacked` entry is only known if it is alive at a tick, and its "
+    "departure is dated at the middle of the next tick interval; for tasks shorter than a tick "
+    "the entry seen at t_prev leaves within S of its delivery, so the estimate tends to "
+    "S/2 + tick/2 = 0.75 s for S = 0.5 s. Measured: 0.64-0.78 s (median 0.65 exact, 0.76 "
+    "estimated) vs a true mean runtime of 0.501 s (+30..+56 %)")
+
+
+def test_service_time(live: Run, record, request):
+    """Issue 4: service time within ±25 % of the true mean task duration (tasks sleeping
+    0.5 s on `svc`, -c 2, acks_late, prefetch 1, kept busy for the whole window). Truth: the
+    worker's own "succeeded in" runtimes. What the running server exports (/metrics) is the
+    sampler's `unacked-residence` estimate; the heartbeat Little's-law value a trigger with
+    workerHostnames gets is internal to the policy and not observable from outside."""
+    request.applymarker(pytest.mark.xfail(strict=True, reason=XFAIL_RESIDENCE))
+    assert len(live.svc_runtimes) >= 40, live.svc_runtimes
+    truth = statistics.fmean(live.svc_runtimes)
+    rows = [{"elapsed": r["elapsed"], "ours": r["view"]["default"].get("service_time"),
+             "source": r["view"]["default"]["modes"].get("service_time"), "llen": r["llen"]["default"]}
+            for r in live.readings if r["elapsed"] >= 8 and r["llen"]["default"] > 0]
+    record("truth", {"sleep": SVC_DURATION, "mean_runtime": round(truth, 4),
+                     "tasks": len(live.svc_runtimes)})
+    record("readings", rows)
+    assert len(rows) >= 10, rows
+    ours = [x["ours"] for x in rows]
+    record("summary", {"mode": live.mode, "ours_median": statistics.median(o for o in ours if o is not None)
+                       if any(o is not None for o in ours) else None,
+                       "truth": round(truth, 4), "sources": sorted({str(x["source"]) for x in rows})})
+    bad = [x for x in rows if x["ours"] is None or not within(x["ours"], truth, SERVICE_TOLERANCE * truth)]
+    assert not bad, f"service time outside ±25 % of the true mean {truth:.3f}s: {bad}"
+
+
+def test_running_from_heartbeats(live: Run, record):
+    """`running` (heartbeats, triggers with workerHostnames) equals Celery's `inspect active`
+    ±1: on `run` under early ack (Redis shows nothing of these tasks once started), and on
+    `default` under acks_late."""
+    record("checks", live.running_checks)
+    assert len(live.running_checks) == 2
+    for c in live.running_checks:
+        truth = c["celery_active"]
+        assert truth["run"] == c["published_run"], c  # the ground truth itself is what we set up
+        for q in ("run", "default"):
+            for ours in (c["ours_before"][q], c["ours_after"][q]):
+                assert ours is not None and abs(ours - truth[q]) <= 1, (q, c)
