@@ -16,7 +16,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::celery::Layout;
-use crate::signals::estimate::{littles_law, HeartbeatBook, RateEstimator, Residence, TailClock};
+use crate::signals::estimate::{
+    littles_law, HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock,
+};
 use crate::signals::{Estimate, LiveSignals};
 
 use super::events::{worker_pattern, Desired, EventState};
@@ -30,6 +32,8 @@ pub(crate) const KEYSPACE: &str = "keyspace";
 pub(crate) const CONSERVATION: &str = "conservation";
 pub(crate) const TAIL_TAG: &str = "tail-tag";
 pub(crate) const RESIDENCE: &str = "unacked-residence";
+/// Source label of service time from Little's law over `unacked` (exact mode).
+pub(crate) const OCCUPANCY: &str = "unacked-occupancy";
 pub(crate) const HEARTBEAT: &str = "heartbeat";
 
 /// Whether the server publishes list keyspace events, as far as the scaler can tell.
@@ -95,6 +99,7 @@ struct QueueLive {
     debt: u64,
     prev: Option<(f64, u64)>,
     residence: Residence,
+    occupancy: Occupancy,
     exact: bool,
 }
 
@@ -236,12 +241,14 @@ impl LiveBook {
                     debt: 0,
                     prev: None,
                     residence: Residence::new(window),
+                    occupancy: Occupancy::new(window),
                     exact: false,
                 });
                 let b = backlog(&w.layout, q);
                 let churn = extras.churn.remove(&id).unwrap_or_default();
-                let idle = b == 0 && in_flight(w, q) == 0;
-                let est = ql.tick(now, b, churn, extras, events, keyspace_on, idle);
+                let flying = in_flight(w, q);
+                let idle = b == 0 && flying == 0;
+                let est = ql.tick(now, b, flying, churn, extras, events, keyspace_on, idle);
                 out.queues.insert(id, est);
             }
         }
@@ -274,6 +281,7 @@ impl QueueLive {
         &mut self,
         now: f64,
         backlog: u64,
+        in_flight: u64,
         churn: (u64, Vec<f64>),
         extras: &TickExtras,
         events: &mut EventState,
@@ -371,6 +379,7 @@ impl QueueLive {
         }
         self.arrivals.observe(now, self.arrived);
         self.dequeues.observe(now, self.dequeued);
+        self.occupancy.observe(now, in_flight, self.dequeued);
         // Entries left between the previous tick and now: date the departure mid-way.
         let departed = (since + now) / 2.0;
         for score in left {
@@ -390,10 +399,18 @@ impl QueueLive {
             arrival_rate: self.arrivals.rate().map(|r| Estimate::new(r, source)),
             dequeue_rate: self.dequeues.rate().map(|r| Estimate::new(r, source)),
             wait,
+            // Exact dequeue counts make Little's law over `unacked` unbiased; residence of
+            // entries seen at ticks over-states tasks shorter than a tick.
             service_time: self
-                .residence
-                .mean(now)
-                .map(|s| Estimate::new(s, RESIDENCE)),
+                .occupancy
+                .service_time()
+                .filter(|_| continuous)
+                .map(|s| Estimate::new(s, OCCUPANCY))
+                .or_else(|| {
+                    self.residence
+                        .mean(now)
+                        .map(|s| Estimate::new(s, RESIDENCE))
+                }),
             arrived: self.arrived,
             dequeued: self.dequeued,
             exact: continuous,

@@ -155,7 +155,10 @@ const SAMPLER_MODES: [(&str, &[&str]); 4] = [
     ("arrival_rate", &["exact", "estimated", "none"]),
     ("dequeue_rate", &["exact", "estimated", "none"]),
     ("wait", &["exact", "estimated", "none"]),
-    ("service_time", &["unacked-residence", "none"]),
+    (
+        "service_time",
+        &["unacked-occupancy", "unacked-residence", "none"],
+    ),
 ];
 const RUNNING_MODES: [&str; 2] = ["heartbeat", "none"];
 

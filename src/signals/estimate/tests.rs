@@ -182,3 +182,48 @@ fn summary_reads_without_forgetting() {
     b.prune(20.0);
     assert_eq!(b.workers(), 0);
 }
+
+#[test]
+fn a_late_credited_tick_of_a_steady_stream_is_not_a_burst() {
+    let mut r = RateEstimator::new(30.0);
+    let mut c = 0;
+    for s in 0..40 {
+        // 50/s, but every fifth tick's events arrive one tick late.
+        c += match s % 5 {
+            3 => 0,
+            4 => 100,
+            _ => 50,
+        };
+        r.observe(s as f64, c);
+        if s > 30 {
+            let rate = r.rate().unwrap();
+            assert!((rate - 50.0).abs() <= 5.0, "tick {s}: {rate}");
+        }
+    }
+}
+
+#[test]
+fn occupancy_gives_service_time_for_tasks_shorter_than_a_tick() {
+    // Two slots always busy with 0.5 s tasks: 4 tasks taken per second, 2 in flight.
+    let mut o = Occupancy::new(30.0);
+    assert_eq!(o.service_time(), None);
+    for s in 0..=20 {
+        o.observe(100.0 + s as f64, 2, 4 * s);
+    }
+    assert!(
+        close(o.service_time().unwrap(), 0.5, 1e-9),
+        "{:?}",
+        o.service_time()
+    );
+    // Idle afterwards: both the area and the count stop growing, the ratio holds.
+    for s in 21..=25 {
+        o.observe(100.0 + s as f64, 0, 80);
+    }
+    let s = o.service_time().unwrap();
+    assert!(s > 0.45 && s < 0.55, "{s}");
+    // Nothing taken in a whole window: no estimate.
+    for s in 26..=70 {
+        o.observe(100.0 + s as f64, 0, 80);
+    }
+    assert_eq!(o.service_time(), None);
+}
