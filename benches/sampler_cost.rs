@@ -53,6 +53,7 @@ fn watch(queues: &[String], vt_ms: u64) -> WatchSet {
         layout: Layout::default(),
         queues: queues.to_vec(),
         visibility_timeout_ms: vt_ms,
+        worker_hostnames: None,
     }
 }
 

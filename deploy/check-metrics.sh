@@ -130,7 +130,7 @@ PIDS+=($!)
 DEAD_PORT=$(free_port)
 grpc GetMetrics '{"scaledObjectRef": {"name": "dead", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$DEAD_PORT'", "queues": "high"}}, "metricName": "celery-high"}' >/dev/null 2>&1
 # Celery traffic once the sampler subscribed: arrivals (LPUSH), a delivery (RPOP + unacked) that
-# is acked two ticks later (service time from unacked residence), heartbeats of a matching worker.
+# is acked two ticks later (service time from `unacked`), heartbeats of a matching worker.
 MSG() { "$PY" "$DEPLOY/tools/celery-messages.py" "$@"; }
 celery_traffic() {
   local i

@@ -163,7 +163,7 @@ fn short(source: &str) -> &'static str {
         "conservation" => "(est)",
         "tail-tag" => "(tail)",
         "heartbeat" => "(hb)",
-        "unacked-residence" => "(unacked)",
+        "unacked-residence" | "unacked-occupancy" => "(unacked)",
         "config" => "(config)",
         _ => "(?)",
     }

@@ -62,7 +62,7 @@ pub struct Evaluation {
 /// The view's live signals for this trigger: heartbeats of its `workerHostnames`, and the
 /// configured `taskDuration` (source `config`) where no service time was measured.
 fn live_signals(settings: &TriggerSettings, view: &WatchView) -> Vec<LiveSignals> {
-    let mut live = view.live_signals(settings.worker_hostnames.as_deref());
+    let mut live = view.live_signals(settings.watch.worker_hostnames.as_deref());
     let configured = match &settings.policy {
         PolicySettings::Latency(l) => l.task_duration,
         PolicySettings::Backlog { .. } => None,

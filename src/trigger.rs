@@ -119,9 +119,6 @@ pub struct TriggerSettings {
     pub policy: PolicySettings,
     /// The one metric name this trigger's MetricSpec carries (lowercase, path-safe, stable).
     pub metric_name: String,
-    /// `workerHostnames`: glob (`*`, `?`) or prefix of the Celery hostnames whose heartbeats
-    /// count for this trigger (running tasks, start rate); `None`: heartbeats are not used.
-    pub worker_hostnames: Option<String>,
 }
 
 /// One invalid metadata value.
@@ -266,10 +263,10 @@ pub fn parse(
                     layout,
                     queues,
                     visibility_timeout_ms: (vt * 1000.0).round() as u64,
+                    worker_hostnames,
                 },
                 policy,
                 metric_name,
-                worker_hostnames,
             })
         }
         _ => Err(MetadataError {

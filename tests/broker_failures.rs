@@ -35,6 +35,7 @@ fn watch() -> WatchSet {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn watch(queues: &[&str], vt_secs: u64) -> WatchSet {
         layout: Layout::default(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
         visibility_timeout_ms: vt_secs * 1000,
+        worker_hostnames: None,
     }
 }
 

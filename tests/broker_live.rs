@@ -27,6 +27,7 @@ fn celery_watch() -> WatchSet {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     }
 }
 
@@ -161,6 +162,69 @@ async fn estimated_mode_without_notifications() {
     let wait = v.live[0].wait.expect("wait");
     assert_eq!(wait.source, "tail-tag");
     assert!(wait.value >= 0.5, "{wait:?}");
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_mode_counts_exactly_while_the_list_has_a_backlog() {
+    // No notifications, and consumers that leave nothing in `unacked` (plain RPOP): only
+    // where last tick's head message is now (LPOS) tells how many came and went.
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(settings(200)));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let watch = celery_watch();
+    registry.view(&spec, &watch).await.expect("first view");
+    let mut c = server.conn(0);
+    // A backlog deep enough that no tick drains past the previous tick's head.
+    push(&mut c, b"celery", 100);
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        v.live[0].arrival_rate.map(|e| e.source) == Some("list-position")
+    })
+    .await;
+    assert_eq!(
+        v.live[0].arrival_rate.map(|e| e.source),
+        Some("list-position"),
+        "{:?}",
+        v.live[0]
+    );
+    let base = v.counts[0].clone();
+    let rounds = 40;
+    for round in 0..rounds {
+        // Unique messages, as kombu's are (each carries a fresh delivery tag).
+        for i in 0..3 {
+            let _: i64 = redis::cmd("LPUSH")
+                .arg("celery")
+                .arg(envelope(&format!("r{round}-{i}"), None, "", "celery"))
+                .query(&mut c)
+                .expect("lpush");
+        }
+        for _ in 0..2 {
+            let _: Vec<u8> = redis::cmd("RPOP")
+                .arg("celery")
+                .query(&mut c)
+                .expect("rpop");
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let backlog = 100 + rounds;
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        v.queues[0].backlog == backlog && v.counts[0].arrived - base.arrived >= 3 * rounds
+    })
+    .await;
+    let counts = &v.counts[0];
+    assert!(!counts.exact, "no keyspace notifications here");
+    assert_eq!(
+        (
+            counts.arrived - base.arrived,
+            counts.dequeued - base.dequeued
+        ),
+        (3 * rounds, 2 * rounds),
+        "{counts:?}"
+    );
+    assert_eq!(
+        v.live[0].dequeue_rate.map(|e| e.source),
+        Some("list-position")
+    );
     registry.shutdown().await;
 }
 

@@ -131,6 +131,7 @@ async fn runs_as_a_read_only_acl_user_and_sends_no_write() {
         },
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let mut sub = registry
         .subscribe(&spec, &watch)
@@ -197,6 +198,8 @@ async fn runs_as_a_read_only_acl_user_and_sends_no_write() {
         "ZCOUNT",
         "HMGET",
         "SMEMBERS",
+        "LINDEX",
+        "LPOS",
     ] {
         assert!(kinds.contains(needed), "{needed} not captured: {kinds:?}");
     }

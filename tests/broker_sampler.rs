@@ -141,6 +141,7 @@ async fn exact_values_from_celery_shaped_data() {
         layout: layout.clone(),
         queues: vec!["celery".into(), "qa".into(), "qx".into(), "empty".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let view = registry.view(&spec, &watch).await.expect("view");
     assert_eq!(view.broker, format!("127.0.0.1:{}/3", server.port));
@@ -161,6 +162,7 @@ async fn exact_values_from_celery_shaped_data() {
         },
         queues: vec!["qten".into()],
         visibility_timeout_ms: 1_000,
+        worker_hostnames: None,
     };
     let view = registry.view(&spec, &ten).await.expect("view");
     assert_eq!(view.queues, vec![q("qten", 6, 0, 0, 0)]);
@@ -205,6 +207,7 @@ async fn tracks_entries_added_and_removed_between_ticks() {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     let view = registry.view(&spec, &watch).await.expect("view");
@@ -307,6 +310,7 @@ async fn commands_per_steady_tick_do_not_grow_with_the_hash() {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let started = Instant::now();
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
@@ -370,6 +374,7 @@ async fn reconciliation_catches_what_counts_cannot() {
         layout: Layout::default(),
         queues: vec!["celery".into(), "qa".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     // One removal and one insertion (old score, from a worker whose clock lags) in the same
@@ -443,6 +448,7 @@ async fn measure_sampling_with_100k_unacked_entries() {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let started = Instant::now();
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");

@@ -84,6 +84,7 @@ async fn follows_the_master_after_a_failover() {
         layout: Layout::default(),
         queues: vec!["celery".into()],
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     };
     let registry = Registry::new(SamplerSettings {
         interval: Duration::from_millis(500),

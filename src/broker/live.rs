@@ -1,23 +1,34 @@
 //! Per-queue live state of one broker's sampler: arrival and dequeue counting, queue wait and
 //! `unacked` residence, in *exact* mode (keyspace notifications heard by `events`) or
-//! *estimated* mode (conservation over samples), and the per-trigger view that adds worker
-//! heartbeats.
+//! *estimated* mode, heartbeats credited to queues whose workers are named, and the
+//! per-trigger view.
 //!
 //! Exact mode holds for a queue in a tick when the server has list keyspace notifications on
 //! (`CONFIG GET notify-keyspace-events` has `K` and `l` or `A`) and every key of the queue has
 //! been subscribed without interruption since the previous tick. Then arrivals are `lpush`
 //! events, dequeues are `rpop` events (`rpush` restores count as neither), and the wait is the
 //! oldest arrival in the key's [`FifoClock`], reconciled against `LLEN` when a mismatch
-//! persists for two ticks. Otherwise (estimated mode) dequeues are the new `unacked` tags of
-//! the queue, arrivals are Δbacklog + dequeues (never negative: a dip is carried as a debt),
-//! and the wait is the [`TailClock`] of the tail message's delivery tag (`LINDEX`).
+//! persists for two ticks.
+//!
+//! Otherwise (estimated mode) a queue whose keys all kept a backlog is still *counted*: the
+//! head message read at the previous tick (`LINDEX 0`, the newest, unique by its delivery
+//! tag) is found again with `LPOS`; its index is the number of messages pushed since, and
+//! previous `LLEN` + pushed − `LLEN` is the number taken (source `list-position`). When a list
+//! drained past its anchor or was empty, dequeues are the new `unacked` tags of the queue and
+//! arrivals are Δbacklog + dequeues (never negative: a dip is carried as a debt; source
+//! `conservation`). The wait is the [`TailClock`] of the tail message's delivery tag
+//! (`LINDEX -1`).
+//!
+//! A watch set of one queue with `workerHostnames` says which workers consume that queue:
+//! their heartbeats' start rate replaces an under-counted dequeue rate (and raises arrivals
+//! by as much), and Little's law over their busy slots gives the service time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::celery::Layout;
 use crate::signals::estimate::{
-    littles_law, HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock,
+    HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock, WorkerSummary,
 };
 use crate::signals::{Estimate, LiveSignals};
 
@@ -30,6 +41,8 @@ use crate::celery::parse_delivery_tag;
 /// Source labels (bounded: they end up on `/metrics`).
 pub(crate) const KEYSPACE: &str = "keyspace";
 pub(crate) const CONSERVATION: &str = "conservation";
+/// Arrivals and dequeues counted from where last tick's head message is now (`LPOS`).
+pub(crate) const LIST_POSITION: &str = "list-position";
 pub(crate) const TAIL_TAG: &str = "tail-tag";
 pub(crate) const RESIDENCE: &str = "unacked-residence";
 /// Source label of service time from Little's law over `unacked` (exact mode).
@@ -86,6 +99,9 @@ struct KeyLive {
     /// When a list found non-empty without its ends read (it was empty the tick before) was
     /// probably filled: mid-way between the two ticks.
     filled_at: Option<f64>,
+    /// The head message (newest, `LINDEX 0`) read at the previous tick: next tick, its index
+    /// (`LPOS`) is the number of messages pushed since.
+    anchor: Option<Vec<u8>>,
 }
 
 /// One queue's live state.
@@ -110,10 +126,28 @@ pub(crate) struct TickExtras {
     pub llen: HashMap<Vec<u8>, u64>,
     /// Delivery tags at the head (`LINDEX 0`) and tail (`LINDEX -1`) of keys read for it.
     pub ends: HashMap<Vec<u8>, (Option<String>, Option<String>)>,
-    /// Per queue: new `unacked` tags and the scores of entries that left (without ETA).
-    pub churn: HashMap<(Layout, String), (u64, Vec<f64>)>,
+    /// The head message of keys read for it (at most [`MAX_ANCHOR`] bytes): next tick's anchor.
+    pub heads: HashMap<Vec<u8>, Vec<u8>>,
+    /// Where the previous tick's anchor of a key is now (`None`: consumed, or not found
+    /// within [`LPOS_MAXLEN`] messages).
+    pub positions: HashMap<Vec<u8>, Option<u64>>,
+    /// The server refused `LPOS` (Redis < 6.0.6).
+    pub lpos_refused: bool,
+    /// Per queue: what entered and left `unacked` since the previous tick.
+    pub churn: HashMap<(Layout, String), QueueChurn>,
     /// The reply to `CONFIG GET notify-keyspace-events`, when asked this tick.
     pub keyspace: Option<Keyspace>,
+}
+
+/// One queue's `unacked` churn in one tick.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct QueueChurn {
+    /// New tags (deliveries seen for the first time).
+    pub new: u64,
+    /// Scores (delivery times) of the new entries without ETA.
+    pub new_scores: Vec<f64>,
+    /// Scores of the entries without ETA that left.
+    pub left: Vec<f64>,
 }
 
 /// The sampler's request for the next tick's extra reads.
@@ -123,7 +157,15 @@ pub(crate) struct Plan {
     /// empty at the previous tick (an empty list has no ends; a list that just filled is read
     /// from the next tick on, so its wait may be short by one tick).
     pub tail_keys: Vec<Vec<u8>>,
+    /// Keys and the head message read at the previous tick, to find with `LPOS`.
+    pub anchors: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Largest head message kept as an anchor (it is sent back with `LPOS` on the next tick).
+pub(crate) const MAX_ANCHOR: usize = 64 * 1024;
+/// Most messages `LPOS` compares before giving up (bounds its cost on the server: at most
+/// this many arrivals per key per tick are counted this way).
+pub(crate) const LPOS_MAXLEN: u64 = 100_000;
 
 /// One queue's estimates in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -150,6 +192,8 @@ pub(crate) struct LiveData {
 pub(crate) struct LiveBook {
     window: f64,
     pub keyspace: Keyspace,
+    /// Whether the server answers `LPOS` (until it refuses once).
+    pub lpos: bool,
     queues: HashMap<(Layout, String), QueueLive>,
 }
 
@@ -158,6 +202,7 @@ impl LiveBook {
         Self {
             window,
             keyspace: Keyspace::Unknown,
+            lpos: true,
             queues: HashMap::new(),
         }
     }
@@ -165,6 +210,7 @@ impl LiveBook {
     /// Which extra reads the next tick needs.
     pub(crate) fn plan(&self, watches: &[WatchSet]) -> Plan {
         let mut tail_keys = Vec::new();
+        let mut anchors = Vec::new();
         let mut seen = HashSet::new();
         for w in watches {
             for q in &w.queues {
@@ -173,13 +219,19 @@ impl LiveBook {
                 }
                 match self.queues.get(&(w.layout.clone(), q.clone())) {
                     None => tail_keys.extend(w.layout.queue_keys(q)),
-                    Some(ql) if !ql.exact => tail_keys
-                        .extend(ql.keys.iter().filter(|k| k.llen > 0).map(|k| k.key.clone())),
+                    Some(ql) if !ql.exact => {
+                        for k in ql.keys.iter().filter(|k| k.llen > 0) {
+                            tail_keys.push(k.key.clone());
+                            if let (Some(a), true) = (&k.anchor, self.lpos) {
+                                anchors.push((k.key.clone(), a.clone()));
+                            }
+                        }
+                    }
                     Some(_) => {}
                 }
             }
         }
-        Plan { tail_keys }
+        Plan { tail_keys, anchors }
     }
 
     /// What the pub/sub task should listen to.
@@ -212,7 +264,14 @@ impl LiveBook {
     ) -> LiveData {
         let window = self.window;
         let keyspace_on = self.keyspace == Keyspace::Enabled && events.up;
+        if extras.lpos_refused {
+            self.lpos = false;
+        }
         let mut out = LiveData::default();
+        for book in events.heartbeats.values_mut() {
+            book.prune(now);
+        }
+        let workers = single_queue_workers(watches);
         let mut alive: HashSet<(Layout, String)> = HashSet::new();
         for w in watches {
             for q in &w.queues {
@@ -232,6 +291,7 @@ impl LiveBook {
                             mismatch: 0,
                             llen: 0,
                             filled_at: None,
+                            anchor: None,
                         })
                         .collect(),
                     arrivals: RateEstimator::new(window),
@@ -248,17 +308,56 @@ impl LiveBook {
                 let churn = extras.churn.remove(&id).unwrap_or_default();
                 let flying = in_flight(w, q);
                 let idle = b == 0 && flying == 0;
-                let est = ql.tick(now, b, flying, churn, extras, events, keyspace_on, idle);
+                let mut est = ql.tick(now, b, flying, churn, extras, events, keyspace_on, idle);
+                let summary = workers.get(&id).and_then(|pattern| {
+                    events
+                        .heartbeats
+                        .get(&w.layout.prefix)
+                        .and_then(|book| book.summary(now, pattern))
+                });
+                if let Some(summary) = summary {
+                    credit_heartbeats(&mut est, &summary);
+                }
                 out.queues.insert(id, est);
             }
         }
         self.queues.retain(|id, _| alive.contains(id));
-        for (prefix, book) in &mut events.heartbeats {
-            book.prune(now);
+        for (prefix, book) in &events.heartbeats {
             out.heartbeats
                 .insert(prefix.clone(), Arc::new(book.clone()));
         }
         out
+    }
+}
+
+/// Queues whose workers are known: a watch set of exactly that queue names them with
+/// `workerHostnames` (the first such set wins).
+fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
+    let mut out = HashMap::new();
+    for w in watches {
+        if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
+            out.entry((w.layout.clone(), q.clone())).or_insert(pattern);
+        }
+    }
+    out
+}
+
+/// Folds the heartbeats of the workers that consume only this queue into its estimates:
+/// their start rate is the dequeue rate when sampling under-counts it (estimated mode sees
+/// only entries alive at a tick, so a worker that keeps up with short tasks shows neither
+/// backlog nor new tags), arrivals grow by the same amount (conservation), and Little's law
+/// over their busy slots gives the service time under any acknowledgement mode.
+fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    if let (false, Some(starts)) = (est.exact, workers.start_rate) {
+        let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+        if starts > dequeued {
+            let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+            est.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
+            est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
+        }
+    }
+    if let Some(s) = workers.service_time() {
+        est.service_time = Some(Estimate::new(s, HEARTBEAT));
     }
 }
 
@@ -282,7 +381,7 @@ impl QueueLive {
         now: f64,
         backlog: u64,
         in_flight: u64,
-        churn: (u64, Vec<f64>),
+        churn: QueueChurn,
         extras: &TickExtras,
         events: &mut EventState,
         keyspace_on: bool,
@@ -293,8 +392,23 @@ impl QueueLive {
         let (mut pushed, mut popped) = (0u64, 0u64);
         let mut fifo_wait = 0.0f64;
         let mut tail_wait: Option<f64> = None;
+        // Counted from anchors: every key either found its anchor or stayed empty.
+        let (mut anchored, mut any_anchor) = (true, false);
+        let (mut pushed_after, mut popped_from) = (0u64, 0u64);
         for k in &mut self.keys {
             let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
+            match (k.anchor.take(), extras.positions.get(&k.key)) {
+                (Some(_), Some(Some(i))) => {
+                    any_anchor = true;
+                    pushed_after += i;
+                    // llen = previous llen + pushed − popped (restores, pushed to the tail,
+                    // would make it negative: they are neither).
+                    popped_from += (k.llen + i).saturating_sub(llen);
+                }
+                (None, _) if k.llen == 0 && llen == 0 => {}
+                _ => anchored = false,
+            }
+            k.anchor = extras.heads.get(&k.key).cloned();
             match events
                 .keys
                 .get_mut(&k.key)
@@ -353,10 +467,14 @@ impl QueueLive {
             }
             k.llen = llen;
         }
-        let (new_tags, left) = churn;
+        let new_tags = churn.new;
+        let anchored = !continuous && anchored && any_anchor;
         let (arrived, dequeued) = if continuous {
             self.debt = 0;
             (pushed, popped)
+        } else if anchored {
+            self.debt = 0;
+            (pushed_after, popped_from)
         } else {
             let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
             let mut a = delta + i128::from(new_tags);
@@ -379,15 +497,29 @@ impl QueueLive {
         }
         self.arrivals.observe(now, self.arrived);
         self.dequeues.observe(now, self.dequeued);
-        self.occupancy.observe(now, in_flight, self.dequeued);
-        // Entries left between the previous tick and now: date the departure mid-way.
-        let departed = (since + now) / 2.0;
-        for score in left {
-            self.residence.left(departed, score.min(departed));
+        // Little's law needs every dequeue of its window counted.
+        let counted = continuous || anchored;
+        if counted {
+            self.occupancy.observe(now, in_flight, self.dequeued);
+        } else {
+            self.occupancy.clear();
+        }
+        for score in churn.new_scores {
+            self.residence.first_seen(now, now - score);
+        }
+        // Entries gone now were last seen at the previous tick.
+        for score in churn.left {
+            self.residence.left(now, since - score, now - since);
         }
         self.prev = Some((now, backlog));
         self.exact = continuous;
-        let source = if continuous { KEYSPACE } else { CONSERVATION };
+        let source = if continuous {
+            KEYSPACE
+        } else if anchored {
+            LIST_POSITION
+        } else {
+            CONSERVATION
+        };
         let wait = if continuous {
             Some(Estimate::new(fifo_wait, KEYSPACE))
         } else if backlog == 0 {
@@ -399,12 +531,12 @@ impl QueueLive {
             arrival_rate: self.arrivals.rate().map(|r| Estimate::new(r, source)),
             dequeue_rate: self.dequeues.rate().map(|r| Estimate::new(r, source)),
             wait,
-            // Exact dequeue counts make Little's law over `unacked` unbiased; residence of
-            // entries seen at ticks over-states tasks shorter than a tick.
+            // Counted dequeues make Little's law over `unacked` exact; without them the
+            // residence of entries seen at ticks is the estimate.
             service_time: self
                 .occupancy
                 .service_time()
-                .filter(|_| continuous)
+                .filter(|_| counted)
                 .map(|s| Estimate::new(s, OCCUPANCY))
                 .or_else(|| {
                     self.residence
@@ -428,6 +560,13 @@ pub(crate) fn append_reads(pipe: &mut redis::Pipeline, plan: &Plan, check_keyspa
         pipe.cmd("LINDEX").arg(key).arg(0);
         pipe.cmd("LINDEX").arg(key).arg(-1);
     }
+    for (key, anchor) in &plan.anchors {
+        pipe.cmd("LPOS")
+            .arg(key)
+            .arg(anchor)
+            .arg("MAXLEN")
+            .arg(LPOS_MAXLEN);
+    }
 }
 
 /// Reads the answers to [`append_reads`] (in the same order).
@@ -446,9 +585,27 @@ pub(crate) fn read_answers(
         _ => None,
     };
     for key in &plan.tail_keys {
-        let head = tag(it.next());
+        let first = it.next();
+        let head = tag(first);
+        // Only a kombu message is a safe anchor: its delivery tag makes it unique in the list.
+        if let (Some(redis::Value::BulkString(b)), Some(_)) = (first, &head) {
+            if b.len() <= MAX_ANCHOR {
+                extras.heads.insert(key.clone(), b.clone());
+            }
+        }
         let tail = tag(it.next());
         extras.ends.insert(key.clone(), (head, tail));
+    }
+    for (key, _) in &plan.anchors {
+        let position = match it.next() {
+            Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
+            Some(redis::Value::ServerError(_)) => {
+                extras.lpos_refused = true;
+                continue;
+            }
+            _ => None,
+        };
+        extras.positions.insert(key.clone(), position);
     }
 }
 
@@ -476,22 +633,22 @@ pub(crate) fn attribute_churn(
             .flat_map(|w| w.queues.iter().map(String::as_str))
             .collect();
         let sep = layout.separator.as_slice();
-        for (_, entry) in &churn.new {
+        for (score, entry) in &churn.new {
             for q in tracker.queues_of(sep, entry) {
                 if watched.contains(q.as_str()) {
-                    extras.churn.entry((layout.clone(), q)).or_default().0 += 1;
+                    let c = extras.churn.entry((layout.clone(), q)).or_default();
+                    c.new += 1;
+                    if entry.eta.is_none() {
+                        c.new_scores.push(*score);
+                    }
                 }
             }
         }
         for (score, entry) in churn.left.iter().filter(|(_, e)| e.eta.is_none()) {
             for q in tracker.queues_of(sep, entry) {
                 if watched.contains(q.as_str()) {
-                    extras
-                        .churn
-                        .entry((layout.clone(), q))
-                        .or_default()
-                        .1
-                        .push(*score);
+                    let c = extras.churn.entry((layout.clone(), q)).or_default();
+                    c.left.push(*score);
                 }
             }
         }
@@ -518,7 +675,9 @@ pub(crate) fn export(broker: &str, data: &LiveData, watches: &[WatchSet]) {
 
 /// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,
 /// when `worker_hostnames` names workers with live heartbeats, running tasks (split over the
-/// queues by dequeue rate) and Little's-law service time.
+/// queues by dequeue rate) and, for queues the sampler could not credit the workers to (a
+/// trigger over several queues), the workers' pooled Little's-law service time. A trigger
+/// over one queue has its start rate and service time folded in by the sampler already.
 pub(crate) fn live_signals(
     now: f64,
     sampled: &[LiveSignals],
@@ -539,25 +698,13 @@ pub(crate) fn live_signals(
         .collect();
     let total: f64 = rates.iter().sum();
     let n = out.len().max(1) as f64;
-    let service = summary
-        .start_rate
-        .and_then(|r| littles_law(summary.running, r));
+    let service = summary.service_time();
     for (l, rate) in out.iter_mut().zip(&rates) {
         let share = if total > 0.0 { rate / total } else { 1.0 / n };
         l.running = Some(Estimate::new(summary.running as f64 * share, HEARTBEAT));
-        if let Some(s) = service {
+        let credited = l.service_time.is_some_and(|e| e.source == HEARTBEAT);
+        if let (Some(s), false) = (service, credited) {
             l.service_time = Some(Estimate::new(s, HEARTBEAT));
-        }
-    }
-    // Estimated mode sees dequeues only through new `unacked` tags; the workers' own start
-    // count is a better floor when the trigger has one queue.
-    if let ([l], Some(starts)) = (out.as_mut_slice(), summary.start_rate) {
-        let conserving = l.arrival_rate.is_none_or(|e| e.source == CONSERVATION);
-        let deq = l.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
-        if conserving && starts > deq {
-            let arr = l.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
-            l.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
-            l.arrival_rate = Some(Estimate::new(arr + (starts - deq), HEARTBEAT));
         }
     }
     out

@@ -117,7 +117,7 @@ pub(crate) static QUEUE_DEQUEUE_RATE: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub(crate) static QUEUE_SERVICE_TIME: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "celery_scaler_queue_service_time_seconds",
-        "Mean task service time of a queue as the sampler estimates it (unacked residence).",
+        "Mean task service time of a queue as the sampler estimates it (source: celery_scaler_signal_mode).",
         &["broker", "queue"]
     )
     .expect("metric registers once")
@@ -157,7 +157,12 @@ const SAMPLER_MODES: [(&str, &[&str]); 4] = [
     ("wait", &["exact", "estimated", "none"]),
     (
         "service_time",
-        &["unacked-occupancy", "unacked-residence", "none"],
+        &[
+            "heartbeat",
+            "unacked-occupancy",
+            "unacked-residence",
+            "none",
+        ],
     ),
 ];
 const RUNNING_MODES: [&str; 2] = ["heartbeat", "none"];

@@ -484,6 +484,7 @@ mod tests {
             layout: Layout::default(),
             queues: vec!["a".into(), "b".into()],
             visibility_timeout_ms: 1000,
+            worker_hostnames: None,
         }
     }
 
@@ -520,6 +521,7 @@ mod tests {
         // Another visibility timeout is another group: no in-flight numbers borrowed.
         let other = WatchSet {
             visibility_timeout_ms: 2000,
+            worker_hostnames: None,
             ..watch()
         };
         let v = snap

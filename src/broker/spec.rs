@@ -120,6 +120,11 @@ pub struct WatchSet {
     pub queues: Vec<String>,
     /// kombu's `visibility_timeout`, in milliseconds (an integer so the set can be hashed).
     pub visibility_timeout_ms: u64,
+    /// `workerHostnames`: glob (`*`, `?`) or prefix of the Celery hostnames of the workers
+    /// that consume these queues; their heartbeats give running tasks and start rate. With one
+    /// queue, the sampler also credits their starts and Little's-law service time to that
+    /// queue. `None`: heartbeats are not used for this set.
+    pub worker_hostnames: Option<String>,
 }
 
 impl WatchSet {

@@ -197,6 +197,19 @@ struct WorkerState {
     freq: f64,
     last_seen: f64,
     starts: RateEstimator,
+    /// (time, `active`) of the heartbeats in the window, for the time-average of `active`.
+    actives: VecDeque<(f64, u64)>,
+}
+
+impl WorkerState {
+    /// Mean `active` over the heartbeats of the window (heartbeats are periodic, so this is
+    /// the time-average Little's law needs).
+    fn mean_active(&self) -> f64 {
+        if self.actives.is_empty() {
+            return self.active as f64;
+        }
+        self.actives.iter().map(|(_, a)| *a as f64).sum::<f64>() / self.actives.len() as f64
+    }
 }
 
 /// Worker heartbeats of one broker, filtered by hostname pattern: running tasks now and the
@@ -225,11 +238,16 @@ impl HeartbeatBook {
                 freq: hb.freq,
                 last_seen: now,
                 starts: RateEstimator::new(window),
+                actives: VecDeque::new(),
             });
         w.active = hb.active;
         w.freq = if hb.freq > 0.0 { hb.freq } else { 2.0 };
         w.last_seen = now;
         w.starts.observe(now, hb.processed);
+        w.actives.push_back((now, hb.active));
+        while w.actives.front().is_some_and(|(t, _)| *t <= now - window) {
+            w.actives.pop_front();
+        }
     }
 
     /// A worker said goodbye (`worker-offline`).
@@ -296,6 +314,7 @@ impl HeartbeatBook {
             out.running = out.running.saturating_add(w.active);
             if let Some(r) = w.starts.rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
+                out.busy += w.mean_active();
             }
         }
         out.start_rate = rates;
@@ -307,10 +326,19 @@ impl HeartbeatBook {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WorkerSummary {
     pub workers: usize,
-    /// Σ `active`.
+    /// Σ `active` (latest heartbeats).
     pub running: u64,
     /// Σ task starts per second over workers with a rate yet.
     pub start_rate: Option<f64>,
+    /// Σ time-averaged `active` over the same workers as `start_rate`.
+    pub busy: f64,
+}
+
+impl WorkerSummary {
+    /// Service time by Little's law over these workers: mean busy slots / start rate.
+    pub fn service_time(&self) -> Option<f64> {
+        littles_law(self.busy, self.start_rate?)
+    }
 }
 
 /// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
@@ -340,12 +368,24 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Mean time entries stay in `unacked` (first seen → gone), over a window: with `acks_late`
-/// and prefetch 1 it is the service time plus a short reserve wait.
+/// Mean time entries stay in `unacked` (delivered → acked), over a window, from entries seen
+/// at ticks: with `acks_late` and prefetch 1 it is the service time plus a short reserve wait.
+///
+/// An entry's delivery time is its score, but its departure is only known to lie between the
+/// last tick that saw it and the next one. Its unseen remainder (departure − last sighting)
+/// has the same distribution as its age when first seen (first sighting − delivery): with
+/// ticks at a uniform phase, both are uniform on (0, min(S, tick)) for a task of length S. So
+/// mean residence = mean age at last sighting + mean age at first sighting, unbiased for
+/// tasks shorter or longer than a tick. (Dating departures mid-way between ticks instead
+/// over-states tasks shorter than a tick: S/2 + tick/2.) Entries that come and go between two
+/// ticks are never seen, so a mix of task lengths is weighted towards those over a tick.
 #[derive(Clone, Debug)]
 pub struct Residence {
     window: f64,
-    done: VecDeque<(f64, f64)>,
+    /// (time, age when last seen, tick interval) of departed entries.
+    done: VecDeque<(f64, f64, f64)>,
+    /// (time, age when first seen) of new entries.
+    seen: VecDeque<(f64, f64)>,
 }
 
 impl Residence {
@@ -353,30 +393,52 @@ impl Residence {
         Self {
             window: window_secs,
             done: VecDeque::new(),
+            seen: VecDeque::new(),
         }
     }
 
-    /// An entry first seen at `first_seen` left `unacked` at `now`.
-    pub fn left(&mut self, now: f64, first_seen: f64) {
-        self.done.push_back((now, (now - first_seen).max(0.0)));
-        while self
-            .done
-            .front()
-            .is_some_and(|(t, _)| *t < now - self.window)
-        {
+    /// An entry delivered `age` seconds before `now` was seen for the first time at `now`.
+    pub fn first_seen(&mut self, now: f64, age: f64) {
+        self.seen.push_back((now, age.max(0.0)));
+        self.expire(now);
+    }
+
+    /// An entry `age` seconds old when last seen is gone at `now`, a tick `interval` later.
+    pub fn left(&mut self, now: f64, age: f64, interval: f64) {
+        self.done.push_back((now, age.max(0.0), interval.max(0.0)));
+        self.expire(now);
+    }
+
+    fn expire(&mut self, now: f64) {
+        let from = now - self.window;
+        while self.done.front().is_some_and(|(t, ..)| *t < from) {
             self.done.pop_front();
         }
+        while self.seen.front().is_some_and(|(t, _)| *t < from) {
+            self.seen.pop_front();
+        }
     }
 
-    /// Mean residence over the window, `None` without departures.
+    /// Mean residence over the window, `None` without departures. Without first sightings
+    /// in the window (only entries that were already there), the remainder is taken as half
+    /// a tick.
     pub fn mean(&self, now: f64) -> Option<f64> {
-        let recent: Vec<f64> = self
-            .done
-            .iter()
-            .filter(|(t, _)| *t >= now - self.window)
-            .map(|(_, d)| *d)
-            .collect();
-        (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
+        let from = now - self.window;
+        let mean = |it: &mut dyn Iterator<Item = f64>| {
+            let (n, sum) = it.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+            (n > 0).then(|| sum / n as f64)
+        };
+        let done = || self.done.iter().filter(|(t, ..)| *t >= from);
+        let last = mean(&mut done().map(|(_, a, _)| *a))?;
+        let remainder = mean(
+            &mut self
+                .seen
+                .iter()
+                .filter(|(t, _)| *t >= from)
+                .map(|(_, a)| *a),
+        )
+        .or_else(|| mean(&mut done().map(|(_, _, i)| i / 2.0)))?;
+        Some(last + remainder)
     }
 }
 
@@ -413,6 +475,11 @@ impl Occupancy {
         }
     }
 
+    /// Forgets the series (a tick whose dequeues were not all counted).
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+
     /// Mean time in flight per task, `None` before any task was taken in the window.
     pub fn service_time(&self) -> Option<f64> {
         let (first, last) = (self.samples.front()?, self.samples.back()?);
@@ -430,9 +497,9 @@ impl Occupancy {
     }
 }
 
-/// Service time by Little's law over the running tasks: S = running / start rate.
-pub fn littles_law(running: u64, start_rate: f64) -> Option<f64> {
-    (start_rate > 0.0 && running > 0).then(|| running as f64 / start_rate)
+/// Service time by Little's law over the running tasks: S = mean running / start rate.
+pub fn littles_law(running: f64, start_rate: f64) -> Option<f64> {
+    (start_rate > 0.0 && running > 0.0).then(|| running / start_rate)
 }
 
 #[cfg(test)]

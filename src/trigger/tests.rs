@@ -348,12 +348,12 @@ fn latency_mode_problems_name_their_keys() {
 
 #[test]
 fn worker_hostnames_is_optional_and_validated() {
-    assert_eq!(ok(&[("address", "r:6379")]).worker_hostnames, None);
+    assert_eq!(ok(&[("address", "r:6379")]).watch.worker_hostnames, None);
     let s = ok(&[
         ("address", "r:6379"),
         ("workerHostnames", "celery@worker-*"),
     ]);
-    assert_eq!(s.worker_hostnames.as_deref(), Some("celery@worker-*"));
+    assert_eq!(s.watch.worker_hostnames.as_deref(), Some("celery@worker-*"));
     let e = err(&[("address", "r:6379"), ("workerHostnames", "a b")]);
     assert_eq!(keys_of(&e), vec!["workerHostnames"]);
 }

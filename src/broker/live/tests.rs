@@ -11,6 +11,7 @@ fn watch(queues: &[&str]) -> WatchSet {
         },
         queues: queues.iter().map(|q| q.to_string()).collect(),
         visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
     }
 }
 
@@ -24,9 +25,13 @@ fn tick(
 ) -> QueueEstimates {
     let mut extras = TickExtras::default();
     extras.llen.insert(b"celery".to_vec(), backlog);
-    extras
-        .churn
-        .insert((w.layout.clone(), "celery".into()), (new_tags, Vec::new()));
+    extras.churn.insert(
+        (w.layout.clone(), "celery".into()),
+        QueueChurn {
+            new: new_tags,
+            ..QueueChurn::default()
+        },
+    );
     let data = book.update(
         now,
         std::slice::from_ref(w),
@@ -207,9 +212,208 @@ fn heartbeats_add_running_and_service_time() {
     // No pattern or no match: untouched.
     assert_eq!(live_signals(2.0, &sampled, Some(&hb), None), sampled);
     assert_eq!(live_signals(2.0, &sampled, Some(&hb), Some("x@*")), sampled);
-    // One queue in estimated mode: the workers' start rate floors the dequeue rate.
-    let one = &sampled[1..];
-    let out = live_signals(2.0, one, Some(&hb), Some("celery@"));
-    assert_eq!(out[0].dequeue_rate, Some(Estimate::new(4.0, HEARTBEAT)));
-    assert_eq!(out[0].arrival_rate, Some(Estimate::new(3.0, HEARTBEAT)));
+    // A service time the sampler already credited from heartbeats is kept.
+    let mut credited = sampled.clone();
+    credited[0].service_time = Some(Estimate::new(0.3, HEARTBEAT));
+    let out = live_signals(2.0, &credited, Some(&hb), Some("celery@w-*"));
+    assert_eq!(out[0].service_time, Some(Estimate::new(0.3, HEARTBEAT)));
+    assert_eq!(out[1].service_time, Some(Estimate::new(1.0, HEARTBEAT)));
+}
+
+/// Heartbeats of `celery@w-1`: 2 busy slots, 50 starts per second, every 2 s from 0 to `end`.
+fn busy_worker(end: u32) -> EventState {
+    let mut st = EventState::default();
+    let book = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::new(10.0));
+    for beat in 0..=end / 2 {
+        book.record(
+            f64::from(2 * beat),
+            &crate::signals::estimate::Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 2,
+                processed: u64::from(100 * beat),
+                freq: 2.0,
+            },
+        );
+    }
+    st
+}
+
+#[test]
+fn a_single_queue_watch_set_with_worker_hostnames_credits_their_starts() {
+    // A worker that keeps up: nothing is ever waiting or seen in `unacked` at a tick, so
+    // conservation alone reads 0 arrivals; the heartbeats say 50 tasks start per second.
+    let mut st = busy_worker(20);
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=20 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    assert_eq!(e.arrival_rate, Some(Estimate::new(50.0, HEARTBEAT)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(50.0, HEARTBEAT)));
+    // Little's law over the workers: 2 busy slots / 50 starts per second.
+    let s = e.service_time.unwrap();
+    assert_eq!(s.source, HEARTBEAT);
+    assert!((s.value - 0.04).abs() < 1e-9, "{s:?}");
+    // Without the pattern, or over two queues (whose share of the workers is unknown),
+    // the sampler credits nothing.
+    for w in [watch(&["celery"]), {
+        let mut two = watch(&["celery", "other"]);
+        two.worker_hostnames = Some("celery@w-*".into());
+        two
+    }] {
+        let mut st = busy_worker(20);
+        let mut book = LiveBook::new(10.0);
+        for t in 0..=20 {
+            e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+        }
+        assert_eq!(e.arrival_rate, Some(Estimate::new(0.0, CONSERVATION)));
+        assert_eq!(e.service_time, None);
+    }
+}
+
+#[test]
+fn exact_counts_are_not_replaced_by_heartbeats() {
+    let mut st = busy_worker(4);
+    st.generation = 1;
+    st.up = true;
+    st.keys.insert(
+        b"celery".to_vec(),
+        KeyEvents {
+            generation: 1,
+            ..KeyEvents::default()
+        },
+    );
+    let mut book = LiveBook::new(10.0);
+    book.keyspace = Keyspace::Enabled;
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-1".into());
+    tick(&mut book, 3.0, &w, 0, 0, &mut st);
+    let k = st.keys.get_mut(b"celery".as_slice()).unwrap();
+    k.lpush += 7;
+    k.rpop += 7;
+    let e = tick(&mut book, 4.0, &w, 0, 0, &mut st);
+    assert_eq!(e.arrival_rate, Some(Estimate::new(7.0, KEYSPACE)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(7.0, KEYSPACE)));
+    assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
+}
+
+/// One estimated-mode tick of the `celery` key: its length, the head read (`LINDEX 0`), where
+/// the previous head is now (`LPOS`), and two tasks in flight.
+fn anchored_tick(
+    book: &mut LiveBook,
+    now: f64,
+    w: &WatchSet,
+    llen: u64,
+    head: Option<&str>,
+    position: Option<Option<u64>>,
+) -> QueueEstimates {
+    let mut extras = TickExtras::default();
+    let key = b"celery".to_vec();
+    extras.llen.insert(key.clone(), llen);
+    if let Some(h) = head {
+        extras.heads.insert(key.clone(), h.as_bytes().to_vec());
+        extras.ends.insert(key.clone(), (None, None));
+    }
+    if let Some(p) = position {
+        extras.positions.insert(key, p);
+    }
+    let data = book.update(
+        now,
+        std::slice::from_ref(w),
+        &mut extras,
+        &mut EventState::default(),
+        |_, _| llen,
+        |_, _| 2,
+    );
+    data.queues[&(w.layout.clone(), "celery".to_string())].clone()
+}
+
+#[test]
+fn the_previous_head_counts_arrivals_and_dequeues_without_notifications() {
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    // Every second 3 messages are pushed and 4 taken (4 per second with 2 in flight: 0.5 s
+    // tasks), from a backlog of 40; the head read at each tick is found 3 deep at the next.
+    let mut llen = 40;
+    anchored_tick(&mut book, 0.0, &w, llen, None, None);
+    // Filled since the previous tick (head not read yet): the next tick reads the head.
+    assert_eq!(
+        book.plan(std::slice::from_ref(&w)).tail_keys,
+        vec![b"celery".to_vec()]
+    );
+    let mut e = anchored_tick(&mut book, 1.0, &w, llen, Some("m1"), None);
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+    for t in 2..=14 {
+        let plan = book.plan(std::slice::from_ref(&w));
+        let want = format!("m{}", t - 1);
+        assert_eq!(plan.anchors, vec![(b"celery".to_vec(), want.into_bytes())]);
+        llen -= 1;
+        e = anchored_tick(
+            &mut book,
+            f64::from(t),
+            &w,
+            llen,
+            Some(&format!("m{t}")),
+            Some(Some(3)),
+        );
+    }
+    assert_eq!(e.arrival_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(4.0, LIST_POSITION)));
+    // Little's law over counted dequeues: 2 in flight / 4 per second.
+    assert_eq!(e.service_time, Some(Estimate::new(0.5, OCCUPANCY)));
+    assert!(!e.exact, "counted, but not keyspace-exact");
+    // The anchor was consumed (the list drained past it): back to conservation, and
+    // Little's law stops until every dequeue of its window is counted again.
+    let e = anchored_tick(&mut book, 15.0, &w, 2, Some("m15"), Some(None));
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+    assert_ne!(e.service_time.map(|s| s.source), Some(OCCUPANCY));
+}
+
+#[test]
+fn a_server_without_lpos_is_not_asked_again() {
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    anchored_tick(&mut book, 0.0, &w, 5, Some("m0"), None);
+    anchored_tick(&mut book, 1.0, &w, 5, Some("m1"), None);
+    assert_eq!(book.plan(std::slice::from_ref(&w)).anchors.len(), 1);
+    // The reply to LPOS was an error: no more LPOS for this broker.
+    let plan = book.plan(std::slice::from_ref(&w));
+    let mut extras = TickExtras::default();
+    let m2 = br#"{"body": "", "properties": {"delivery_tag": "m2"}}"#.to_vec();
+    let answers = [
+        redis::Value::BulkString(m2.clone()),
+        redis::Value::Nil,
+        redis::parse_redis_value(b"-ERR unknown command 'LPOS'\r\n").unwrap(),
+    ];
+    read_answers(&mut extras, &plan, false, &answers);
+    assert!(extras.lpos_refused);
+    assert_eq!(extras.heads[b"celery".as_slice()], m2);
+    // A head that is not a kombu message (no delivery tag: maybe not unique) is no anchor.
+    let mut other = TickExtras::default();
+    let plain = [redis::Value::BulkString(b"m2".to_vec()), redis::Value::Nil];
+    read_answers(
+        &mut other,
+        &Plan {
+            tail_keys: plan.tail_keys.clone(),
+            anchors: Vec::new(),
+        },
+        false,
+        &plain,
+    );
+    assert!(other.heads.is_empty());
+    extras.llen.insert(b"celery".to_vec(), 5);
+    book.update(
+        2.0,
+        std::slice::from_ref(&w),
+        &mut extras,
+        &mut EventState::default(),
+        |_, _| 5,
+        |_, _| 0,
+    );
+    assert!(book.plan(std::slice::from_ref(&w)).anchors.is_empty());
 }

@@ -132,7 +132,7 @@ fn heartbeats_give_running_and_start_rate_for_matching_workers() {
     assert!(close(b.start_rate(now, "celery@high-").unwrap(), 6.0, 1e-9));
     assert_eq!(b.running(now, "celery@*"), Some(7));
     assert_eq!(b.running(now, "nobody@*"), None);
-    let s = littles_law(6, b.start_rate(now, "celery@high-*").unwrap()).unwrap();
+    let s = littles_law(6.0, b.start_rate(now, "celery@high-*").unwrap()).unwrap();
     assert!(close(s, 1.0, 1e-9), "{s}");
     // Silent for more than three intervals: gone.
     assert_eq!(b.running(now + 7.0, "celery@high-*"), None);
@@ -153,12 +153,84 @@ fn glob_patterns() {
 fn residence_is_a_windowed_mean() {
     let mut r = Residence::new(30.0);
     assert_eq!(r.mean(0.0), None);
-    r.left(10.0, 8.0);
-    r.left(11.0, 7.0);
+    // Only entries that were there before: the remainder is half a tick.
+    r.left(10.0, 2.0, 1.0);
+    r.left(11.0, 3.0, 1.0);
     assert_eq!(r.mean(11.0), Some(3.0));
+    // With first sightings, their mean age is the remainder.
+    r.first_seen(11.0, 0.25);
+    r.first_seen(11.0, 0.75);
+    assert_eq!(r.mean(11.0), Some(3.0));
+    r.first_seen(11.0, 0.2);
+    assert!(close(r.mean(11.0).unwrap(), 2.5 + 0.4, 1e-9));
     assert_eq!(r.mean(100.0), None);
-    assert_eq!(littles_law(0, 3.0), None);
-    assert_eq!(littles_law(3, 0.0), None);
+    assert_eq!(littles_law(0.0, 3.0), None);
+    assert_eq!(littles_law(3.0, 0.0), None);
+}
+
+/// Replays tasks of length `s` delivered at steady, phase-spread times into a sampler that
+/// sees `unacked` at ticks one second apart; returns the estimate after `n` tasks.
+fn residence_of_sampled_tasks(s: f64, n: usize) -> f64 {
+    let mut r = Residence::new(1e9);
+    // Deliveries every 1/φ s (irrational, so the tick phases spread evenly).
+    let tasks: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            let d = 1000.0 + i as f64 * 0.618_033_988_749_895;
+            (d, d + s)
+        })
+        .collect();
+    let mut seen = vec![false; n];
+    let end = tasks.last().unwrap().1 + 2.0;
+    let mut prev = 1000.0;
+    let mut t = 1000.0;
+    while t <= end {
+        for (i, (d, gone)) in tasks.iter().enumerate() {
+            let alive = *d <= t && t < *gone;
+            if alive && !seen[i] {
+                seen[i] = true;
+                r.first_seen(t, t - d);
+            } else if !alive && seen[i] && *gone <= t && *gone > prev {
+                r.left(t, prev - d, t - prev);
+            }
+        }
+        prev = t;
+        t += 1.0;
+    }
+    r.mean(end).unwrap()
+}
+
+#[test]
+fn residence_is_unbiased_for_tasks_shorter_and_longer_than_a_tick() {
+    for s in [0.1, 0.3, 0.5, 0.8, 1.0, 1.3, 2.2, 4.7] {
+        let est = residence_of_sampled_tasks(s, 2000);
+        assert!(
+            (est / s - 1.0).abs() <= 0.03,
+            "task of {s}s: estimated {est:.4}s"
+        );
+    }
+}
+
+#[test]
+fn heartbeat_littles_law_uses_time_averaged_busy_slots() {
+    // One worker, -c 2, half busy: heartbeats alternate active 2 and 0; 1 task starts per
+    // second, so each task takes 1 s on average (1 busy slot / 1 start per second).
+    let mut b = HeartbeatBook::new(30.0);
+    for beat in 0..=20u64 {
+        b.record(
+            2.0 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w".into(),
+                active: if beat % 2 == 0 { 2 } else { 0 },
+                processed: 2 * beat,
+                freq: 2.0,
+            },
+        );
+    }
+    let s = b.summary(40.0, "celery@").unwrap();
+    assert_eq!(s.running, 2, "latest heartbeat");
+    assert!(close(s.busy, 2.0 * 8.0 / 15.0, 1e-9), "{s:?}");
+    let service = s.service_time().unwrap();
+    assert!((service - 1.0).abs() <= 0.1, "{service}");
 }
 
 #[test]
