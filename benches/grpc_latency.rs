@@ -169,7 +169,7 @@ fn main() {
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(if support::full_bench() { 3000 } else { 100 });
     let with_tls = std::env::var("TLS").map_or(true, |v| v != "0");
     println!("grpc_latency: {} (at start)", machine());
 

@@ -170,7 +170,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
-    let block_secs: f64 = env_or("BLOCK", 2.5);
+    let block_secs: f64 = env_or("BLOCK", if support::full_bench() { 2.5 } else { 0.3 });
     let callers: usize = env_or("CALLERS", 64);
     let channel_counts: Vec<usize> = std::env::var("CHANNELS")
         .unwrap_or_else(|_| "1,4".into())

@@ -31,11 +31,11 @@ fn main() {
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(if support::full_bench() { 15 } else { 2 });
     let entries: usize = std::env::var("ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(if support::full_bench() { 10_000 } else { 500 });
     println!("inspect_10k: {} (at start)", machine());
 
     let redis = support::RedisServer::start();

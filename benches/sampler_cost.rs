@@ -5,7 +5,8 @@
 //! 2. Redis commands per tick vs number of watch sets over the same 10 queues (1 vs 1,000);
 //! 3. RSS before and after churning watch sets (register, let expire, repeat).
 //!
-//! `cargo bench --bench sampler_cost` (env `CHURN_SECS`, default 60).
+//! `cargo bench --bench sampler_cost` (env `CHURN_SECS`, default 60). Under `cargo test` it
+//! runs a smoke version (1k entries, 3 s of churn).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -113,10 +114,16 @@ fn rss_kib() -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let full = support::full_bench();
     let churn_secs: u64 = std::env::var("CHURN_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(if full { 60 } else { 3 });
+    let sizes: &[usize] = if full {
+        &[1_000, 10_000, 100_000]
+    } else {
+        &[1_000]
+    };
     let queues: Vec<String> = (0..10).map(|i| format!("q{i}")).collect();
 
     println!("## sampler time per tick vs unacked size");
@@ -133,7 +140,7 @@ async fn main() {
         base_c
     );
     let mut filled = 0;
-    for size in [1_000usize, 10_000, 100_000] {
+    for &size in sizes {
         fill_unacked(&mut c, filled, size);
         filled = size;
         // Let the tracker read the new entries, then measure steady ticks.

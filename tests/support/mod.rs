@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether a `harness = false` bench runs as a benchmark (`cargo bench` passes `--bench`)
+/// rather than as a smoke run under `cargo test --all-targets`, where it uses small sizes:
+/// the test suite only checks that it still runs, the numbers come from `cargo bench`.
+pub fn full_bench() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// A free TCP port on 127.0.0.1 (bind port 0, read it, release it).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
