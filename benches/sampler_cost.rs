@@ -227,4 +227,64 @@ async fn main() {
         after as f64 / before.max(1) as f64
     );
     registry.shutdown().await;
+    drop(server);
+
+    lpos_cost(if full { 100_000 } else { 1_000 });
+}
+
+/// Median microseconds of `n` round trips of `cmd`.
+fn median_us(c: &mut redis::Connection, cmd: &redis::Cmd, n: usize) -> f64 {
+    let mut t: Vec<f64> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            let _: redis::Value = cmd.query(c).unwrap();
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[n / 2]
+}
+
+/// What estimated-mode counting costs the server: `LPOS` of last tick's head message, which
+/// lies as deep as the number of messages pushed since, vs an `LLEN` round trip.
+fn lpos_cost(len: usize) {
+    println!("## LPOS of the previous head vs messages pushed since ({len} queued messages)");
+    let server = RedisServer::start();
+    let mut c = server.conn(0);
+    for chunk in (0..len).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("LPUSH")
+                .arg("q")
+                .arg(support::celery_data::envelope(
+                    &format!("tag-{i:08}"),
+                    None,
+                    "",
+                    "q",
+                ))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
+    }
+    let llen = median_us(&mut c, redis::cmd("LLEN").arg("q"), 200);
+    println!("LLEN baseline: {llen:.1} us");
+    for depth in [0usize, 100, 1_000, 10_000, 100_000] {
+        if depth >= len {
+            continue;
+        }
+        let anchor: Vec<u8> = redis::cmd("LINDEX")
+            .arg("q")
+            .arg(depth)
+            .query(&mut c)
+            .unwrap();
+        let mut lpos = redis::cmd("LPOS");
+        lpos.arg("q").arg(anchor).arg("MAXLEN").arg(100_000);
+        let found: Option<u64> = lpos.query(&mut c).unwrap();
+        assert_eq!(found, Some(depth as u64));
+        let us = median_us(&mut c, &lpos, if depth >= 10_000 { 20 } else { 200 });
+        println!(
+            "pushed since last tick {depth:>6}: LPOS {us:>9.1} us  ratio {:.2}x LLEN",
+            us / llen.max(1e-9)
+        );
+    }
 }

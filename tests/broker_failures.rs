@@ -118,6 +118,49 @@ async fn a_redis_that_never_answers_times_out() {
     drop(listener);
 }
 
+fn sample_age(broker: &str) -> Option<f64> {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "celery_scaler_sample_age_seconds")
+        .flat_map(|f| f.get_metric().to_vec())
+        .find(|m| m.get_label().iter().any(|l| l.value() == broker))
+        .map(|m| m.get_gauge().value())
+}
+
+#[tokio::test]
+async fn sample_age_grows_at_scrape_time_while_the_sampler_is_stuck() {
+    let server = RedisServer::start();
+    // A long command timeout: once Redis freezes, no tick completes for 4 s.
+    let registry = Registry::new(SamplerSettings {
+        command_timeout: Duration::from_secs(4),
+        max_sample_age: Duration::from_secs(30),
+        ..settings()
+    });
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    registry.view(&spec, &watch()).await.expect("first view");
+    let label = spec.label();
+    assert!(sample_age(&label).expect("series") < 1.0);
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = sample_age(&label).expect("series");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = sample_age(&label).expect("series");
+    server.resume();
+    eprintln!("sample age while frozen: {a:.3} s, then {b:.3} s");
+    assert!(
+        b - a >= 1.4,
+        "the age must grow between scrapes: {a} then {b}"
+    );
+    // Back to fresh once Redis answers again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample_age(&label).expect("series") > 1.0 {
+        assert!(Instant::now() < deadline, "sampler never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    registry.shutdown().await;
+    assert_eq!(sample_age(&label), None, "series removed with the sampler");
+}
+
 #[tokio::test]
 async fn wrong_password_is_an_auth_error_without_the_password() {
     let server = RedisServer::start_with(&["--requirepass", "right-pass-8c1f"]);

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
 
 use prometheus::{
     register_gauge_vec, register_histogram_vec, register_int_counter_vec, GaugeVec, HistogramVec,
@@ -69,14 +70,77 @@ pub(crate) static SAMPLE_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-pub(crate) static SAMPLE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
-    register_gauge_vec!(
-        "celery_scaler_sample_age_seconds",
-        "Age of the latest good sample of a broker, updated every tick.",
-        &["broker"]
-    )
-    .expect("metric registers once")
+/// `celery_scaler_sample_age_seconds`, computed when scraped: a sampler that stopped
+/// ticking (stuck, or its runtime starved) still shows its sample getting older.
+pub(crate) static SAMPLE_AGE: LazyLock<SampleAge> = LazyLock::new(|| {
+    let age = SampleAge::new();
+    prometheus::register(Box::new(age.clone())).expect("metric registers once");
+    age
 });
+
+/// When each broker's latest good sample was taken; ages are computed at collection.
+#[derive(Clone)]
+pub(crate) struct SampleAge {
+    desc: prometheus::core::Desc,
+    last_good: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl SampleAge {
+    fn new() -> Self {
+        let desc = prometheus::core::Desc::new(
+            "celery_scaler_sample_age_seconds".into(),
+            "Age of the latest good sample of a broker, at scrape time.".into(),
+            vec!["broker".into()],
+            HashMap::new(),
+        )
+        .expect("valid metric description");
+        Self {
+            desc,
+            last_good: std::sync::Arc::default(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.last_good.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A good sample of `broker` was taken at `at`.
+    pub(crate) fn sampled(&self, broker: &str, at: Instant) {
+        self.map().insert(broker.to_string(), at);
+    }
+
+    pub(crate) fn remove(&self, broker: &str) {
+        self.map().remove(broker);
+    }
+}
+
+impl prometheus::core::Collector for SampleAge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut family = prometheus::proto::MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(prometheus::proto::MetricType::GAUGE);
+        let mut brokers: Vec<(String, Instant)> =
+            self.map().iter().map(|(b, t)| (b.clone(), *t)).collect();
+        brokers.sort();
+        for (broker, at) in brokers {
+            let mut label = prometheus::proto::LabelPair::default();
+            label.set_name("broker".into());
+            label.set_value(broker);
+            let mut gauge = prometheus::proto::Gauge::default();
+            gauge.set_value(at.elapsed().as_secs_f64());
+            let mut metric = prometheus::proto::Metric::default();
+            metric.set_label(vec![label]);
+            metric.set_gauge(gauge);
+            family.mut_metric().push(metric);
+        }
+        vec![family]
+    }
+}
 
 pub(crate) static WATCH_SETS: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
@@ -327,7 +391,7 @@ pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
     let _ = PUBSUB_COMMANDS.remove_label_values(&[broker]);
     let _ = UNACKED_MALFORMED.remove_label_values(&[broker]);
     let _ = SAMPLE_DURATION.remove_label_values(&[broker]);
-    let _ = SAMPLE_AGE.remove_label_values(&[broker]);
+    SAMPLE_AGE.remove(broker);
     let _ = WATCH_SETS.remove_label_values(&[broker]);
     for kind in [
         "connect", "auth", "timeout", "command", "sentinel", "stale", "shutdown",

@@ -323,7 +323,6 @@ pub(crate) async fn run(
     let mut live_data = Arc::new(LiveData::default());
     let mut series = QueueSeries::default();
     let mut next = Instant::now();
-    let mut last_good: Option<Instant> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -366,7 +365,7 @@ pub(crate) async fn run(
             .observe(elapsed.as_secs_f64());
         match &outcome {
             Ok(data) => {
-                last_good = Some(Instant::now());
+                SAMPLE_AGE.sampled(&label, Instant::now());
                 export(&label, &watches, data, &mut series);
                 live_data = Arc::new(update_live(
                     &mut live,
@@ -385,11 +384,6 @@ pub(crate) async fn run(
                     .inc();
                 warn!(broker = %label, kind = e.kind(), error = %e, "sample failed");
             }
-        }
-        if let Some(t) = last_good {
-            SAMPLE_AGE
-                .with_label_values(&[label.as_str()])
-                .set(t.elapsed().as_secs_f64());
         }
         let snapshot = Snapshot {
             covers_upto,
