@@ -268,7 +268,7 @@ fn lpos_cost(len: usize) {
     }
     let llen = median_us(&mut c, redis::cmd("LLEN").arg("q"), 200);
     println!("LLEN baseline: {llen:.1} us");
-    for depth in [0usize, 100, 1_000, 10_000, 100_000] {
+    for depth in [0usize, 100, 1_000, 10_000, len - 1] {
         if depth >= len {
             continue;
         }

@@ -163,9 +163,10 @@ pub(crate) struct Plan {
 
 /// Largest head message kept as an anchor (it is sent back with `LPOS` on the next tick).
 pub(crate) const MAX_ANCHOR: usize = 64 * 1024;
-/// Most messages `LPOS` compares before giving up (bounds its cost on the server: at most
-/// this many arrivals per key per tick are counted this way).
-pub(crate) const LPOS_MAXLEN: u64 = 100_000;
+/// Most messages `LPOS` compares before giving up (bounds its cost on the server to about a
+/// millisecond, see docs/benchmarks.md: a key with more arrivals per tick falls back to
+/// conservation for that tick).
+pub(crate) const LPOS_MAXLEN: u64 = 20_000;
 
 /// One queue's estimates in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
