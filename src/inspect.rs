@@ -161,6 +161,7 @@ fn short(source: &str) -> &'static str {
     match source {
         "keyspace" => "(exact)",
         "conservation" => "(est)",
+        "list-position" => "(lpos)",
         "tail-tag" => "(tail)",
         "heartbeat" => "(hb)",
         "unacked-residence" | "unacked-occupancy" => "(unacked)",

@@ -10,7 +10,8 @@
 //! oldest arrival in the key's [`FifoClock`], reconciled against `LLEN` when a mismatch
 //! persists for two ticks.
 //!
-//! Otherwise (estimated mode) a queue whose keys all kept a backlog is still *counted*: the
+//! Otherwise (estimated mode) a queue whose keys all kept a backlog (or stayed empty: their
+//! traffic is then bounded below by new `unacked` tags) is still *counted*: the
 //! head message read at the previous tick (`LINDEX 0`, the newest, unique by its delivery
 //! tag) is found again with `LPOS`; its index is the number of messages pushed since, and
 //! previous `LLEN` + pushed − `LLEN` is the number taken (source `list-position`). When a list
@@ -113,6 +114,9 @@ struct QueueLive {
     dequeued: u64,
     /// Negative conservation arrivals not yet offset by later ticks.
     debt: u64,
+    /// New `unacked` tags minus dequeues counted from anchors, over anchored ticks with a
+    /// key empty at both ends (floored at minus one tick's count: tags may show a tick late).
+    surplus: i128,
     prev: Option<(f64, u64)>,
     residence: Residence,
     occupancy: Occupancy,
@@ -157,8 +161,15 @@ pub(crate) struct Plan {
     /// empty at the previous tick (an empty list has no ends; a list that just filled is read
     /// from the next tick on, so its wait may be short by one tick).
     pub tail_keys: Vec<Vec<u8>>,
-    /// Keys and the head message read at the previous tick, to find with `LPOS`.
-    pub anchors: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Keys (among `tail_keys`) and the head message read at the previous tick, to find
+    /// with `LPOS`.
+    pub anchors: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Plan {
+    fn anchor(&self, key: &[u8]) -> Option<&[u8]> {
+        self.anchors.get(key).map(Vec::as_slice)
+    }
 }
 
 /// Largest head message kept as an anchor (it is sent back with `LPOS` on the next tick).
@@ -211,7 +222,7 @@ impl LiveBook {
     /// Which extra reads the next tick needs.
     pub(crate) fn plan(&self, watches: &[WatchSet]) -> Plan {
         let mut tail_keys = Vec::new();
-        let mut anchors = Vec::new();
+        let mut anchors = HashMap::new();
         let mut seen = HashSet::new();
         for w in watches {
             for q in &w.queues {
@@ -224,7 +235,7 @@ impl LiveBook {
                         for k in ql.keys.iter().filter(|k| k.llen > 0) {
                             tail_keys.push(k.key.clone());
                             if let (Some(a), true) = (&k.anchor, self.lpos) {
-                                anchors.push((k.key.clone(), a.clone()));
+                                anchors.insert(k.key.clone(), a.clone());
                             }
                         }
                     }
@@ -300,6 +311,7 @@ impl LiveBook {
                     arrived: 0,
                     dequeued: 0,
                     debt: 0,
+                    surplus: 0,
                     prev: None,
                     residence: Residence::new(window),
                     occupancy: Occupancy::new(window),
@@ -332,24 +344,28 @@ impl LiveBook {
 }
 
 /// Queues whose workers are known: a watch set of exactly that queue names them with
-/// `workerHostnames` (the first such set wins).
+/// `workerHostnames` (with several, the smallest pattern wins, the same on every tick).
 fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
-    let mut out = HashMap::new();
+    let mut out: HashMap<(Layout, String), &str> = HashMap::new();
     for w in watches {
         if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
-            out.entry((w.layout.clone(), q.clone())).or_insert(pattern);
+            out.entry((w.layout.clone(), q.clone()))
+                .and_modify(|p| *p = (*p).min(pattern))
+                .or_insert(pattern);
         }
     }
     out
 }
 
 /// Folds the heartbeats of the workers that consume only this queue into its estimates:
-/// their start rate is the dequeue rate when sampling under-counts it (estimated mode sees
-/// only entries alive at a tick, so a worker that keeps up with short tasks shows neither
-/// backlog nor new tags), arrivals grow by the same amount (conservation), and Little's law
+/// their start rate is the dequeue rate when conservation under-counts it (it sees only
+/// entries alive at a tick, so a worker that keeps up with short tasks shows neither backlog
+/// nor new tags; counted rates, keyspace or `LPOS`, are kept), arrivals grow by the same
+/// amount (conservation), and Little's law
 /// over their busy slots gives the service time under any acknowledgement mode.
 fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
-    if let (false, Some(starts)) = (est.exact, workers.start_rate) {
+    let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
+    if let (true, Some(starts)) = (uncounted, workers.start_rate) {
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
@@ -394,7 +410,7 @@ impl QueueLive {
         let mut fifo_wait = 0.0f64;
         let mut tail_wait: Option<f64> = None;
         // Counted from anchors: every key either found its anchor or stayed empty.
-        let (mut anchored, mut any_anchor) = (true, false);
+        let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
         let (mut pushed_after, mut popped_from) = (0u64, 0u64);
         for k in &mut self.keys {
             let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
@@ -406,7 +422,7 @@ impl QueueLive {
                     // would make it negative: they are neither).
                     popped_from += (k.llen + i).saturating_sub(llen);
                 }
-                (None, _) if k.llen == 0 && llen == 0 => {}
+                (None, _) if k.llen == 0 && llen == 0 => idle_keys = true,
                 _ => anchored = false,
             }
             k.anchor = extras.heads.get(&k.key).cloned();
@@ -470,12 +486,26 @@ impl QueueLive {
         }
         let new_tags = churn.new;
         let anchored = !continuous && anchored && any_anchor;
+        // A key empty at both ticks may still have carried tasks that were pushed and taken
+        // in between (workers keeping up with one priority level): new `unacked` tags beyond
+        // the anchored dequeues are such tasks (arrived and taken: both counts grow).
+        let mut missed = 0u64;
+        if anchored && idle_keys {
+            let popped = i128::from(popped_from);
+            self.surplus = (self.surplus + i128::from(new_tags) - popped).max(-popped);
+            if self.surplus > 0 {
+                missed = u64::try_from(self.surplus).unwrap_or(0);
+                self.surplus = 0;
+            }
+        } else {
+            self.surplus = 0;
+        }
         let (arrived, dequeued) = if continuous {
             self.debt = 0;
             (pushed, popped)
         } else if anchored {
             self.debt = 0;
-            (pushed_after, popped_from)
+            (pushed_after + missed, popped_from + missed)
         } else {
             let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
             let mut a = delta + i128::from(new_tags);
@@ -499,7 +529,7 @@ impl QueueLive {
         self.arrivals.observe(now, self.arrived);
         self.dequeues.observe(now, self.dequeued);
         // Little's law needs every dequeue of its window counted.
-        let counted = continuous || anchored;
+        let counted = continuous || (anchored && missed == 0);
         if counted {
             self.occupancy.observe(now, in_flight, self.dequeued);
         } else {
@@ -552,22 +582,32 @@ impl QueueLive {
 }
 
 /// Appends the tick's extra reads to the sampler's first round trip: `CONFIG GET` of the
-/// notification flags when due, and `LINDEX 0` / `LINDEX -1` of keys in estimated mode.
+/// notification flags when due, and per key in estimated mode `LPOS` of its anchor (when it
+/// has one) right before `LINDEX 0` / `LINDEX -1`, so that no other client's push is likely
+/// to land between the old anchor's position and the new anchor (Redis runs a pipeline read
+/// in one go; a push in between would be missed, never counted twice).
 pub(crate) fn append_reads(pipe: &mut redis::Pipeline, plan: &Plan, check_keyspace: bool) {
     if check_keyspace {
         pipe.cmd("CONFIG").arg("GET").arg("notify-keyspace-events");
     }
     for key in &plan.tail_keys {
+        if let Some(anchor) = plan.anchor(key) {
+            pipe.cmd("LPOS")
+                .arg(key)
+                .arg(anchor)
+                .arg("MAXLEN")
+                .arg(LPOS_MAXLEN);
+        }
         pipe.cmd("LINDEX").arg(key).arg(0);
         pipe.cmd("LINDEX").arg(key).arg(-1);
     }
-    for (key, anchor) in &plan.anchors {
-        pipe.cmd("LPOS")
-            .arg(key)
-            .arg(anchor)
-            .arg("MAXLEN")
-            .arg(LPOS_MAXLEN);
-    }
+}
+
+/// Whether an error reply to `LPOS` means the server will never answer it: an unknown
+/// command (Redis < 6.0.6), a syntax error (no `MAXLEN`) or an ACL refusal.
+fn refuses_lpos(e: &redis::ServerError) -> bool {
+    let detail = e.details().unwrap_or_default().to_ascii_lowercase();
+    e.code() == "NOPERM" || detail.contains("unknown command") || detail.contains("syntax")
 }
 
 /// Reads the answers to [`append_reads`] (in the same order).
@@ -586,6 +626,17 @@ pub(crate) fn read_answers(
         _ => None,
     };
     for key in &plan.tail_keys {
+        if plan.anchor(key).is_some() {
+            let position = match it.next() {
+                Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
+                Some(redis::Value::ServerError(e)) => {
+                    extras.lpos_refused |= refuses_lpos(e);
+                    None
+                }
+                _ => None,
+            };
+            extras.positions.insert(key.clone(), position);
+        }
         let first = it.next();
         let head = tag(first);
         // Only a kombu message is a safe anchor: its delivery tag makes it unique in the list.
@@ -596,17 +647,6 @@ pub(crate) fn read_answers(
         }
         let tail = tag(it.next());
         extras.ends.insert(key.clone(), (head, tail));
-    }
-    for (key, _) in &plan.anchors {
-        let position = match it.next() {
-            Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
-            Some(redis::Value::ServerError(_)) => {
-                extras.lpos_refused = true;
-                continue;
-            }
-            _ => None,
-        };
-        extras.positions.insert(key.clone(), position);
     }
 }
 

@@ -444,9 +444,10 @@ impl Residence {
 
 /// Service time by Little's law over the `unacked` hash: the time-average number of a queue's
 /// in-flight entries divided by the rate at which its tasks were taken, over a window. Exact
-/// for any task-length distribution when dequeues are counted exactly (keyspace `rpop`),
-/// unlike the residence of entries seen at ticks, which over-states tasks shorter than a tick.
-/// Under `acks_late` with prefetch 1 the time in `unacked` is the service time.
+/// for any task-length distribution when every dequeue is counted (keyspace `rpop`, or
+/// `LPOS` while the list keeps a backlog), and free of the sampling phase, unlike the
+/// residence of entries seen at ticks. Under `acks_late` with prefetch 1 the time in
+/// `unacked` is the service time.
 #[derive(Clone, Debug)]
 pub struct Occupancy {
     window: f64,

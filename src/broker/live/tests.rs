@@ -351,7 +351,10 @@ fn the_previous_head_counts_arrivals_and_dequeues_without_notifications() {
     for t in 2..=14 {
         let plan = book.plan(std::slice::from_ref(&w));
         let want = format!("m{}", t - 1);
-        assert_eq!(plan.anchors, vec![(b"celery".to_vec(), want.into_bytes())]);
+        assert_eq!(
+            plan.anchors,
+            HashMap::from([(b"celery".to_vec(), want.into_bytes())])
+        );
         llen -= 1;
         e = anchored_tick(
             &mut book,
@@ -385,10 +388,19 @@ fn a_server_without_lpos_is_not_asked_again() {
     let plan = book.plan(std::slice::from_ref(&w));
     let mut extras = TickExtras::default();
     let m2 = br#"{"body": "", "properties": {"delivery_tag": "m2"}}"#.to_vec();
+    let error = |e: &[u8]| redis::parse_redis_value(e).unwrap();
+    // Per key: LPOS of the anchor, then LINDEX 0 and -1. A key that changed type is no
+    // reason to stop asking.
+    let wrongtype =
+        error(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+    let answers = [wrongtype, redis::Value::Nil, redis::Value::Nil];
+    read_answers(&mut extras, &plan, false, &answers);
+    assert!(!extras.lpos_refused);
+    assert_eq!(extras.positions[b"celery".as_slice()], None);
     let answers = [
+        error(b"-ERR unknown command 'LPOS'\r\n"),
         redis::Value::BulkString(m2.clone()),
         redis::Value::Nil,
-        redis::parse_redis_value(b"-ERR unknown command 'LPOS'\r\n").unwrap(),
     ];
     read_answers(&mut extras, &plan, false, &answers);
     assert!(extras.lpos_refused);
@@ -400,7 +412,7 @@ fn a_server_without_lpos_is_not_asked_again() {
         &mut other,
         &Plan {
             tail_keys: plan.tail_keys.clone(),
-            anchors: Vec::new(),
+            anchors: HashMap::new(),
         },
         false,
         &plain,
@@ -416,4 +428,82 @@ fn a_server_without_lpos_is_not_asked_again() {
         |_, _| 0,
     );
     assert!(book.plan(std::slice::from_ref(&w)).anchors.is_empty());
+}
+
+#[test]
+fn tasks_through_a_priority_key_empty_at_both_ticks_are_not_lost() {
+    // Two priority keys: `celery` keeps a backlog (anchored), the other stays empty while a
+    // worker keeps up with it: 5 new `unacked` tags per tick, 1 dequeue seen by LPOS.
+    let mut w = watch(&["celery"]);
+    w.layout.priority_steps = vec![0, 3];
+    let keys = w.layout.queue_keys("celery");
+    assert_eq!(keys.len(), 2);
+    let mut book = LiveBook::new(10.0);
+    let mut e = QueueEstimates::default();
+    let mut llen = 100;
+    for t in 0..=12u32 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(keys[0].clone(), llen);
+        extras.llen.insert(keys[1].clone(), 0);
+        extras
+            .heads
+            .insert(keys[0].clone(), format!("m{t}").into_bytes());
+        if t >= 1 {
+            extras.positions.insert(keys[0].clone(), Some(0));
+        }
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: if t >= 1 { 5 } else { 0 },
+                ..QueueChurn::default()
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut EventState::default(),
+            |_, _| llen,
+            |_, _| 2,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+        llen -= 1;
+    }
+    // 1 from the anchored key + 4 through the empty one, each taken as it came.
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(5.0, LIST_POSITION)));
+    assert_eq!(e.arrival_rate, Some(Estimate::new(4.0, LIST_POSITION)));
+    // Dequeues inferred from tags are not a count: no Little's law over them.
+    assert_ne!(e.service_time.map(|s| s.source), Some(OCCUPANCY));
+}
+
+#[test]
+fn heartbeats_do_not_replace_counted_rates() {
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut st = busy_worker(20);
+    let mut e = QueueEstimates::default();
+    for t in 0..=20u32 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 100);
+        extras
+            .heads
+            .insert(b"celery".to_vec(), format!("m{t}").into_bytes());
+        if t >= 1 {
+            extras.positions.insert(b"celery".to_vec(), Some(3));
+        }
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 100,
+            |_, _| 2,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    // LPOS counted 3 in and 3 out per second; the heartbeats' 50 starts/s do not override it.
+    assert_eq!(e.arrival_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
 }
