@@ -432,6 +432,8 @@ def cmd_exported_source(src):
                 text = open(os.path.join(dirpath, f)).read()
                 found |= set(re.findall(r'register_[a-z_]+!\(\s*"(celery_scaler_[a-z0-9_]+)"', text))
                 found |= set(re.findall(r'(?:Opts|opts)::new\(\s*"(celery_scaler_[a-z0-9_]+)"', text))
+                # Custom collectors describe their series with Desc::new.
+                found |= set(re.findall(r'Desc::new\(\s*"(celery_scaler_[a-z0-9_]+)"', text))
     errors = [f"registered in {src} but missing from EXPORTED_NOW: {m}" for m in sorted(found - EXPORTED_NOW)]
     errors += [f"in EXPORTED_NOW but not registered in {src}: {m}" for m in sorted(EXPORTED_NOW - found)]
     die(errors)

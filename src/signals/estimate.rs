@@ -197,18 +197,24 @@ struct WorkerState {
     freq: f64,
     last_seen: f64,
     starts: RateEstimator,
-    /// (time, `active`) of the heartbeats in the window, for the time-average of `active`.
-    actives: VecDeque<(f64, u64)>,
+    /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
+    /// its start), for Little's law over one and the same interval.
+    beats: VecDeque<(f64, u64, u64)>,
 }
 
 impl WorkerState {
-    /// Mean `active` over the heartbeats of the window (heartbeats are periodic, so this is
-    /// the time-average Little's law needs).
-    fn mean_active(&self) -> f64 {
-        if self.actives.is_empty() {
-            return self.active as f64;
+    /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
+    /// beats after the first (periodic, so their mean is the time-average) and `processed`
+    /// from the first to the last. Smoothed on purpose: the burst fast path of the start
+    /// rate would pair a one-interval rate with a window-long average.
+    fn littles_law_pair(&self) -> Option<(f64, f64)> {
+        let (&(t0, _, p0), &(t1, _, p1)) = (self.beats.front()?, self.beats.back()?);
+        if t1 <= t0 {
+            return None;
         }
-        self.actives.iter().map(|(_, a)| *a as f64).sum::<f64>() / self.actives.len() as f64
+        let later = self.beats.len() - 1;
+        let busy = self.beats.iter().skip(1).map(|b| b.1 as f64).sum::<f64>() / later as f64;
+        Some((busy, p1.saturating_sub(p0) as f64 / (t1 - t0)))
     }
 }
 
@@ -238,15 +244,21 @@ impl HeartbeatBook {
                 freq: hb.freq,
                 last_seen: now,
                 starts: RateEstimator::new(window),
-                actives: VecDeque::new(),
+                beats: VecDeque::new(),
             });
         w.active = hb.active;
         w.freq = if hb.freq > 0.0 { hb.freq } else { 2.0 };
         w.last_seen = now;
         w.starts.observe(now, hb.processed);
-        w.actives.push_back((now, hb.active));
-        while w.actives.front().is_some_and(|(t, _)| *t <= now - window) {
-            w.actives.pop_front();
+        if w.beats
+            .back()
+            .is_some_and(|&(t, _, p)| hb.processed < p || now <= t)
+        {
+            w.beats.clear();
+        }
+        w.beats.push_back((now, hb.active, hb.processed));
+        while w.beats.len() > 2 && w.beats[1].0 <= now - window {
+            w.beats.pop_front();
         }
     }
 
@@ -314,7 +326,10 @@ impl HeartbeatBook {
             out.running = out.running.saturating_add(w.active);
             if let Some(r) = w.starts.rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
-                out.busy += w.mean_active();
+            }
+            if let Some((busy, rate)) = w.littles_law_pair() {
+                out.busy += busy;
+                out.busy_start_rate += rate;
             }
         }
         out.start_rate = rates;
@@ -330,14 +345,17 @@ pub struct WorkerSummary {
     pub running: u64,
     /// Σ task starts per second over workers with a rate yet.
     pub start_rate: Option<f64>,
-    /// Σ time-averaged `active` over the same workers as `start_rate`.
+    /// Σ time-averaged `active` over the window.
     pub busy: f64,
+    /// Σ task starts per second over the same heartbeats as `busy` (smoothed, no fast path).
+    pub busy_start_rate: f64,
 }
 
 impl WorkerSummary {
-    /// Service time by Little's law over these workers: mean busy slots / start rate.
+    /// Service time by Little's law over these workers: mean busy slots / start rate, both
+    /// over the same heartbeats.
     pub fn service_time(&self) -> Option<f64> {
-        littles_law(self.busy, self.start_rate?)
+        littles_law(self.busy, self.busy_start_rate)
     }
 }
 

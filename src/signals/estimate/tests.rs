@@ -299,3 +299,43 @@ fn occupancy_gives_service_time_for_tasks_shorter_than_a_tick() {
     }
     assert_eq!(o.service_time(), None);
 }
+
+#[test]
+fn heartbeat_service_time_is_right_as_soon_as_load_starts_after_idling() {
+    // 30 s idle, then 2 busy slots with 0.5 s tasks (4 starts per second). The start rate
+    // alone takes the burst fast path (4/s at once) while the busy average still holds the
+    // idle beats: Little's law must pair both over the same heartbeats.
+    let mut b = HeartbeatBook::new(30.0);
+    let mut processed = 0;
+    for beat in 0..=19u64 {
+        let t = 2.0 * beat as f64;
+        let busy = t > 30.0;
+        if busy {
+            processed += 8;
+        }
+        b.record(
+            t,
+            &Heartbeat {
+                hostname: "svc@w".into(),
+                active: if busy { 2 } else { 0 },
+                processed,
+                freq: 2.0,
+            },
+        );
+        if t >= 34.0 {
+            let s = b.summary(t, "svc@").unwrap().service_time().unwrap();
+            assert!((s - 0.5).abs() <= 0.05, "at {t}: {s}");
+        }
+    }
+    // A restarted worker (counter back to 0) starts a new series, without a negative rate.
+    b.record(
+        40.0,
+        &Heartbeat {
+            hostname: "svc@w".into(),
+            active: 2,
+            processed: 3,
+            freq: 2.0,
+        },
+    );
+    assert_eq!(b.summary(40.0, "svc@").unwrap().service_time(), None);
+}
