@@ -44,26 +44,35 @@ impl RateEstimator {
 
     /// Events per second, or `None` before two samples.
     pub fn rate(&self) -> Option<f64> {
-        let (&(t1, c1), &(t0, c0)) = (self.samples.back()?, self.samples.front()?);
-        if t1 <= t0 {
-            return None;
-        }
-        let smoothed = (c1 - c0) as f64 / (t1 - t0);
         let n = self.samples.len();
-        let (tp, cp) = self.samples[n - 2];
-        let last = if t1 > tp {
-            (c1 - cp) as f64 / (t1 - tp)
-        } else {
-            0.0
-        };
-        // Only a real burst takes the fast path: counts credited one tick late (pub/sub or
-        // sampling jitter) can double a single tick of a steady stream, not triple it.
-        Some(if last > BURST_FACTOR * smoothed {
-            last
-        } else {
-            smoothed
-        })
+        rate_of(
+            *self.samples.front()?,
+            *self.samples.get(n.checked_sub(2)?)?,
+            *self.samples.back()?,
+        )
     }
+}
+
+/// Rate of a cumulative counter sampled at `first` … `previous`, `last` (time, count): the
+/// smoothed rate from first to last, or the last interval's when it is a burst.
+fn rate_of(first: (f64, u64), previous: (f64, u64), last: (f64, u64)) -> Option<f64> {
+    let ((t0, c0), (tp, cp), (t1, c1)) = (first, previous, last);
+    if t1 <= t0 {
+        return None;
+    }
+    let smoothed = c1.saturating_sub(c0) as f64 / (t1 - t0);
+    let recent = if t1 > tp {
+        c1.saturating_sub(cp) as f64 / (t1 - tp)
+    } else {
+        0.0
+    };
+    // Only a real burst takes the fast path: counts credited one tick late (pub/sub or
+    // sampling jitter) can double a single tick of a steady stream, not triple it.
+    Some(if recent > BURST_FACTOR * smoothed {
+        recent
+    } else {
+        smoothed
+    })
 }
 
 /// Arrival times of the messages in one list key, oldest first, kept from `lpush`/`rpop`
@@ -193,16 +202,33 @@ pub struct Heartbeat {
 
 #[derive(Clone, Debug)]
 struct WorkerState {
-    active: u64,
     freq: f64,
-    last_seen: f64,
-    starts: RateEstimator,
     /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
-    /// its start), for Little's law over one and the same interval.
+    /// its start); never empty. The latest is the worker's state now, `processed` over them
+    /// the start rate, and both together Little's law over one and the same interval.
     beats: VecDeque<(f64, u64, u64)>,
 }
 
 impl WorkerState {
+    fn latest(&self) -> (f64, u64, u64) {
+        self.beats.back().copied().unwrap_or_default()
+    }
+
+    fn last_seen(&self) -> f64 {
+        self.latest().0
+    }
+
+    fn active(&self) -> u64 {
+        self.latest().1
+    }
+
+    /// Task starts per second (with the burst fast path), `None` before two heartbeats.
+    fn start_rate(&self) -> Option<f64> {
+        let n = self.beats.len();
+        let point = |i: usize| self.beats.get(i).map(|&(t, _, p)| (t, p));
+        rate_of(point(0)?, point(n.checked_sub(2)?)?, point(n - 1)?)
+    }
+
     /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
     /// beats after the first (periodic, so their mean is the time-average) and `processed`
     /// from the first to the last. Smoothed on purpose: the burst fast path of the start
@@ -240,21 +266,18 @@ impl HeartbeatBook {
             .workers
             .entry(hb.hostname.clone())
             .or_insert_with(|| WorkerState {
-                active: 0,
                 freq: hb.freq,
-                last_seen: now,
-                starts: RateEstimator::new(window),
                 beats: VecDeque::new(),
             });
-        w.active = hb.active;
         w.freq = if hb.freq > 0.0 { hb.freq } else { 2.0 };
-        w.last_seen = now;
-        w.starts.observe(now, hb.processed);
-        if w.beats
-            .back()
-            .is_some_and(|&(t, _, p)| hb.processed < p || now <= t)
-        {
-            w.beats.clear();
+        // A counter that went back (the worker restarted) or a clock that did restarts the
+        // series; a second heartbeat at the same instant replaces the first.
+        match w.beats.back() {
+            Some(&(t, _, p)) if hb.processed < p || now < t => w.beats.clear(),
+            Some(&(t, ..)) if now == t => {
+                w.beats.pop_back();
+            }
+            _ => {}
         }
         w.beats.push_back((now, hb.active, hb.processed));
         while w.beats.len() > 2 && w.beats[1].0 <= now - window {
@@ -269,7 +292,7 @@ impl HeartbeatBook {
 
     fn expire(&mut self, now: f64) {
         self.workers
-            .retain(|_, w| now - w.last_seen <= 3.0 * w.freq.max(1.0));
+            .retain(|_, w| now - w.last_seen() <= 3.0 * w.freq.max(1.0));
     }
 
     /// Live workers matching `pattern` (see [`glob_match`]).
@@ -290,7 +313,7 @@ impl HeartbeatBook {
         let mut any = false;
         let total = self.matching(now, pattern).fold(0u64, |acc, w| {
             any = true;
-            acc.saturating_add(w.active)
+            acc.saturating_add(w.active())
         });
         any.then_some(total)
     }
@@ -299,7 +322,7 @@ impl HeartbeatBook {
     pub fn start_rate(&mut self, now: f64, pattern: &str) -> Option<f64> {
         let rates: Vec<f64> = self
             .matching(now, pattern)
-            .filter_map(|w| w.starts.rate())
+            .filter_map(WorkerState::start_rate)
             .collect();
         (!rates.is_empty()).then(|| rates.iter().sum())
     }
@@ -317,14 +340,14 @@ impl HeartbeatBook {
     /// forgetting anyone (for read-only copies). `None` when no live worker matches.
     pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
         let live = self.workers.iter().filter(|(name, w)| {
-            now - w.last_seen <= 3.0 * w.freq.max(1.0) && glob_match(pattern, name)
+            now - w.last_seen() <= 3.0 * w.freq.max(1.0) && glob_match(pattern, name)
         });
         let mut out = WorkerSummary::default();
         let mut rates = None::<f64>;
         for (_, w) in live {
             out.workers += 1;
-            out.running = out.running.saturating_add(w.active);
-            if let Some(r) = w.starts.rate() {
+            out.running = out.running.saturating_add(w.active());
+            if let Some(r) = w.start_rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
             }
             if let Some((busy, rate)) = w.littles_law_pair() {
