@@ -16,6 +16,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use service_support::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -159,7 +161,7 @@ async fn tls_negotiates_alpn_h2() {
     let pki = pki();
     let (server, _dir) = tls_server(&pki, false).await;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pki.ca.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(pki.ca.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

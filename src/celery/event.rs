@@ -125,30 +125,26 @@ pub fn parse_delivery_tag(message: &[u8]) -> Option<String> {
         .map(|m| m.properties.delivery_tag)
 }
 
-/// Standard base64 (padding optional, whitespace ignored); `None` on any other byte.
+/// kombu's base64 body (`base64.b64encode`: standard alphabet, padded). Line breaks and
+/// spaces are ignored, padding may be missing, and the URL-safe alphabet is accepted too;
+/// `None` on anything else.
 fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in text {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::{alphabet, Engine as _};
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|c| !matches!(c, b'\n' | b'\r' | b' '))
+        .collect();
+    STANDARD
+        .decode(&compact)
+        .or_else(|_| URL_SAFE.decode(&compact))
+        .ok()
 }
 
 #[cfg(test)]
@@ -214,6 +210,17 @@ mod tests {
             let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
             assert_eq!(decode_base64(encode(&data).as_bytes()).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn base64_tolerates_what_python_writes() {
+        // Unpadded, wrapped at any column, or in the URL-safe alphabet: same bytes.
+        assert_eq!(decode_base64(b"aGk").unwrap(), b"hi");
+        assert_eq!(decode_base64(b"aG\r\nk=").unwrap(), b"hi");
+        assert_eq!(decode_base64(b"-_8=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64(b"+/8=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64(b"").unwrap(), b"");
+        assert!(decode_base64(b"aGk@").is_none());
     }
 
     #[test]

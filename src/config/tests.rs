@@ -260,3 +260,42 @@ fn live_signal_timings_are_configurable_and_bounded() {
         assert!(e.contains(key), "{key} missing from: {e}");
     }
 }
+
+#[test]
+fn pem_contents_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap().pem();
+    let cert_path = write(&dir, "tls.crt", &cert);
+    let key_path = write(&dir, "tls.key", &key.serialize_pem());
+    let junk = write(&dir, "junk.pem", "-----BEGIN CERTIFICATE-----\n@@@\n");
+    let good = Flags {
+        tls_cert: Some(cert_path.to_string_lossy().to_string()),
+        tls_key: Some(key_path.to_string_lossy().to_string()),
+        ..Flags::default()
+    };
+    let c = load(None, &HashMap::new(), &good).unwrap();
+    assert!(c.tls.is_some_and(|t| t.cert_pem == cert.as_bytes()));
+    // A certificate where the key belongs holds no key; junk holds no certificate.
+    let swapped = Flags {
+        tls_cert: Some(junk.to_string_lossy().to_string()),
+        tls_key: Some(cert_path.to_string_lossy().to_string()),
+        tls_client_ca: Some(key_path.to_string_lossy().to_string()),
+        ..Flags::default()
+    };
+    let text = load(None, &HashMap::new(), &swapped)
+        .unwrap_err()
+        .to_string();
+    for (flag, problem) in [
+        ("--tls-cert", "holds no PEM certificate"),
+        ("--tls-key", "holds no PEM private key"),
+        ("--tls-client-ca", "holds no PEM certificate"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(flag) && l.contains(problem)),
+            "{flag}: {problem} missing in:\n{text}"
+        );
+    }
+}

@@ -14,6 +14,8 @@ use super::{
     DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -95,7 +97,7 @@ impl Check<'_> {
     fn cert_file(&mut self, raw: Option<&Raw>) -> Option<Vec<u8>> {
         let (text, origin) = self.text(raw)?;
         let bytes = self.file(text, origin)?;
-        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
         match certs {
             Ok(c) if !c.is_empty() => Some(bytes),
             _ => {
@@ -109,8 +111,8 @@ impl Check<'_> {
     fn key_file(&mut self, raw: Option<&Raw>) -> Option<Vec<u8>> {
         let (text, origin) = self.text(raw)?;
         let bytes = self.file(text, origin)?;
-        match rustls_pemfile::private_key(&mut bytes.as_slice()) {
-            Ok(Some(_)) => Some(bytes),
+        match PrivateKeyDer::from_pem_slice(&bytes) {
+            Ok(_) => Some(bytes),
             _ => {
                 self.problems
                     .push(format!("{origin}: {text:?} holds no PEM private key"));
@@ -402,7 +404,7 @@ fn validate_connection(
         .map(|(p, o)| (p.to_string(), o.to_string()));
     if let Some((path, origin)) = &ca_file {
         if let Some(bytes) = c.file(path, origin) {
-            let ok = rustls_pemfile::certs(&mut bytes.as_slice()).any(|r| r.is_ok());
+            let ok = CertificateDer::pem_slice_iter(&bytes).any(|r| r.is_ok());
             if !ok {
                 c.problems
                     .push(format!("{origin}: {path:?} holds no PEM certificate"));
