@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then lint, unit and
-# integration tests (real redis-server processes), the real-Celery end-to-end suite, and
+# integration tests (real redis-server processes), a bounded fuzz run of the parsers
+# (FUZZ_SECONDS per target, default 60), the real-Celery end-to-end suite, and
 # the offline validation of the Kubernetes manifests. Prints a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,8 @@ lint() {
 
 stage lint lint
 stage cargo-test cargo test --all-targets
+# The parsers hostile input reaches, fuzzed for FUZZ_SECONDS per target (tests/fuzz.rs).
+stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" cargo test --test fuzz -- --nocapture
 stage e2e env CELERY_SCALER_BIN="$root/target/debug/celery-scaler" bash tests/e2e/run.sh
 stage deploy bash deploy/validate.sh
 stage metrics bash deploy/check-metrics.sh "$root/target/debug/celery-scaler"
