@@ -1,8 +1,9 @@
 //! The `celery-scaler` binary: parses the command line and hands over to the library.
 //!
-//! Exit codes: 0 success (also after a SIGTERM drain); 64 invalid configuration or metadata;
-//! 69 broker unavailable (`inspect`); 70 the server failed; 71 a listener could not be bound;
-//! 130 a second signal aborted the drain.
+//! Exit codes: 0 success (also after a SIGTERM drain); 2 bad command line (clap); 64 invalid
+//! configuration or metadata, or any `simulate` error (unreadable or invalid scenario, an
+//! output file that cannot be written); 69 broker unavailable (`inspect`); 70 the server
+//! failed; 71 a listener could not be bound; 130 a second signal aborted the drain.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

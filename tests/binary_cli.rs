@@ -353,3 +353,19 @@ async fn second_signal_aborts_the_drain_with_130() {
     in_flight.abort();
     drop(silent);
 }
+
+#[test]
+fn simulate_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let (code, _, err) = run(&["simulate", "--scenario", missing.to_str().unwrap()], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = 3\n[[queues]]\n").unwrap();
+    let (code, _, err) = run(&["simulate", "--scenario", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+    let (code, _, err) = run(&["simulate", "--no-such-flag"], &[]);
+    assert_eq!(code, 2, "{err}");
+}

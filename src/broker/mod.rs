@@ -1,9 +1,11 @@
 //! Broker access: the only module that talks to Redis.
 //!
-//! One connection pool and one sampler per distinct [`BrokerSpec`]; triggers register
-//! [`WatchSet`]s and read [`WatchView`]s from the latest sample.
+//! One sampler per distinct [`BrokerSpec`], with no connection pool: the sampler owns one
+//! multiplexed Redis connection (plus one to a sentinel when the broker is found through
+//! Sentinel), and the event task one pub/sub connection. Triggers register [`WatchSet`]s and
+//! read [`WatchView`]s from the latest sample.
 //!
-//! Design (see `shared/design.md` §4): one sampler task per broker reads the union of that
+//! Design (ARCHITECTURE.md): one sampler task per broker reads the union of that
 //! broker's watch sets each tick (`sampler`), tracks kombu's `unacked` hash incrementally
 //! (`tracker`, `index`), and publishes a snapshot; requests answer from the latest snapshot
 //! and never touch Redis themselves. Only the first request for a new watch set waits (for a

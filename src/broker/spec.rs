@@ -1,5 +1,5 @@
 //! Which Redis a trigger talks to, and with which credentials: the data that identifies a
-//! connection pool. Pure data; secrets never appear in `Debug` or `Display`.
+//! broker's connections. Pure data; secrets never appear in `Debug` or `Display`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,8 +67,8 @@ pub struct TlsSpec {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Everything that identifies one broker connection pool. Two triggers with equal specs share
-/// one pool and one sampler.
+/// Everything that identifies one broker. Two triggers with equal specs share one sampler,
+/// hence its one multiplexed connection and its one pub/sub connection (there is no pool).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BrokerSpec {
     pub endpoint: Endpoint,

@@ -1,6 +1,6 @@
 //! Parsing of what Celery publishes on PUB/SUB (worker events) and of the one field the
-//! sampler reads from a queued message (its delivery tag). See `shared/celery-redis.md` §1.4
-//! and §5.
+//! sampler reads from a queued message (its delivery tag). See `docs/celery-redis.md` §3
+//! (envelope, delivery tags) and §8 (worker events).
 //!
 //! A worker event arrives as kombu's JSON envelope whose `body` is base64 of the JSON event
 //! (`hostname`, `active`, `processed`, `freq`, `type`, …). Pure code: no I/O, no clock.

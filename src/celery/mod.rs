@@ -1,7 +1,8 @@
 //! The Celery/kombu model of the Redis broker: key names and message parsing.
 //!
 //! Architecture Invariant: this module is pure. It does no I/O and reads no clock; times are
-//! passed in as epoch seconds. Facts it encodes are in `shared/celery-redis.md` §0–§4.
+//! passed in as epoch seconds. The facts it encodes, and how each was established, are in
+//! `docs/celery-redis.md`.
 
 mod event;
 mod keys;

@@ -1,4 +1,4 @@
-//! KEDA and the HPA as `shared/keda.md` §2.6–§3 describes them, as a pure state machine:
+//! KEDA and the HPA as `docs/keda.md` describes them, as a pure state machine:
 //! KEDA's polling loop (activation 0→1, `cooldownPeriod` 1→0), `external-push`, and the
 //! HPA's sync (AverageValue arithmetic in milli-units, tolerance, `behavior: nil`
 //! normalisation or a configured `behavior` with stabilisation windows and rate policies).
@@ -68,7 +68,7 @@ fn resolve(rules: Option<&Rules>, up: bool, default_down_window: f64) -> Resolve
     }
 }
 
-/// HPA proposal for one AverageValue metric (keda.md §3.2 step 1), in milli-units.
+/// HPA proposal for one AverageValue metric (`docs/keda.md`, "Proposal"), in milli-units.
 pub fn proposal(m: MetricSample, current: u32, tolerance: f64) -> u32 {
     let v = (m.value.max(0.0) * 1000.0).round();
     let t = (m.target * 1000.0).round().max(1.0);
@@ -162,7 +162,7 @@ impl Autoscaler {
         self.set(desired)
     }
 
-    /// keda.md §3.2 step 4(a): `behavior: nil`.
+    /// `docs/keda.md`, "Normalisation": no `behavior` (KEDA's default).
     fn normalize_default(&mut self, now: f64, current: u32, raw: u32) -> u32 {
         let window = self.cfg.downscale_stabilization;
         self.recommendations.retain(|(t, _)| *t > now - window);
@@ -179,7 +179,7 @@ impl Autoscaler {
         )
     }
 
-    /// keda.md §3.2 step 4(b): a configured `behavior`.
+    /// `docs/keda.md`, "Normalisation": a configured `behavior`.
     fn normalize_behavior(&mut self, now: f64, current: u32, raw: u32, b: &Behavior) -> u32 {
         let up = resolve(b.scale_up.as_ref(), true, self.cfg.downscale_stabilization);
         let down = resolve(
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn example_1_doubles_then_reaches_the_proposal() {
-        // keda.md §3.4: target 5, 42 queued, 3 pods → 6 this sync, 9 the next.
+        // docs/keda.md, worked example: target 5, 42 queued, 3 pods → 6 this sync, 9 the next.
         let mut a = at(3);
         assert_eq!(a.hpa_sync(0.0, &m(42.0)), Some(6));
         assert_eq!(a.hpa_sync(15.0, &m(42.0)), Some(9));

@@ -1,7 +1,12 @@
 //! The discrete-event core: a broker (FIFO lists per queue and priority step), worker pods
 //! (prefetch, early ack or `acks_late`, ETA holds, start-up delay, warm shutdown and SIGKILL
-//! at the end of the grace period), the sampler the real scaler runs (issue 4), and KEDA +
-//! the HPA driving the replica count from one policy.
+//! at the end of the grace period), a stand-in for the scaler's sampler, and KEDA + the HPA
+//! driving the replica count from one policy.
+//!
+//! The stand-in is an oracle, not the real sampler: `Sim::sample` computes the
+//! signals exactly from the simulator's own state and tags them with the source the real
+//! sampler would use. The scaler's estimators (`signals::estimate`, `broker::live`) do not
+//! run here, so simulated results are what the policy does with perfect estimates.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -676,7 +681,10 @@ impl Sim<'_> {
         self.gone(p);
     }
 
-    /// What the scaler's sampler reads at this tick (design.md §3, issue 4).
+    /// The signals at this tick, computed exactly (an oracle, not the scaler's estimators):
+    /// backlog and in-flight counts from the lists and pods, λ and the dequeue rate from
+    /// counted arrivals and starts over the configured windows, S from completed tasks, the
+    /// wait from the oldest list head. Tags name the source the real sampler would use.
     fn sample(&mut self) {
         let sc = self.sc;
         let s = &sc.sampler;

@@ -22,7 +22,7 @@ pub use scenario::Scenario;
 
 use crate::policy::{LatencySettings, PolicySettings};
 
-/// Errors of the simulator (the CLI maps them to exit code 64 for bad input, 1 otherwise).
+/// Errors of the simulator (the CLI exits 64 on any of them).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{path}: {source}")]

@@ -39,7 +39,7 @@ pub struct Scenario {
     pub base_dir: PathBuf,
 }
 
-/// KEDA ScaledObject and HPA settings (keda.md §2.6–§3).
+/// KEDA ScaledObject and HPA settings (`docs/keda.md`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KedaSpec {

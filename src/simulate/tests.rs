@@ -119,7 +119,7 @@ fn external_push_starts_the_first_task_within_startup_plus_one_tick() {
 fn warm_shutdown_restores_held_eta_tasks() {
     // Every task has a 20-minute countdown: workers fetch and hold them in `unacked`.
     // keda-redis sees an empty list, scales to zero after the cooldown, and the warm
-    // shutdown restores the held tasks (the flapping loop of peers.md §5.7).
+    // shutdown restores the held tasks, and the loop starts over (keda-redis flaps).
     let mut sc = scenario(
         "prefetch_multiplier = 1\nacks_late = false\ntermination_grace = 60",
         r#"{ kind = "constant", value = 5 }"#,

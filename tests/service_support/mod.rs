@@ -146,7 +146,7 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// One kombu `unacked` value: `[message, exchange, routing_key]` (shared/celery-redis.md §3.3).
+/// One kombu `unacked` value: `[message, exchange, routing_key]` (docs/celery-redis.md §4).
 pub fn unacked_value(tag: &str, exchange: &str, routing_key: &str, eta: Option<&str>) -> String {
     let eta = eta
         .map(|e| format!("\"{e}\""))

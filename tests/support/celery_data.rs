@@ -1,4 +1,4 @@
-//! Celery-shaped test data, written exactly as kombu writes it (shared/celery-redis.md):
+//! Celery-shaped test data, written exactly as kombu writes it (docs/celery-redis.md):
 //! JSON envelopes LPUSHed to queue keys, `unacked` values `[message, exchange, routing_key]`
 //! with their `unacked_index` scores, and `_kombu.binding.<exchange>` members.
 

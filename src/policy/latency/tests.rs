@@ -1,4 +1,5 @@
-//! Table tests and property tests (design.md §5 invariants) for `latency` mode.
+//! Table tests and property tests (the invariants listed in `docs/scaling.md`) for `latency`
+//! mode.
 
 use super::*;
 use crate::signals::Estimate;
