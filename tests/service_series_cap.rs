@@ -6,6 +6,7 @@
 mod service_support;
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use celery_scaler::config::Config;
@@ -41,12 +42,45 @@ fn value(body: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Log lines of the process, kept to read back.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 async fn scrape(server: &TestServer) -> String {
     http_get(server.admin, "/metrics").await.unwrap().1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_expiry() {
+    let logs = Logs::default();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
     let redis = RedisServer::start();
     let server = TestServer::start(Config {
         // Long enough that none of the first 40 expires while they are asked, even under load.
@@ -58,9 +92,11 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
     let mut client = server.client().await;
     let addr = redis.address();
     let meta = [("address", addr.as_str()), ("queues", "celery")];
+    // Long names: the warning quotes a truncated sample, never a whole label value.
+    let long = "x".repeat(200);
     for i in 0..40 {
         client
-            .is_active(object(&format!("so-{i}"), &meta))
+            .is_active(object(&format!("so-{i}-{long}"), &meta))
             .await
             .unwrap();
     }
@@ -99,7 +135,7 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
     );
 
     // A new queue does not fit either: its series are refused, the rest keeps working.
-    let other = object("so-0", &[("address", &addr), ("queues", "other")]);
+    let other = object("other", &[("address", &addr), ("queues", "other")]);
     assert!(client.is_active(other.clone()).await.is_ok());
     let body = scrape(&server).await;
     assert_eq!(lines(&body, &["queue=\"other\""]), Vec::<&str>::new());
@@ -107,6 +143,21 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
         refused(&body, "celery_scaler_queue_backlog") >= 1.0,
         "{body}"
     );
+
+    // 25 refused ScaledObjects, one warning (once per minute per family), names cut short.
+    let text = logs.text();
+    let warned = |family: &str| {
+        text.lines()
+            .filter(|l| l.contains("series cap reached") && l.contains(family))
+            .count()
+    };
+    assert_eq!(warned("family=\"celery_scaler_metric_value\""), 1, "{text}");
+    assert_eq!(
+        warned("family=\"celery_scaler_queue_backlog\""),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("WARN") && !text.contains(&long), "{text}");
 
     // Once the first ScaledObjects expire, new ones fit again.
     tokio::time::sleep(Duration::from_millis(3500)).await;
