@@ -183,5 +183,11 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
         1,
         "{body}"
     );
+    // Nothing leaked: what is reserved now is one queue and `late`, exactly.
+    assert_eq!(
+        value(&body, "celery_scaler_series_reserved"),
+        (PER_QUEUE + PER_OBJECT) as f64,
+        "{body}"
+    );
     server.stop(LIMIT).await.unwrap();
 }
