@@ -1,9 +1,9 @@
 //! The use case both the gRPC service and `inspect` run: trigger metadata → settings →
 //! the broker's latest view → the policy's decision. One code path for both.
 
-use std::collections::HashMap;
 mod series;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
