@@ -57,6 +57,7 @@ const TOP_KEYS: &[&str] = &[
     "signal_window_seconds",
     "idle_expiry_seconds",
     "reconcile_period_seconds",
+    "max_series",
 ];
 
 /// Keys of one named connection.
@@ -127,6 +128,8 @@ pub struct Config {
     pub idle_expiry: Duration,
     /// Full re-read of `unacked` (and re-check of keyspace notifications) at most this often.
     pub reconcile_period: Duration,
+    /// Cap on per-ScaledObject and per-queue metric series.
+    pub max_series: usize,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
 }
@@ -146,6 +149,7 @@ impl Default for Config {
             signal_window: Duration::from_secs_f64(DEFAULT_SIGNAL_WINDOW_SECS),
             idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
             reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
+            max_series: crate::telemetry::DEFAULT_MAX_SERIES,
             connections: NamedConnections::new(),
         }
     }

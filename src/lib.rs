@@ -17,4 +17,5 @@ pub mod scaler;
 pub mod server;
 pub mod signals;
 pub mod simulate;
+pub mod telemetry;
 pub mod trigger;

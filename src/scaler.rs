@@ -1,42 +1,16 @@
 //! The use case both the gRPC service and `inspect` run: trigger metadata → settings →
 //! the broker's latest view → the policy's decision. One code path for both.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+mod series;
 
-use prometheus::{register_gauge_vec, GaugeVec};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::broker::{BrokerError, NamedConnections, Registry, Subscription, WatchView};
 use crate::policy::{decide_live, Decision, PolicySettings};
 use crate::signals::{Estimate, LiveSignals};
 use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
-
-static METRIC_VALUE: LazyLock<GaugeVec> = LazyLock::new(|| {
-    register_gauge_vec!(
-        "celery_scaler_metric_value",
-        "Latest metric value answered for a ScaledObject.",
-        &["namespace", "scaled_object"]
-    )
-    .expect("metric registers once")
-});
-
-static ACTIVE: LazyLock<GaugeVec> = LazyLock::new(|| {
-    register_gauge_vec!(
-        "celery_scaler_active",
-        "Latest activation answered for a ScaledObject (1 active, 0 idle).",
-        &["namespace", "scaled_object"]
-    )
-    .expect("metric registers once")
-});
-
-static DECISION_SLOTS: LazyLock<GaugeVec> = LazyLock::new(|| {
-    register_gauge_vec!(
-        "celery_scaler_decision_slots",
-        "Breakdown of the latest metric value of a ScaledObject by component.",
-        &["namespace", "scaled_object", "component"]
-    )
-    .expect("metric registers once")
-});
 
 /// Errors of one evaluation; the gRPC module maps them to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +58,7 @@ pub struct Scaler {
 
 impl Scaler {
     pub fn new(registry: Arc<Registry>, connections: NamedConnections) -> Self {
+        series::init();
         Self {
             registry,
             triggers: TriggerCache::default(),
@@ -162,18 +137,15 @@ impl Scaler {
         Ok((settings, sub))
     }
 
-    /// Exports the decision for one ScaledObject on `/metrics`.
-    pub fn record(namespace: &str, scaled_object: &str, decision: &Decision) {
-        METRIC_VALUE
-            .with_label_values(&[namespace, scaled_object])
-            .set(decision.metric_value);
-        ACTIVE
-            .with_label_values(&[namespace, scaled_object])
-            .set(if decision.active { 1.0 } else { 0.0 });
-        for c in &decision.breakdown {
-            DECISION_SLOTS
-                .with_label_values(&[namespace, scaled_object, c.component])
-                .set(c.value);
-        }
+    /// Exports the decision for one ScaledObject on `/metrics`. Its series go when the
+    /// ScaledObject has not been answered for the sampler's idle expiry (the time after which
+    /// its watch set stops being sampled), and count against the series cap.
+    pub fn record(&self, namespace: &str, scaled_object: &str, decision: &Decision) {
+        series::record(namespace, scaled_object, decision, self.series_expiry());
+    }
+
+    /// How long a ScaledObject's series outlive its latest answer.
+    fn series_expiry(&self) -> Duration {
+        self.registry.settings().idle_expiry
     }
 }

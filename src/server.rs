@@ -73,6 +73,7 @@ pub async fn run(
     install_crypto_provider();
     admin::init_metrics();
     grpc::init_metrics();
+    crate::telemetry::series_budget().set_cap(config.max_series);
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let admin_addr = admin
         .local_addr()

@@ -40,6 +40,9 @@ EXPORTED_NOW = {
     "celery_scaler_sample_age_seconds",
     "celery_scaler_watch_sets",
     "celery_scaler_build_info",
+    # the series cap (max_series)
+    "celery_scaler_series_refused_total",
+    "celery_scaler_series_reserved",
     # live signals (issue 4): per queue, set from the first sample of a watched queue
     "celery_scaler_queue_arrival_rate",
     "celery_scaler_queue_dequeue_rate",

@@ -34,7 +34,6 @@ use crate::signals::estimate::{
 use crate::signals::{Estimate, LiveSignals};
 
 use super::events::{worker_pattern, Desired, EventState};
-use super::metrics;
 use super::tracker::Tracker;
 use super::WatchSet;
 use crate::celery::parse_delivery_tag;
@@ -345,7 +344,7 @@ impl LiveBook {
 
 /// Queues whose workers are known: a watch set of exactly that queue names them with
 /// `workerHostnames` (with several, the smallest pattern wins, the same on every tick).
-fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
+pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
     let mut out: HashMap<(Layout, String), &str> = HashMap::new();
     for w in watches {
         if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
@@ -694,24 +693,6 @@ pub(crate) fn attribute_churn(
             }
         }
     }
-}
-
-/// Sets the per-queue live gauges (first watch set wins for a queue label).
-pub(crate) fn export(broker: &str, data: &LiveData, watches: &[WatchSet]) {
-    let mut done = HashSet::new();
-    for w in watches {
-        for q in &w.queues {
-            let name = format!("{}{q}", String::from_utf8_lossy(&w.layout.prefix));
-            if !done.insert(name.clone()) {
-                continue;
-            }
-            let Some(e) = data.queues.get(&(w.layout.clone(), q.clone())) else {
-                continue;
-            };
-            metrics::set_live(broker, &name, e);
-        }
-    }
-    metrics::retain_live(broker, &done);
 }
 
 /// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,

@@ -11,9 +11,11 @@ use prometheus::{
     IntCounterVec,
 };
 
-use super::live::QueueEstimates;
+use super::live::{single_queue_workers, LiveData, QueueEstimates};
+use super::WatchSet;
 use crate::celery::InFlightState;
 use crate::signals::Estimate;
+use crate::telemetry::series_budget;
 
 pub(crate) static QUEUE_BACKLOG: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
@@ -231,6 +233,42 @@ const SAMPLER_MODES: [(&str, &[&str]); 4] = [
 ];
 const RUNNING_MODES: [&str; 2] = ["heartbeat", "none"];
 
+/// The most series one queue's live signals create: four value gauges, running, and one
+/// `signal_mode` series per (signal, mode) pair. Reserved in the series budget as a whole.
+const LIVE_FAMILIES: [(&str, usize); 6] = [
+    ("celery_scaler_queue_arrival_rate", 1),
+    ("celery_scaler_queue_dequeue_rate", 1),
+    ("celery_scaler_queue_wait_seconds", 1),
+    ("celery_scaler_queue_service_time_seconds", 1),
+    ("celery_scaler_queue_running", 1),
+    ("celery_scaler_signal_mode", mode_series()),
+];
+
+/// The `signal_mode` series of one queue: one per (signal, mode) pair.
+const fn mode_series() -> usize {
+    let mut n = RUNNING_MODES.len();
+    let mut i = 0;
+    while i < SAMPLER_MODES.len() {
+        n += SAMPLER_MODES[i].1.len();
+        i += 1;
+    }
+    n
+}
+
+fn live_reserved() -> usize {
+    LIVE_FAMILIES.iter().map(|(_, n)| n).sum()
+}
+
+/// The series of one queue's counts: backlog and the three in-flight states.
+const COUNT_FAMILIES: [(&str, usize); 2] = [
+    ("celery_scaler_queue_backlog", 1),
+    ("celery_scaler_queue_in_flight", 3),
+];
+
+fn count_reserved() -> usize {
+    COUNT_FAMILIES.iter().map(|(_, n)| n).sum()
+}
+
 /// Queues with live series, by broker (to remove them when no longer watched).
 static LIVE_SERIES: LazyLock<Mutex<HashMap<String, BTreeSet<String>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -255,8 +293,28 @@ fn set_modes(broker: &str, queue: &str, signal: &str, modes: &[&str], active: &s
     }
 }
 
-/// Sets one queue's live gauges from the sampler's estimates.
-pub(crate) fn set_live(broker: &str, queue: &str, e: &QueueEstimates) {
+/// Whether `queue` of `broker` has live series, reserving them in the series budget if new.
+fn admit_live(broker: &str, queue: &str) -> bool {
+    let mut all = live_series();
+    let known = all.get(broker).is_some_and(|q| q.contains(queue));
+    if known {
+        return true;
+    }
+    if !series_budget().reserve(&LIVE_FAMILIES, &format!("{broker} {queue}")) {
+        return false;
+    }
+    all.entry(broker.to_string())
+        .or_default()
+        .insert(queue.to_string());
+    true
+}
+
+/// Sets one queue's live gauges from the sampler's estimates (nothing when the queue's
+/// series do not fit in the series budget).
+fn set_live(broker: &str, queue: &str, e: &QueueEstimates) -> bool {
+    if !admit_live(broker, queue) {
+        return false;
+    }
     let gauges = [
         (&*QUEUE_ARRIVAL_RATE, e.arrival_rate),
         (&*QUEUE_DEQUEUE_RATE, e.dequeue_rate),
@@ -289,14 +347,42 @@ pub(crate) fn set_live(broker: &str, queue: &str, e: &QueueEstimates) {
     set_modes(broker, queue, "wait", arrival, mode_of(e.wait.as_ref()));
     let service = e.service_time.map_or("none", |e| e.source);
     set_modes(broker, queue, "service_time", SAMPLER_MODES[3].1, service);
-    live_series()
-        .entry(broker.to_string())
-        .or_default()
-        .insert(queue.to_string());
+    true
+}
+
+/// Sets every watched queue's live gauges from one tick (the first watch set wins for a
+/// queue label), and removes those of queues no longer watched. Running tasks come from the
+/// heartbeats of the workers credited to the queue: those named by `workerHostnames` of a
+/// watch set of that queue alone (the same crediting as the sampler's start rate and
+/// service time); other queues show `signal_mode{signal="running",mode="none"}`.
+pub(crate) fn export_live(broker: &str, data: &LiveData, watches: &[WatchSet], now: f64) {
+    let workers = single_queue_workers(watches);
+    let mut done = HashSet::new();
+    for w in watches {
+        for q in &w.queues {
+            let name = format!("{}{q}", String::from_utf8_lossy(&w.layout.prefix));
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            let id = (w.layout.clone(), q.clone());
+            let Some(e) = data.queues.get(&id) else {
+                continue;
+            };
+            if !set_live(broker, &name, e) {
+                continue;
+            }
+            let running = workers.get(&id).and_then(|pattern| {
+                let book = data.heartbeats.get(&w.layout.prefix)?;
+                Some(book.summary(now, pattern)?.running as f64)
+            });
+            set_running(broker, &name, running);
+        }
+    }
+    retain_live(broker, &done);
 }
 
 /// Sets a queue's running tasks from heartbeats (`None`: no matching worker).
-pub(crate) fn set_running(broker: &str, queue: &str, running: Option<f64>) {
+fn set_running(broker: &str, queue: &str, running: Option<f64>) {
     match running {
         Some(v) => QUEUE_RUNNING.with_label_values(&[broker, queue]).set(v),
         None => {
@@ -332,18 +418,24 @@ fn remove_live(broker: &str, queue: &str) {
 }
 
 /// Removes the live series of queues of `broker` not in `keep`.
-pub(crate) fn retain_live(broker: &str, keep: &HashSet<String>) {
+fn retain_live(broker: &str, keep: &HashSet<String>) {
     let mut all = live_series();
     let Some(queues) = all.get_mut(broker) else {
         return;
     };
+    let mut freed = 0;
     queues.retain(|q| {
         let kept = keep.contains(q);
         if !kept {
             remove_live(broker, q);
+            freed += live_reserved();
         }
         kept
     });
+    if queues.is_empty() {
+        all.remove(broker);
+    }
+    series_budget().release(freed);
 }
 
 /// The per-queue series one sampler has set, so it can remove exactly those.
@@ -353,7 +445,13 @@ pub(crate) struct QueueSeries {
 }
 
 impl QueueSeries {
+    /// Sets one queue's counts (nothing when its series do not fit in the series budget).
     pub(crate) fn set(&mut self, broker: &str, queue: &str, backlog: u64, counts: [u64; 3]) {
+        if !self.queues.contains(queue)
+            && !series_budget().reserve(&COUNT_FAMILIES, &format!("{broker} {queue}"))
+        {
+            return;
+        }
         QUEUE_BACKLOG
             .with_label_values(&[broker, queue])
             .set(backlog as f64);
@@ -379,6 +477,7 @@ impl QueueSeries {
                 let _ = QUEUE_IN_FLIGHT.remove_label_values(&[broker, &queue, state]);
             }
             self.queues.remove(&queue);
+            series_budget().release(count_reserved());
         }
     }
 }

@@ -122,21 +122,15 @@ impl PartialEq for Heartbeats {
 impl WatchView {
     /// Live signals for a trigger whose workers' hostnames match `worker_hostnames` (a glob,
     /// or a prefix without wildcards): the sampler's estimates plus running tasks, start rate
-    /// and service time from those workers' heartbeats. Also exports the running gauges.
+    /// and service time from those workers' heartbeats. (The running gauges on `/metrics`
+    /// are the sampler's, set every tick.)
     pub fn live_signals(&self, worker_hostnames: Option<&str>) -> Vec<LiveSignals> {
-        let out = live::live_signals(
+        live::live_signals(
             sampler::epoch_now(),
             &self.live,
             self.heartbeats.0.as_deref(),
             worker_hostnames,
-        );
-        if worker_hostnames.is_some() {
-            for l in &out {
-                let running = l.running.and_then(|e| e.usable());
-                metrics::set_running(&self.broker, &l.name, running);
-            }
-        }
-        out
+        )
     }
 }
 

@@ -375,7 +375,7 @@ pub(crate) async fn run(
                     data,
                     &mut keyspace_checked,
                 ));
-                live::export(&label, &live_data, &watches);
+                metrics::export_live(&label, &live_data, &watches, epoch_now());
                 debug!(broker = %label, watch_sets = watches.len(), ms = elapsed.as_millis() as u64, "sampled");
             }
             Err(e) => {

@@ -299,3 +299,28 @@ fn pem_contents_are_checked() {
         );
     }
 }
+
+#[test]
+fn the_series_cap_is_configurable_and_bounded() {
+    assert_eq!(
+        load(None, &env(&[]), &Flags::default()).unwrap().max_series,
+        crate::telemetry::DEFAULT_MAX_SERIES
+    );
+    let c = load(
+        None,
+        &env(&[("CELERY_SCALER_MAX_SERIES", "2500")]),
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.max_series, 2500);
+    for bad in ["0", "-1", "1e4", "99999999999"] {
+        let e = load(
+            None,
+            &env(&[("CELERY_SCALER_MAX_SERIES", bad)]),
+            &Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("CELERY_SCALER_MAX_SERIES"), "{bad}: {e}");
+    }
+}

@@ -66,6 +66,21 @@ impl Check<'_> {
         }
     }
 
+    fn count(&mut self, raw: Option<&Raw>, default: usize, min: usize, max: usize) -> usize {
+        let Some((text, origin)) = self.text(raw) else {
+            return default;
+        };
+        match text.parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.problems.push(format!(
+                    "{origin}: must be a whole number from {min} to {max}, got {text:?}"
+                ));
+                default
+            }
+        }
+    }
+
     fn bool(&mut self, raw: Option<&Raw>) -> bool {
         let Some((text, origin)) = self.text(raw) else {
             return false;
@@ -254,6 +269,12 @@ pub(super) fn validate(
         1.0,
         86_400.0,
     );
+    let max_series = c.count(
+        top("max_series"),
+        crate::telemetry::DEFAULT_MAX_SERIES,
+        100,
+        10_000_000,
+    );
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
         if let Some(spec) = validate_connection(&mut c, name, fields, env) {
@@ -273,6 +294,7 @@ pub(super) fn validate(
         signal_window,
         idle_expiry,
         reconcile_period,
+        max_series,
         connections,
     }
 }

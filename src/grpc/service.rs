@@ -76,7 +76,7 @@ impl ScalerService {
             .evaluate_settings(settings)
             .await
             .map_err(|e| fail(&so, e))?;
-        Scaler::record(&so.namespace, &so.name, &eval.decision);
+        self.scaler.record(&so.namespace, &so.name, &eval.decision);
         let value = finite_non_negative(eval.decision.metric_value);
         Ok(GetMetricsResponse {
             metric_values: vec![MetricValue {
@@ -94,7 +94,7 @@ impl ScalerService {
             .evaluate(&so.scaler_metadata)
             .await
             .map_err(|e| fail(so, e))?;
-        Scaler::record(&so.namespace, &so.name, &eval.decision);
+        self.scaler.record(&so.namespace, &so.name, &eval.decision);
         Ok(IsActiveResponse {
             result: eval.decision.active,
         })
