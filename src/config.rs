@@ -455,6 +455,7 @@ fn to_raw(value: Value, origin: String) -> Result<Raw, String> {
     Ok(Raw { value, origin })
 }
 
+pub mod text;
 mod validate;
 
 #[cfg(test)]

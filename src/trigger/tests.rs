@@ -1,6 +1,9 @@
 //! Table-driven tests for trigger metadata parsing.
 
 use super::*;
+use std::sync::Arc;
+
+use crate::broker::{Endpoint, HostPort, TlsSpec};
 use crate::policy::LatencySettings;
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
