@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::text::{parse_bool, parse_number, parse_uint, shown};
 use super::{
     Config, LogFormat, Raw, RawConfig, RawValue, ServerTls, DEFAULT_ADMIN_LISTEN,
     DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
@@ -14,6 +15,7 @@ use super::{
     DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
+use crate::trigger::limits::{MAX_DATABASE_INDEX, MAX_SENTINELS};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -43,7 +45,8 @@ impl Check<'_> {
         };
         text.parse().unwrap_or_else(|_| {
             self.problems.push(format!(
-                "{origin}: must be IP:port (e.g. {default}), got {text:?}"
+                "{origin}: must be IP:port (e.g. {default}), got {}",
+                shown(text)
             ));
             fallback
         })
@@ -53,11 +56,12 @@ impl Check<'_> {
         let Some((text, origin)) = self.text(raw) else {
             return Duration::from_secs_f64(default);
         };
-        match text.parse::<f64>() {
-            Ok(n) if n.is_finite() && (min..=max).contains(&n) => Duration::from_secs_f64(n),
-            _ => {
+        match parse_number(text, min, max) {
+            Some(n) => Duration::from_secs_f64(n),
+            None => {
                 self.problems.push(format!(
-                    "{origin}: must be a number of seconds from {min} to {max}, got {text:?}"
+                    "{origin}: must be a number of seconds from {min} to {max}, got {}",
+                    shown(text)
                 ));
                 Duration::from_secs_f64(default)
             }
@@ -68,24 +72,36 @@ impl Check<'_> {
         let Some((text, origin)) = self.text(raw) else {
             return false;
         };
-        match text.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                self.problems
-                    .push(format!("{origin}: must be true or false, got {text:?}"));
-                false
-            }
-        }
+        parse_bool(text).unwrap_or_else(|| {
+            self.problems.push(format!(
+                "{origin}: must be true or false, got {}",
+                shown(text)
+            ));
+            false
+        })
     }
 
-    /// Reads a file that must exist; `what` says what it should hold.
+    /// Reads a file that must exist.
     fn file(&mut self, text: &str, origin: &str) -> Option<Vec<u8>> {
         match std::fs::read(text) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 self.problems
-                    .push(format!("{origin}: cannot read {text:?}: {e}"));
+                    .push(format!("{origin}: cannot read {}: {e}", shown(text)));
+                None
+            }
+        }
+    }
+
+    /// Reads a file that holds a credential; the error names the setting, not the path.
+    fn secret_file(&mut self, text: &str, origin: &str) -> Option<Vec<u8>> {
+        match std::fs::read(text) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problems.push(format!(
+                    "{origin}: cannot read the file it names ({}; path not shown)",
+                    e.kind()
+                ));
                 None
             }
         }
@@ -99,8 +115,10 @@ impl Check<'_> {
         match certs {
             Ok(c) if !c.is_empty() => Some(bytes),
             _ => {
-                self.problems
-                    .push(format!("{origin}: {text:?} holds no PEM certificate"));
+                self.problems.push(format!(
+                    "{origin}: {} holds no PEM certificate",
+                    shown(text)
+                ));
                 None
             }
         }
@@ -112,19 +130,23 @@ impl Check<'_> {
         match rustls_pemfile::private_key(&mut bytes.as_slice()) {
             Ok(Some(_)) => Some(bytes),
             _ => {
-                self.problems
-                    .push(format!("{origin}: {text:?} holds no PEM private key"));
+                self.problems.push(format!(
+                    "{origin}: {} holds no PEM private key",
+                    shown(text)
+                ));
                 None
             }
         }
     }
 
     fn host_port(&mut self, text: &str, origin: &str) -> Option<HostPort> {
-        match parse_host_port(text) {
-            Some(hp) => Some(hp),
-            None => {
-                self.problems
-                    .push(format!("{origin}: must be host:port, got {text:?}"));
+        match HostPort::parse(text) {
+            Ok(hp) => Some(hp),
+            Err(why) => {
+                self.problems.push(format!(
+                    "{origin}: must be host:port ({why}), got {}",
+                    shown(text)
+                ));
                 None
             }
         }
@@ -146,22 +168,24 @@ impl Check<'_> {
                 ));
                 None
             }
+            // The variable's name is not echoed: a password pasted here by mistake would be.
             (Some((var, origin)), None) => match env.get(var).filter(|v| !v.is_empty()) {
                 Some(v) => Some(Secret::new(v.clone())),
                 None => {
                     self.problems.push(format!(
-                        "{origin}: environment variable {var} is not set (or empty)"
+                        "{origin}: the environment variable it names is not set or empty \
+                         (name not shown: this key holds a credential reference)"
                     ));
                     None
                 }
             },
             (None, Some((path, origin))) => {
-                let bytes = self.file(path, origin)?;
+                let bytes = self.secret_file(path, origin)?;
                 match String::from_utf8(bytes) {
                     Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
                     Err(_) => {
                         self.problems
-                            .push(format!("{origin}: {path:?} is not UTF-8 text"));
+                            .push(format!("{origin}: the file it names is not UTF-8 text"));
                         None
                     }
                 }
@@ -169,19 +193,6 @@ impl Check<'_> {
             (None, None) => None,
         }
     }
-}
-
-/// `host:port` or `[v6]:port`.
-pub(super) fn parse_host_port(text: &str) -> Option<HostPort> {
-    let (host, port) = match text.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:")?,
-        None => text.rsplit_once(':').filter(|(h, _)| !h.contains(':'))?,
-    };
-    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
-    (!host.is_empty()).then(|| HostPort {
-        host: host.to_string(),
-        port,
-    })
 }
 
 pub(super) fn validate(
@@ -199,7 +210,7 @@ pub(super) fn validate(
         Some((t, _)) if t.eq_ignore_ascii_case("json") => LogFormat::Json,
         Some((t, origin)) => {
             c.problems
-                .push(format!("{origin}: must be text or json, got {t:?}"));
+                .push(format!("{origin}: must be text or json, got {}", shown(t)));
             LogFormat::Text
         }
     };
@@ -302,6 +313,15 @@ fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
     let cert = c.cert_file(cert_raw);
     let key = c.key_file(key_raw);
     let ca = c.cert_file(ca_raw);
+    if let (Some(cert_pem), Some(key_pem)) = (&cert, &key) {
+        if let Err(why) = check_key_pair(cert_pem, key_pem) {
+            let origin = key_raw.map(|r| r.origin.as_str()).unwrap_or("tls_key");
+            c.problems.push(format!(
+                "{origin}: the key does not belong to the certificate (tls_cert): {why}"
+            ));
+            return None;
+        }
+    }
     match (cert, key) {
         (Some(cert_pem), Some(key_pem)) if has_ca == ca.is_some() => Some(ServerTls {
             cert_pem,
@@ -309,6 +329,29 @@ fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
             client_ca_pem: ca,
         }),
         _ => None,
+    }
+}
+
+/// Checks that the private key in `key_pem` is the one of the first certificate in
+/// `cert_pem` (rustls compares the key's public half with the certificate's), so a
+/// mismatched pair is a config error before any port is bound.
+fn check_key_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("unreadable certificate ({})", e.kind()))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .ok()
+        .flatten()
+        .ok_or("unreadable private key")?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unsupported private key ({e})"))?;
+    match rustls::sign::CertifiedKey::new(certs, signing).keys_match() {
+        Ok(()) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -336,17 +379,30 @@ fn validate_connection(
                 .collect()
         }
     };
+    if sentinels.len() > MAX_SENTINELS {
+        c.problems.push(format!(
+            "{}: lists {} sentinels; at most {MAX_SENTINELS} are accepted",
+            at("sentinels"),
+            sentinels.len()
+        ));
+    }
     let endpoint = match (address, master) {
-        (Some((_, origin)), Some(_)) => {
+        (Some((text, origin)), Some(_)) => {
             c.problems.push(format!(
                 "{origin}: give either address or sentinel_master (with sentinels), not both"
             ));
+            // Check every value anyway, so one pass reports all that is wrong.
+            c.host_port(text, origin);
+            for (s, origin) in &sentinels {
+                c.host_port(s, origin);
+            }
             None
         }
         (None, None) => {
             c.problems.push(format!(
-                "{}: connection {name:?} needs address (host:port) or sentinel_master with sentinels",
-                at("address")
+                "{}: connection {} needs address (host:port) or sentinel_master with sentinels",
+                at("address"),
+                shown(name)
             ));
             None
         }
@@ -356,6 +412,16 @@ fn validate_connection(
                     "{}: sentinels are only used with sentinel_master",
                     at("sentinels")
                 ));
+            }
+            for key in [
+                "sentinel_username",
+                "sentinel_password_env",
+                "sentinel_password_file",
+            ] {
+                if c.text(fields.get(key)).is_some() {
+                    c.problems
+                        .push(format!("{}: applies only with sentinel_master", at(key)));
+                }
             }
             c.host_port(text, origin).map(Endpoint::Direct)
         }
@@ -384,11 +450,13 @@ fn validate_connection(
     };
     let db = match c.text(fields.get("database")) {
         None => 0,
-        Some((t, origin)) => match t.parse::<i64>() {
-            Ok(n) if n >= 0 => n,
-            _ => {
-                c.problems
-                    .push(format!("{origin}: must be an integer ≥ 0, got {t:?}"));
+        Some((t, origin)) => match parse_uint(t, MAX_DATABASE_INDEX) {
+            Some(n) => n as i64,
+            None => {
+                c.problems.push(format!(
+                    "{origin}: must be an integer 0-{MAX_DATABASE_INDEX}, got {}",
+                    shown(t)
+                ));
                 0
             }
         },
@@ -404,8 +472,10 @@ fn validate_connection(
         if let Some(bytes) = c.file(path, origin) {
             let ok = rustls_pemfile::certs(&mut bytes.as_slice()).any(|r| r.is_ok());
             if !ok {
-                c.problems
-                    .push(format!("{origin}: {path:?} holds no PEM certificate"));
+                c.problems.push(format!(
+                    "{origin}: {} holds no PEM certificate",
+                    shown(path)
+                ));
             }
         }
         if !tls_on {
