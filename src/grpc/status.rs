@@ -2,7 +2,7 @@
 //!
 //! | error | code | why |
 //! |---|---|---|
-//! | invalid trigger metadata | `INVALID_ARGUMENT` | the ScaledObject must change; message names every bad key, never a secret value |
+//! | invalid trigger metadata, or a `ScaledObjectRef` namespace/name that is not a Kubernetes name | `INVALID_ARGUMENT` | the ScaledObject must change; message names every bad key, never a secret value, and is at most [`MAX_MESSAGE_BYTES`] |
 //! | unknown `metricName` | `NOT_FOUND` | the metric asked for is not one this trigger serves (KEDA asks only for names we returned) |
 //! | broker unreachable, auth failure, timeout, stale sample, Sentinel failure | `UNAVAILABLE` | the scaler is fine but cannot see the broker now; KEDA retries and `fallback` applies. Timeouts are ours (Redis I/O), not the caller's deadline, so they are `UNAVAILABLE`, not `DEADLINE_EXCEEDED` |
 //! | scaler shutting down | `UNAVAILABLE` | retry on another replica |

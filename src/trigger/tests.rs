@@ -4,6 +4,7 @@ use super::*;
 use std::sync::Arc;
 
 use crate::broker::{Endpoint, HostPort, TlsSpec};
+use crate::celery::{Layout, DEFAULT_SEPARATOR};
 use crate::policy::LatencySettings;
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
