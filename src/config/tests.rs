@@ -333,6 +333,7 @@ fn lax_values_are_refused() {
         ("database", "+1"),
         ("database", "1e3"),
         ("tls", "maybe"),
+        ("username", "u\nx"),
     ];
     for (key, value) in cases {
         let mut vars = vec![(

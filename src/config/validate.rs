@@ -15,7 +15,9 @@ use super::{
     DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
-use crate::trigger::limits::{MAX_DATABASE_INDEX, MAX_SENTINELS};
+use crate::trigger::limits::{
+    MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
+};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -149,6 +151,22 @@ impl Check<'_> {
                 ));
                 None
             }
+        }
+    }
+
+    /// Checks a user or master name: at most `max` bytes, no spaces or control characters
+    /// (it reaches logs and the broker label).
+    fn name(&mut self, text: &str, origin: &str, max: usize) {
+        if text.len() > max {
+            self.problems.push(format!(
+                "{origin}: is {} bytes; at most {max} are accepted",
+                text.len()
+            ));
+        } else if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            self.problems.push(format!(
+                "{origin}: must not hold spaces or control characters, got {}",
+                shown(text)
+            ));
         }
     }
 
@@ -356,7 +374,8 @@ fn validate_connection(
             }
             c.host_port(text, origin).map(Endpoint::Direct)
         }
-        (None, Some((master, _))) => {
+        (None, Some((master, origin))) => {
+            c.name(master, origin, MAX_NAME_BYTES);
             if sentinels.is_empty() {
                 c.problems.push(format!(
                     "{}: sentinel_master needs at least one sentinel (host:port)",
@@ -367,9 +386,10 @@ fn validate_connection(
                 .iter()
                 .filter_map(|(s, origin)| c.host_port(s, origin))
                 .collect();
-            let username = c
-                .text(fields.get("sentinel_username"))
-                .map(|(u, _)| u.to_string());
+            let username = c.text(fields.get("sentinel_username")).map(|(u, origin)| {
+                c.name(u, origin, MAX_USERNAME_BYTES);
+                u.to_string()
+            });
             let password = c.secret(fields, "sentinel_password", env);
             Some(Endpoint::Sentinel {
                 master: master.to_string(),
@@ -392,7 +412,10 @@ fn validate_connection(
             }
         },
     };
-    let username = c.text(fields.get("username")).map(|(u, _)| u.to_string());
+    let username = c.text(fields.get("username")).map(|(u, origin)| {
+        c.name(u, origin, MAX_USERNAME_BYTES);
+        u.to_string()
+    });
     let password = c.secret(fields, "password", env);
     let tls_on = c.bool(fields.get("tls"));
     let insecure = c.bool(fields.get("insecure_skip_verify"));
