@@ -14,8 +14,8 @@ use crate::config::text::shown;
 use crate::scaler::ScalerError;
 
 /// Longest status message sent, in bytes. Each echoed value is already cut to a few dozen
-/// characters; this bounds the sum (many problems at once) well below what gRPC clients
-/// accept in a trailer (grpc-core refuses messages from about 8-16 KiB of metadata).
+/// characters; this bounds the sum (many problems at once) far below the size at which
+/// grpc-core clients replace the status with `RESOURCE_EXHAUSTED` (about 20 KB of message).
 pub const MAX_MESSAGE_BYTES: usize = 2048;
 
 /// Maps `err` to a status whose message is safe to send (no credentials) and short.

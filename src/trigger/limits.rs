@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::{MetadataError, Problem, KEDA_KEYS};
 use crate::config::text::shown;
 
-/// Most keys one metadata map may hold (the parser knows ~45 including `…FromEnv` forms).
+/// Most keys one metadata map may hold (the parser knows about 40, counting `…FromEnv` forms).
 pub const MAX_METADATA_KEYS: usize = 64;
 /// Longest metadata key, in bytes (the longest known key has 23).
 pub const MAX_KEY_BYTES: usize = 64;
