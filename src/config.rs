@@ -270,7 +270,34 @@ fn absorb_file(path: &Path, raw: &mut RawConfig, problems: &mut Vec<String>) {
             let shown = path.display().to_string();
             absorb_map(map, raw, problems, &|key| format!("{key} (in {shown})"));
         }
-        Err(e) => problems.push(format!("config file {}: {e}", path.display())),
+        Err(e) => problems.push(format!(
+            "config file {}: {}",
+            path.display(),
+            parse_error(&e.to_string())
+        )),
+    }
+}
+
+/// What a parse error of the file may say: where, never what. The parsers quote the offending
+/// line, which may hold a password, so only its line and column are kept.
+fn parse_error(detail: &str) -> String {
+    let number_after = |word: &str| {
+        let lower = detail.to_ascii_lowercase();
+        let start = lower.find(word)? + word.len();
+        let digits: String = lower[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    };
+    match (number_after("line "), number_after("column ")) {
+        (Some(line), Some(col)) => format!(
+            "syntax error at line {line}, column {col} (the line is not shown: it may hold a secret)"
+        ),
+        (Some(line), None) => {
+            format!("syntax error at line {line} (the line is not shown: it may hold a secret)")
+        }
+        _ => "cannot be parsed (details not shown: they may quote a secret)".to_string(),
     }
 }
 
@@ -459,6 +486,7 @@ fn to_raw(value: Value, origin: String) -> Result<Raw, String> {
     Ok(Raw { value, origin })
 }
 
+pub mod text;
 mod validate;
 
 #[cfg(test)]

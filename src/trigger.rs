@@ -4,12 +4,12 @@
 //! content ([`TriggerCache`]). Every problem is reported at once, each naming its key; values
 //! of secret keys are never echoed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
-use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
-use crate::celery::{Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
+use crate::broker::{BrokerSpec, NamedConnections, Secret, WatchSet};
+
+use crate::config::text::{parse_bool, parse_number, shown};
 use crate::policy::latency::DEFAULT_MIN_HEADROOM;
 use crate::policy::{
     LatencySettings, PolicySettings, DEFAULT_ACTIVATION_LIST_LENGTH, DEFAULT_LIST_LENGTH,
@@ -23,8 +23,6 @@ pub const DEFAULT_REDIS_PORT: u16 = 6379;
 pub const DEFAULT_VISIBILITY_TIMEOUT_SECS: f64 = 3600.0;
 /// The smallest target KEDA can carry (it formats targets with `%.3f`).
 pub const MIN_TARGET: f64 = 0.001;
-/// How many parsed settings the cache keeps before it starts over.
-const CACHE_CAPACITY: usize = 4096;
 
 /// Keys KEDA reads or passes through for its own use; accepted and ignored here.
 const KEDA_KEYS: &[&str] = &[
@@ -147,6 +145,15 @@ impl fmt::Display for MetadataError {
     }
 }
 
+/// A key as an error may name it: as is when printable ASCII, else quoted and escaped.
+fn key_shown(key: &str) -> String {
+    if key.bytes().all(|b| b.is_ascii_graphic()) {
+        key.to_string()
+    } else {
+        shown(key)
+    }
+}
+
 /// Reads keys from the map, recording problems as it goes.
 struct Reader<'a> {
     map: &'a HashMap<String, String>,
@@ -156,7 +163,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn problem(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push(Problem {
-            key: key.to_string(),
+            key: key_shown(key),
             message: message.into(),
         });
     }
@@ -190,42 +197,39 @@ impl<'a> Reader<'a> {
         self.get(key).is_some()
     }
 
-    /// Describes a bad value without echoing secrets.
+    /// Describes a bad value: truncated, and never a secret.
     fn shown(key: &str, value: &str) -> String {
         if SECRET_KEYS.contains(&key) {
             "(value hidden)".to_string()
         } else {
-            format!("got {value:?}")
+            format!("got {}", shown(value))
         }
     }
 
     fn bool(&mut self, key: &str, default: bool) -> bool {
-        match self.get(key) {
-            None => default,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    let shown = Self::shown(key, v);
-                    self.problem(key, format!("must be true or false, {shown}"));
-                    default
-                }
-            },
-        }
-    }
-
-    fn number(&mut self, key: &str, default: f64, min: f64, inclusive: bool) -> f64 {
         let Some(v) = self.get(key) else {
             return default;
         };
-        match v.parse::<f64>() {
-            Ok(n) if n.is_finite() && (n > min || (inclusive && n == min)) => n,
-            _ => {
-                let bound = if inclusive { "≥" } else { ">" };
-                self.problem(key, format!("must be a number {bound} {min}, got {v:?}"));
-                default
-            }
-        }
+        parse_bool(v).unwrap_or_else(|| {
+            let shown = Self::shown(key, v);
+            self.problem(key, format!("must be true or false, {shown}"));
+            default
+        })
+    }
+
+    /// A finite number in `min..=max`.
+    fn number(&mut self, key: &str, default: f64, min: f64, max: f64) -> f64 {
+        let Some(v) = self.get(key) else {
+            return default;
+        };
+        parse_number(v, min, max).unwrap_or_else(|| {
+            let shown = Self::shown(key, v);
+            self.problem(
+                key,
+                format!("must be a number ≥ {min} and ≤ {max}, {shown}"),
+            );
+            default
+        })
     }
 
     fn secret(&mut self, key: &str) -> Option<Secret> {
@@ -238,19 +242,22 @@ pub fn parse(
     metadata: &HashMap<String, String>,
     connections: &NamedConnections,
 ) -> Result<TriggerSettings, MetadataError> {
+    limits::check_map(metadata)?;
     let mut r = Reader {
         map: metadata,
         problems: Vec::new(),
     };
     check_unknown_keys(&mut r);
-    let broker = parse_broker(&mut r, connections);
+    let broker = broker::parse_broker(&mut r, connections);
     let layout = parse_layout(&mut r);
     let queues = parse_queues(&mut r);
+    check_watched_lists(&mut r, &queues, &layout);
+    let (vt_min, vt_max) = limits::VISIBILITY_TIMEOUT_RANGE;
     let vt = r.number(
         "visibilityTimeout",
         DEFAULT_VISIBILITY_TIMEOUT_SECS,
-        0.0,
-        false,
+        vt_min,
+        vt_max,
     );
     let policy = parse_policy(&mut r);
     let worker_hostnames = parse_worker_hostnames(&mut r);
@@ -297,281 +304,19 @@ fn check_unknown_keys(r: &mut Reader<'_>) {
     }
 }
 
-fn parse_host_port(r: &mut Reader<'_>, key: &str, text: &str) -> Option<HostPort> {
-    let text = text.trim();
-    let split = match text.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:"),
-        None => text
-            .rsplit_once(':')
-            .filter(|(host, _)| !host.contains(':')),
-    };
-    match split.and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))) {
-        Some((host, port)) if !host.is_empty() && port > 0 => Some(HostPort {
-            host: host.to_string(),
-            port,
-        }),
-        _ => {
-            r.problem(key, format!("must be host:port, got {text:?}"));
-            None
-        }
-    }
-}
-
-fn parse_broker(r: &mut Reader<'_>, connections: &NamedConnections) -> Option<BrokerSpec> {
-    let db_override = r.get("databaseIndex").map(|v| v.to_string());
-    let db = match db_override.as_deref() {
-        None => None,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => Some(n),
-            _ => {
-                r.problem(
-                    "databaseIndex",
-                    format!("must be an integer ≥ 0, got {v:?}"),
-                );
-                None
-            }
-        },
-    };
-    if let Some(name) = r.get("connection") {
-        let inline: Vec<&str> = INLINE_BROKER_KEYS
-            .iter()
-            .copied()
-            .filter(|k| r.has(k))
-            .collect();
-        for key in inline {
-            r.problem(
-                key,
-                "cannot be combined with connection (the named connection defines the broker)",
-            );
-        }
-        return match connections.get(name) {
-            Some(spec) => {
-                let mut spec = spec.clone();
-                if let Some(db) = db {
-                    spec.db = db;
-                }
-                Some(spec)
-            }
-            None => {
-                let known: Vec<&str> = connections.keys().map(String::as_str).collect();
-                let known = if known.is_empty() {
-                    "the scaler's config defines no connections".to_string()
-                } else {
-                    format!("known: {}", known.join(", "))
-                };
-                r.problem(
-                    "connection",
-                    format!("no connection named {name:?} ({known})"),
-                );
-                None
-            }
-        };
-    }
-
-    let tls_on = if r.has("brokerTLS") {
-        r.bool("brokerTLS", false)
-    } else {
-        r.bool("enableTLS", false)
-    };
-    let insecure = r.bool("unsafeSsl", false);
-    let tls = tls_on.then_some(TlsSpec {
-        insecure,
-        ca_file: None,
-    });
-    let username = r.get("username").map(str::to_string);
-    let password = r.secret("password");
-
-    let endpoint = if let Some(master) = r.get("sentinelMaster") {
-        let list = r.get("addresses").or_else(|| r.get("address"));
-        let Some(list) = list else {
-            r.problem(
-                "addresses",
-                "sentinelMaster needs the sentinels in addresses (host:port,host:port)",
-            );
-            return None;
-        };
-        let mut sentinels = Vec::new();
-        for item in list.split(',').filter(|s| !s.trim().is_empty()) {
-            sentinels.push(parse_host_port(r, "addresses", item)?);
-        }
-        if sentinels.is_empty() {
-            r.problem("addresses", "lists no sentinel");
-            return None;
-        }
-        Endpoint::Sentinel {
-            master: master.to_string(),
-            sentinels,
-            username: r.get("sentinelUsername").map(str::to_string),
-            password: r.secret("sentinelPassword"),
-        }
-    } else if let Some(addr) = r.get("address").or_else(|| r.get("addresses")) {
-        let key = if r.has("address") {
-            "address"
-        } else {
-            "addresses"
-        };
-        let mut items = addr.split(',').map(str::trim).filter(|s| !s.is_empty());
-        let first = items.next().unwrap_or_default();
-        if items.next().is_some() {
-            r.problem(
-                key,
-                "a standalone broker takes one host:port (use sentinelMaster for Sentinel)",
-            );
-        }
-        Endpoint::Direct(parse_host_port(r, key, first)?)
-    } else if let Some(host) = r.get("host") {
-        let port = match r.get("port") {
-            None => DEFAULT_REDIS_PORT,
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    r.problem("port", format!("must be a port number 1-65535, got {p:?}"));
-                    return None;
-                }
-            },
-        };
-        Endpoint::Direct(HostPort {
-            host: host.to_string(),
-            port,
-        })
-    } else {
-        r.problem(
-            "address",
-            "no broker given: set address (host:port), host and port, sentinelMaster with addresses, or connection",
-        );
-        return None;
-    };
-    Some(BrokerSpec {
-        endpoint,
-        db: db.unwrap_or(0),
-        username,
-        password,
-        tls,
-    })
-}
-
-fn parse_layout(r: &mut Reader<'_>) -> Layout {
-    let prefix = r
-        .map
-        .get("keyPrefix")
-        .cloned()
-        .unwrap_or_default()
-        .into_bytes();
-    let separator = match r.map.get("prioritySeparator").filter(|s| !s.is_empty()) {
-        None => DEFAULT_SEPARATOR.to_vec(),
-        Some(text) => match unescape(text) {
-            Ok(sep) if !sep.is_empty() => sep,
-            Ok(_) => {
-                r.problem("prioritySeparator", "must not be empty");
-                DEFAULT_SEPARATOR.to_vec()
-            }
-            Err(msg) => {
-                r.problem("prioritySeparator", msg);
-                DEFAULT_SEPARATOR.to_vec()
-            }
-        },
-    };
-    let priority_steps = match r.get("prioritySteps") {
-        None => DEFAULT_PRIORITY_STEPS.to_vec(),
-        Some(text) => {
-            let parsed: Result<Vec<u32>, _> =
-                text.split(',').map(|s| s.trim().parse::<u32>()).collect();
-            match parsed {
-                Ok(mut steps) if !steps.is_empty() && steps.iter().all(|s| *s <= 255) => {
-                    steps.sort_unstable();
-                    steps.dedup();
-                    steps
-                }
-                _ => {
-                    r.problem(
-                        "prioritySteps",
-                        format!("must be a comma-separated list of integers 0-255, got {text:?}"),
-                    );
-                    DEFAULT_PRIORITY_STEPS.to_vec()
-                }
-            }
-        }
-    };
-    Layout {
-        prefix,
-        separator,
-        priority_steps,
-    }
-}
-
-/// Turns the escaped text form (`\x06\x16`, `\\`) into bytes; other characters stand for
-/// their UTF-8 bytes.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push(b'\\'),
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                match u8::from_str_radix(&hex, 16) {
-                    Ok(b) if hex.len() == 2 => out.push(b),
-                    _ => return Err(format!("bad escape \\x{hex} in {text:?} (want \\xHH)")),
-                }
-            }
-            other => {
-                let shown = other.map(String::from).unwrap_or_default();
-                return Err(format!(
-                    "bad escape \\{shown} in {text:?} (use \\xHH or \\\\)"
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn parse_queues(r: &mut Reader<'_>) -> Vec<String> {
-    let queues = r.get("queues");
-    let list_name = r.get("listName");
-    let text = match (queues, list_name) {
-        (Some(q), Some(l)) if q != l => {
-            r.problem(
-                "listName",
-                "is an alias for one queue; give either queues or listName",
-            );
-            q
-        }
-        (Some(q), _) => q,
-        (None, Some(l)) => {
-            if l.contains(',') {
-                r.problem("listName", "names one queue; use queues for several");
-            }
-            l
-        }
-        (None, None) => DEFAULT_QUEUE,
-    };
-    let mut out: Vec<String> = Vec::new();
-    for name in text.split(',').map(str::trim) {
-        if name.is_empty() {
-            r.problem("queues", format!("has an empty queue name in {text:?}"));
-        } else if !out.iter().any(|q| q == name) {
-            out.push(name.to_string());
-        }
-    }
-    if out.is_empty() {
-        out.push(DEFAULT_QUEUE.to_string());
-    }
-    out
-}
-
 fn parse_policy(r: &mut Reader<'_>) -> PolicySettings {
     let mode = r.get("mode").unwrap_or("backlog");
-    let list_length = r.number("listLength", DEFAULT_LIST_LENGTH, MIN_TARGET, true);
+    let list_length = r.number(
+        "listLength",
+        DEFAULT_LIST_LENGTH,
+        MIN_TARGET,
+        limits::MAX_TASK_COUNT,
+    );
     let activation = r.number(
         "activationListLength",
         DEFAULT_ACTIVATION_LIST_LENGTH,
         0.0,
-        true,
+        limits::MAX_TASK_COUNT,
     );
     match mode {
         "latency" => parse_latency(r, activation),
@@ -579,7 +324,10 @@ fn parse_policy(r: &mut Reader<'_>) -> PolicySettings {
             if other != "backlog" {
                 r.problem(
                     "mode",
-                    format!("unknown mode {other:?} (supported: backlog, latency)"),
+                    format!(
+                        "unknown mode {} (supported: backlog, latency)",
+                        shown(other)
+                    ),
                 );
             }
             for key in LATENCY_KEYS {
@@ -596,24 +344,35 @@ fn parse_policy(r: &mut Reader<'_>) -> PolicySettings {
 }
 
 fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
-    let required = |r: &mut Reader<'_>, key: &str, what: &str| {
+    let required = |r: &mut Reader<'_>, key: &str, what: &str, max: f64| {
         if r.has(key) {
-            r.number(key, 1.0, MIN_TARGET, true)
+            r.number(key, 1.0, MIN_TARGET, max)
         } else {
             r.problem(key, format!("is required with mode: latency ({what})"));
             1.0
         }
     };
-    let concurrency = required(r, "concurrency", "tasks one worker pod runs at once");
+    let concurrency = required(
+        r,
+        "concurrency",
+        "tasks one worker pod runs at once",
+        limits::MAX_CONCURRENCY,
+    );
     let target_latency = required(
         r,
         "targetLatency",
         "seconds a task may wait before it starts",
+        limits::MAX_SECONDS,
     );
     let task_duration = r
         .has("taskDuration")
-        .then(|| r.number("taskDuration", 1.0, 0.0, false));
-    let min_headroom = r.number("minHeadroom", DEFAULT_MIN_HEADROOM, 0.0, true);
+        .then(|| r.number("taskDuration", 1.0, MIN_TARGET, limits::MAX_SECONDS));
+    let min_headroom = r.number(
+        "minHeadroom",
+        DEFAULT_MIN_HEADROOM,
+        0.0,
+        limits::MAX_TASK_COUNT,
+    );
     PolicySettings::Latency(LatencySettings {
         concurrency,
         target_latency,
@@ -621,19 +380,6 @@ fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
         min_headroom,
         activation_list_length: activation,
     })
-}
-
-/// `workerHostnames`: a non-empty glob or prefix of printable characters.
-fn parse_worker_hostnames(r: &mut Reader<'_>) -> Option<String> {
-    let v = r.get("workerHostnames")?;
-    if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        r.problem(
-            "workerHostnames",
-            format!("must be a hostname glob or prefix without spaces, got {v:?}"),
-        );
-        return None;
-    }
-    Some(v.to_string())
 }
 
 /// `celery-<queues joined by ->`, lowercase and path-safe; a hash suffix keeps names that had
@@ -661,42 +407,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Parsed settings cached by metadata content.
-#[derive(Default)]
-pub struct TriggerCache {
-    entries: Mutex<HashMap<BTreeMap<String, String>, Arc<TriggerSettings>>>,
-}
+mod broker;
+mod cache;
+pub mod limits;
+mod watch;
 
-impl TriggerCache {
-    /// Parses `metadata` (or returns the cached result for the same content).
-    pub fn get(
-        &self,
-        metadata: &HashMap<String, String>,
-        connections: &NamedConnections,
-    ) -> Result<Arc<TriggerSettings>, MetadataError> {
-        let key: BTreeMap<String, String> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(hit) = self.lock().get(&key) {
-            return Ok(hit.clone());
-        }
-        let settings = Arc::new(parse(metadata, connections)?);
-        let mut entries = self.lock();
-        if entries.len() >= CACHE_CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, settings.clone());
-        Ok(settings)
-    }
+pub use cache::TriggerCache;
+pub use watch::unescape;
+use watch::{check_watched_lists, parse_layout, parse_queues, parse_worker_hostnames};
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<BTreeMap<String, String>, Arc<TriggerSettings>>> {
-        // A poisoned cache holds only immutable parsed values: keep using it.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;

@@ -112,12 +112,17 @@ connections:
         "sample_interval_seconds",
         "tls_client_ca",
         "connections.app",
-        "CELERY_SCALER_TEST_UNSET_PASSWORD",
+        "connections.app.password_env",
         "CELERY_SCALER_ADMIN_LISTEN",
         "CELERY_SCALER_SHUTDOWN_GRACE_SECONDS",
     ] {
         assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
     }
+    // A credential setting's value (here a variable name) is never echoed.
+    assert!(
+        !stderr.contains("CELERY_SCALER_TEST_UNSET_PASSWORD"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("serving") && stdout.is_empty(), "{stderr}");
     // Nothing was bound: the gRPC address is still free.
     std::net::TcpListener::bind(&grpc).unwrap();

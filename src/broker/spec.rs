@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::celery::Layout;
@@ -32,6 +33,77 @@ impl fmt::Debug for Secret {
 pub struct HostPort {
     pub host: String,
     pub port: u16,
+}
+
+/// Longest host name accepted (DNS allows 253 characters).
+pub const MAX_HOST_LEN: usize = 253;
+
+impl HostPort {
+    /// Parses `host:port` or `[v6]:port` strictly and normalises it, so that two spellings of
+    /// one endpoint compare equal: the host is lowercased and loses a trailing dot, IP
+    /// addresses take their canonical form. Refused: a sign or anything but ASCII digits in
+    /// the port, port 0, an empty host, a host with spaces, control or non-ASCII characters,
+    /// and trailing text. The error says why, without echoing the input.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (host, port) = rest.split_once("]:").ok_or("want [IPv6]:port")?;
+                let ip: Ipv6Addr = host.parse().map_err(|_| "not an IPv6 address in [ ]")?;
+                (ip.to_string(), port)
+            }
+            None => {
+                let (host, port) = text.rsplit_once(':').ok_or("no :port")?;
+                if host.contains(':') {
+                    return Err("an IPv6 address must be written [address]:port");
+                }
+                (host.to_string(), port)
+            }
+        };
+        Self::from_parts(&host, port)
+    }
+
+    /// A host and a port given apart (trigger `host` and `port`), checked and normalised like
+    /// [`HostPort::parse`].
+    pub fn from_parts(host: &str, port: &str) -> Result<Self, &'static str> {
+        let port = Self::parse_port(port)?;
+        let host = normalise_host(host)?;
+        Ok(Self { host, port })
+    }
+
+    /// A port: 1 to 5 ASCII digits, 1-65535 (no sign, no spaces).
+    pub fn parse_port(text: &str) -> Result<u16, &'static str> {
+        const WHY: &str = "the port must be a number 1-65535";
+        if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(WHY);
+        }
+        text.parse::<u16>().ok().filter(|p| *p > 0).ok_or(WHY)
+    }
+}
+
+/// Lowercase ASCII name (letters, digits, `-`, `_`, `.`) or an IP address; IPv6 without
+/// brackets. Trailing dot removed, IPs canonical.
+fn normalise_host(host: &str) -> Result<String, &'static str> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err("the host is longer than 253 characters");
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if !host.bytes().all(allowed) {
+        return Err("the host may hold only ASCII letters, digits, '-', '_' and '.'");
+    }
+    if host
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+    {
+        return Err("the host has an empty label or one longer than 63 characters");
+    }
+    Ok(host.to_ascii_lowercase())
 }
 
 impl fmt::Display for HostPort {
@@ -158,5 +230,68 @@ mod tests {
         assert!(!debug.contains("hunter2-secret") && !debug.contains("sentinel-pw-123"));
         assert_eq!(spec.label(), "sentinel:mymaster/2");
         assert_eq!(BrokerSpec::direct("::1", 6379).label(), "[::1]:6379/0");
+    }
+
+    #[test]
+    fn host_port_normalises_one_endpoint_to_one_value() {
+        let same = [
+            ("localhost:6379", "localhost:6379"),
+            ("LOCALHOST:6379", "localhost:6379"),
+            ("localhost.:6379", "localhost:6379"),
+            ("Redis.Default.SVC.:6380", "redis.default.svc:6380"),
+            ("[::1]:6379", "[::1]:6379"),
+            ("[0:0:0:0:0:0:0:1]:6379", "[::1]:6379"),
+            ("[2001:DB8::0:1]:1", "[2001:db8::1]:1"),
+            ("10.0.0.5:6379", "10.0.0.5:6379"),
+            ("redis_master:6379", "redis_master:6379"),
+        ];
+        for (text, want) in same {
+            let hp = HostPort::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(hp.to_string(), want, "{text}");
+        }
+        assert_eq!(
+            HostPort::parse("LOCALHOST:6379").ok(),
+            HostPort::parse("localhost:6379").ok()
+        );
+        assert_eq!(
+            HostPort::from_parts("LocalHost.", "6379").ok(),
+            HostPort::parse("localhost:6379").ok()
+        );
+    }
+
+    #[test]
+    fn host_port_is_strict() {
+        let bad = [
+            "h",
+            "h:0",
+            ":1",
+            "h:x",
+            "::1:6379",
+            "127.0.0.1:+6379",
+            "127.0.0.1:-1",
+            "127.0.0.1: 6379",
+            "127.0.0.1:65536",
+            "127.0.0.1:006379",
+            "[::1]:6379,",
+            "[::1]",
+            "[nothost]:1",
+            "[::1]x:6379",
+            "my host:6379",
+            " host:6379",
+            "ho\0st:6379",
+            "ho\nst:6379",
+            "host:６３７９",
+            "ｈｏｓｔ:6379",
+            "h\u{7f}:1",
+            "a..b:1",
+            ".:1",
+            "h:1:2",
+        ];
+        for text in bad {
+            assert!(HostPort::parse(text).is_err(), "accepted {text:?}");
+        }
+        let long = format!("{}:1", "a".repeat(MAX_HOST_LEN + 1));
+        assert!(HostPort::parse(&long).is_err());
+        assert!(HostPort::from_parts("h", "+1").is_err());
     }
 }

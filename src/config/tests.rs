@@ -1,9 +1,8 @@
 //! Unit tests of configuration layering and validation.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use super::validate::parse_host_port;
 use super::*;
-use crate::broker::{Endpoint, Secret};
+use crate::broker::{Endpoint, HostPort, Secret};
 use std::path::PathBuf;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -165,7 +164,7 @@ connections:
         "typo_setting",
         "connections.both",
         "connections.none.address",
-        "SURELY_UNSET_VARIABLE_123",
+        "connections.pw.password_env",
         "connections.pwfile.password_file",
         "connections.pwfile.ca_file",
         "CELERY_SCALER_ADMIN_LISTEN",
@@ -192,15 +191,15 @@ fn unknown_extension_and_missing_file() {
 #[test]
 fn host_port_forms() {
     assert_eq!(
-        parse_host_port("h:1").map(|h| h.to_string()),
+        HostPort::parse("h:1").ok().map(|h| h.to_string()),
         Some("h:1".into())
     );
     assert_eq!(
-        parse_host_port("[::1]:6379").map(|h| h.to_string()),
+        HostPort::parse("[::1]:6379").ok().map(|h| h.to_string()),
         Some("[::1]:6379".into())
     );
     for bad in ["h", "h:0", ":1", "h:x", "::1:6379"] {
-        assert!(parse_host_port(bad).is_none(), "{bad}");
+        assert!(HostPort::parse(bad).is_err(), "{bad}");
     }
 }
 
@@ -323,4 +322,130 @@ fn the_series_cap_is_configurable_and_bounded() {
         .to_string();
         assert!(e.contains("CELERY_SCALER_MAX_SERIES"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn syntax_errors_give_line_and_column_never_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hunter2-Sup3rSecret";
+    let cases = [
+        (
+            "c.toml",
+            format!("grpc_listen = \"0.0.0.0:9090\"\n[connections.app]\naddress = \"h:1\"\npassword = \"{secret}\n"),
+        ),
+        (
+            "c.toml",
+            format!("[connections.app]\naddress = \"h:1\" {secret}\n"),
+        ),
+        (
+            "c.yaml",
+            format!("connections:\n  app:\n    address: \"h:1\"\n    password_env: [\"{secret}\"\n"),
+        ),
+        (
+            "c.yaml",
+            format!("connections:\n  app:\n    address: \"h:1\"\n  \t{secret}: : x\n"),
+        ),
+    ];
+    for (name, body) in cases {
+        let file = write(&dir, name, &body);
+        let err = load(Some(&file), &HashMap::new(), &Flags::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(secret), "{name} echoed the line:\n{text}");
+        assert!(text.contains("line "), "{name}: no location:\n{text}");
+        assert!(text.contains(&file.display().to_string()), "{text}");
+    }
+}
+
+#[test]
+fn credential_values_are_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "p@ssw0rd-pasted-by-mistake";
+    let file = write(
+        &dir,
+        "c.yaml",
+        &format!(
+            "connections:\n  a:\n    address: \"h:1\"\n    password_env: \"{secret}\"\n  b:\n    address: \"h:1\"\n    password_file: \"/no/{secret}\"\n  c:\n    sentinel_master: m\n    sentinels: [\"s:1\"]\n    sentinel_password_env: \"{secret}\"\n"
+        ),
+    );
+    let err = load(Some(&file), &HashMap::new(), &Flags::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains(secret), "{text}");
+    for key in [
+        "connections.a.password_env",
+        "connections.b.password_file",
+        "connections.c.sentinel_password_env",
+    ] {
+        assert!(text.contains(key), "{key} not named:\n{text}");
+    }
+    // The environment layer too.
+    let e = env(&[
+        ("CELERY_SCALER_CONNECTIONS__X__ADDRESS", "h:1"),
+        ("CELERY_SCALER_CONNECTIONS__X__PASSWORD_ENV", secret),
+    ]);
+    let text = load(None, &e, &Flags::default()).unwrap_err().to_string();
+    assert!(!text.contains(secret), "{text}");
+}
+
+#[test]
+fn lax_values_are_refused() {
+    let cases = [
+        ("address", "127.0.0.1:+6379"),
+        ("address", "[::1]:6379,"),
+        ("address", "my host:6379"),
+        ("address", "ho\u{0}st:6379"),
+        ("address", "host:６３７９"),
+        ("database", "+1"),
+        ("database", "1e3"),
+        ("tls", "maybe"),
+        ("username", "u\nx"),
+    ];
+    for (key, value) in cases {
+        let mut vars = vec![(
+            format!("CELERY_SCALER_CONNECTIONS__X__{}", key.to_uppercase()),
+            value.to_string(),
+        )];
+        if key != "address" {
+            vars.push(("CELERY_SCALER_CONNECTIONS__X__ADDRESS".into(), "h:1".into()));
+        }
+        let e: HashMap<String, String> = vars.into_iter().collect();
+        let err = load(None, &e, &Flags::default());
+        let text = err.map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+        assert!(
+            text.contains(&key.to_uppercase()),
+            "{key}={value:?} accepted: {text}"
+        );
+    }
+    let e = env(&[("CELERY_SCALER_SAMPLE_INTERVAL_SECONDS", "1e-320")]);
+    assert!(load(None, &e, &Flags::default()).is_err());
+    let e = env(&[("CELERY_SCALER_IDLE_EXPIRY_SECONDS", "1e308")]);
+    assert!(load(None, &e, &Flags::default()).is_err());
+}
+
+#[test]
+fn address_with_sentinel_master_still_checks_the_sentinels() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "c.yaml",
+        "connections:\n  both:\n    address: \"h:1\"\n    sentinel_master: m\n    sentinels: [\"good:26379\", \"bad host:26379\", \"s:+1\"]\n  direct:\n    address: \"h:1\"\n    sentinel_username: u\n",
+    );
+    let err = load(Some(&file), &HashMap::new(), &Flags::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not both"), "{text}");
+    assert!(text.contains("\"bad host:26379\""), "{text}");
+    assert!(text.contains("\"s:+1\""), "{text}");
+    assert!(
+        text.contains("connections.direct.sentinel_username"),
+        "{text}"
+    );
+}
+
+#[test]
+fn endpoints_are_normalised() {
+    let e = env(&[
+        ("CELERY_SCALER_CONNECTIONS__A__ADDRESS", "LOCALHOST.:6379"),
+        ("CELERY_SCALER_CONNECTIONS__B__ADDRESS", "localhost:6379"),
+    ]);
+    let c = load(None, &e, &Flags::default()).unwrap();
+    assert_eq!(c.connections["a"], c.connections["b"]);
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::text::{parse_bool, parse_number, parse_uint, shown};
 use super::{
     Config, LogFormat, Raw, RawConfig, RawValue, ServerTls, DEFAULT_ADMIN_LISTEN,
     DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
@@ -16,6 +17,9 @@ use super::{
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use crate::trigger::limits::{
+    MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
+};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -45,7 +49,8 @@ impl Check<'_> {
         };
         text.parse().unwrap_or_else(|_| {
             self.problems.push(format!(
-                "{origin}: must be IP:port (e.g. {default}), got {text:?}"
+                "{origin}: must be IP:port (e.g. {default}), got {}",
+                shown(text)
             ));
             fallback
         })
@@ -55,11 +60,12 @@ impl Check<'_> {
         let Some((text, origin)) = self.text(raw) else {
             return Duration::from_secs_f64(default);
         };
-        match text.parse::<f64>() {
-            Ok(n) if n.is_finite() && (min..=max).contains(&n) => Duration::from_secs_f64(n),
-            _ => {
+        match parse_number(text, min, max) {
+            Some(n) => Duration::from_secs_f64(n),
+            None => {
                 self.problems.push(format!(
-                    "{origin}: must be a number of seconds from {min} to {max}, got {text:?}"
+                    "{origin}: must be a number of seconds from {min} to {max}, got {}",
+                    shown(text)
                 ));
                 Duration::from_secs_f64(default)
             }
@@ -85,24 +91,36 @@ impl Check<'_> {
         let Some((text, origin)) = self.text(raw) else {
             return false;
         };
-        match text.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                self.problems
-                    .push(format!("{origin}: must be true or false, got {text:?}"));
-                false
-            }
-        }
+        parse_bool(text).unwrap_or_else(|| {
+            self.problems.push(format!(
+                "{origin}: must be true or false, got {}",
+                shown(text)
+            ));
+            false
+        })
     }
 
-    /// Reads a file that must exist; `what` says what it should hold.
+    /// Reads a file that must exist.
     fn file(&mut self, text: &str, origin: &str) -> Option<Vec<u8>> {
         match std::fs::read(text) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 self.problems
-                    .push(format!("{origin}: cannot read {text:?}: {e}"));
+                    .push(format!("{origin}: cannot read {}: {e}", shown(text)));
+                None
+            }
+        }
+    }
+
+    /// Reads a file that holds a credential; the error names the setting, not the path.
+    fn secret_file(&mut self, text: &str, origin: &str) -> Option<Vec<u8>> {
+        match std::fs::read(text) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problems.push(format!(
+                    "{origin}: cannot read the file it names ({}; path not shown)",
+                    e.kind()
+                ));
                 None
             }
         }
@@ -116,8 +134,10 @@ impl Check<'_> {
         match certs {
             Ok(c) if !c.is_empty() => Some(bytes),
             _ => {
-                self.problems
-                    .push(format!("{origin}: {text:?} holds no PEM certificate"));
+                self.problems.push(format!(
+                    "{origin}: {} holds no PEM certificate",
+                    shown(text)
+                ));
                 None
             }
         }
@@ -129,21 +149,41 @@ impl Check<'_> {
         match PrivateKeyDer::from_pem_slice(&bytes) {
             Ok(_) => Some(bytes),
             _ => {
-                self.problems
-                    .push(format!("{origin}: {text:?} holds no PEM private key"));
+                self.problems.push(format!(
+                    "{origin}: {} holds no PEM private key",
+                    shown(text)
+                ));
                 None
             }
         }
     }
 
     fn host_port(&mut self, text: &str, origin: &str) -> Option<HostPort> {
-        match parse_host_port(text) {
-            Some(hp) => Some(hp),
-            None => {
-                self.problems
-                    .push(format!("{origin}: must be host:port, got {text:?}"));
+        match HostPort::parse(text) {
+            Ok(hp) => Some(hp),
+            Err(why) => {
+                self.problems.push(format!(
+                    "{origin}: must be host:port ({why}), got {}",
+                    shown(text)
+                ));
                 None
             }
+        }
+    }
+
+    /// Checks a user or master name: at most `max` bytes, no spaces or control characters
+    /// (it reaches logs and the broker label).
+    fn name(&mut self, text: &str, origin: &str, max: usize) {
+        if text.len() > max {
+            self.problems.push(format!(
+                "{origin}: is {} bytes; at most {max} are accepted",
+                text.len()
+            ));
+        } else if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            self.problems.push(format!(
+                "{origin}: must not hold spaces or control characters, got {}",
+                shown(text)
+            ));
         }
     }
 
@@ -163,22 +203,24 @@ impl Check<'_> {
                 ));
                 None
             }
+            // The variable's name is not echoed: a password pasted here by mistake would be.
             (Some((var, origin)), None) => match env.get(var).filter(|v| !v.is_empty()) {
                 Some(v) => Some(Secret::new(v.clone())),
                 None => {
                     self.problems.push(format!(
-                        "{origin}: environment variable {var} is not set (or empty)"
+                        "{origin}: the environment variable it names is not set or empty \
+                         (name not shown: this key holds a credential reference)"
                     ));
                     None
                 }
             },
             (None, Some((path, origin))) => {
-                let bytes = self.file(path, origin)?;
+                let bytes = self.secret_file(path, origin)?;
                 match String::from_utf8(bytes) {
                     Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
                     Err(_) => {
                         self.problems
-                            .push(format!("{origin}: {path:?} is not UTF-8 text"));
+                            .push(format!("{origin}: the file it names is not UTF-8 text"));
                         None
                     }
                 }
@@ -186,19 +228,6 @@ impl Check<'_> {
             (None, None) => None,
         }
     }
-}
-
-/// `host:port` or `[v6]:port`.
-pub(super) fn parse_host_port(text: &str) -> Option<HostPort> {
-    let (host, port) = match text.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:")?,
-        None => text.rsplit_once(':').filter(|(h, _)| !h.contains(':'))?,
-    };
-    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
-    (!host.is_empty()).then(|| HostPort {
-        host: host.to_string(),
-        port,
-    })
 }
 
 pub(super) fn validate(
@@ -216,11 +245,11 @@ pub(super) fn validate(
         Some((t, _)) if t.eq_ignore_ascii_case("json") => LogFormat::Json,
         Some((t, origin)) => {
             c.problems
-                .push(format!("{origin}: must be text or json, got {t:?}"));
+                .push(format!("{origin}: must be text or json, got {}", shown(t)));
             LogFormat::Text
         }
     };
-    let tls = validate_tls(&mut c, raw);
+    let tls = tls::validate_tls(&mut c, raw);
     let sample_interval = c.seconds(
         top("sample_interval_seconds"),
         DEFAULT_SAMPLE_INTERVAL_SECS,
@@ -299,43 +328,6 @@ pub(super) fn validate(
     }
 }
 
-fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
-    let cert_raw = raw.top.get("tls_cert");
-    let key_raw = raw.top.get("tls_key");
-    let ca_raw = raw.top.get("tls_client_ca");
-    let has = |r: Option<&Raw>| matches!(r.map(|r| &r.value), Some(RawValue::Text(t)) if !t.trim().is_empty());
-    let (has_cert, has_key, has_ca) = (has(cert_raw), has(key_raw), has(ca_raw));
-    if has_key && !has_cert {
-        c.problems.push(format!(
-            "{}: a TLS key needs a certificate (tls_cert / --tls-cert)",
-            key_raw.map(|r| r.origin.as_str()).unwrap_or("tls_key")
-        ));
-    }
-    if has_cert && !has_key {
-        c.problems.push(format!(
-            "{}: a TLS certificate needs its key (tls_key / --tls-key)",
-            cert_raw.map(|r| r.origin.as_str()).unwrap_or("tls_cert")
-        ));
-    }
-    if has_ca && !has_cert {
-        c.problems.push(format!(
-            "{}: a client CA (mTLS) needs a server certificate and key (tls_cert, tls_key)",
-            ca_raw.map(|r| r.origin.as_str()).unwrap_or("tls_client_ca")
-        ));
-    }
-    let cert = c.cert_file(cert_raw);
-    let key = c.key_file(key_raw);
-    let ca = c.cert_file(ca_raw);
-    match (cert, key) {
-        (Some(cert_pem), Some(key_pem)) if has_ca == ca.is_some() => Some(ServerTls {
-            cert_pem,
-            key_pem,
-            client_ca_pem: ca,
-        }),
-        _ => None,
-    }
-}
-
 fn validate_connection(
     c: &mut Check<'_>,
     name: &str,
@@ -360,17 +352,30 @@ fn validate_connection(
                 .collect()
         }
     };
+    if sentinels.len() > MAX_SENTINELS {
+        c.problems.push(format!(
+            "{}: lists {} sentinels; at most {MAX_SENTINELS} are accepted",
+            at("sentinels"),
+            sentinels.len()
+        ));
+    }
     let endpoint = match (address, master) {
-        (Some((_, origin)), Some(_)) => {
+        (Some((text, origin)), Some(_)) => {
             c.problems.push(format!(
                 "{origin}: give either address or sentinel_master (with sentinels), not both"
             ));
+            // Check every value anyway, so one pass reports all that is wrong.
+            c.host_port(text, origin);
+            for (s, origin) in &sentinels {
+                c.host_port(s, origin);
+            }
             None
         }
         (None, None) => {
             c.problems.push(format!(
-                "{}: connection {name:?} needs address (host:port) or sentinel_master with sentinels",
-                at("address")
+                "{}: connection {} needs address (host:port) or sentinel_master with sentinels",
+                at("address"),
+                shown(name)
             ));
             None
         }
@@ -381,9 +386,20 @@ fn validate_connection(
                     at("sentinels")
                 ));
             }
+            for key in [
+                "sentinel_username",
+                "sentinel_password_env",
+                "sentinel_password_file",
+            ] {
+                if c.text(fields.get(key)).is_some() {
+                    c.problems
+                        .push(format!("{}: applies only with sentinel_master", at(key)));
+                }
+            }
             c.host_port(text, origin).map(Endpoint::Direct)
         }
-        (None, Some((master, _))) => {
+        (None, Some((master, origin))) => {
+            c.name(master, origin, MAX_NAME_BYTES);
             if sentinels.is_empty() {
                 c.problems.push(format!(
                     "{}: sentinel_master needs at least one sentinel (host:port)",
@@ -394,9 +410,10 @@ fn validate_connection(
                 .iter()
                 .filter_map(|(s, origin)| c.host_port(s, origin))
                 .collect();
-            let username = c
-                .text(fields.get("sentinel_username"))
-                .map(|(u, _)| u.to_string());
+            let username = c.text(fields.get("sentinel_username")).map(|(u, origin)| {
+                c.name(u, origin, MAX_USERNAME_BYTES);
+                u.to_string()
+            });
             let password = c.secret(fields, "sentinel_password", env);
             Some(Endpoint::Sentinel {
                 master: master.to_string(),
@@ -408,16 +425,21 @@ fn validate_connection(
     };
     let db = match c.text(fields.get("database")) {
         None => 0,
-        Some((t, origin)) => match t.parse::<i64>() {
-            Ok(n) if n >= 0 => n,
-            _ => {
-                c.problems
-                    .push(format!("{origin}: must be an integer ≥ 0, got {t:?}"));
+        Some((t, origin)) => match parse_uint(t, MAX_DATABASE_INDEX) {
+            Some(n) => n as i64,
+            None => {
+                c.problems.push(format!(
+                    "{origin}: must be an integer 0-{MAX_DATABASE_INDEX}, got {}",
+                    shown(t)
+                ));
                 0
             }
         },
     };
-    let username = c.text(fields.get("username")).map(|(u, _)| u.to_string());
+    let username = c.text(fields.get("username")).map(|(u, origin)| {
+        c.name(u, origin, MAX_USERNAME_BYTES);
+        u.to_string()
+    });
     let password = c.secret(fields, "password", env);
     let tls_on = c.bool(fields.get("tls"));
     let insecure = c.bool(fields.get("insecure_skip_verify"));
@@ -428,8 +450,10 @@ fn validate_connection(
         if let Some(bytes) = c.file(path, origin) {
             let ok = CertificateDer::pem_slice_iter(&bytes).any(|r| r.is_ok());
             if !ok {
-                c.problems
-                    .push(format!("{origin}: {path:?} holds no PEM certificate"));
+                c.problems.push(format!(
+                    "{origin}: {} holds no PEM certificate",
+                    shown(path)
+                ));
             }
         }
         if !tls_on {
@@ -458,3 +482,5 @@ fn validate_connection(
         tls,
     })
 }
+
+mod tls;

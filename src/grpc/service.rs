@@ -17,6 +17,7 @@ use super::status::to_status;
 use super::stream::{self, ActiveStream, StreamSpec};
 use crate::policy::decide;
 use crate::scaler::{Scaler, ScalerError};
+use crate::trigger::limits::check_scaled_object;
 
 /// KEDA's external scaler, backed by one shared [`Scaler`].
 #[derive(Clone)]
@@ -44,6 +45,7 @@ impl ScalerService {
     }
 
     fn get_metric_spec_inner(&self, so: &ScaledObjectRef) -> Result<GetMetricSpecResponse, Status> {
+        check_ref(so)?;
         let settings = self
             .scaler
             .settings(&so.scaler_metadata)
@@ -66,6 +68,7 @@ impl ScalerService {
         let so = req
             .scaled_object_ref
             .ok_or_else(|| Status::invalid_argument("scaledObjectRef: missing"))?;
+        check_ref(&so)?;
         let settings = self
             .scaler
             .settings(&so.scaler_metadata)
@@ -89,6 +92,7 @@ impl ScalerService {
     }
 
     async fn is_active_inner(&self, so: &ScaledObjectRef) -> Result<IsActiveResponse, Status> {
+        check_ref(so)?;
         let eval = self
             .scaler
             .evaluate(&so.scaler_metadata)
@@ -104,6 +108,7 @@ impl ScalerService {
         if self.shutdown.is_cancelled() {
             return Err(Status::unavailable("the scaler is shutting down; retry"));
         }
+        check_ref(&so)?;
         let settings = self
             .scaler
             .settings(&so.scaler_metadata)
@@ -117,6 +122,12 @@ impl ScalerService {
             resend: self.resend,
         }))
     }
+}
+
+/// Refuses a `ScaledObjectRef` whose namespace or name is not a Kubernetes name, before
+/// either is logged or used as a label (a newline in one could forge a text log line).
+fn check_ref(so: &ScaledObjectRef) -> Result<(), Status> {
+    check_scaled_object(&so.namespace, &so.name).map_err(|e| to_status(&ScalerError::Metadata(e)))
 }
 
 /// Logs a failed request (without secrets) and maps it to its status.

@@ -2,7 +2,7 @@
 //!
 //! | error | code | why |
 //! |---|---|---|
-//! | invalid trigger metadata | `INVALID_ARGUMENT` | the ScaledObject must change; message names every bad key, never a secret value |
+//! | invalid trigger metadata, or a `ScaledObjectRef` namespace/name that is not a Kubernetes name | `INVALID_ARGUMENT` | the ScaledObject must change; message names every bad key, never a secret value, and is at most [`MAX_MESSAGE_BYTES`] |
 //! | unknown `metricName` | `NOT_FOUND` | the metric asked for is not one this trigger serves (KEDA asks only for names we returned) |
 //! | broker unreachable, auth failure, timeout, stale sample, Sentinel failure | `UNAVAILABLE` | the scaler is fine but cannot see the broker now; KEDA retries and `fallback` applies. Timeouts are ours (Redis I/O), not the caller's deadline, so they are `UNAVAILABLE`, not `DEADLINE_EXCEEDED` |
 //! | scaler shutting down | `UNAVAILABLE` | retry on another replica |
@@ -10,15 +10,39 @@
 use tonic::{Code, Status};
 
 use crate::broker::BrokerError;
+use crate::config::text::shown;
 use crate::scaler::ScalerError;
 
-/// Maps `err` to a status whose message is safe to send (no credentials).
+/// Longest status message sent, in bytes. Each echoed value is already cut to a few dozen
+/// characters; this bounds the sum (many problems at once) far below the size at which
+/// grpc-core clients replace the status with `RESOURCE_EXHAUSTED` (about 20 KB of message).
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// Maps `err` to a status whose message is safe to send (no credentials) and short.
 pub fn to_status(err: &ScalerError) -> Status {
     match err {
-        ScalerError::Metadata(e) => Status::invalid_argument(e.to_string()),
-        ScalerError::UnknownMetric { .. } => Status::not_found(err.to_string()),
-        ScalerError::Broker(e) => Status::unavailable(broker_message(e)),
+        ScalerError::Metadata(e) => Status::invalid_argument(bounded(e.to_string())),
+        ScalerError::UnknownMetric { asked, expected } => Status::not_found(bounded(format!(
+            "unknown metricName {}: this trigger serves {expected:?}",
+            shown(asked)
+        ))),
+        ScalerError::Broker(e) => Status::unavailable(bounded(broker_message(e))),
     }
+}
+
+/// Cuts `message` to [`MAX_MESSAGE_BYTES`] at a character boundary, saying so.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("…(message of {total} bytes cut)"));
+    message
 }
 
 fn broker_message(e: &BrokerError) -> String {
@@ -86,5 +110,30 @@ mod tests {
             assert_eq!(to_status(&ScalerError::Broker(e)).code(), Code::Unavailable);
         }
         assert_eq!(code_label(Code::Unavailable), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn messages_stay_short_whatever_the_input() {
+        let many = ScalerError::Metadata(MetadataError {
+            problems: (0..500)
+                .map(|i| Problem {
+                    key: format!("k{i}"),
+                    message: "é".repeat(100),
+                })
+                .collect(),
+        });
+        let s = to_status(&many);
+        assert!(
+            s.message().len() < MAX_MESSAGE_BYTES + 100,
+            "{}",
+            s.message().len()
+        );
+        assert!(s.message().ends_with("cut)"));
+        let unknown = ScalerError::UnknownMetric {
+            asked: "m".repeat(1_000_000),
+            expected: "celery-celery".into(),
+        };
+        let s = to_status(&unknown);
+        assert!(s.message().len() < 1024, "{}", s.message().len());
     }
 }

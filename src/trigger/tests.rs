@@ -1,6 +1,10 @@
 //! Table-driven tests for trigger metadata parsing.
 
 use super::*;
+use std::sync::Arc;
+
+use crate::broker::{Endpoint, HostPort, TlsSpec};
+use crate::celery::{Layout, DEFAULT_SEPARATOR};
 use crate::policy::LatencySettings;
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
