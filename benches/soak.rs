@@ -101,7 +101,7 @@ fn redis_info(conn: &Mutex<redis::Connection>) -> RedisInfo {
 
 /// Bytes and sample lines (not comments) of `/metrics`.
 async fn metrics_page(port: u16) -> report::MetricsPage {
-    let (code, body) = http_get(port, "/metrics", Duration::from_secs(10)).await?;
+    let (code, body) = http_get(port, "/metrics", Duration::from_secs(30)).await?;
     if code != 200 {
         return Err(format!("http {code}"));
     }

@@ -36,6 +36,9 @@ pub struct Phase {
     pub hostile: BTreeMap<&'static str, Tally>,
 }
 
+/// One number read from a phase.
+type Reading = fn(&Phase) -> Option<f64>;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -84,77 +87,73 @@ pub fn render(header: &[String], p: [&Phase; 2], notes: &[String]) -> String {
         "\n| measure | {} | {} | {} ÷ {} |\n|---|---|---|---|",
         p[0].name, p[1].name, p[1].name, p[0].name
     );
-    let both = |f: &dyn Fn(&Phase) -> Option<f64>| (f(p[0]), f(p[1]));
-    let rows: [(&str, &dyn Fn(&Phase) -> Option<f64>, usize); 17] = [
-        ("scaler RSS at start, MiB", &|x| Some(x.rss.start), 1),
-        ("scaler RSS at end, MiB", &|x| Some(x.rss.end), 1),
-        ("scaler RSS peak, MiB", &|x| Some(x.rss.peak), 1),
+    let both = |f: Reading| (f(p[0]), f(p[1]));
+    let rows: [(&str, Reading, usize); 17] = [
+        ("scaler RSS at start, MiB", |x| Some(x.rss.start), 1),
+        ("scaler RSS at end, MiB", |x| Some(x.rss.end), 1),
+        ("scaler RSS peak, MiB", |x| Some(x.rss.peak), 1),
         (
             "normal `GetMetrics` p50, ms",
-            &|x| pct(&x.normal.metrics, 0.5),
+            |x| pct(&x.normal.metrics, 0.5),
             2,
         ),
         (
             "normal `GetMetrics` p99, ms",
-            &|x| pct(&x.normal.metrics, 0.99),
+            |x| pct(&x.normal.metrics, 0.99),
             2,
         ),
         (
             "normal `IsActive` p50, ms",
-            &|x| pct(&x.normal.active, 0.5),
+            |x| pct(&x.normal.active, 0.5),
             2,
         ),
         (
             "normal `IsActive` p99, ms",
-            &|x| pct(&x.normal.active, 0.99),
+            |x| pct(&x.normal.active, 0.99),
             2,
         ),
-        ("normal calls answered", &|x| Some(x.normal.ok as f64), 0),
+        ("normal calls answered", |x| Some(x.normal.ok as f64), 0),
         (
             "normal calls failed",
-            &|x| Some(x.normal.errors.values().sum::<u64>() as f64),
+            |x| Some(x.normal.errors.values().sum::<u64>() as f64),
             0,
         ),
         (
             "largest normal metric value",
-            &|x| Some(x.normal.max_value),
+            |x| Some(x.normal.max_value),
             1,
         ),
-        (
-            "`/healthz` p99, ms",
-            &|x| pct(&x.healthz.latencies, 0.99),
-            2,
-        ),
+        ("`/healthz` p99, ms", |x| pct(&x.healthz.latencies, 0.99), 2),
         (
             "`/healthz` failures",
-            &|x| Some(x.healthz.errors.values().sum::<u64>() as f64),
+            |x| Some(x.healthz.errors.values().sum::<u64>() as f64),
             0,
         ),
         (
             "`/metrics` sample lines at end",
-            &|x| x.metrics_page.as_ref().ok().map(|m| m.1 as f64),
+            |x| x.metrics_page.as_ref().ok().map(|m| m.1 as f64),
             0,
         ),
         (
             "`/metrics` size at end, KiB",
-            &|x| x.metrics_page.as_ref().ok().map(|m| m.0 as f64 / 1024.0),
+            |x| x.metrics_page.as_ref().ok().map(|m| m.0 as f64 / 1024.0),
             1,
         ),
-        ("scaler log, KiB", &|x| Some(x.log_bytes as f64 / 1024.0), 1),
+        ("scaler log, KiB", |x| Some(x.log_bytes as f64 / 1024.0), 1),
         (
             "app broker errors",
-            &|x| Some(x.app.errors.values().sum::<u64>() as f64),
+            |x| Some(x.app.errors.values().sum::<u64>() as f64),
             0,
         ),
-        ("redis clients at end", &|x| x.redis.connected_clients, 0),
+        ("redis clients at end", |x| x.redis.connected_clients, 0),
     ];
     for (name, f, digits) in rows {
         let (a, b) = both(f);
         row(&mut out, name, a, b, digits);
     }
-    let (a, b) = both(&|x| x.redis.used_memory_rss_mib);
+    let (a, b) = both(|x| x.redis.used_memory_rss_mib);
     row(&mut out, "redis RSS at end, MiB", a, b, 1);
-    let (a, b) = both(&|x| x.redis.rejected_connections);
+    let (a, b) = both(|x| x.redis.rejected_connections);
     row(&mut out, "redis rejected connections (cumulative)", a, b, 0);
     text_row(
         &mut out,
