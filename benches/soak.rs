@@ -101,7 +101,12 @@ fn redis_info(conn: &Mutex<redis::Connection>) -> RedisInfo {
 
 /// Bytes and sample lines (not comments) of `/metrics`.
 async fn metrics_page(port: u16) -> report::MetricsPage {
-    let (code, body) = http_get(port, "/metrics", Duration::from_secs(30)).await?;
+    let (code, body) = http_get(port, "/metrics", Duration::from_secs(30))
+        .await
+        .map_err(|e| match e.as_str() {
+            "timeout" => "no answer within 30 s".to_string(),
+            _ => e,
+        })?;
     if code != 200 {
         return Err(format!("http {code}"));
     }
@@ -247,7 +252,12 @@ fn main() {
     let log_dir = tempfile::tempdir().expect("tempdir");
     let bin = env!("CARGO_BIN_EXE_celery-scaler");
     let mut scaler = Scaler::start(bin, log_dir.path());
-    let server = format!("{bin} serve (pid {})", scaler.pid);
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let server = format!("celery-scaler serve, {build} build (pid {})", scaler.pid);
     println!("server: {server}");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
