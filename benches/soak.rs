@@ -103,10 +103,7 @@ fn redis_info(conn: &Mutex<redis::Connection>) -> RedisInfo {
 async fn metrics_page(port: u16) -> report::MetricsPage {
     let (code, body) = http_get(port, "/metrics", Duration::from_secs(30))
         .await
-        .map_err(|e| match e.as_str() {
-            "timeout" => "no answer within 30 s".to_string(),
-            _ => e,
-        })?;
+        .map_err(|e| format!("{e} (bound 30 s)"))?;
     if code != 200 {
         return Err(format!("http {code}"));
     }

@@ -151,34 +151,46 @@ pub async fn track_rss(
     }
 }
 
-/// `GET path` on 127.0.0.1:`port` within `limit`: the status code and the body.
+/// `GET path` on 127.0.0.1:`port` within `limit`: the status code and the body. A timeout
+/// after part of the answer says how many bytes had come.
 pub async fn http_get(port: u16, path: &str, limit: Duration) -> Result<(u16, Vec<u8>), String> {
-    let get = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("connect: {:?}", e.kind()))?;
-        // HTTP/1.0: the body comes unchunked and the server closes after it.
-        let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {:?}", e.kind()))?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("read: {:?}", e.kind()))?;
-        let text_end = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("no header end")?;
-        let head = String::from_utf8_lossy(&buf[..text_end]);
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or("no status code")?;
-        Ok((code, buf[text_end + 4..].to_vec()))
+    let deadline = tokio::time::Instant::now() + limit;
+    let timeout = |n: usize| match n {
+        0 => "timeout".to_string(),
+        n => format!("timeout after {n} bytes"),
     };
-    tokio::time::timeout(limit, get)
-        .await
-        .map_err(|_| "timeout".to_string())?
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let mut s = match tokio::time::timeout_at(deadline, connect).await {
+        Err(_) => return Err(timeout(0)),
+        Ok(Err(e)) => return Err(format!("connect: {:?}", e.kind())),
+        Ok(Ok(s)) => s,
+    };
+    // HTTP/1.0: the body comes unchunked and the server closes after it.
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    match tokio::time::timeout_at(deadline, s.write_all(req.as_bytes())).await {
+        Err(_) => return Err(timeout(0)),
+        Ok(Err(e)) => return Err(format!("write: {:?}", e.kind())),
+        Ok(Ok(())) => {}
+    }
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Err(_) => return Err(timeout(buf.len())),
+            Ok(Err(e)) => return Err(format!("read: {:?}", e.kind())),
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    let head = String::from_utf8_lossy(&buf[..text_end]);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status code")?;
+    Ok((code, buf[text_end + 4..].to_vec()))
 }
