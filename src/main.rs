@@ -134,7 +134,7 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("celery-scaler simulate: {e}");
-                ExitCode::from(64)
+                ExitCode::from(e.exit_code())
             }
         },
     }

@@ -353,3 +353,33 @@ async fn second_signal_aborts_the_drain_with_130() {
     in_flight.abort();
     drop(silent);
 }
+
+// ---- ports: simulate limits, signals, exit log lines (issue 11 items 11 and 13) ----
+
+/// A scenario whose numbers would exhaust memory or never end is refused at once with exit
+/// 64, naming each offending key.
+#[test]
+fn simulate_refuses_scenarios_beyond_the_limits_with_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("rate = inf", "600", "arrivals[0].rate"),
+        ("rate = 1e9", "600", "arrivals[0].rate"),
+        ("rate = 1", "1e12", "duration"),
+    ];
+    for (i, (arrival, duration, needle)) in cases.iter().enumerate() {
+        let body = format!(
+            "name = \"hostile\"\nduration = {duration}\ntarget_latency = 10\n[workers]\n\
+             concurrency = 4\n[[queues]]\nname = \"celery\"\n\
+             duration = {{ kind = \"constant\", value = 1 }}\n\
+             arrivals = [{{ kind = \"poisson\", {arrival} }}, \
+             {{ kind = \"burst\", at = 1, count = 18446744073709551615 }}]\n"
+        );
+        let file = dir.path().join(format!("s{i}.toml"));
+        std::fs::write(&file, body).unwrap();
+        let (code, stdout, stderr) = run(&["simulate", "--scenario", file.to_str().unwrap()], &[]);
+        assert_eq!(code, 64, "{arrival}: {stderr}");
+        assert!(stderr.contains(needle), "{needle} missing from {stderr}");
+        assert!(stderr.contains("arrivals[1].count"), "{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+}
