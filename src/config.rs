@@ -30,8 +30,6 @@ pub const DEFAULT_REDIS_CONNECT_TIMEOUT_SECS: f64 = 2.0;
 pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
 /// Default drain period after SIGTERM, seconds.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
-/// Default period at which `StreamIsActive` re-sends `true` while active, seconds.
-pub const DEFAULT_STREAM_RESEND_SECS: f64 = 5.0;
 /// Default smoothing window of rates and service times, in seconds.
 pub const DEFAULT_SIGNAL_WINDOW_SECS: f64 = 30.0;
 /// Default time after which an unused watch set is dropped, in seconds.
@@ -53,6 +51,7 @@ const TOP_KEYS: &[&str] = &[
     "redis_connect_timeout_seconds",
     "redis_command_timeout_seconds",
     "shutdown_grace_seconds",
+    // Deprecated: accepted with a warning, ignored (see `validate::deprecated`).
     "stream_resend_seconds",
     "signal_window_seconds",
     "idle_expiry_seconds",
@@ -120,7 +119,6 @@ pub struct Config {
     pub redis_connect_timeout: Duration,
     pub redis_command_timeout: Duration,
     pub shutdown_grace: Duration,
-    pub stream_resend: Duration,
     /// Window over which rates and service times are smoothed.
     pub signal_window: Duration,
     /// Watch sets nobody asked about for this long are dropped.
@@ -129,6 +127,8 @@ pub struct Config {
     pub reconcile_period: Duration,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
+    /// Accepted but deprecated settings, one message each; `serve` logs them as warnings.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -142,11 +142,11 @@ impl Default for Config {
             redis_connect_timeout: Duration::from_secs_f64(DEFAULT_REDIS_CONNECT_TIMEOUT_SECS),
             redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
             shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
-            stream_resend: Duration::from_secs_f64(DEFAULT_STREAM_RESEND_SECS),
             signal_window: Duration::from_secs_f64(DEFAULT_SIGNAL_WINDOW_SECS),
             idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
             reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
             connections: NamedConnections::new(),
+            warnings: Vec::new(),
         }
     }
 }

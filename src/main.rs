@@ -142,6 +142,9 @@ async fn main() -> ExitCode {
 
 async fn serve(config: Config) -> ExitCode {
     init_tracing(config.log_format, "info");
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             eprintln!("celery-scaler: cannot listen on {addr}: {e}");

@@ -100,7 +100,7 @@ pub async fn run(
     let drain = CancellationToken::new();
     let health = tonic_health::server::HealthReporter::new();
     let health_service = grpc::health_server(&health, drain.clone());
-    let service = ScalerService::new(scaler, drain.clone(), config.stream_resend);
+    let service = ScalerService::new(scaler, drain.clone());
     let router = builder
         .add_service(health_service)
         .add_service(service.into_server());

@@ -26,7 +26,6 @@ fn defaults_without_any_layer() {
     assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.sample_interval, Duration::from_secs(1));
-    assert_eq!(c.stream_resend, Duration::from_secs(5));
     assert!(c.tls.is_none() && c.connections.is_empty());
     let s = c.sampler_settings();
     assert_eq!(s.first_sample_timeout, Duration::from_secs(5));
@@ -259,4 +258,23 @@ fn live_signal_timings_are_configurable_and_bounded() {
     ] {
         assert!(e.contains(key), "{key} missing from: {e}");
     }
+}
+
+#[test]
+fn stream_resend_seconds_is_accepted_with_a_deprecation_warning() {
+    let c = load(
+        None,
+        &env(&[("CELERY_SCALER_STREAM_RESEND_SECONDS", "5")]),
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("CELERY_SCALER_STREAM_RESEND_SECONDS")
+            && c.warnings[0].contains("deprecated"),
+        "{:?}",
+        c.warnings
+    );
+    let c = load(None, &HashMap::new(), &Flags::default()).unwrap();
+    assert!(c.warnings.is_empty());
 }

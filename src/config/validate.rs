@@ -11,7 +11,6 @@ use super::{
     DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
     DEFAULT_REDIS_COMMAND_TIMEOUT_SECS, DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
     DEFAULT_SAMPLE_INTERVAL_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SIGNAL_WINDOW_SECS,
-    DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 
@@ -228,12 +227,6 @@ pub(super) fn validate(
         0.0,
         3600.0,
     );
-    let stream_resend = c.seconds(
-        top("stream_resend_seconds"),
-        DEFAULT_STREAM_RESEND_SECS,
-        0.5,
-        300.0,
-    );
     let signal_window = c.seconds(
         top("signal_window_seconds"),
         DEFAULT_SIGNAL_WINDOW_SECS,
@@ -267,12 +260,27 @@ pub(super) fn validate(
         redis_connect_timeout,
         redis_command_timeout,
         shutdown_grace,
-        stream_resend,
         signal_window,
         idle_expiry,
         reconcile_period,
         connections,
+        warnings: deprecated(raw),
     }
+}
+
+/// Settings still accepted so that old configs keep starting, but ignored.
+fn deprecated(raw: &RawConfig) -> Vec<String> {
+    raw.top
+        .get("stream_resend_seconds")
+        .map(|r| {
+            format!(
+                "{}: deprecated and ignored; StreamIsActive now pushes only when a trigger \
+                 turns active (HTTP/2 keepalive holds idle streams open)",
+                r.origin
+            )
+        })
+        .into_iter()
+        .collect()
 }
 
 fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
