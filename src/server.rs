@@ -6,7 +6,8 @@
 //! the gRPC server stops accepting, open `StreamIsActive` streams end with status OK,
 //! in-flight RPCs get up to `shutdown_grace`, then the samplers stop and the admin server
 //! closes. [`spawn_signal_handler`] turns the first SIGTERM/SIGINT into `shutdown` and a
-//! second one into an immediate exit with code 130.
+//! second one into an immediate exit with code 130; SIGHUP, SIGUSR1 and SIGUSR2 are logged
+//! and ignored (their default action would kill the process without a drain).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,22 +186,48 @@ pub async fn run(
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT; exits the process with code 130 on a
-/// second one (an operator asking to stop without draining).
+/// second one (an operator asking to stop without draining). SIGHUP, SIGUSR1 and SIGUSR2 are
+/// logged and ignored, before and during the drain: the configuration is read once at start
+/// (restart the pod to change it), and nothing else is bound to these signals.
 pub fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     Ok(tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
+        let mut stops = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = int.recv() => "SIGINT",
+                Some(()) = hup.recv() => {
+                    info!(signal = "SIGHUP", "signal ignored: the configuration is read only at start; restart to change it");
+                    continue;
+                }
+                Some(()) = usr1.recv() => {
+                    info!(signal = "SIGUSR1", "signal ignored");
+                    continue;
+                }
+                Some(()) = usr2.recv() => {
+                    info!(signal = "SIGUSR2", "signal ignored");
+                    continue;
+                }
+                else => return,
+            };
+            stops += 1;
+            if stops == 1 {
+                info!(signal = name, "shutting down");
+                shutdown.cancel();
+            } else {
+                warn!(
+                    signal = name,
+                    code = 130,
+                    "second signal: exiting without draining"
+                );
+                std::process::exit(130);
+            }
         }
-        shutdown.cancel();
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-        warn!("second signal: exiting without draining");
-        std::process::exit(130);
     }))
 }

@@ -383,3 +383,91 @@ fn simulate_refuses_scenarios_beyond_the_limits_with_64() {
         assert!(stdout.is_empty(), "{stdout}");
     }
 }
+
+/// Waits (bounded) until `/readyz` of the binary answers 200.
+async fn wait_ready(admin: std::net::SocketAddr) {
+    let deadline = Instant::now() + LIMIT;
+    while !matches!(http_get(admin, "/readyz").await, Ok((200, _))) {
+        assert!(Instant::now() < deadline, "not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored: the process keeps serving. SIGTERM
+/// then drains and exits 0 with an exit line naming the reason and the code.
+#[tokio::test]
+async fn hup_and_usr_signals_are_logged_and_ignored_and_every_exit_is_logged() {
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_SHUTDOWN_GRACE_SECONDS", "2"),
+            ("CELERY_SCALER_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    wait_ready(admin_addr).await;
+    for sig in ["-HUP", "-USR1", "-USR2", "-HUP"] {
+        signal(proc.pid(), sig);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            http_get(admin_addr, "/healthz").await.unwrap().0,
+            200,
+            "not serving after {sig}"
+        );
+    }
+    assert_eq!(http_get(admin_addr, "/readyz").await.unwrap().0, 200);
+    signal(proc.pid(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let logged = |sig: &str| {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["signal"] == sig)
+            .count()
+    };
+    assert_eq!(logged("SIGHUP"), 2, "{stderr}");
+    assert_eq!(logged("SIGUSR1"), 1, "{stderr}");
+    assert_eq!(logged("SIGUSR2"), 1, "{stderr}");
+    assert_eq!(logged("SIGTERM"), 1, "{stderr}");
+    let last = lines.last().expect("json log lines");
+    assert_eq!(last["fields"]["message"], "exiting", "{stderr}");
+    assert_eq!(last["fields"]["code"], 0, "{stderr}");
+}
+
+/// An exit on an error is logged too: a busy listen address exits 71 with its reason.
+#[test]
+fn a_failed_start_logs_its_exit_code_and_reason() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--grpc-listen",
+            &busy_addr,
+            "--admin-listen",
+            &admin,
+        ],
+        &[("CELERY_SCALER_LOG_FORMAT", "json")],
+    );
+    assert_eq!(code, 71, "{stderr}");
+    let exit: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "exiting")
+        .unwrap_or_else(|| panic!("no exit line in {stderr}"));
+    assert_eq!(exit["fields"]["code"], 71);
+    let reason = exit["fields"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&busy_addr), "{reason}");
+    drop(busy);
+}
