@@ -8,6 +8,10 @@
 //! closes. [`spawn_signal_handler`] turns the first SIGTERM/SIGINT into `shutdown` and a
 //! second one into an immediate exit with code 130; SIGHUP, SIGUSR1 and SIGUSR2 are logged
 //! and ignored (their default action would kill the process without a drain).
+//!
+//! Both ports are bounded ([`accept`]): a connection limit each, TCP keepalive, a handshake
+//! deadline on gRPC (TLS + HTTP/2 preface, [`tls`]) and a header-read timeout on admin;
+//! HTTP/2 keepalive PINGs drop gRPC peers that stopped answering.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +19,20 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::admin::{self, Readiness};
 use crate::broker::Registry;
-use crate::config::{Config, ServerTls};
+use crate::config::Config;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
 use crate::scaler::Scaler;
 
-/// HTTP/2 PING interval towards idle clients (KEDA sets no client keepalive).
-const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a PING may go unanswered before the connection is closed.
-const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub mod accept;
+pub mod tls;
+
 /// Streams per connection: KEDA multiplexes every ScaledObject over one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 10_000;
 /// Bound on stopping the samplers and the admin server after the drain.
@@ -40,7 +42,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC TLS setup: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[source] tls::TlsError),
     #[error("gRPC server: {0}")]
     Grpc(#[source] tonic::transport::Error),
     #[error("admin server: {0}")]
@@ -52,15 +54,6 @@ pub enum ServeError {
 /// Installs rustls' ring provider as the process default (Redis TLS needs one). Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn tls_config(tls: &ServerTls) -> ServerTlsConfig {
-    let mut config =
-        ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, tls.key_pem()));
-    if let Some(ca) = &tls.client_ca_pem {
-        config = config.client_ca_root(Certificate::from_pem(ca));
-    }
-    config
 }
 
 /// Serves gRPC on `grpc` and the admin port on `admin` until `shutdown` is cancelled, then
@@ -84,18 +77,23 @@ pub async fn run(
     let scaler = Arc::new(Scaler::new(registry.clone(), config.connections.clone()));
     let readiness = Readiness::new();
 
+    let ports = config.ports.clone();
+    let tls = match &config.tls {
+        Some(t) => Some(tls::acceptor(t).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let admin_stop = CancellationToken::new();
-    let mut admin_task = tokio::spawn(admin::run(admin, readiness.clone(), admin_stop.clone()));
+    let mut admin_task = tokio::spawn(admin::run_with(
+        admin,
+        readiness.clone(),
+        ports.clone(),
+        admin_stop.clone(),
+    ));
 
     let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(ports.grpc_keepalive_interval))
+        .http2_keepalive_timeout(Some(ports.grpc_keepalive_timeout))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
-    if let Some(tls) = &config.tls {
-        builder = builder
-            .tls_config(tls_config(tls))
-            .map_err(ServeError::Tls)?;
-    }
     // `drain` ends streams and stops the gRPC server; it is cancelled after readiness and
     // health have turned NOT_SERVING.
     let drain = CancellationToken::new();
@@ -110,9 +108,15 @@ pub async fn run(
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let incoming = TcpIncoming::from(grpc)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+    let incoming = accept::grpc_incoming(
+        grpc,
+        accept::GrpcAccept {
+            limiter: accept::Limiter::new("grpc", ports.grpc_max_connections),
+            tls,
+            handshake_timeout: ports.grpc_handshake_timeout,
+            tcp_keepalive: ports.tcp_keepalive,
+        },
+    );
     let stop = drain.clone();
     let mut grpc_task = tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }),

@@ -51,8 +51,8 @@ pub fn problems(sc: &Scenario) -> Vec<String> {
             expected += arrival(&mut p, &format!("queues.{}.arrivals[{i}]", q.name), a, sc);
         }
     }
-    // `!(x <= y)` also refuses NaN.
-    if !(expected <= MAX_TASKS) {
+    // NaN (from a value already refused above) is refused too.
+    if expected.is_nan() || expected > MAX_TASKS {
         p.0.push(format!(
             "the arrivals would generate about {expected:.3e} tasks; at most {MAX_TASKS:.0} \
              (rate × duration + burst counts) are allowed"
@@ -167,7 +167,10 @@ fn sampler(p: &mut Problems, sc: &Scenario) {
     p.count("sampler.service_window", s.service_window, MAX_WINDOW);
     let horizon = sc.duration + sc.drain;
     let points = horizon / s.series_step;
-    if !(s.series_step.is_finite() && s.series_step > 0.0 && points <= MAX_SERIES_POINTS) {
+    if !(s.series_step.is_finite() && s.series_step > 0.0)
+        || points.is_nan()
+        || points > MAX_SERIES_POINTS
+    {
         p.0.push(format!(
             "sampler.series_step must give at most {MAX_SERIES_POINTS:.0} points over duration \
              + drain (at least {:.3} s here), got {}",
