@@ -19,7 +19,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 /// Handshake / header timeout configured for these tests.
-const TIMEOUT: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(2);
 /// Slack on top of a configured timeout before a test gives up (a 2-core CI under load).
 const SLACK: Duration = Duration::from_secs(5);
 const LIMIT: u32 = 50;
@@ -73,20 +73,19 @@ async fn all_closed(peers: Vec<TcpStream>, limit: Duration) -> usize {
         .count()
 }
 
-async fn grpc_health(addr: SocketAddr) -> ServingStatus {
+async fn grpc_health(addr: SocketAddr) -> Result<ServingStatus, String> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
-    let status = client
+        .map_err(|e| e.to_string())?;
+    let status = HealthClient::new(channel)
         .check(HealthCheckRequest::default())
         .await
-        .unwrap()
+        .map_err(|e| e.to_string())?
         .into_inner()
         .status;
-    ServingStatus::try_from(status).unwrap()
+    ServingStatus::try_from(status).map_err(|e| e.to_string())
 }
 
 /// The value of `name{labels}` on `/metrics` (0 when absent).
@@ -121,15 +120,69 @@ async fn idle_and_partial_peers_are_closed_and_health_answers_afterwards() {
     );
 
     assert_eq!(http_get(server.admin, "/healthz").await.unwrap().0, 200);
-    assert_eq!(grpc_health(server.grpc).await, ServingStatus::Serving);
+    assert_eq!(grpc_health(server.grpc).await, Ok(ServingStatus::Serving));
     let refused = |port: &str, reason: &str| {
         format!("celery_scaler_connections_refused_total{{port=\"{port}\",reason=\"{reason}\"}}")
     };
-    let over = (PEERS as u32 - LIMIT) as f64;
-    assert!(metric(server.admin, &refused("grpc", "limit")).await >= over);
-    assert!(metric(server.admin, &refused("admin", "limit")).await >= over);
+    // How many were over the limit depends on how fast they were opened compared with the
+    // timeout; `connections_over_the_limit_are_closed_at_once` checks the limit exactly.
+    assert!(metric(server.admin, &refused("grpc", "limit")).await >= 1.0);
+    assert!(metric(server.admin, &refused("admin", "limit")).await >= 1.0);
     assert!(metric(server.admin, &refused("grpc", "handshake_timeout")).await >= 1.0);
     assert!(metric(server.admin, &refused("admin", "header_timeout")).await >= 1.0);
+    server.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+/// With a long handshake timeout, the connection after the limit is closed at once while
+/// the admitted ones stay open; closing one frees its slot for a real client.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let long = Duration::from_secs(120);
+    let limit = 5;
+    let server = TestServer::start(Config {
+        ports: PortSettings {
+            grpc_handshake_timeout: long,
+            admin_header_timeout: long,
+            grpc_max_connections: limit,
+            admin_max_connections: limit,
+            ..PortSettings::default()
+        },
+        ..test_config()
+    })
+    .await;
+    for addr in [server.grpc, server.admin] {
+        let mut held = Vec::new();
+        for _ in 0..limit {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let extra = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(extra, SLACK).await,
+            "{addr}: the connection over the limit must be closed at once"
+        );
+        let first = held.remove(0);
+        assert!(
+            !closed_within(first, Duration::from_millis(200)).await,
+            "{addr}: admitted"
+        );
+        // One slot is free again once the server has seen that close.
+        let mut served = false;
+        for _ in 0..100 {
+            served = if addr == server.admin {
+                matches!(http_get(addr, "/healthz").await, Ok((200, _)))
+            } else {
+                matches!(
+                    tokio::time::timeout(SLACK, grpc_health(addr)).await,
+                    Ok(Ok(ServingStatus::Serving))
+                )
+            };
+            if served {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served, "{addr}: a freed slot serves a real client");
+    }
     server.stop(Duration::from_secs(10)).await.unwrap();
 }
 
