@@ -471,3 +471,45 @@ fn a_failed_start_logs_its_exit_code_and_reason() {
     assert!(reason.contains(&busy_addr), "{reason}");
     drop(busy);
 }
+
+/// The port settings reach the binary: with a 1 s handshake / header timeout from the
+/// environment, a peer that sends a partial request on either port is closed, and the
+/// process keeps serving.
+#[tokio::test]
+async fn slow_peers_are_closed_by_the_configured_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_GRPC_HANDSHAKE_TIMEOUT_SECONDS", "1"),
+            ("CELERY_SCALER_ADMIN_HEADER_TIMEOUT_SECONDS", "1"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    wait_ready(admin_addr).await;
+    for (addr, partial) in [
+        (grpc.as_str(), &b"PRI * HTTP/2.0\r\n"[..]),
+        (admin.as_str(), &b"GET /healthz HTTP/1.1\r\nHost: x\r\n"[..]),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(partial).await.unwrap();
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(6), async {
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{addr}: slow peer still open");
+    }
+    assert_eq!(http_get(admin_addr, "/healthz").await.unwrap().0, 200);
+    signal(proc.pid(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
