@@ -14,6 +14,8 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::PortSettings;
+
 /// Where the service is in its life: drives `/readyz` (and the gRPC health status).
 #[derive(Debug, Default)]
 pub struct Readiness(AtomicU8);
@@ -108,13 +110,26 @@ async fn metrics() -> impl IntoResponse {
     }
 }
 
-/// Serves the admin routes on `listener` until `shutdown` is cancelled.
+/// Serves the admin routes on `listener` with the default port settings until `shutdown` is
+/// cancelled.
 pub async fn run(
     listener: TcpListener,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(readiness))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    run_with(listener, readiness, PortSettings::default(), shutdown).await
 }
+
+/// Serves the admin routes on `listener` until `shutdown` is cancelled, with the connection
+/// limit, header-read timeout and TCP keepalive of `ports` (HTTP/1.1 only: probes and
+/// Prometheus need nothing else).
+pub async fn run_with(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    ports: PortSettings,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve::serve(listener, router(readiness), &ports, shutdown).await
+}
+
+mod serve;

@@ -30,14 +30,26 @@ pub const DEFAULT_REDIS_CONNECT_TIMEOUT_SECS: f64 = 2.0;
 pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
 /// Default drain period after SIGTERM, seconds.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
-/// Default period at which `StreamIsActive` re-sends `true` while active, seconds.
-pub const DEFAULT_STREAM_RESEND_SECS: f64 = 5.0;
 /// Default smoothing window of rates and service times, in seconds.
 pub const DEFAULT_SIGNAL_WINDOW_SECS: f64 = 30.0;
 /// Default time after which an unused watch set is dropped, in seconds.
 pub const DEFAULT_IDLE_EXPIRY_SECS: f64 = 600.0;
 /// Default period of full `unacked` reconciliation, in seconds.
 pub const DEFAULT_RECONCILE_PERIOD_SECS: f64 = 60.0;
+/// Default time a new gRPC connection has to finish TLS and send the HTTP/2 preface, seconds.
+pub const DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS: f64 = 10.0;
+/// Default time a client of the admin port has to send a request's headers, seconds.
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT_SECS: f64 = 10.0;
+/// Default most connections open at once on the gRPC port.
+pub const DEFAULT_GRPC_MAX_CONNECTIONS: u32 = 1024;
+/// Default most connections open at once on the admin port.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
+/// Default HTTP/2 PING interval on the gRPC port (KEDA sets no client keepalive), seconds.
+pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS: f64 = 30.0;
+/// Default time a PING may go unanswered before the connection is closed, seconds.
+pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS: f64 = 10.0;
+/// Default idle time before TCP keepalive probes start, both ports, seconds.
+pub const DEFAULT_TCP_KEEPALIVE_SECS: f64 = 60.0;
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CELERY_SCALER";
 
@@ -53,11 +65,20 @@ const TOP_KEYS: &[&str] = &[
     "redis_connect_timeout_seconds",
     "redis_command_timeout_seconds",
     "shutdown_grace_seconds",
+    // Deprecated: accepted with a warning, ignored (see `validate::deprecated`).
     "stream_resend_seconds",
     "signal_window_seconds",
     "idle_expiry_seconds",
     "reconcile_period_seconds",
     "max_series",
+    // Ports: timeouts, connection limits, keepalive (`PortSettings`).
+    "grpc_handshake_timeout_seconds",
+    "admin_header_timeout_seconds",
+    "grpc_max_connections",
+    "admin_max_connections",
+    "grpc_keepalive_interval_seconds",
+    "grpc_keepalive_timeout_seconds",
+    "tcp_keepalive_seconds",
 ];
 
 /// Keys of one named connection.
@@ -110,6 +131,39 @@ impl fmt::Debug for ServerTls {
     }
 }
 
+/// Timeouts, connection limits and keepalive of the two ports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortSettings {
+    /// A gRPC connection that has not finished TLS and sent the HTTP/2 preface by then is
+    /// closed.
+    pub grpc_handshake_timeout: Duration,
+    /// An admin connection that has not sent a request's headers by then is closed (also
+    /// between keep-alive requests).
+    pub admin_header_timeout: Duration,
+    /// Connections over these are closed as soon as they are accepted.
+    pub grpc_max_connections: u32,
+    pub admin_max_connections: u32,
+    /// HTTP/2 PING interval and ack timeout on the gRPC port: dead peers are dropped.
+    pub grpc_keepalive_interval: Duration,
+    pub grpc_keepalive_timeout: Duration,
+    /// Idle time before TCP keepalive probes start (then every 10 s, 3 probes).
+    pub tcp_keepalive: Duration,
+}
+
+impl Default for PortSettings {
+    fn default() -> Self {
+        Self {
+            grpc_handshake_timeout: Duration::from_secs_f64(DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS),
+            admin_header_timeout: Duration::from_secs_f64(DEFAULT_ADMIN_HEADER_TIMEOUT_SECS),
+            grpc_max_connections: DEFAULT_GRPC_MAX_CONNECTIONS,
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            grpc_keepalive_interval: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS),
+            grpc_keepalive_timeout: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS),
+            tcp_keepalive: Duration::from_secs_f64(DEFAULT_TCP_KEEPALIVE_SECS),
+        }
+    }
+}
+
 /// The validated configuration of the service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -121,7 +175,6 @@ pub struct Config {
     pub redis_connect_timeout: Duration,
     pub redis_command_timeout: Duration,
     pub shutdown_grace: Duration,
-    pub stream_resend: Duration,
     /// Window over which rates and service times are smoothed.
     pub signal_window: Duration,
     /// Watch sets nobody asked about for this long are dropped.
@@ -132,6 +185,10 @@ pub struct Config {
     pub max_series: usize,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
+    /// Accepted but deprecated settings, one message each; `serve` logs them as warnings.
+    pub warnings: Vec<String>,
+    /// Timeouts, connection limits and keepalive of the gRPC and admin ports.
+    pub ports: PortSettings,
 }
 
 impl Default for Config {
@@ -145,12 +202,13 @@ impl Default for Config {
             redis_connect_timeout: Duration::from_secs_f64(DEFAULT_REDIS_CONNECT_TIMEOUT_SECS),
             redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
             shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
-            stream_resend: Duration::from_secs_f64(DEFAULT_STREAM_RESEND_SECS),
             signal_window: Duration::from_secs_f64(DEFAULT_SIGNAL_WINDOW_SECS),
             idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
             reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
             max_series: crate::telemetry::DEFAULT_MAX_SERIES,
             connections: NamedConnections::new(),
+            warnings: Vec::new(),
+            ports: PortSettings::default(),
         }
     }
 }

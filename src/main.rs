@@ -1,9 +1,10 @@
 //! The `celery-scaler` binary: parses the command line and hands over to the library.
 //!
 //! Exit codes: 0 success (also after a SIGTERM drain); 2 bad command line (clap); 64 invalid
-//! configuration or metadata, or any `simulate` error (unreadable or invalid scenario, an
-//! output file that cannot be written); 69 broker unavailable (`inspect`); 70 the server
-//! failed; 71 a listener could not be bound; 130 a second signal aborted the drain.
+//! configuration or metadata; 69 broker unavailable (`inspect`); 70 the server failed; 71 a
+//! listener could not be bound; 130 a second signal aborted the drain. `simulate`: see
+//! `SimError::exit_code` (64 unreadable or invalid scenario, 73 an output file that cannot be
+//! written, 70 an internal error). `serve` logs every exit with its reason and code.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -135,7 +136,7 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("celery-scaler simulate: {e}");
-                ExitCode::from(64)
+                ExitCode::from(e.exit_code())
             }
         },
     }
@@ -143,11 +144,13 @@ async fn main() -> ExitCode {
 
 async fn serve(config: Config) -> ExitCode {
     init_tracing(config.log_format, "info");
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let bind = |addr| async move {
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            eprintln!("celery-scaler: cannot listen on {addr}: {e}");
-            ExitCode::from(71)
-        })
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| exit(71, &format!("cannot listen on {addr}: {e}")))
     };
     let (grpc, admin) = match (
         bind(config.grpc_listen).await,
@@ -159,20 +162,25 @@ async fn serve(config: Config) -> ExitCode {
     let shutdown = CancellationToken::new();
     let signals = match server::spawn_signal_handler(shutdown.clone()) {
         Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("celery-scaler: cannot install signal handlers: {e}");
-            return ExitCode::from(71);
-        }
+        Err(e) => return exit(71, &format!("cannot install signal handlers: {e}")),
     };
     let result = server::run(config, grpc, admin, shutdown).await;
     signals.abort();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            ExitCode::from(70)
-        }
+        Ok(()) => exit(0, "clean shutdown"),
+        Err(e) => exit(70, &format!("the server failed: {e}")),
     }
+}
+
+/// Logs why `serve` ends and with which code (every exit of `serve` after logging starts
+/// goes through here, except the second-signal exit, which logs its own line).
+fn exit(code: u8, reason: &str) -> ExitCode {
+    if code == 0 {
+        tracing::info!(code, reason, "exiting");
+    } else {
+        tracing::error!(code, reason, "exiting");
+    }
+    ExitCode::from(code)
 }
 
 async fn inspect_once(config: Config, pairs: &[String], json: bool) -> ExitCode {

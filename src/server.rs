@@ -6,7 +6,12 @@
 //! the gRPC server stops accepting, open `StreamIsActive` streams end with status OK,
 //! in-flight RPCs get up to `shutdown_grace`, then the samplers stop and the admin server
 //! closes. [`spawn_signal_handler`] turns the first SIGTERM/SIGINT into `shutdown` and a
-//! second one into an immediate exit with code 130.
+//! second one into an immediate exit with code 130; SIGHUP, SIGUSR1 and SIGUSR2 are logged
+//! and ignored (their default action would kill the process without a drain).
+//!
+//! Both ports are bounded ([`accept`]): a connection limit each, TCP keepalive, a handshake
+//! deadline on gRPC (TLS + HTTP/2 preface, [`tls`]) and a header-read timeout on admin;
+//! HTTP/2 keepalive PINGs drop gRPC peers that stopped answering.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,22 +19,20 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::admin::{self, Readiness};
 use crate::broker::Registry;
-use crate::config::{Config, ServerTls};
+use crate::config::Config;
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
 use crate::scaler::Scaler;
 
-/// HTTP/2 PING interval towards idle clients (KEDA sets no client keepalive).
-const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a PING may go unanswered before the connection is closed.
-const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub mod accept;
+pub mod tls;
+
 /// Streams per connection: KEDA multiplexes every ScaledObject over one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 10_000;
 /// Bound on stopping the samplers and the admin server after the drain.
@@ -39,7 +42,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC TLS setup: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[source] tls::TlsError),
     #[error("gRPC server: {0}")]
     Grpc(#[source] tonic::transport::Error),
     #[error("admin server: {0}")]
@@ -51,15 +54,6 @@ pub enum ServeError {
 /// Installs rustls' ring provider as the process default (Redis TLS needs one). Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn tls_config(tls: &ServerTls) -> ServerTlsConfig {
-    let mut config =
-        ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, tls.key_pem()));
-    if let Some(ca) = &tls.client_ca_pem {
-        config = config.client_ca_root(Certificate::from_pem(ca));
-    }
-    config
 }
 
 /// Serves gRPC on `grpc` and the admin port on `admin` until `shutdown` is cancelled, then
@@ -84,24 +78,29 @@ pub async fn run(
     let scaler = Arc::new(Scaler::new(registry.clone(), config.connections.clone()));
     let readiness = Readiness::new();
 
+    let ports = config.ports.clone();
+    let tls = match &config.tls {
+        Some(t) => Some(tls::acceptor(t).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let admin_stop = CancellationToken::new();
-    let mut admin_task = tokio::spawn(admin::run(admin, readiness.clone(), admin_stop.clone()));
+    let mut admin_task = tokio::spawn(admin::run_with(
+        admin,
+        readiness.clone(),
+        ports.clone(),
+        admin_stop.clone(),
+    ));
 
     let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(ports.grpc_keepalive_interval))
+        .http2_keepalive_timeout(Some(ports.grpc_keepalive_timeout))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
-    if let Some(tls) = &config.tls {
-        builder = builder
-            .tls_config(tls_config(tls))
-            .map_err(ServeError::Tls)?;
-    }
     // `drain` ends streams and stops the gRPC server; it is cancelled after readiness and
     // health have turned NOT_SERVING.
     let drain = CancellationToken::new();
     let health = tonic_health::server::HealthReporter::new();
     let health_service = grpc::health_server(&health, drain.clone());
-    let service = ScalerService::new(scaler, drain.clone(), config.stream_resend);
+    let service = ScalerService::new(scaler, drain.clone());
     let router = builder
         .add_service(health_service)
         .add_service(service.into_server());
@@ -110,9 +109,15 @@ pub async fn run(
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let incoming = TcpIncoming::from(grpc)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+    let incoming = accept::grpc_incoming(
+        grpc,
+        accept::GrpcAccept {
+            limiter: accept::Limiter::new("grpc", ports.grpc_max_connections),
+            tls,
+            handshake_timeout: ports.grpc_handshake_timeout,
+            tcp_keepalive: ports.tcp_keepalive,
+        },
+    );
     let stop = drain.clone();
     let mut grpc_task = tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }),
@@ -186,22 +191,48 @@ pub async fn run(
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT; exits the process with code 130 on a
-/// second one (an operator asking to stop without draining).
+/// second one (an operator asking to stop without draining). SIGHUP, SIGUSR1 and SIGUSR2 are
+/// logged and ignored, before and during the drain: the configuration is read once at start
+/// (restart the pod to change it), and nothing else is bound to these signals.
 pub fn spawn_signal_handler(shutdown: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     Ok(tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
+        let mut stops = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = int.recv() => "SIGINT",
+                Some(()) = hup.recv() => {
+                    info!(signal = "SIGHUP", "signal ignored: the configuration is read only at start; restart to change it");
+                    continue;
+                }
+                Some(()) = usr1.recv() => {
+                    info!(signal = "SIGUSR1", "signal ignored");
+                    continue;
+                }
+                Some(()) = usr2.recv() => {
+                    info!(signal = "SIGUSR2", "signal ignored");
+                    continue;
+                }
+                else => return,
+            };
+            stops += 1;
+            if stops == 1 {
+                info!(signal = name, "shutting down");
+                shutdown.cancel();
+            } else {
+                warn!(
+                    signal = name,
+                    code = 130,
+                    "second signal: exiting without draining"
+                );
+                std::process::exit(130);
+            }
         }
-        shutdown.cancel();
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-        warn!("second signal: exiting without draining");
-        std::process::exit(130);
     }))
 }

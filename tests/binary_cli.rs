@@ -374,3 +374,163 @@ fn simulate_exit_codes() {
     let (code, _, err) = run(&["simulate", "--no-such-flag"], &[]);
     assert_eq!(code, 2, "{err}");
 }
+
+// ---- ports: simulate limits, signals, exit log lines (issue 11 items 11 and 13) ----
+
+/// A scenario whose numbers would exhaust memory or never end is refused at once with exit
+/// 64, naming each offending key.
+#[test]
+fn simulate_refuses_scenarios_beyond_the_limits_with_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("rate = inf", "600", "arrivals[0].rate"),
+        ("rate = 1e9", "600", "arrivals[0].rate"),
+        ("rate = 1", "1e12", "duration"),
+    ];
+    for (i, (arrival, duration, needle)) in cases.iter().enumerate() {
+        let body = format!(
+            "name = \"hostile\"\nduration = {duration}\ntarget_latency = 10\n[workers]\n\
+             concurrency = 4\n[[queues]]\nname = \"celery\"\n\
+             duration = {{ kind = \"constant\", value = 1 }}\n\
+             arrivals = [{{ kind = \"poisson\", {arrival} }}, \
+             {{ kind = \"burst\", at = 1, count = 18446744073709551615 }}]\n"
+        );
+        let file = dir.path().join(format!("s{i}.toml"));
+        std::fs::write(&file, body).unwrap();
+        let (code, stdout, stderr) = run(&["simulate", "--scenario", file.to_str().unwrap()], &[]);
+        assert_eq!(code, 64, "{arrival}: {stderr}");
+        assert!(stderr.contains(needle), "{needle} missing from {stderr}");
+        assert!(stderr.contains("arrivals[1].count"), "{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+}
+
+/// Waits (bounded) until `/readyz` of the binary answers 200.
+async fn wait_ready(admin: std::net::SocketAddr) {
+    let deadline = Instant::now() + LIMIT;
+    while !matches!(http_get(admin, "/readyz").await, Ok((200, _))) {
+        assert!(Instant::now() < deadline, "not ready in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored: the process keeps serving. SIGTERM
+/// then drains and exits 0 with an exit line naming the reason and the code.
+#[tokio::test]
+async fn hup_and_usr_signals_are_logged_and_ignored_and_every_exit_is_logged() {
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_SHUTDOWN_GRACE_SECONDS", "2"),
+            ("CELERY_SCALER_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    wait_ready(admin_addr).await;
+    for sig in ["-HUP", "-USR1", "-USR2", "-HUP"] {
+        signal(proc.pid(), sig);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            http_get(admin_addr, "/healthz").await.unwrap().0,
+            200,
+            "not serving after {sig}"
+        );
+    }
+    assert_eq!(http_get(admin_addr, "/readyz").await.unwrap().0, 200);
+    signal(proc.pid(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let logged = |sig: &str| {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["signal"] == sig)
+            .count()
+    };
+    assert_eq!(logged("SIGHUP"), 2, "{stderr}");
+    assert_eq!(logged("SIGUSR1"), 1, "{stderr}");
+    assert_eq!(logged("SIGUSR2"), 1, "{stderr}");
+    assert_eq!(logged("SIGTERM"), 1, "{stderr}");
+    let last = lines.last().expect("json log lines");
+    assert_eq!(last["fields"]["message"], "exiting", "{stderr}");
+    assert_eq!(last["fields"]["code"], 0, "{stderr}");
+}
+
+/// An exit on an error is logged too: a busy listen address exits 71 with its reason.
+#[test]
+fn a_failed_start_logs_its_exit_code_and_reason() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--grpc-listen",
+            &busy_addr,
+            "--admin-listen",
+            &admin,
+        ],
+        &[("CELERY_SCALER_LOG_FORMAT", "json")],
+    );
+    assert_eq!(code, 71, "{stderr}");
+    let exit: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "exiting")
+        .unwrap_or_else(|| panic!("no exit line in {stderr}"));
+    assert_eq!(exit["fields"]["code"], 71);
+    let reason = exit["fields"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&busy_addr), "{reason}");
+    drop(busy);
+}
+
+/// The port settings reach the binary: with a 1 s handshake / header timeout from the
+/// environment, a peer that sends a partial request on either port is closed, and the
+/// process keeps serving.
+#[tokio::test]
+async fn slow_peers_are_closed_by_the_configured_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let proc = spawn(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_GRPC_HANDSHAKE_TIMEOUT_SECONDS", "1"),
+            ("CELERY_SCALER_ADMIN_HEADER_TIMEOUT_SECONDS", "1"),
+        ],
+    );
+    let admin_addr = admin.parse().unwrap();
+    wait_ready(admin_addr).await;
+    for (addr, partial) in [
+        (grpc.as_str(), &b"PRI * HTTP/2.0\r\n"[..]),
+        (admin.as_str(), &b"GET /healthz HTTP/1.1\r\nHost: x\r\n"[..]),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(partial).await.unwrap();
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(6), async {
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{addr}: slow peer still open");
+    }
+    assert_eq!(http_get(admin_addr, "/healthz").await.unwrap().0, 200);
+    signal(proc.pid(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}

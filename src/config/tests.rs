@@ -25,7 +25,6 @@ fn defaults_without_any_layer() {
     assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.sample_interval, Duration::from_secs(1));
-    assert_eq!(c.stream_resend, Duration::from_secs(5));
     assert!(c.tls.is_none() && c.connections.is_empty());
     let s = c.sampler_settings();
     assert_eq!(s.first_sample_timeout, Duration::from_secs(5));
@@ -448,4 +447,59 @@ fn endpoints_are_normalised() {
     ]);
     let c = load(None, &e, &Flags::default()).unwrap();
     assert_eq!(c.connections["a"], c.connections["b"]);
+}
+
+#[test]
+fn stream_resend_seconds_is_accepted_with_a_deprecation_warning() {
+    let c = load(
+        None,
+        &env(&[("CELERY_SCALER_STREAM_RESEND_SECONDS", "5")]),
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("CELERY_SCALER_STREAM_RESEND_SECONDS")
+            && c.warnings[0].contains("deprecated"),
+        "{:?}",
+        c.warnings
+    );
+    let c = load(None, &HashMap::new(), &Flags::default()).unwrap();
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn port_settings_from_env_with_ranges() {
+    let c = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_GRPC_HANDSHAKE_TIMEOUT_SECONDS", "2.5"),
+            ("CELERY_SCALER_ADMIN_MAX_CONNECTIONS", "16"),
+            ("CELERY_SCALER_GRPC_KEEPALIVE_INTERVAL_SECONDS", "20"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.ports.grpc_handshake_timeout, Duration::from_millis(2500));
+    assert_eq!(c.ports.admin_max_connections, 16);
+    assert_eq!(c.ports.grpc_keepalive_interval, Duration::from_secs(20));
+    assert_eq!(c.ports.grpc_max_connections, DEFAULT_GRPC_MAX_CONNECTIONS);
+    let err = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_GRPC_MAX_CONNECTIONS", "0"),
+            ("CELERY_SCALER_ADMIN_HEADER_TIMEOUT_SECONDS", "inf"),
+            ("CELERY_SCALER_TCP_KEEPALIVE_SECONDS", "-1"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+    for key in [
+        "CELERY_SCALER_GRPC_MAX_CONNECTIONS",
+        "CELERY_SCALER_ADMIN_HEADER_TIMEOUT_SECONDS",
+        "CELERY_SCALER_TCP_KEEPALIVE_SECONDS",
+    ] {
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
 }

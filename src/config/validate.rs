@@ -12,7 +12,11 @@ use super::{
     DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
     DEFAULT_REDIS_COMMAND_TIMEOUT_SECS, DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
     DEFAULT_SAMPLE_INTERVAL_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SIGNAL_WINDOW_SECS,
-    DEFAULT_STREAM_RESEND_SECS,
+};
+use super::{
+    PortSettings, DEFAULT_ADMIN_HEADER_TIMEOUT_SECS, DEFAULT_ADMIN_MAX_CONNECTIONS,
+    DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS, DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
+    DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_TCP_KEEPALIVE_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 use rustls::pki_types::pem::PemObject;
@@ -274,12 +278,6 @@ pub(super) fn validate(
         0.0,
         3600.0,
     );
-    let stream_resend = c.seconds(
-        top("stream_resend_seconds"),
-        DEFAULT_STREAM_RESEND_SECS,
-        0.5,
-        300.0,
-    );
     let signal_window = c.seconds(
         top("signal_window_seconds"),
         DEFAULT_SIGNAL_WINDOW_SECS,
@@ -304,6 +302,7 @@ pub(super) fn validate(
         100,
         10_000_000,
     );
+    let ports = validate_ports(&mut c, raw);
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
         if let Some(spec) = validate_connection(&mut c, name, fields, env) {
@@ -319,13 +318,92 @@ pub(super) fn validate(
         redis_connect_timeout,
         redis_command_timeout,
         shutdown_grace,
-        stream_resend,
         signal_window,
         idle_expiry,
         reconcile_period,
         max_series,
         connections,
+        warnings: deprecated(raw),
+        ports,
     }
+}
+
+/// The ports block: timeouts, connection limits, keepalive.
+fn validate_ports(c: &mut Check<'_>, raw: &RawConfig) -> PortSettings {
+    let top = |k: &str| raw.top.get(k);
+    let mut count = |key: &str, default: u32, max: u32| {
+        let Some((text, origin)) = c.text(top(key)) else {
+            return default;
+        };
+        match text.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                c.problems.push(format!(
+                    "{origin}: must be a whole number from 1 to {max}, got {text:?}"
+                ));
+                default
+            }
+        }
+    };
+    let grpc_max_connections = count(
+        "grpc_max_connections",
+        DEFAULT_GRPC_MAX_CONNECTIONS,
+        1_000_000,
+    );
+    let admin_max_connections = count(
+        "admin_max_connections",
+        DEFAULT_ADMIN_MAX_CONNECTIONS,
+        1_000_000,
+    );
+    PortSettings {
+        grpc_handshake_timeout: c.seconds(
+            top("grpc_handshake_timeout_seconds"),
+            DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS,
+            0.1,
+            300.0,
+        ),
+        admin_header_timeout: c.seconds(
+            top("admin_header_timeout_seconds"),
+            DEFAULT_ADMIN_HEADER_TIMEOUT_SECS,
+            0.1,
+            300.0,
+        ),
+        grpc_max_connections,
+        admin_max_connections,
+        grpc_keepalive_interval: c.seconds(
+            top("grpc_keepalive_interval_seconds"),
+            DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
+            1.0,
+            3600.0,
+        ),
+        grpc_keepalive_timeout: c.seconds(
+            top("grpc_keepalive_timeout_seconds"),
+            DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS,
+            1.0,
+            300.0,
+        ),
+        tcp_keepalive: c.seconds(
+            top("tcp_keepalive_seconds"),
+            DEFAULT_TCP_KEEPALIVE_SECS,
+            1.0,
+            7200.0,
+        ),
+    }
+}
+
+/// Settings still accepted so that old configs keep starting, but ignored.
+fn deprecated(raw: &RawConfig) -> Vec<String> {
+    raw.top
+        .get("stream_resend_seconds")
+        .map(|r| {
+            format!(
+                "{}: deprecated and ignored; StreamIsActive now pushes only when a trigger \
+                 turns active (HTTP/2 keepalive holds idle streams open)",
+                r.origin
+            )
+        })
+        .into_iter()
+        .collect()
 }
 
 fn validate_connection(

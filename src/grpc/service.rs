@@ -1,7 +1,7 @@
 //! The `ExternalScaler` implementation: protobuf in, [`Scaler`] calls, protobuf out.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -25,18 +25,12 @@ pub struct ScalerService {
     scaler: Arc<Scaler>,
     /// Cancelled when the server drains: open streams end with status OK.
     shutdown: CancellationToken,
-    /// `StreamIsActive` re-sends `true` this often while active.
-    resend: Duration,
 }
 
 impl ScalerService {
-    pub fn new(scaler: Arc<Scaler>, shutdown: CancellationToken, resend: Duration) -> Self {
+    pub fn new(scaler: Arc<Scaler>, shutdown: CancellationToken) -> Self {
         metrics::init();
-        Self {
-            scaler,
-            shutdown,
-            resend,
-        }
+        Self { scaler, shutdown }
     }
 
     /// The tonic service, ready to add to a router.
@@ -119,7 +113,6 @@ impl ScalerService {
             metadata: so.scaler_metadata,
             settings,
             shutdown: self.shutdown.clone(),
-            resend: self.resend,
         }))
     }
 }

@@ -1,14 +1,18 @@
-//! `StreamIsActive` (KEDA `external-push`): push `true` when a watch set becomes active and
-//! re-send it periodically while it stays active; never push `false`.
+//! `StreamIsActive` (KEDA `external-push`): push `true` when the stream opens on an active
+//! watch set and on each inactive → active transition; nothing else (never `false`, no
+//! periodic re-send).
 //!
-//! The stream is driven by the connection that carries it (no task of its own), so a client
-//! cancel drops it at once. On shutdown it ends cleanly (status OK) so that KEDA reconnects
-//! after ~2 s instead of backing off.
+//! Every `true` makes KEDA re-read the ScaledObject and write its status, so a re-send while
+//! active would cost one API-server write per ScaledObject each time. An idle stream is kept
+//! alive by HTTP/2 keepalive on the connection, not by messages. The stream is driven by the
+//! connection that carries it (no task of its own), so a client cancel drops it at once. On
+//! shutdown it ends cleanly (status OK) so that KEDA reconnects after ~2 s instead of
+//! backing off.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::Stream;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +36,6 @@ pub struct StreamSpec {
     pub metadata: HashMap<String, String>,
     pub settings: Arc<TriggerSettings>,
     pub shutdown: CancellationToken,
-    pub resend: Duration,
     /// `namespace/name` of the ScaledObject, for logs.
     pub scaled_object: String,
 }
@@ -43,7 +46,6 @@ struct State {
     opened: bool,
     ended: bool,
     was_active: bool,
-    last_sent: Option<Instant>,
     last_error: Option<String>,
     _guard: StreamGuard,
 }
@@ -57,7 +59,6 @@ pub fn open(spec: StreamSpec) -> ActiveStream {
         opened: false,
         ended: false,
         was_active: false,
-        last_sent: None,
         last_error: None,
         _guard: StreamGuard::new(),
     };
@@ -136,18 +137,12 @@ impl State {
         Ok(Some(eval.decision.active))
     }
 
-    /// Whether to push now: on becoming active, and every `resend` while active.
+    /// Whether to push now: only on becoming active (the first evaluation counts as a
+    /// transition from inactive). A failed sample changes nothing.
     fn consider(&mut self, active: bool) -> Option<IsActiveResponse> {
-        let now = Instant::now();
-        let due = self
-            .last_sent
-            .is_none_or(|t| now.duration_since(t) >= self.spec.resend);
-        let send = active && (!self.was_active || due);
+        let send = active && !self.was_active;
         self.was_active = active;
-        send.then(|| {
-            self.last_sent = Some(now);
-            IsActiveResponse { result: true }
-        })
+        send.then_some(IsActiveResponse { result: true })
     }
 
     fn ok(&mut self) {

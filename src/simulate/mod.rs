@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub mod autoscale;
 pub mod bench;
 pub mod engine;
+pub mod limits;
 pub mod report;
 pub mod rng;
 pub mod scenario;
@@ -22,7 +23,7 @@ pub use scenario::Scenario;
 
 use crate::policy::{LatencySettings, PolicySettings};
 
-/// Errors of the simulator (the CLI exits 64 on any of them).
+/// Errors of the simulator; [`SimError::exit_code`] is what the CLI exits with.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{path}: {source}")]
@@ -32,8 +33,25 @@ pub enum SimError {
     },
     #[error("{path}: invalid scenario: {message}")]
     Scenario { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("JSON output: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl SimError {
+    /// 64: the scenario or a trace it names is unreadable or invalid (limits included);
+    /// 73: an output file (`--csv`, `--svg`) cannot be written; 70: an internal error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SimError::Io { .. } | SimError::Scenario { .. } => 64,
+            SimError::Output { .. } => 73,
+            SimError::Json(_) => 70,
+        }
+    }
 }
 
 /// Flags of `celery-scaler simulate`.
@@ -176,7 +194,7 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), SimError> {
-    std::fs::write(path, text).map_err(|source| SimError::Io {
+    std::fs::write(path, text).map_err(|source| SimError::Output {
         path: path.to_path_buf(),
         source,
     })

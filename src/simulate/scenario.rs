@@ -323,46 +323,24 @@ impl Scenario {
                 p.push(format!("{what} must be a positive number"));
             }
         };
-        pos(self.duration.is_finite() && self.duration > 0.0, "duration");
-        pos(self.drain.is_finite() && self.drain >= 0.0, "drain");
-        pos(
-            self.target_latency.is_finite() && self.target_latency > 0.0,
-            "target_latency",
-        );
+        // Finite values, ranges and totals: `limits`.
+        pos(self.duration > 0.0, "duration");
+        pos(self.target_latency > 0.0, "target_latency");
         let k = &self.keda;
-        pos(k.polling_interval >= 1.0, "keda.polling_interval (≥ 1)");
-        pos(k.hpa_sync_period > 0.0, "keda.hpa_sync_period");
-        pos(k.cooldown_period >= 0.0, "keda.cooldown_period");
-        pos((0.0..1.0).contains(&k.tolerance), "keda.tolerance (< 1)");
         pos(
             k.max_replicas >= 1 && k.max_replicas >= k.min_replicas,
             "keda.max_replicas (≥ min_replicas)",
         );
         pos(self.workers.concurrency >= 1, "workers.concurrency");
         pos(
-            self.workers.termination_grace >= 0.0,
-            "workers.termination_grace",
-        );
-        pos(
             self.workers.visibility_timeout > 0.0,
             "workers.visibility_timeout",
-        );
-        pos(
-            self.sampler.tick > 0.0 && self.sampler.series_step > 0.0,
-            "sampler.tick and sampler.series_step",
         );
         pos(
             self.sampler.rate_window >= 1
                 && self.sampler.fast_window >= 1
                 && self.sampler.service_window >= 1,
             "sampler windows",
-        );
-        pos(
-            self.policies
-                .keda_redis_list_lengths
-                .iter()
-                .all(|l| *l >= 1.0),
-            "policies.keda_redis_list_lengths (integers ≥ 1)",
         );
         pos(
             self.policies.backlog_list_length > 0.0,
@@ -423,6 +401,7 @@ impl Scenario {
                 }
             }
         }
+        p.extend(super::limits::problems(self));
         p
     }
 }

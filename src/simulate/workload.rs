@@ -249,6 +249,12 @@ pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Option<f64>)>, 
             return Err(format!("line {}: timestamps must be ≥ 0", n + 1));
         }
         if t < horizon {
+            if out.len() as f64 >= super::limits::MAX_TASKS {
+                return Err(format!(
+                    "more than {:.0} arrivals (the limit on tasks per scenario)",
+                    super::limits::MAX_TASKS
+                ));
+            }
             out.push((t, d));
         }
     }

@@ -23,7 +23,6 @@ pub fn test_config() -> Config {
         redis_connect_timeout: Duration::from_millis(500),
         redis_command_timeout: Duration::from_millis(500),
         shutdown_grace: Duration::from_secs(5),
-        stream_resend: Duration::from_secs(1),
         ..Config::default()
     }
 }
