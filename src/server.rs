@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -25,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::admin::{self, Readiness};
 use crate::broker::Registry;
-use crate::config::Config;
+use crate::config::{Config, PortSettings};
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
 use crate::scaler::Scaler;
@@ -68,21 +69,16 @@ pub async fn run(
     admin::init_metrics();
     grpc::init_metrics();
     crate::telemetry::series_budget().set_cap(config.max_series);
-    let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let admin_addr = admin
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (grpc_addr, admin_addr) = (addr(&grpc), addr(&admin));
 
     let registry = Arc::new(Registry::new(config.sampler_settings()));
     let scaler = Arc::new(Scaler::new(registry.clone(), config.connections.clone()));
     let readiness = Readiness::new();
 
-    let ports = config.ports.clone();
-    let tls = match &config.tls {
-        Some(t) => Some(tls::acceptor(t).map_err(ServeError::Tls)?),
-        None => None,
-    };
+    let ports = accept::fitted(&config.ports);
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose();
+    let tls = tls.map_err(ServeError::Tls)?;
     let admin_stop = CancellationToken::new();
     let mut admin_task = tokio::spawn(admin::run_with(
         admin,
@@ -91,37 +87,11 @@ pub async fn run(
         admin_stop.clone(),
     ));
 
-    let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(ports.grpc_keepalive_interval))
-        .http2_keepalive_timeout(Some(ports.grpc_keepalive_timeout))
-        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
     // `drain` ends streams and stops the gRPC server; it is cancelled after readiness and
     // health have turned NOT_SERVING.
     let drain = CancellationToken::new();
     let health = tonic_health::server::HealthReporter::new();
-    let health_service = grpc::health_server(&health, drain.clone());
-    let service = ScalerService::new(scaler, drain.clone());
-    let router = builder
-        .add_service(health_service)
-        .add_service(service.into_server());
-    health
-        .set_serving::<ExternalScalerServer<ScalerService>>()
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
-
-    let incoming = accept::grpc_incoming(
-        grpc,
-        accept::GrpcAccept {
-            limiter: accept::Limiter::new("grpc", ports.grpc_max_connections),
-            tls,
-            handshake_timeout: ports.grpc_handshake_timeout,
-            tcp_keepalive: ports.tcp_keepalive,
-        },
-    );
-    let stop = drain.clone();
-    let mut grpc_task = tokio::spawn(
-        router.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }),
-    );
+    let mut grpc_task = start_grpc(grpc, &ports, tls, scaler, &health, drain.clone()).await;
     readiness.set_serving();
     info!(
         grpc = %grpc_addr,
@@ -188,6 +158,41 @@ pub async fn run(
     }
     info!("stopped");
     result?.map_err(ServeError::Grpc)
+}
+
+/// Spawns the gRPC server (health + ExternalScaler, both SERVING) on the bounded incoming
+/// connections of `grpc`; it stops accepting and drains when `drain` is cancelled.
+async fn start_grpc(
+    grpc: TcpListener,
+    ports: &PortSettings,
+    tls: Option<TlsAcceptor>,
+    scaler: Arc<Scaler>,
+    health: &tonic_health::server::HealthReporter,
+    drain: CancellationToken,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(ports.grpc_keepalive_interval))
+        .http2_keepalive_timeout(Some(ports.grpc_keepalive_timeout))
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+    let router = builder
+        .add_service(grpc::health_server(health, drain.clone()))
+        .add_service(ScalerService::new(scaler, drain.clone()).into_server());
+    health
+        .set_serving::<ExternalScalerServer<ScalerService>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let incoming = accept::grpc_incoming(
+        grpc,
+        accept::GrpcAccept {
+            limiter: accept::Limiter::new("grpc", ports.grpc_max_connections),
+            tls,
+            handshake_timeout: ports.grpc_handshake_timeout,
+            tcp_keepalive: ports.tcp_keepalive,
+        },
+    );
+    tokio::spawn(
+        router.serve_with_incoming_shutdown(incoming, async move { drain.cancelled().await }),
+    )
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT; exits the process with code 130 on a

@@ -336,3 +336,77 @@ impl Connected for Guarded {
         }
     }
 }
+
+/// File descriptors kept free for everything but client connections (listeners, Redis
+/// connections, the runtime, logs).
+const FD_RESERVE: u64 = 64;
+
+/// `ports` with connection limits lowered (and a warning logged) to fit the open-files
+/// limit; see [`fit_to_open_files`].
+pub fn fitted(ports: &crate::config::PortSettings) -> crate::config::PortSettings {
+    let mut ports = ports.clone();
+    if let Some(n) = open_files_limit() {
+        let (g, a) = (
+            &mut ports.grpc_max_connections,
+            &mut ports.admin_max_connections,
+        );
+        if fit_to_open_files(g, a, n) {
+            warn!(
+                open_files = n,
+                grpc_max_connections = *g,
+                admin_max_connections = *a,
+                "connection limits lowered to fit the open-files limit (ulimit -n)"
+            );
+        }
+    }
+    ports
+}
+
+/// The soft limit on open files of this process (Linux `/proc/self/limits`), if known.
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Lowers the connection limits so that both ports together leave [`FD_RESERVE`] descriptors
+/// free under `open_files`: otherwise idle gRPC clients could use up the descriptors and the
+/// admin port could not accept `/healthz`. The admin port keeps its limit up to half the
+/// room, gRPC gets the rest; returns whether anything was lowered.
+pub fn fit_to_open_files(grpc: &mut u32, admin: &mut u32, open_files: u64) -> bool {
+    let room = open_files.saturating_sub(FD_RESERVE).max(2);
+    let (g, a) = (u64::from(*grpc), u64::from(*admin));
+    if g + a <= room {
+        return false;
+    }
+    let new_admin = a.min(room / 2).max(1);
+    let new_grpc = g.min(room - new_admin).max(1);
+    *admin = u32::try_from(new_admin).unwrap_or(u32::MAX);
+    *grpc = u32::try_from(new_grpc).unwrap_or(u32::MAX);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_fit_under_the_open_files_limit() {
+        // (grpc, admin, open files) → (grpc, admin, lowered)
+        let cases = [
+            ((1024, 128, 1_048_576), (1024, 128, false)),
+            ((1024, 128, 1216), (1024, 128, false)),
+            ((1024, 128, 1215), (1023, 128, true)),
+            ((1024, 128, 256), (96, 96, true)),
+            ((1024, 128, 10), (1, 1, true)),
+            ((10, 500, 300), (10, 118, true)),
+        ];
+        for ((g, a, n), want) in cases {
+            let (mut grpc, mut admin) = (g, a);
+            let lowered = fit_to_open_files(&mut grpc, &mut admin, n);
+            assert_eq!((grpc, admin, lowered), want, "{g} {a} {n}");
+            assert!(!lowered || u64::from(grpc + admin) <= n.saturating_sub(FD_RESERVE).max(2));
+        }
+        assert!(open_files_limit().is_some_and(|n| n > 0));
+    }
+}
