@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
-use crate::broker::{NamedConnections, SamplerSettings};
+use crate::broker::{
+    AccessPolicy, BrokerLimits, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
+    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+};
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
@@ -38,6 +41,9 @@ pub const DEFAULT_SIGNAL_WINDOW_SECS: f64 = 30.0;
 pub const DEFAULT_IDLE_EXPIRY_SECS: f64 = 600.0;
 /// Default period of full `unacked` reconciliation, in seconds.
 pub const DEFAULT_RECONCILE_PERIOD_SECS: f64 = 60.0;
+/// Default bound on the broker wait of one RPC, seconds (KEDA's HPA path gives GetMetrics
+/// and IsActive 3 s in all).
+pub const DEFAULT_RPC_TIMEOUT_SECS: f64 = 2.0;
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CELERY_SCALER";
 
@@ -129,6 +135,15 @@ pub struct Config {
     pub reconcile_period: Duration,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
+    /// Which brokers triggers may use (`broker_policy`, `allowed_brokers`, per-connection
+    /// `allowed_databases` / `allowed_namespaces`).
+    pub access: AccessPolicy,
+    /// Bound on brokers sampled in total (named connections not counted).
+    pub max_brokers: usize,
+    /// Bound on brokers sampled per endpoint (named connections not counted).
+    pub max_brokers_per_endpoint: usize,
+    /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
+    pub rpc_timeout: Duration,
 }
 
 impl Default for Config {
@@ -147,11 +162,24 @@ impl Default for Config {
             idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
             reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
             connections: NamedConnections::new(),
+            access: AccessPolicy::default(),
+            max_brokers: DEFAULT_MAX_BROKERS,
+            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            rpc_timeout: Duration::from_secs_f64(DEFAULT_RPC_TIMEOUT_SECS),
         }
     }
 }
 
 impl Config {
+    /// Bounds on sampled brokers; the named connections are exempt.
+    pub fn broker_limits(&self) -> BrokerLimits {
+        BrokerLimits {
+            max_brokers: self.max_brokers,
+            max_brokers_per_endpoint: self.max_brokers_per_endpoint,
+            exempt: self.connections.values().cloned().collect(),
+        }
+    }
+
     /// Sampler timing derived from the config: the first sample of a new watch set may take a
     /// connect, a round trip and one interval; a sample is served while younger than a few
     /// ticks (at least 10 s).
@@ -374,7 +402,7 @@ fn absorb_map(
             }
             continue;
         }
-        if !TOP_KEYS.contains(&key.as_str()) {
+        if !TOP_KEYS.contains(&key.as_str()) && !validate::ACCESS_KEYS.contains(&key.as_str()) {
             problems.push(format!("{}: unknown setting", origin(&key)));
             continue;
         }
@@ -419,7 +447,9 @@ fn absorb_connections(
         fields.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, v) in fields {
             let key_path = format!("{path}.{key}");
-            if !CONNECTION_KEYS.contains(&key.as_str()) {
+            if !CONNECTION_KEYS.contains(&key.as_str())
+                && !validate::ACCESS_CONNECTION_KEYS.contains(&key.as_str())
+            {
                 problems.push(format!("{}: unknown connection setting", origin(&key_path)));
                 continue;
             }

@@ -2,13 +2,13 @@
 //!
 //! Exit codes: 0 success (also after a SIGTERM drain); 64 invalid configuration or metadata;
 //! 69 broker unavailable (`inspect`); 70 the server failed; 71 a listener could not be bound;
-//! 130 a second signal aborted the drain.
+//! 77 the broker is refused by `broker_policy` (`inspect`); 130 a second signal aborted the
+//! drain.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use celery_scaler::broker::Registry;
 use celery_scaler::config::{self, Config, Flags, LogFormat};
 use celery_scaler::scaler::{Scaler, ScalerError};
 use celery_scaler::{inspect, server};
@@ -184,17 +184,23 @@ async fn inspect_once(config: Config, pairs: &[String], json: bool) -> ExitCode 
             return ExitCode::from(64);
         }
     };
-    let registry = std::sync::Arc::new(Registry::new(config.sampler_settings()));
-    let scaler = Scaler::new(registry.clone(), config.connections.clone());
+    let scaler = Scaler::from_config(&config);
+    let registry = scaler.registry().clone();
     let result = scaler.evaluate(&metadata).await;
     registry.shutdown().await;
     match result {
         Ok(eval) if json => println!("{}", inspect::to_json(&eval)),
         Ok(eval) => print!("{}", inspect::to_text(&eval)),
         Err(e) => {
-            eprintln!("celery-scaler inspect: {e}");
+            match &e {
+                // The operator may see what a tenant may not.
+                ScalerError::Hidden { detail, .. } => eprintln!("celery-scaler inspect: {detail}"),
+                ScalerError::Denied(d) => eprintln!("celery-scaler inspect: {e}: {}", d.reason),
+                _ => eprintln!("celery-scaler inspect: {e}"),
+            }
             return ExitCode::from(match e {
-                ScalerError::Broker(_) => 69,
+                ScalerError::Denied(_) => 77,
+                ScalerError::Broker(_) | ScalerError::Hidden { .. } => 69,
                 ScalerError::Metadata(_) | ScalerError::UnknownMetric { .. } => 64,
             });
         }

@@ -20,6 +20,9 @@ pub enum BrokerError {
         age_ms: u64,
         bound_ms: u64,
     },
+    /// A new broker would exceed `max_brokers` or `max_brokers_per_endpoint`.
+    #[error("broker {broker}: refused: {detail}")]
+    Limit { broker: String, detail: String },
     #[error("the scaler is shutting down")]
     ShuttingDown,
 }
@@ -34,6 +37,7 @@ impl BrokerError {
             BrokerError::Command { .. } => "command",
             BrokerError::Sentinel { .. } => "sentinel",
             BrokerError::Stale { .. } => "stale",
+            BrokerError::Limit { .. } => "limit",
             BrokerError::ShuttingDown => "shutdown",
         }
     }

@@ -12,6 +12,7 @@
 //! Architecture Invariant: nothing outside this module opens a Redis connection, and nothing
 //! here writes to Redis (the scaler is read-only on the broker).
 
+mod allow;
 mod conn;
 mod error;
 mod events;
@@ -33,6 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 use sampler::{Shared, Snapshot, WatchEntry};
 
+pub use allow::{
+    AccessDenied, AccessPolicy, BrokerMode, BrokerRule, ConnectionAccess, Requester,
+    ACCESS_DENIED_TEXT,
+};
 pub use error::BrokerError;
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
@@ -73,6 +78,117 @@ impl Default for SamplerSettings {
             signal_window: Duration::from_secs(30),
         }
     }
+}
+
+/// Default bound on samplers (each holds up to two connections) in total.
+pub const DEFAULT_MAX_BROKERS: usize = 64;
+/// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
+pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
+
+/// Bounds on the number of brokers sampled (distinct [`BrokerSpec`]s, each one sampler with
+/// its own connections: nothing is shared across credentials).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerLimits {
+    /// Samplers in total, not counting the exempt ones.
+    pub max_brokers: usize,
+    /// Samplers whose spec connects to one endpoint (a Sentinel spec counts against each of
+    /// its sentinels), not counting the exempt ones.
+    pub max_brokers_per_endpoint: usize,
+    /// Operator-configured brokers (named connections, any DB): never refused, never
+    /// counted, so a flood of inline specs cannot lock them out. Their number is bounded by
+    /// the config.
+    pub exempt: Vec<BrokerSpec>,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        Self {
+            max_brokers: DEFAULT_MAX_BROKERS,
+            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            exempt: Vec::new(),
+        }
+    }
+}
+
+impl BrokerLimits {
+    fn is_exempt(&self, spec: &BrokerSpec) -> bool {
+        self.exempt.iter().any(|e| {
+            let e = normalised(e);
+            e.endpoint == spec.endpoint
+                && e.username == spec.username
+                && e.password == spec.password
+                && e.tls == spec.tls
+        })
+    }
+
+    /// Whether one more (non-exempt) sampler for `spec` fits next to `running`.
+    fn admit<'a>(
+        &self,
+        spec: &BrokerSpec,
+        running: impl Iterator<Item = &'a BrokerSpec>,
+    ) -> Result<(), BrokerError> {
+        if self.is_exempt(spec) {
+            return Ok(());
+        }
+        let counted: Vec<&BrokerSpec> = running.filter(|s| !self.is_exempt(s)).collect();
+        let refuse = |detail: String| {
+            Err(BrokerError::Limit {
+                broker: spec.label(),
+                detail,
+            })
+        };
+        if counted.len() >= self.max_brokers {
+            return refuse(format!(
+                "{} brokers are sampled already (max_brokers)",
+                counted.len()
+            ));
+        }
+        for endpoint in endpoints(spec) {
+            let on_it = counted
+                .iter()
+                .filter(|s| endpoints(s).contains(&endpoint))
+                .count();
+            if on_it >= self.max_brokers_per_endpoint {
+                return refuse(format!(
+                    "{on_it} brokers (distinct DB/credential sets) are sampled on this endpoint already (max_brokers_per_endpoint)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The endpoints a spec connects to (the sentinels for Sentinel; the master they name is
+/// trusted as theirs).
+fn endpoints(spec: &BrokerSpec) -> Vec<&HostPort> {
+    match &spec.endpoint {
+        Endpoint::Direct(hp) => vec![hp],
+        Endpoint::Sentinel { sentinels, .. } => sentinels.iter().collect(),
+    }
+}
+
+/// `spec` with lowercase host names: `LOCALHOST` and `localhost` are one broker.
+fn normalised(spec: &BrokerSpec) -> BrokerSpec {
+    let lower = |hp: &HostPort| HostPort {
+        host: hp.host.to_ascii_lowercase(),
+        port: hp.port,
+    };
+    let mut spec = spec.clone();
+    spec.endpoint = match &spec.endpoint {
+        Endpoint::Direct(hp) => Endpoint::Direct(lower(hp)),
+        Endpoint::Sentinel {
+            master,
+            sentinels,
+            username,
+            password,
+        } => Endpoint::Sentinel {
+            master: master.clone(),
+            sentinels: sentinels.iter().map(lower).collect(),
+            username: username.clone(),
+            password: password.clone(),
+        },
+    };
+    spec
 }
 
 /// What one watch set looks like in one sample.
@@ -161,6 +277,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// All brokers' samplers. Cheap to share behind an `Arc`.
 pub struct Registry {
     settings: SamplerSettings,
+    limits: BrokerLimits,
     samplers: Arc<Mutex<Samplers>>,
     cancel: CancellationToken,
 }
@@ -169,10 +286,16 @@ impl Registry {
     /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
     /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
+        Self::with_limits(settings, BrokerLimits::default())
+    }
+
+    /// [`Registry::new`] with explicit bounds on the number of brokers sampled.
+    pub fn with_limits(settings: SamplerSettings, limits: BrokerLimits) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             settings,
+            limits,
             samplers: Arc::new(Mutex::new(Samplers::default())),
             cancel: CancellationToken::new(),
         }
@@ -182,14 +305,16 @@ impl Registry {
         &self.settings
     }
 
-    /// Registers `watch` on `spec`'s broker (starting its sampler if needed) and marks it used.
-    /// Returns the broker's shared state and the watch set's registration id.
+    /// Registers `watch` on `spec`'s broker (starting its sampler if needed, within the
+    /// [`BrokerLimits`]) and marks it used. Returns the broker's shared state and the watch
+    /// set's registration id.
     fn register(
         &self,
         spec: &BrokerSpec,
         watch: &WatchSet,
         hold: bool,
     ) -> Result<(Arc<Shared>, u64), BrokerError> {
+        let spec = &normalised(spec);
         let mut samplers = lock(&self.samplers);
         if samplers.shut_down {
             return Err(BrokerError::ShuttingDown);
@@ -198,6 +323,7 @@ impl Registry {
         let shared = match samplers.running.get(spec) {
             Some(h) => h.shared.clone(),
             None => {
+                self.limits.admit(spec, samplers.running.keys())?;
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
                 let task = tokio::spawn(sampler::run(

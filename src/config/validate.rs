@@ -15,6 +15,10 @@ use super::{
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 
+mod access;
+
+pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
+
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
     problems: &'a mut Vec<String>,
@@ -258,6 +262,7 @@ pub(super) fn validate(
             connections.insert(name.clone(), spec);
         }
     }
+    let access = access::validate_access(&mut c, raw, &connections);
     Config {
         grpc_listen,
         admin_listen,
@@ -272,6 +277,10 @@ pub(super) fn validate(
         idle_expiry,
         reconcile_period,
         connections,
+        access: access.policy,
+        max_brokers: access.max_brokers,
+        max_brokers_per_endpoint: access.max_brokers_per_endpoint,
+        rpc_timeout: access.rpc_timeout,
     }
 }
 

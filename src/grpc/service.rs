@@ -15,6 +15,7 @@ use super::proto::{
 };
 use super::status::to_status;
 use super::stream::{self, ActiveStream, StreamSpec};
+use crate::broker::Requester;
 use crate::policy::decide;
 use crate::scaler::{Scaler, ScalerError};
 
@@ -46,7 +47,7 @@ impl ScalerService {
     fn get_metric_spec_inner(&self, so: &ScaledObjectRef) -> Result<GetMetricSpecResponse, Status> {
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(so, e))?;
         // The target depends on the settings only: no Redis here.
         let target = decide(&settings.policy, &[]).target;
@@ -68,7 +69,7 @@ impl ScalerService {
             .ok_or_else(|| Status::invalid_argument("scaledObjectRef: missing"))?;
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(&so, e))?;
         Scaler::check_metric_name(&settings, &req.metric_name).map_err(|e| fail(&so, e))?;
         let eval = self
@@ -89,9 +90,13 @@ impl ScalerService {
     }
 
     async fn is_active_inner(&self, so: &ScaledObjectRef) -> Result<IsActiveResponse, Status> {
+        let settings = self
+            .scaler
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
+            .map_err(|e| fail(so, e))?;
         let eval = self
             .scaler
-            .evaluate(&so.scaler_metadata)
+            .evaluate_settings(settings)
             .await
             .map_err(|e| fail(so, e))?;
         Scaler::record(&so.namespace, &so.name, &eval.decision);
@@ -106,7 +111,7 @@ impl ScalerService {
         }
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(&so, e))?;
         Ok(stream::open(StreamSpec {
             scaler: self.scaler.clone(),
@@ -123,6 +128,12 @@ impl ScalerService {
 fn fail(so: &ScaledObjectRef, e: ScalerError) -> Status {
     let status = to_status(&e);
     match e {
+        ScalerError::Denied(denied) => {
+            warn!(namespace = %so.namespace, scaled_object = %so.name, reason = %denied.reason, "refused by broker_policy")
+        }
+        ScalerError::Hidden { id, .. } => {
+            warn!(namespace = %so.namespace, scaled_object = %so.name, id = %id, "inline broker unavailable")
+        }
         ScalerError::Broker(_) => {
             warn!(namespace = %so.namespace, scaled_object = %so.name, error = %status.message(), "broker unavailable")
         }
