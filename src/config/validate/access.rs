@@ -168,3 +168,6 @@ fn connection_access(
         namespaces,
     }
 }
+
+#[cfg(test)]
+mod tests;
