@@ -94,9 +94,9 @@ pub struct BrokerLimits {
     /// Samplers whose spec connects to one endpoint (a Sentinel spec counts against each of
     /// its sentinels), not counting the exempt ones.
     pub max_brokers_per_endpoint: usize,
-    /// Operator-configured brokers (named connections, any DB): never refused, never
-    /// counted, so a flood of inline specs cannot lock them out. Their number is bounded by
-    /// the config.
+    /// Operator-configured brokers (each named connection on each of its allowed DBs): never
+    /// refused, never counted, so a flood of inline specs cannot lock them out. Their number
+    /// is bounded by the config.
     pub exempt: Vec<BrokerSpec>,
 }
 
@@ -112,13 +112,7 @@ impl Default for BrokerLimits {
 
 impl BrokerLimits {
     fn is_exempt(&self, spec: &BrokerSpec) -> bool {
-        self.exempt.iter().any(|e| {
-            let e = normalised(e);
-            e.endpoint == spec.endpoint
-                && e.username == spec.username
-                && e.password == spec.password
-                && e.tls == spec.tls
-        })
+        self.exempt.iter().any(|e| normalised(e) == *spec)
     }
 
     /// Whether one more (non-exempt) sampler for `spec` fits next to `running`.
