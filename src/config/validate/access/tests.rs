@@ -139,3 +139,30 @@ fn allow_list_needs_rules_and_rules_need_allow_list() {
         "{text}"
     );
 }
+
+#[test]
+fn shipped_manifests_load_in_named_only_mode() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e = env(&[
+        ("REDIS_SCALER_PASSWORD", "pw"),
+        ("REDIS_SENTINEL_PASSWORD", "spw"),
+    ]);
+    for file in [
+        "deploy/scaler/config.yaml",
+        "deploy/components/redis-sentinel/scaler-config.yaml",
+    ] {
+        let c = load(Some(&root.join(file)), &e, &Flags::default()).unwrap();
+        assert_eq!(c.access.mode, BrokerMode::NamedOnly, "{file}");
+        let app = &c.access.connections["app"];
+        assert_eq!(app.namespaces, vec!["celery"], "{file}");
+        let spec = &c.connections["app"];
+        assert!(c
+            .access
+            .check(Some("app"), spec, Requester::Namespace("celery"))
+            .is_ok());
+        assert!(c
+            .access
+            .check(None, spec, Requester::Namespace("celery"))
+            .is_err());
+    }
+}
