@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use celery_scaler::broker::BrokerError;
 use celery_scaler::config::{self, Config, Flags, LogFormat};
 use celery_scaler::scaler::{Scaler, ScalerError};
 use celery_scaler::{inspect, server};
@@ -194,13 +195,15 @@ async fn inspect_once(config: Config, pairs: &[String], json: bool) -> ExitCode 
         Err(e) => {
             match &e {
                 // The operator may see what a tenant may not.
-                ScalerError::Hidden { detail, .. } => eprintln!("celery-scaler inspect: {detail}"),
+                ScalerError::Broker(BrokerError::Hidden { detail, .. }) => {
+                    eprintln!("celery-scaler inspect: {detail}")
+                }
                 ScalerError::Denied(d) => eprintln!("celery-scaler inspect: {e}: {}", d.reason),
                 _ => eprintln!("celery-scaler inspect: {e}"),
             }
             return ExitCode::from(match e {
                 ScalerError::Denied(_) => 77,
-                ScalerError::Broker(_) | ScalerError::Hidden { .. } => 69,
+                ScalerError::Broker(_) => 69,
                 ScalerError::Metadata(_) | ScalerError::UnknownMetric { .. } => 64,
             });
         }

@@ -57,11 +57,6 @@ pub enum ScalerError {
     /// The broker policy refuses this trigger's broker (same text for every refusal).
     #[error("{0}")]
     Denied(AccessDenied),
-    /// An inline broker (given in the metadata) failed. The client sees only `id`, so the
-    /// answer cannot tell a closed port from a non-Redis server or a wrong password; the
-    /// scaler logs `detail` (credential-free) with the same id.
-    #[error("broker unavailable: see the scaler's log, id={id}")]
-    Hidden { id: String, detail: BrokerError },
 }
 
 /// One answer: the settings it was computed for, what the broker showed, and the decision.

@@ -23,6 +23,14 @@ pub enum BrokerError {
     /// A new broker would exceed `max_brokers` or `max_brokers_per_endpoint`.
     #[error("broker {broker}: refused: {detail}")]
     Limit { broker: String, detail: String },
+    /// An inline broker (given in trigger metadata) failed. The client sees only `id`, so
+    /// the answer cannot tell a closed port from a non-Redis server or a wrong password; the
+    /// scaler logs `detail` (credential-free) with the same id.
+    #[error("broker unavailable: see the scaler's log, id={id}")]
+    Hidden {
+        id: String,
+        detail: Box<BrokerError>,
+    },
     #[error("the scaler is shutting down")]
     ShuttingDown,
 }
@@ -38,6 +46,7 @@ impl BrokerError {
             BrokerError::Sentinel { .. } => "sentinel",
             BrokerError::Stale { .. } => "stale",
             BrokerError::Limit { .. } => "limit",
+            BrokerError::Hidden { detail, .. } => detail.kind(),
             BrokerError::ShuttingDown => "shutdown",
         }
     }

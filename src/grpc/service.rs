@@ -15,7 +15,7 @@ use super::proto::{
 };
 use super::status::to_status;
 use super::stream::{self, ActiveStream, StreamSpec};
-use crate::broker::Requester;
+use crate::broker::{BrokerError, Requester};
 use crate::policy::decide;
 use crate::scaler::{Scaler, ScalerError};
 
@@ -131,7 +131,7 @@ fn fail(so: &ScaledObjectRef, e: ScalerError) -> Status {
         ScalerError::Denied(denied) => {
             warn!(namespace = %so.namespace, scaled_object = %so.name, reason = %denied.reason, "refused by broker_policy")
         }
-        ScalerError::Hidden { id, .. } => {
+        ScalerError::Broker(BrokerError::Hidden { id, .. }) => {
             warn!(namespace = %so.namespace, scaled_object = %so.name, id = %id, "inline broker unavailable")
         }
         ScalerError::Broker(_) => {

@@ -22,8 +22,6 @@ pub fn to_status(err: &ScalerError) -> Status {
         ScalerError::UnknownMetric { .. } => Status::not_found(err.to_string()),
         // Broker policy refusals: one text for all (nothing about the target).
         ScalerError::Denied(_) => Status::permission_denied(err.to_string()),
-        // Inline broker failures: only an id (the detail is in the scaler's log).
-        ScalerError::Hidden { .. } => Status::unavailable(err.to_string()),
         // Broker bounds: a new broker would exceed max_brokers(_per_endpoint).
         ScalerError::Broker(BrokerError::Limit { .. }) => {
             Status::resource_exhausted(err.to_string())

@@ -56,7 +56,7 @@ fn is_named(connections: &NamedConnections, spec: &BrokerSpec) -> bool {
 
 /// Maps a broker error for the client. Named connections keep the detail. For inline
 /// brokers every target-dependent error (connect, auth, timeout, command, Sentinel, stale)
-/// becomes [`ScalerError::Hidden`], logged here with its detail; bounds and shutdown say
+/// becomes [`BrokerError::Hidden`], logged here with its detail; bounds and shutdown say
 /// nothing about the target and stay as they are.
 pub(super) fn shield(
     connections: &NamedConnections,
@@ -64,13 +64,19 @@ pub(super) fn shield(
     e: BrokerError,
 ) -> ScalerError {
     if is_named(connections, spec)
-        || matches!(e, BrokerError::Limit { .. } | BrokerError::ShuttingDown)
+        || matches!(
+            e,
+            BrokerError::Limit { .. } | BrokerError::ShuttingDown | BrokerError::Hidden { .. }
+        )
     {
         return ScalerError::Broker(e);
     }
     let id = format!("{:08x}", ID_KEY.hash_one(spec.label()) as u32);
     warn!(id = %id, kind = e.kind(), error = %e, "inline broker unavailable (the client sees only the id)");
-    ScalerError::Hidden { id, detail: e }
+    ScalerError::Broker(BrokerError::Hidden {
+        id,
+        detail: Box::new(e),
+    })
 }
 
 #[cfg(test)]
@@ -119,7 +125,7 @@ mod tests {
         other.password = Some(Secret::new("guess"));
         assert!(matches!(
             shield(&named, &other, errors[1].clone()),
-            ScalerError::Hidden { .. }
+            ScalerError::Broker(BrokerError::Hidden { .. })
         ));
     }
 }
