@@ -229,3 +229,51 @@ async fn inline_broker_failures_cannot_be_told_apart() {
     banner_task.abort();
     drop(black_hole);
 }
+
+/// `celery-scaler inspect` with `args`; returns (exit code, stderr).
+fn inspect(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_celery-scaler"))
+        .arg("inspect")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn inspect_applies_the_policy_but_not_namespace_pins() {
+    let redis = support::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "broker_policy: named-only\nconnections:\n  app:\n    address: \"{}\"\n    allowed_namespaces: [\"celery\"]\n",
+            redis.address()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let inline = format!("address={}", redis.address());
+    let (code, stderr) = inspect(&["--config", config, "--metadata", &inline]);
+    assert_eq!(code, Some(77), "{stderr}");
+    assert!(
+        stderr.contains("named-only"),
+        "the operator sees the reason: {stderr}"
+    );
+    let (code, stderr) = inspect(&[
+        "--config",
+        config,
+        "--metadata",
+        "connection=app",
+        "--metadata",
+        "databaseIndex=2",
+    ]);
+    assert_eq!(code, Some(77), "{stderr}");
+    let (code, stderr) = inspect(&["--config", config, "--metadata", "connection=app"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
