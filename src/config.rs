@@ -17,7 +17,7 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
 use crate::broker::{
-    AccessPolicy, BrokerLimits, BrokerSpec, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
+    AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
     DEFAULT_MAX_BROKERS_PER_ENDPOINT,
 };
 
@@ -171,29 +171,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Bounds on sampled brokers; the named connections, on their allowed DBs, are exempt.
-    pub fn broker_limits(&self) -> BrokerLimits {
-        let mut exempt = Vec::new();
-        for (name, spec) in &self.connections {
-            let dbs = self
-                .access
-                .connections
-                .get(name)
-                .map(|a| a.databases.as_slice());
-            for db in dbs.unwrap_or(std::slice::from_ref(&spec.db)) {
-                exempt.push(BrokerSpec {
-                    db: *db,
-                    ..spec.clone()
-                });
-            }
-        }
-        BrokerLimits {
-            max_brokers: self.max_brokers,
-            max_brokers_per_endpoint: self.max_brokers_per_endpoint,
-            exempt,
-        }
-    }
-
     /// Sampler timing derived from the config: the first sample of a new watch set may take a
     /// connect, a round trip and one interval; a sample is served while younger than a few
     /// ticks (at least 10 s).

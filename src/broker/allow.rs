@@ -235,7 +235,7 @@ impl AccessPolicy {
                         Ok(())
                     } else {
                         deny(format!(
-                            "inline broker {} matches no allowed_brokers rule",
+                            "inline broker {:?} matches no allowed_brokers rule",
                             spec.label()
                         ))
                     }

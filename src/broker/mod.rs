@@ -17,6 +17,7 @@ mod conn;
 mod error;
 mod events;
 mod index;
+mod limits;
 mod live;
 mod metrics;
 mod reply;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use limits::normalised;
 use sampler::{Shared, Snapshot, WatchEntry};
 
 pub use allow::{
@@ -39,6 +41,7 @@ pub use allow::{
     ACCESS_DENIED_TEXT,
 };
 pub use error::BrokerError;
+pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
 use crate::signals::estimate::HeartbeatBook;
@@ -78,111 +81,6 @@ impl Default for SamplerSettings {
             signal_window: Duration::from_secs(30),
         }
     }
-}
-
-/// Default bound on samplers (each holds up to two connections) in total.
-pub const DEFAULT_MAX_BROKERS: usize = 64;
-/// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
-pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
-
-/// Bounds on the number of brokers sampled (distinct [`BrokerSpec`]s, each one sampler with
-/// its own connections: nothing is shared across credentials).
-#[derive(Clone, Debug, PartialEq)]
-pub struct BrokerLimits {
-    /// Samplers in total, not counting the exempt ones.
-    pub max_brokers: usize,
-    /// Samplers whose spec connects to one endpoint (a Sentinel spec counts against each of
-    /// its sentinels), not counting the exempt ones.
-    pub max_brokers_per_endpoint: usize,
-    /// Operator-configured brokers (each named connection on each of its allowed DBs): never
-    /// refused, never counted, so a flood of inline specs cannot lock them out. Their number
-    /// is bounded by the config.
-    pub exempt: Vec<BrokerSpec>,
-}
-
-impl Default for BrokerLimits {
-    fn default() -> Self {
-        Self {
-            max_brokers: DEFAULT_MAX_BROKERS,
-            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
-            exempt: Vec::new(),
-        }
-    }
-}
-
-impl BrokerLimits {
-    fn is_exempt(&self, spec: &BrokerSpec) -> bool {
-        self.exempt.iter().any(|e| normalised(e) == *spec)
-    }
-
-    /// Whether one more (non-exempt) sampler for `spec` fits next to `running`.
-    fn admit<'a>(
-        &self,
-        spec: &BrokerSpec,
-        running: impl Iterator<Item = &'a BrokerSpec>,
-    ) -> Result<(), BrokerError> {
-        if self.is_exempt(spec) {
-            return Ok(());
-        }
-        let counted: Vec<&BrokerSpec> = running.filter(|s| !self.is_exempt(s)).collect();
-        let refuse = |detail: String| {
-            Err(BrokerError::Limit {
-                broker: spec.label(),
-                detail,
-            })
-        };
-        if counted.len() >= self.max_brokers {
-            return refuse(format!(
-                "{} brokers are sampled already (max_brokers)",
-                counted.len()
-            ));
-        }
-        for endpoint in endpoints(spec) {
-            let on_it = counted
-                .iter()
-                .filter(|s| endpoints(s).contains(&endpoint))
-                .count();
-            if on_it >= self.max_brokers_per_endpoint {
-                return refuse(format!(
-                    "{on_it} brokers (distinct DB/credential sets) are sampled on this endpoint already (max_brokers_per_endpoint)"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The endpoints a spec connects to (the sentinels for Sentinel; the master they name is
-/// trusted as theirs).
-fn endpoints(spec: &BrokerSpec) -> Vec<&HostPort> {
-    match &spec.endpoint {
-        Endpoint::Direct(hp) => vec![hp],
-        Endpoint::Sentinel { sentinels, .. } => sentinels.iter().collect(),
-    }
-}
-
-/// `spec` with lowercase host names: `LOCALHOST` and `localhost` are one broker.
-fn normalised(spec: &BrokerSpec) -> BrokerSpec {
-    let lower = |hp: &HostPort| HostPort {
-        host: hp.host.to_ascii_lowercase(),
-        port: hp.port,
-    };
-    let mut spec = spec.clone();
-    spec.endpoint = match &spec.endpoint {
-        Endpoint::Direct(hp) => Endpoint::Direct(lower(hp)),
-        Endpoint::Sentinel {
-            master,
-            sentinels,
-            username,
-            password,
-        } => Endpoint::Sentinel {
-            master: master.clone(),
-            sentinels: sentinels.iter().map(lower).collect(),
-            username: username.clone(),
-            password: password.clone(),
-        },
-    };
-    spec
 }
 
 /// What one watch set looks like in one sample.

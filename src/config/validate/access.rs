@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::{Check, Raw, RawConfig, RawValue};
 use crate::broker::{
-    AccessPolicy, BrokerMode, BrokerRule, ConnectionAccess, NamedConnections, DEFAULT_MAX_BROKERS,
-    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
+    NamedConnections, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
 };
-use crate::config::DEFAULT_RPC_TIMEOUT_SECS;
+use crate::config::{Config, DEFAULT_RPC_TIMEOUT_SECS};
 
 /// Top-level keys read here.
 pub(in crate::config) const ACCESS_KEYS: &[&str] = &[
@@ -28,6 +28,31 @@ pub(in crate::config) const ACCESS_CONNECTION_KEYS: &[&str] =
 const MAX_BROKERS_LIMIT: usize = 10_000;
 /// Longest namespace pattern (Kubernetes names are at most 63 characters).
 const MAX_NAMESPACE_PATTERN: usize = 253;
+
+impl Config {
+    /// Bounds on sampled brokers; the named connections, on their allowed DBs, are exempt.
+    pub fn broker_limits(&self) -> BrokerLimits {
+        let mut exempt = Vec::new();
+        for (name, spec) in &self.connections {
+            let dbs = self
+                .access
+                .connections
+                .get(name)
+                .map(|a| a.databases.as_slice());
+            for db in dbs.unwrap_or(std::slice::from_ref(&spec.db)) {
+                exempt.push(BrokerSpec {
+                    db: *db,
+                    ..spec.clone()
+                });
+            }
+        }
+        BrokerLimits {
+            max_brokers: self.max_brokers,
+            max_brokers_per_endpoint: self.max_brokers_per_endpoint,
+            exempt,
+        }
+    }
+}
 
 /// The validated access settings.
 pub(super) struct Access {
