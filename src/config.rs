@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
-use crate::broker::{NamedConnections, SamplerSettings};
+use crate::broker::{
+    AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
+    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+};
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
@@ -50,6 +53,9 @@ pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS: f64 = 30.0;
 pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS: f64 = 10.0;
 /// Default idle time before TCP keepalive probes start, both ports, seconds.
 pub const DEFAULT_TCP_KEEPALIVE_SECS: f64 = 60.0;
+/// Default bound on the broker wait of one RPC, seconds (KEDA's HPA path gives GetMetrics
+/// and IsActive 3 s in all).
+pub const DEFAULT_RPC_TIMEOUT_SECS: f64 = 2.0;
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CELERY_SCALER";
 
@@ -189,6 +195,15 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Timeouts, connection limits and keepalive of the gRPC and admin ports.
     pub ports: PortSettings,
+    /// Which brokers triggers may use (`broker_policy`, `allowed_brokers`, per-connection
+    /// `allowed_databases` / `allowed_namespaces`).
+    pub access: AccessPolicy,
+    /// Bound on brokers sampled in total (named connections not counted).
+    pub max_brokers: usize,
+    /// Bound on brokers sampled per endpoint (named connections not counted).
+    pub max_brokers_per_endpoint: usize,
+    /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
+    pub rpc_timeout: Duration,
 }
 
 impl Default for Config {
@@ -209,6 +224,10 @@ impl Default for Config {
             connections: NamedConnections::new(),
             warnings: Vec::new(),
             ports: PortSettings::default(),
+            access: AccessPolicy::default(),
+            max_brokers: DEFAULT_MAX_BROKERS,
+            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            rpc_timeout: Duration::from_secs_f64(DEFAULT_RPC_TIMEOUT_SECS),
         }
     }
 }
@@ -463,7 +482,7 @@ fn absorb_map(
             }
             continue;
         }
-        if !TOP_KEYS.contains(&key.as_str()) {
+        if !TOP_KEYS.contains(&key.as_str()) && !validate::ACCESS_KEYS.contains(&key.as_str()) {
             problems.push(format!("{}: unknown setting", origin(&key)));
             continue;
         }
@@ -508,7 +527,9 @@ fn absorb_connections(
         fields.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, v) in fields {
             let key_path = format!("{path}.{key}");
-            if !CONNECTION_KEYS.contains(&key.as_str()) {
+            if !CONNECTION_KEYS.contains(&key.as_str())
+                && !validate::ACCESS_CONNECTION_KEYS.contains(&key.as_str())
+            {
                 problems.push(format!("{}: unknown connection setting", origin(&key_path)));
                 continue;
             }

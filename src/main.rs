@@ -2,15 +2,16 @@
 //!
 //! Exit codes: 0 success (also after a SIGTERM drain); 2 bad command line (clap); 64 invalid
 //! configuration or metadata; 69 broker unavailable (`inspect`); 70 the server failed; 71 a
-//! listener could not be bound; 130 a second signal aborted the drain. `simulate`: see
-//! `SimError::exit_code` (64 unreadable or invalid scenario, 73 an output file that cannot be
-//! written, 70 an internal error). `serve` logs every exit with its reason and code.
+//! listener could not be bound; 77 the broker is refused by `broker_policy` (`inspect`); 130 a
+//! second signal aborted the drain. `simulate`: see `SimError::exit_code` (64 unreadable or
+//! invalid scenario, 73 an output file that cannot be written, 70 an internal error). `serve`
+//! logs every exit with its reason and code.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use celery_scaler::broker::Registry;
+use celery_scaler::broker::BrokerError;
 use celery_scaler::config::{self, Config, Flags, LogFormat};
 use celery_scaler::scaler::{Scaler, ScalerError};
 use celery_scaler::{inspect, server};
@@ -193,16 +194,24 @@ async fn inspect_once(config: Config, pairs: &[String], json: bool) -> ExitCode 
             return ExitCode::from(64);
         }
     };
-    let registry = std::sync::Arc::new(Registry::new(config.sampler_settings()));
-    let scaler = Scaler::new(registry.clone(), config.connections.clone());
+    let scaler = Scaler::from_config(&config);
+    let registry = scaler.registry().clone();
     let result = scaler.evaluate(&metadata).await;
     registry.shutdown().await;
     match result {
         Ok(eval) if json => println!("{}", inspect::to_json(&eval)),
         Ok(eval) => print!("{}", inspect::to_text(&eval)),
         Err(e) => {
-            eprintln!("celery-scaler inspect: {e}");
+            match &e {
+                // The operator may see what a tenant may not.
+                ScalerError::Broker(BrokerError::Hidden { detail, .. }) => {
+                    eprintln!("celery-scaler inspect: {detail}")
+                }
+                ScalerError::Denied(d) => eprintln!("celery-scaler inspect: {e}: {}", d.reason),
+                _ => eprintln!("celery-scaler inspect: {e}"),
+            }
             return ExitCode::from(match e {
+                ScalerError::Denied(_) => 77,
                 ScalerError::Broker(_) => 69,
                 ScalerError::Metadata(_) | ScalerError::UnknownMetric { .. } => 64,
             });

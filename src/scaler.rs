@@ -7,10 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{BrokerError, NamedConnections, Registry, Subscription, WatchView};
+use crate::broker::{
+    AccessDenied, AccessPolicy, BrokerError, NamedConnections, Registry, Requester, Subscription,
+    WatchView,
+};
+use crate::config::Config;
 use crate::policy::{decide_live, Decision, PolicySettings};
 use crate::signals::{Estimate, LiveSignals};
 use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
+
+mod access;
 
 /// Errors of one evaluation; the gRPC module maps them to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +27,9 @@ pub enum ScalerError {
     Broker(#[from] BrokerError),
     #[error("unknown metricName {asked:?}: this trigger serves {expected:?}")]
     UnknownMetric { asked: String, expected: String },
+    /// The broker policy refuses this trigger's broker (same text for every refusal).
+    #[error("{0}")]
+    Denied(AccessDenied),
 }
 
 /// One answer: the settings it was computed for, what the broker showed, and the decision.
@@ -54,28 +63,75 @@ pub struct Scaler {
     registry: Arc<Registry>,
     triggers: TriggerCache,
     connections: NamedConnections,
+    access: AccessPolicy,
+    /// Bound on waiting for the broker in one evaluation (the RPC deadline); `None`: only
+    /// the registry's own first-sample timeout.
+    rpc_timeout: Option<Duration>,
 }
 
 impl Scaler {
+    /// A scaler that accepts any inline broker and uses each named connection on its own DB
+    /// only (see [`Scaler::with_access`]).
     pub fn new(registry: Arc<Registry>, connections: NamedConnections) -> Self {
         series::init();
+        let mut access = AccessPolicy::default();
+        access.fill_defaults(&connections);
         Self {
             registry,
             triggers: TriggerCache::default(),
             connections,
+            access,
+            rpc_timeout: None,
         }
+    }
+
+    /// The scaler of `config`: its registry (sampler timing, broker bounds), named
+    /// connections and broker policy. No RPC deadline (see [`Scaler::with_rpc_timeout`]).
+    pub fn from_config(config: &Config) -> Self {
+        let registry = Registry::with_limits(config.sampler_settings(), config.broker_limits());
+        Self::new(Arc::new(registry), config.connections.clone()).with_access(config.access.clone())
+    }
+
+    /// Replaces the broker policy (connections without an entry get the default).
+    pub fn with_access(mut self, mut access: AccessPolicy) -> Self {
+        access.fill_defaults(&self.connections);
+        self.access = access;
+        self
+    }
+
+    /// Bounds every evaluation's wait for the broker (the gRPC answer deadline).
+    pub fn with_rpc_timeout(mut self, bound: Duration) -> Self {
+        self.rpc_timeout = Some(bound);
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
 
-    /// Parsed settings for `metadata` (cached by content). Never touches Redis.
+    /// The broker policy in force.
+    pub fn access(&self) -> &AccessPolicy {
+        &self.access
+    }
+
+    /// Logs the broker policy at start-up; warns when any inline broker is accepted.
+    pub fn log_access_policy(&self) {
+        access::log_policy(&self.access);
+    }
+
+    /// Parsed settings for `metadata` (cached by content), checked against the broker policy
+    /// for `who`. Never touches Redis.
     pub fn settings(
         &self,
         metadata: &HashMap<String, String>,
+        who: Requester<'_>,
     ) -> Result<Arc<TriggerSettings>, ScalerError> {
-        Ok(self.triggers.get(metadata, &self.connections)?)
+        let settings = self.triggers.get(metadata, &self.connections)?;
+        let connection = metadata.get("connection").map(String::as_str);
+        self.access
+            .check(connection, &settings.broker, who)
+            .map_err(ScalerError::Denied)?;
+        Ok(settings)
     }
 
     /// Checks that `asked` is the metric this trigger serves (case-insensitively: KEDA before
@@ -91,24 +147,31 @@ impl Scaler {
         }
     }
 
-    /// Evaluates `metadata` against the broker's latest sample.
+    /// Evaluates `metadata` against the broker's latest sample, as the operator (`inspect`,
+    /// or a stream whose ScaledObject was admitted when it opened): the broker policy applies
+    /// except for namespace pins.
     pub async fn evaluate(
         &self,
         metadata: &HashMap<String, String>,
     ) -> Result<Evaluation, ScalerError> {
-        let settings = self.settings(metadata)?;
+        let settings = self.settings(metadata, Requester::Operator)?;
         self.evaluate_settings(settings).await
     }
 
-    /// Evaluates settings already parsed (saves a second cache look-up per RPC).
+    /// Evaluates settings already parsed and admitted (saves a second cache look-up per
+    /// RPC). Waits for the broker at most the RPC deadline, if one is set.
     pub async fn evaluate_settings(
         &self,
         settings: Arc<TriggerSettings>,
     ) -> Result<Evaluation, ScalerError> {
-        let view = self
-            .registry
-            .view(&settings.broker, &settings.watch)
-            .await?;
+        let view = self.registry.view(&settings.broker, &settings.watch);
+        let view = match self.rpc_timeout {
+            None => view.await,
+            Some(bound) => tokio::time::timeout(bound, view)
+                .await
+                .unwrap_or_else(|_| Err(access::deadline(&settings.broker, bound))),
+        };
+        let view = view.map_err(|e| access::shield(&self.connections, &settings.broker, e))?;
         Ok(Self::decide(settings, view))
     }
 
@@ -129,11 +192,12 @@ impl Scaler {
         &self,
         metadata: &HashMap<String, String>,
     ) -> Result<(Arc<TriggerSettings>, Subscription), ScalerError> {
-        let settings = self.settings(metadata)?;
+        let settings = self.settings(metadata, Requester::Operator)?;
         let sub = self
             .registry
             .subscribe(&settings.broker, &settings.watch)
-            .await?;
+            .await
+            .map_err(|e| access::shield(&self.connections, &settings.broker, e))?;
         Ok((settings, sub))
     }
 

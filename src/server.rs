@@ -25,7 +25,6 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::admin::{self, Readiness};
-use crate::broker::Registry;
 use crate::config::{Config, PortSettings};
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
@@ -72,8 +71,9 @@ pub async fn run(
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (grpc_addr, admin_addr) = (addr(&grpc), addr(&admin));
 
-    let registry = Arc::new(Registry::new(config.sampler_settings()));
-    let scaler = Arc::new(Scaler::new(registry.clone(), config.connections.clone()));
+    let scaler = Arc::new(Scaler::from_config(&config).with_rpc_timeout(config.rpc_timeout));
+    let registry = scaler.registry().clone();
+    scaler.log_access_policy();
     let readiness = Readiness::new();
 
     let ports = accept::fitted(&config.ports);

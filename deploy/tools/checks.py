@@ -264,6 +264,7 @@ def cmd_policy(render):
         grace = dep["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
         if time_limit is None or grace <= int(time_limit):
             errors.append(f"Deployment/{ref['name']}: terminationGracePeriodSeconds {grace} not above --time-limit {time_limit}")
+        ns = so["metadata"].get("namespace")
         for t in so["spec"]["triggers"]:
             md = t.get("metadata", {})
             if t["type"] not in ("external", "external-push"):
@@ -271,13 +272,16 @@ def cmd_policy(render):
                 continue
             if md.get("queues") != queues:
                 errors.append(f"ScaledObject/{n}: queues {md.get('queues')!r} != worker --queues {queues!r}")
-            ns = so["metadata"].get("namespace")
             want = f"celery-scaler.{ns}.svc:9090"
             if md.get("scalerAddress") != want or scaler_svc is None:
                 errors.append(f"ScaledObject/{n}: scalerAddress {md.get('scalerAddress')!r}, want {want!r} and a celery-scaler Service")
             conn = md.get("connection")
             if scaler_cfg is None or conn not in scaler_cfg.get("connections", {}):
                 errors.append(f"ScaledObject/{n}: connection {conn!r} not defined in the scaler config")
+            else:
+                allowed = scaler_cfg["connections"][conn].get("allowed_namespaces")
+                if allowed is not None and ns not in allowed:
+                    errors.append(f"ScaledObject/{n}: namespace {ns!r} not in connection {conn!r} allowed_namespaces {allowed!r}")
             if any(k in md for k in ("address", "host", "password", "passwordFromEnv")) and conn:
                 errors.append(f"ScaledObject/{n}: connection combined with address/password keys")
             mode = md.get("mode", "backlog")
@@ -300,6 +304,8 @@ def cmd_policy(render):
             errors.append(f"rendered output references {m}, which the scaler does not export yet")
     if sos and scaler_cfg is None:
         errors.append("ScaledObjects rendered without the scaler config")
+    if scaler_cfg is not None and scaler_cfg.get("broker_policy") != "named-only":
+        errors.append("scaler config: broker_policy must be named-only in the shipped manifests (docs/security.md)")
     die(errors)
     print(f"{len(objs)} objects, {len(sos)} ScaledObjects checked")
 

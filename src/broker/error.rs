@@ -20,6 +20,17 @@ pub enum BrokerError {
         age_ms: u64,
         bound_ms: u64,
     },
+    /// A new broker would exceed `max_brokers` or `max_brokers_per_endpoint`.
+    #[error("broker {broker}: refused: {detail}")]
+    Limit { broker: String, detail: String },
+    /// An inline broker (given in trigger metadata) failed. The client sees only `id`, so
+    /// the answer cannot tell a closed port from a non-Redis server or a wrong password; the
+    /// scaler logs `detail` (credential-free) with the same id.
+    #[error("broker unavailable: see the scaler's log, id={id}")]
+    Hidden {
+        id: String,
+        detail: Box<BrokerError>,
+    },
     #[error("the scaler is shutting down")]
     ShuttingDown,
 }
@@ -34,6 +45,8 @@ impl BrokerError {
             BrokerError::Command { .. } => "command",
             BrokerError::Sentinel { .. } => "sentinel",
             BrokerError::Stale { .. } => "stale",
+            BrokerError::Limit { .. } => "limit",
+            BrokerError::Hidden { detail, .. } => detail.kind(),
             BrokerError::ShuttingDown => "shutdown",
         }
     }

@@ -14,10 +14,12 @@
 //! Architecture Invariant: nothing outside this module opens a Redis connection, and nothing
 //! here writes to Redis (the scaler is read-only on the broker).
 
+mod allow;
 mod conn;
 mod error;
 mod events;
 mod index;
+mod limits;
 mod live;
 mod metrics;
 mod reply;
@@ -33,9 +35,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use limits::normalised;
 use sampler::{Shared, Snapshot, WatchEntry};
 
+pub use allow::{
+    AccessDenied, AccessPolicy, BrokerMode, BrokerRule, ConnectionAccess, Requester,
+    ACCESS_DENIED_TEXT,
+};
 pub use error::BrokerError;
+pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
 use crate::signals::estimate::HeartbeatBook;
@@ -157,6 +165,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// All brokers' samplers. Cheap to share behind an `Arc`.
 pub struct Registry {
     settings: SamplerSettings,
+    limits: BrokerLimits,
     samplers: Arc<Mutex<Samplers>>,
     cancel: CancellationToken,
 }
@@ -165,10 +174,16 @@ impl Registry {
     /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
     /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
+        Self::with_limits(settings, BrokerLimits::default())
+    }
+
+    /// [`Registry::new`] with explicit bounds on the number of brokers sampled.
+    pub fn with_limits(settings: SamplerSettings, limits: BrokerLimits) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             settings,
+            limits,
             samplers: Arc::new(Mutex::new(Samplers::default())),
             cancel: CancellationToken::new(),
         }
@@ -178,14 +193,16 @@ impl Registry {
         &self.settings
     }
 
-    /// Registers `watch` on `spec`'s broker (starting its sampler if needed) and marks it used.
-    /// Returns the broker's shared state and the watch set's registration id.
+    /// Registers `watch` on `spec`'s broker (starting its sampler if needed, within the
+    /// [`BrokerLimits`]) and marks it used. Returns the broker's shared state and the watch
+    /// set's registration id.
     fn register(
         &self,
         spec: &BrokerSpec,
         watch: &WatchSet,
         hold: bool,
     ) -> Result<(Arc<Shared>, u64), BrokerError> {
+        let spec = &normalised(spec);
         let mut samplers = lock(&self.samplers);
         if samplers.shut_down {
             return Err(BrokerError::ShuttingDown);
@@ -194,6 +211,7 @@ impl Registry {
         let shared = match samplers.running.get(spec) {
             Some(h) => h.shared.clone(),
             None => {
+                self.limits.admit(spec, samplers.running.keys())?;
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
                 let task = tokio::spawn(sampler::run(

@@ -25,6 +25,10 @@ use crate::trigger::limits::{
     MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
 };
 
+mod access;
+
+pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
+
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
     problems: &'a mut Vec<String>,
@@ -309,6 +313,7 @@ pub(super) fn validate(
             connections.insert(name.clone(), spec);
         }
     }
+    let access = access::validate_access(&mut c, raw, &connections);
     Config {
         grpc_listen,
         admin_listen,
@@ -325,6 +330,10 @@ pub(super) fn validate(
         connections,
         warnings: deprecated(raw),
         ports,
+        access: access.policy,
+        max_brokers: access.max_brokers,
+        max_brokers_per_endpoint: access.max_brokers_per_endpoint,
+        rpc_timeout: access.rpc_timeout,
     }
 }
 

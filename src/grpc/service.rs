@@ -15,6 +15,7 @@ use super::proto::{
 };
 use super::status::to_status;
 use super::stream::{self, ActiveStream, StreamSpec};
+use crate::broker::{BrokerError, Requester};
 use crate::policy::decide;
 use crate::scaler::{Scaler, ScalerError};
 use crate::trigger::limits::check_scaled_object;
@@ -42,7 +43,7 @@ impl ScalerService {
         check_ref(so)?;
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(so, e))?;
         // The target depends on the settings only: no Redis here.
         let target = decide(&settings.policy, &[]).target;
@@ -65,7 +66,7 @@ impl ScalerService {
         check_ref(&so)?;
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(&so, e))?;
         Scaler::check_metric_name(&settings, &req.metric_name).map_err(|e| fail(&so, e))?;
         let eval = self
@@ -87,9 +88,13 @@ impl ScalerService {
 
     async fn is_active_inner(&self, so: &ScaledObjectRef) -> Result<IsActiveResponse, Status> {
         check_ref(so)?;
+        let settings = self
+            .scaler
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
+            .map_err(|e| fail(so, e))?;
         let eval = self
             .scaler
-            .evaluate(&so.scaler_metadata)
+            .evaluate_settings(settings)
             .await
             .map_err(|e| fail(so, e))?;
         self.scaler.record(&so.namespace, &so.name, &eval.decision);
@@ -105,7 +110,7 @@ impl ScalerService {
         check_ref(&so)?;
         let settings = self
             .scaler
-            .settings(&so.scaler_metadata)
+            .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(&so, e))?;
         Ok(stream::open(StreamSpec {
             scaler: self.scaler.clone(),
@@ -127,6 +132,12 @@ fn check_ref(so: &ScaledObjectRef) -> Result<(), Status> {
 fn fail(so: &ScaledObjectRef, e: ScalerError) -> Status {
     let status = to_status(&e);
     match e {
+        ScalerError::Denied(denied) => {
+            warn!(namespace = %so.namespace, scaled_object = %so.name, reason = %denied.reason, "refused by broker_policy")
+        }
+        ScalerError::Broker(BrokerError::Hidden { id, .. }) => {
+            warn!(namespace = %so.namespace, scaled_object = %so.name, id = %id, "inline broker unavailable")
+        }
         ScalerError::Broker(_) => {
             warn!(namespace = %so.namespace, scaled_object = %so.name, error = %status.message(), "broker unavailable")
         }

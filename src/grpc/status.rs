@@ -6,6 +6,9 @@
 //! | unknown `metricName` | `NOT_FOUND` | the metric asked for is not one this trigger serves (KEDA asks only for names we returned) |
 //! | broker unreachable, auth failure, timeout, stale sample, Sentinel failure | `UNAVAILABLE` | the scaler is fine but cannot see the broker now; KEDA retries and `fallback` applies. Timeouts are ours (Redis I/O), not the caller's deadline, so they are `UNAVAILABLE`, not `DEADLINE_EXCEEDED` |
 //! | scaler shutting down | `UNAVAILABLE` | retry on another replica |
+//! | broker refused by `broker_policy` | `PERMISSION_DENIED` | the ScaledObject (or the scaler's config) must change; one text for every refusal |
+//! | inline broker failed (any reason) | `UNAVAILABLE` | text is "see the scaler's log, id=…" only: no port-scan or password oracle |
+//! | a new broker would exceed `max_brokers(_per_endpoint)` | `RESOURCE_EXHAUSTED` | not transient like UNAVAILABLE: it lasts until other brokers idle out; KEDA's fallback applies as for any error |
 
 use tonic::{Code, Status};
 
@@ -26,6 +29,12 @@ pub fn to_status(err: &ScalerError) -> Status {
             "unknown metricName {}: this trigger serves {expected:?}",
             shown(asked)
         ))),
+        // Broker policy refusals: one text for all (nothing about the target).
+        ScalerError::Denied(_) => Status::permission_denied(err.to_string()),
+        // Broker bounds: a new broker would exceed max_brokers(_per_endpoint).
+        ScalerError::Broker(BrokerError::Limit { .. }) => {
+            Status::resource_exhausted(bounded(err.to_string()))
+        }
         ScalerError::Broker(e) => Status::unavailable(bounded(broker_message(e))),
     }
 }

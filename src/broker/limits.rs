@@ -1,0 +1,186 @@
+//! Bounds on the number of brokers sampled: every distinct [`BrokerSpec`] gets its own
+//! sampler and connections (nothing is shared across credentials), so the registry admits a
+//! new one only within `max_brokers` and `max_brokers_per_endpoint`. Hosts are compared
+//! without regard to case (`LOCALHOST` and `localhost` are one endpoint and one spec).
+
+use super::error::BrokerError;
+use super::spec::{BrokerSpec, Endpoint, HostPort};
+
+/// Default bound on samplers (each holds up to two connections) in total.
+pub const DEFAULT_MAX_BROKERS: usize = 64;
+/// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
+pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
+
+/// Bounds on the number of brokers sampled (distinct [`BrokerSpec`]s, each one sampler with
+/// its own connections: nothing is shared across credentials).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerLimits {
+    /// Samplers in total, not counting the exempt ones.
+    pub max_brokers: usize,
+    /// Samplers whose spec connects to one endpoint (a Sentinel spec counts against each of
+    /// its sentinels), not counting the exempt ones.
+    pub max_brokers_per_endpoint: usize,
+    /// Operator-configured brokers (each named connection on each of its allowed DBs): never
+    /// refused, never counted, so a flood of inline specs cannot lock them out. Their number
+    /// is bounded by the config.
+    pub exempt: Vec<BrokerSpec>,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        Self {
+            max_brokers: DEFAULT_MAX_BROKERS,
+            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            exempt: Vec::new(),
+        }
+    }
+}
+
+impl BrokerLimits {
+    fn is_exempt(&self, spec: &BrokerSpec) -> bool {
+        self.exempt.iter().any(|e| normalised(e) == *spec)
+    }
+
+    /// Whether one more (non-exempt) sampler for `spec` fits next to `running`.
+    pub(super) fn admit<'a>(
+        &self,
+        spec: &BrokerSpec,
+        running: impl Iterator<Item = &'a BrokerSpec>,
+    ) -> Result<(), BrokerError> {
+        if self.is_exempt(spec) {
+            return Ok(());
+        }
+        let counted: Vec<&BrokerSpec> = running.filter(|s| !self.is_exempt(s)).collect();
+        let refuse = |detail: String| {
+            Err(BrokerError::Limit {
+                broker: spec.label(),
+                detail,
+            })
+        };
+        if counted.len() >= self.max_brokers {
+            return refuse(format!(
+                "{} brokers are sampled already (max_brokers)",
+                counted.len()
+            ));
+        }
+        for endpoint in endpoints(spec) {
+            let on_it = counted
+                .iter()
+                .filter(|s| endpoints(s).contains(&endpoint))
+                .count();
+            if on_it >= self.max_brokers_per_endpoint {
+                return refuse(format!(
+                    "{on_it} brokers (distinct DB/credential sets) are sampled on this endpoint already (max_brokers_per_endpoint)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The endpoints a spec connects to (the sentinels for Sentinel; the master they name is
+/// trusted as theirs).
+fn endpoints(spec: &BrokerSpec) -> Vec<&HostPort> {
+    match &spec.endpoint {
+        Endpoint::Direct(hp) => vec![hp],
+        Endpoint::Sentinel { sentinels, .. } => sentinels.iter().collect(),
+    }
+}
+
+/// `spec` with lowercase host names: `LOCALHOST` and `localhost` are one broker.
+pub(super) fn normalised(spec: &BrokerSpec) -> BrokerSpec {
+    let lower = |hp: &HostPort| HostPort {
+        host: hp.host.to_ascii_lowercase(),
+        port: hp.port,
+    };
+    let mut spec = spec.clone();
+    spec.endpoint = match &spec.endpoint {
+        Endpoint::Direct(hp) => Endpoint::Direct(lower(hp)),
+        Endpoint::Sentinel {
+            master,
+            sentinels,
+            username,
+            password,
+        } => Endpoint::Sentinel {
+            master: master.clone(),
+            sentinels: sentinels.iter().map(lower).collect(),
+            username: username.clone(),
+            password: password.clone(),
+        },
+    };
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Secret;
+
+    fn with_password(host: &str, pw: &str) -> BrokerSpec {
+        BrokerSpec {
+            password: Some(Secret::new(pw)),
+            ..BrokerSpec::direct(host, 6379)
+        }
+    }
+
+    #[test]
+    fn host_case_is_one_spec_passwords_are_not() {
+        let a = normalised(&with_password("LocalHost", "x"));
+        assert_eq!(a, normalised(&with_password("localhost", "x")));
+        assert_ne!(a, normalised(&with_password("localhost", "y")));
+    }
+
+    #[test]
+    fn per_endpoint_total_and_sentinel_counting() {
+        let limits = BrokerLimits {
+            max_brokers: 3,
+            max_brokers_per_endpoint: 2,
+            exempt: vec![with_password("named", "op")],
+        };
+        let running = [with_password("h", "1"), with_password("h", "2")];
+        let third = with_password("h", "3");
+        let err = limits.admit(&third, running.iter()).unwrap_err();
+        assert_eq!(err.kind(), "limit");
+        assert!(
+            err.to_string().contains("max_brokers_per_endpoint"),
+            "{err}"
+        );
+        // Another endpoint fits until the total bound.
+        assert!(limits
+            .admit(&with_password("g", "1"), running.iter())
+            .is_ok());
+        let full = [
+            running[0].clone(),
+            running[1].clone(),
+            with_password("g", "1"),
+        ];
+        let err = limits
+            .admit(&with_password("k", "1"), full.iter())
+            .unwrap_err();
+        assert!(err.to_string().contains("(max_brokers)"), "{err}");
+        // The named connection is neither refused nor counted.
+        assert!(limits
+            .admit(&with_password("named", "op"), full.iter())
+            .is_ok());
+        // A Sentinel spec counts against each of its sentinels.
+        let sentinel = BrokerSpec {
+            endpoint: Endpoint::Sentinel {
+                master: "m".into(),
+                sentinels: vec![
+                    HostPort {
+                        host: "s".into(),
+                        port: 1,
+                    },
+                    HostPort {
+                        host: "h".into(),
+                        port: 6379,
+                    },
+                ],
+                username: None,
+                password: None,
+            },
+            ..BrokerSpec::direct("x", 1)
+        };
+        assert!(limits.admit(&sentinel, running.iter()).is_err());
+    }
+}
