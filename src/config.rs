@@ -17,6 +17,7 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
 use crate::broker::{NamedConnections, SamplerSettings};
+use crate::signals::heartbeat::HeartbeatLimits;
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
@@ -57,6 +58,9 @@ const TOP_KEYS: &[&str] = &[
     "signal_window_seconds",
     "idle_expiry_seconds",
     "reconcile_period_seconds",
+    // Heartbeat bounds (issue 11 item 8).
+    "max_worker_concurrency",
+    "max_tracked_workers",
 ];
 
 /// Keys of one named connection.
@@ -129,6 +133,8 @@ pub struct Config {
     pub reconcile_period: Duration,
     /// Brokers by name, for trigger metadata `connection`.
     pub connections: NamedConnections,
+    /// Bounds on worker heartbeats (`max_worker_concurrency`, `max_tracked_workers`).
+    pub heartbeat_limits: HeartbeatLimits,
 }
 
 impl Default for Config {
@@ -147,6 +153,7 @@ impl Default for Config {
             idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
             reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
             connections: NamedConnections::new(),
+            heartbeat_limits: HeartbeatLimits::default(),
         }
     }
 }
@@ -167,6 +174,7 @@ impl Config {
             signal_window: self.signal_window,
             idle_expiry: self.idle_expiry,
             reconcile_period: self.reconcile_period,
+            heartbeat_limits: self.heartbeat_limits,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Pure data. The broker module fills it from Redis; the policy reads it.
 
 pub mod estimate;
+pub mod heartbeat;
 
 use serde::Serialize;
 

@@ -364,8 +364,14 @@ fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str>
 /// amount (conservation), and Little's law
 /// over their busy slots gives the service time under any acknowledgement mode.
 fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    let service = workers.service_time();
+    // What the workers started cannot have kept more slots busy than they have: a forged
+    // heartbeat moves the start rate only within the workers' capacity.
+    let starts = workers
+        .start_rate
+        .map(|r| service.map_or(r, |s| workers.bounded_rate(r, s)));
     let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
-    if let (true, Some(starts)) = (uncounted, workers.start_rate) {
+    if let (true, Some(starts)) = (uncounted, starts) {
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
@@ -373,7 +379,7 @@ fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
             est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
         }
     }
-    if let Some(s) = workers.service_time() {
+    if let Some(s) = service {
         est.service_time = Some(Estimate::new(s, HEARTBEAT));
     }
 }

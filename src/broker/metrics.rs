@@ -214,6 +214,26 @@ pub(crate) static SIGNAL_MODE: LazyLock<GaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+// --- Heartbeat bounds (issue 11 item 8) ---
+
+pub(crate) static HEARTBEATS_IMPLAUSIBLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_heartbeats_implausible_total",
+        "Worker heartbeats outside plausible bounds, by reason (active, freq, processed: clamped or ignored; too_many_workers: refused).",
+        &["broker", "reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Removes a broker's heartbeat-bound series.
+fn remove_heartbeat_series(broker: &str) {
+    for reason in crate::signals::heartbeat::Implausible::ALL {
+        let _ = HEARTBEATS_IMPLAUSIBLE.remove_label_values(&[broker, reason.label()]);
+    }
+}
+
+// --- end of heartbeat bounds ---
+
 /// The (signal, modes) pairs exported by the sampler.
 const SAMPLER_MODES: [(&str, &[&str]); 4] = [
     ("arrival_rate", &["exact", "estimated", "none"]),
@@ -393,6 +413,7 @@ pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
     let _ = SAMPLE_DURATION.remove_label_values(&[broker]);
     SAMPLE_AGE.remove(broker);
     let _ = WATCH_SETS.remove_label_values(&[broker]);
+    remove_heartbeat_series(broker);
     for kind in [
         "connect", "auth", "timeout", "command", "sentinel", "stale", "shutdown",
     ] {

@@ -316,6 +316,7 @@ pub(crate) async fn run(
         shared.clone(),
         timeouts,
         settings.signal_window.as_secs_f64(),
+        settings.heartbeat_limits,
         events_cancel.clone(),
     );
     let mut live = LiveBook::new(settings.signal_window.as_secs_f64());

@@ -14,6 +14,7 @@ use super::{
     DEFAULT_STREAM_RESEND_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
+use crate::signals::heartbeat::HeartbeatLimits;
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -252,6 +253,7 @@ pub(super) fn validate(
         1.0,
         86_400.0,
     );
+    let heartbeat_limits = validate_heartbeat_limits(&mut c, raw);
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
         if let Some(spec) = validate_connection(&mut c, name, fields, env) {
@@ -272,6 +274,37 @@ pub(super) fn validate(
         idle_expiry,
         reconcile_period,
         connections,
+        heartbeat_limits,
+    }
+}
+
+/// `max_worker_concurrency` (1–100,000) and `max_tracked_workers` (1–1,000,000).
+fn validate_heartbeat_limits(c: &mut Check<'_>, raw: &RawConfig) -> HeartbeatLimits {
+    let defaults = HeartbeatLimits::default();
+    let mut whole = |key: &str, default: u64, max: u64| {
+        let Some((text, origin)) = c.text(raw.top.get(key)) else {
+            return default;
+        };
+        match text.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                let shown: String = text.chars().take(32).collect();
+                c.problems.push(format!(
+                    "{origin}: must be a whole number from 1 to {max}, got {shown:?}"
+                ));
+                default
+            }
+        }
+    };
+    let max_active = whole("max_worker_concurrency", defaults.max_active, 100_000);
+    let max_workers = whole(
+        "max_tracked_workers",
+        defaults.max_workers as u64,
+        1_000_000,
+    );
+    HeartbeatLimits {
+        max_active,
+        max_workers: usize::try_from(max_workers).unwrap_or(defaults.max_workers),
     }
 }
 
