@@ -6,12 +6,19 @@
 
 mod support;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use celery_scaler::broker::NamedConnections;
 use celery_scaler::broker::{BrokerSpec, Registry, SamplerSettings, WatchSet, WatchView};
 use celery_scaler::celery::Layout;
+use celery_scaler::inspect;
 use celery_scaler::policy::latency::{decide, LatencySettings};
+use celery_scaler::scaler::{Evaluation, Scaler};
+use celery_scaler::signals::SignalMode;
+use support::celery_data::{ack, deliver, envelope, now, unacked_value};
 use support::RedisServer;
 
 /// Defaults of the config keys `max_worker_concurrency` and `max_tracked_workers`.
@@ -231,4 +238,155 @@ fn refused(broker: &str) -> f64 {
         })
         .map(|m| m.get_counter().value())
         .sum()
+}
+
+/// A fast early-ack consumer, as Celery's Redis transport behaves: each task is LPUSHed by
+/// the producer, taken (RPOP), put into `unacked` on delivery and acknowledged (removed) a
+/// couple of milliseconds later when the pool starts it. Runs until `stop`.
+fn fast_consumer(server_port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{server_port}/0")).expect("client");
+        let mut c = client.get_connection().expect("connection");
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let tag = format!("fast-{n}");
+            let _: i64 = redis::cmd("LPUSH")
+                .arg("celery")
+                .arg(envelope(&tag, None, "", "celery"))
+                .query(&mut c)
+                .expect("lpush");
+            let _: Vec<u8> = redis::cmd("RPOP")
+                .arg("celery")
+                .query(&mut c)
+                .expect("rpop");
+            deliver(
+                &mut c,
+                "",
+                &tag,
+                now(),
+                &unacked_value(&tag, None, "", "celery"),
+            );
+            std::thread::sleep(Duration::from_millis(2));
+            ack(&mut c, "", &tag);
+            std::thread::sleep(Duration::from_millis(8));
+            n += 1;
+        }
+        n
+    })
+}
+
+fn latency_trigger(port: u16) -> HashMap<String, String> {
+    [
+        ("address", format!("127.0.0.1:{port}")),
+        ("queues", "celery".to_string()),
+        ("mode", "latency".to_string()),
+        ("concurrency", "4".to_string()),
+        ("targetLatency", "30".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Evaluates `metadata` until `done` holds (at most `secs`), returning the last evaluation.
+async fn evaluate_until(
+    scaler: &Scaler,
+    metadata: &HashMap<String, String>,
+    secs: u64,
+    done: impl Fn(&Evaluation) -> bool,
+) -> Evaluation {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let e = scaler.evaluate(metadata).await.expect("evaluate");
+        if done(&e) || Instant::now() > deadline {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `celery_scaler_signal_mode{broker, queue, signal, mode}`.
+fn signal_mode(broker: &str, queue: &str, signal: &str, mode: &str) -> Option<f64> {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "celery_scaler_signal_mode")
+        .flat_map(|f| f.get_metric().to_vec())
+        .find(|m| {
+            let has = |k: &str, v: &str| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == k && l.value() == v)
+            };
+            has("broker", broker)
+                && has("queue", queue)
+                && has("signal", signal)
+                && has("mode", mode)
+        })
+        .map(|m| m.get_gauge().value())
+}
+
+fn arrival_mode(e: &Evaluation) -> Option<SignalMode> {
+    e.live[0].arrival_rate.map(|a| a.mode)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_kept_empty_without_notifications_is_a_lower_bound_until_they_are_on() {
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(SamplerSettings {
+        // Re-check the notification setting often: the test turns it on half-way.
+        reconcile_period: Duration::from_secs(1),
+        ..settings()
+    }));
+    let scaler = Scaler::new(registry.clone(), NamedConnections::new());
+    let metadata = latency_trigger(server.port);
+    let broker = format!("127.0.0.1:{}/0", server.port);
+    scaler.evaluate(&metadata).await.expect("first evaluation");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = fast_consumer(server.port, stop.clone());
+    let e = evaluate_until(&scaler, &metadata, 20, |e| {
+        arrival_mode(e) == Some(SignalMode::LowerBound)
+    })
+    .await;
+    assert_eq!(
+        arrival_mode(&e),
+        Some(SignalMode::LowerBound),
+        "{:?}",
+        e.live[0]
+    );
+    let text = inspect::to_text(&e);
+    println!("{text}");
+    assert!(text.contains("lower bound"), "{text}");
+    assert!(text.contains("notify-keyspace-events Kl"), "{text}");
+    assert!(text.contains("workerHostnames"), "{text}");
+    let json = inspect::to_json(&e);
+    assert_eq!(json["queues"][0]["counting_mode"], "lower-bound", "{json}");
+    assert_eq!(
+        signal_mode(&broker, "celery", "arrival_rate", "lower-bound"),
+        Some(1.0)
+    );
+
+    // The operator enables notifications (the test may write; the scaler never does).
+    let mut admin = server.conn(0);
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Kl")
+        .query(&mut admin)
+        .expect("config set");
+    let e = evaluate_until(&scaler, &metadata, 20, |e| {
+        arrival_mode(e) == Some(SignalMode::Exact)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = consumer.join().expect("consumer");
+    assert_eq!(arrival_mode(&e), Some(SignalMode::Exact), "{:?}", e.live[0]);
+    assert!(!inspect::to_text(&e).contains("lower bound"));
+    assert_eq!(
+        signal_mode(&broker, "celery", "arrival_rate", "exact"),
+        Some(1.0)
+    );
+    assert!(sent > 0);
+    registry.shutdown().await;
 }

@@ -31,7 +31,8 @@ use crate::celery::Layout;
 use crate::signals::estimate::{
     HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock, WorkerSummary,
 };
-use crate::signals::{Estimate, LiveSignals};
+use crate::signals::visibility::{TickSight, Visibility};
+use crate::signals::{Estimate, LiveSignals, SignalMode};
 
 use super::events::{worker_pattern, Desired, EventState};
 use super::metrics;
@@ -120,6 +121,8 @@ struct QueueLive {
     prev: Option<(f64, u64)>,
     residence: Residence,
     occupancy: Occupancy,
+    /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
+    visibility: Visibility,
     exact: bool,
 }
 
@@ -198,7 +201,13 @@ pub(crate) struct QueueEstimates {
 pub(crate) struct LiveData {
     pub queues: HashMap<(Layout, String), QueueEstimates>,
     pub heartbeats: HashMap<Vec<u8>, Arc<HeartbeatBook>>,
+    /// Queues whose arrival rate just became (or still is, a warning period later) a lower
+    /// bound: to be warned about.
+    pub unobservable: Vec<(Layout, String)>,
 }
+
+/// A queue whose rates are lower bounds is warned about at most this often (seconds).
+pub(crate) const UNOBSERVABLE_WARN_PERIOD: f64 = 600.0;
 
 /// All live state of one broker.
 pub(crate) struct LiveBook {
@@ -207,6 +216,8 @@ pub(crate) struct LiveBook {
     /// Whether the server answers `LPOS` (until it refuses once).
     pub lpos: bool,
     queues: HashMap<(Layout, String), QueueLive>,
+    /// When each queue was last warned about as unobservable (epoch seconds).
+    warned: HashMap<(Layout, String), f64>,
 }
 
 impl LiveBook {
@@ -216,6 +227,7 @@ impl LiveBook {
             keyspace: Keyspace::Unknown,
             lpos: true,
             queues: HashMap::new(),
+            warned: HashMap::new(),
         }
     }
 
@@ -315,6 +327,7 @@ impl LiveBook {
                     prev: None,
                     residence: Residence::new(window),
                     occupancy: Occupancy::new(window),
+                    visibility: Visibility::new(window),
                     exact: false,
                 });
                 let b = backlog(&w.layout, q);
@@ -331,10 +344,21 @@ impl LiveBook {
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
                 }
+                if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) {
+                    let due = self
+                        .warned
+                        .get(&id)
+                        .is_none_or(|t| now - t >= UNOBSERVABLE_WARN_PERIOD || now < *t);
+                    if due {
+                        self.warned.insert(id.clone(), now);
+                        out.unobservable.push(id.clone());
+                    }
+                }
                 out.queues.insert(id, est);
             }
         }
         self.queues.retain(|id, _| alive.contains(id));
+        self.warned.retain(|id, _| alive.contains(id));
         for (prefix, book) in &events.heartbeats {
             out.heartbeats
                 .insert(prefix.clone(), Arc::new(book.clone()));
@@ -364,6 +388,14 @@ fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str>
 /// amount (conservation), and Little's law
 /// over their busy slots gives the service time under any acknowledgement mode.
 fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    // Heartbeats see every task start: the counted rates are no longer the only evidence.
+    if workers.start_rate.is_some() {
+        for rate in [&mut est.arrival_rate, &mut est.dequeue_rate] {
+            if let Some(r) = rate.as_mut().filter(|r| r.is_lower_bound()) {
+                r.mode = SignalMode::Estimated;
+            }
+        }
+    }
     let service = workers.service_time();
     // What the workers started cannot have kept more slots busy than they have: a forged
     // heartbeat moves the start rate only within the workers' capacity.
@@ -528,6 +560,10 @@ impl QueueLive {
             (u64::try_from(a).unwrap_or(0), new_tags)
         };
         let since = self.prev.map_or(now, |(t, _)| t);
+        let sight = TickSight {
+            blind: !continuous && !anchored && backlog == 0 && self.prev.is_some_and(|p| p.1 == 0),
+            flow: new_tags > 0 || backlog > 0 || arrived > 0,
+        };
         if self.prev.is_some() {
             self.arrived = self.arrived.saturating_add(arrived);
             self.dequeued = self.dequeued.saturating_add(dequeued);
@@ -564,9 +600,23 @@ impl QueueLive {
         } else {
             tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
         };
+        // Entries living less than a tick are mostly never seen: the counts miss them.
+        let tick = now - since;
+        let short_lived = self.residence.mean(now).is_none_or(|r| r < tick);
+        if self.prev.is_some() && tick > 0.0 {
+            self.visibility.observe(now, sight);
+        }
+        let lower = !continuous && self.visibility.lower_bound(short_lived);
+        let rate = |r: f64| {
+            if lower {
+                Estimate::lower_bound(r, source)
+            } else {
+                Estimate::new(r, source)
+            }
+        };
         QueueEstimates {
-            arrival_rate: self.arrivals.rate().map(|r| Estimate::new(r, source)),
-            dequeue_rate: self.dequeues.rate().map(|r| Estimate::new(r, source)),
+            arrival_rate: self.arrivals.rate().map(rate),
+            dequeue_rate: self.dequeues.rate().map(rate),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.
@@ -702,8 +752,18 @@ pub(crate) fn attribute_churn(
     }
 }
 
-/// Sets the per-queue live gauges (first watch set wins for a queue label).
+/// Sets the per-queue live gauges (first watch set wins for a queue label), and warns about
+/// queues whose rates became lower bounds (at most once per queue per
+/// [`UNOBSERVABLE_WARN_PERIOD`]).
 pub(crate) fn export(broker: &str, data: &LiveData, watches: &[WatchSet]) {
+    for (layout, q) in &data.unobservable {
+        let queue = format!("{}{q}", String::from_utf8_lossy(&layout.prefix));
+        tracing::warn!(
+            broker,
+            queue = %queue,
+            "arrival rate is a lower bound: the queue is kept empty between samples and the broker has no keyspace notifications, so most tasks leave no trace in Redis; enable `notify-keyspace-events Kl` on the broker, or set `workerHostnames` on a trigger of this queue alone"
+        );
+    }
     let mut done = HashSet::new();
     for w in watches {
         for q in &w.queues {

@@ -208,7 +208,7 @@ pub(crate) static QUEUE_RUNNING: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub(crate) static SIGNAL_MODE: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "celery_scaler_signal_mode",
-        "1 for the mode each live signal of a queue is in (exact, estimated, none, or its source).",
+        "1 for the mode each live signal of a queue is in (exact, estimated, lower-bound, none, or its source).",
         &["broker", "queue", "signal", "mode"]
     )
     .expect("metric registers once")
@@ -236,8 +236,14 @@ fn remove_heartbeat_series(broker: &str) {
 
 /// The (signal, modes) pairs exported by the sampler.
 const SAMPLER_MODES: [(&str, &[&str]); 4] = [
-    ("arrival_rate", &["exact", "estimated", "none"]),
-    ("dequeue_rate", &["exact", "estimated", "none"]),
+    (
+        "arrival_rate",
+        &["exact", "estimated", "lower-bound", "none"],
+    ),
+    (
+        "dequeue_rate",
+        &["exact", "estimated", "lower-bound", "none"],
+    ),
     ("wait", &["exact", "estimated", "none"]),
     (
         "service_time",
@@ -260,11 +266,7 @@ fn live_series() -> std::sync::MutexGuard<'static, HashMap<String, BTreeSet<Stri
 }
 
 fn mode_of(e: Option<&Estimate>) -> &'static str {
-    match e.map(|e| e.source) {
-        None => "none",
-        Some("keyspace") => "exact",
-        Some(_) => "estimated",
-    }
+    e.map_or("none", |e| e.mode.label())
 }
 
 fn set_modes(broker: &str, queue: &str, signal: &str, modes: &[&str], active: &str) {
