@@ -814,7 +814,37 @@ pub(crate) fn live_signals(
             l.service_time = Some(Estimate::new(s, HEARTBEAT));
         }
     }
+    bound_heartbeat_flow(&mut out, summary.capacity);
     out
+}
+
+/// Scales the heartbeat service times of `live` down so that the slots they imply, Σ λ·S
+/// over the queues whose S comes from heartbeats, stay within the matching workers'
+/// capacity: a worker claiming busy slots while starting next to nothing cannot make the
+/// queues look heavier than all the slots the workers may have.
+fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
+    let rate = |l: &LiveSignals| {
+        l.arrival_rate
+            .or(l.dequeue_rate)
+            .and_then(|e| e.usable())
+            .unwrap_or(0.0)
+    };
+    let flow: f64 = live
+        .iter()
+        .filter_map(|l| {
+            let s = l.service_time.filter(|e| e.source == HEARTBEAT)?.usable()?;
+            Some(rate(l) * s)
+        })
+        .sum();
+    if flow.is_nan() || flow <= capacity {
+        return;
+    }
+    let factor = capacity / flow;
+    for l in live.iter_mut() {
+        if let Some(e) = l.service_time.as_mut().filter(|e| e.source == HEARTBEAT) {
+            e.value *= factor;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -598,3 +598,42 @@ fn forged_heartbeats_cannot_credit_more_than_the_workers_capacity() {
     // One worker of at most 4 slots: the flow its starts imply is at most 4 slots.
     assert!(rate * s.max(0.001) <= 4.0 + 1e-9, "rate {rate} × S {s}");
 }
+
+#[test]
+fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
+    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // One forged worker: 4 slots (the maximum) always busy, one start in 10 s: Little's law
+    // says 40 s per task. Real traffic, counted from keyspace, is 100 tasks/s.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut book = HeartbeatBook::with_limits(30.0, limits);
+    for beat in 0..=5u64 {
+        book.record(
+            2.0 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@forged".into(),
+                active: 4,
+                processed: u64::from(beat == 5),
+                freq: 2.0,
+            },
+        );
+    }
+    let sampled = [LiveSignals {
+        name: "celery".into(),
+        arrival_rate: Some(Estimate::new(100.0, KEYSPACE)),
+        ..LiveSignals::default()
+    }];
+    let live = live_signals(10.0, &sampled, Some(&book), Some("celery@"));
+    let s = live[0].service_time.expect("heartbeat service time");
+    assert_eq!(s.source, HEARTBEAT);
+    // λ·S within the 4 slots the worker may have (it was 100 × 40 = 4,000).
+    assert!(100.0 * s.value <= 4.0 + 1e-9, "{s:?}");
+    // Without a pattern nothing changes.
+    assert_eq!(
+        live_signals(10.0, &sampled, Some(&book), None)[0],
+        sampled[0]
+    );
+}
