@@ -20,6 +20,7 @@ use crate::broker::{
     AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
     DEFAULT_MAX_BROKERS_PER_ENDPOINT,
 };
+use crate::signals::heartbeat::HeartbeatLimits;
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
@@ -85,6 +86,9 @@ const TOP_KEYS: &[&str] = &[
     "grpc_keepalive_interval_seconds",
     "grpc_keepalive_timeout_seconds",
     "tcp_keepalive_seconds",
+    // Heartbeat bounds (issue 11 item 8).
+    "max_worker_concurrency",
+    "max_tracked_workers",
 ];
 
 /// Keys of one named connection.
@@ -204,6 +208,8 @@ pub struct Config {
     pub max_brokers_per_endpoint: usize,
     /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
     pub rpc_timeout: Duration,
+    /// Bounds on worker heartbeats (`max_worker_concurrency`, `max_tracked_workers`).
+    pub heartbeat_limits: HeartbeatLimits,
 }
 
 impl Default for Config {
@@ -228,6 +234,7 @@ impl Default for Config {
             max_brokers: DEFAULT_MAX_BROKERS,
             max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
             rpc_timeout: Duration::from_secs_f64(DEFAULT_RPC_TIMEOUT_SECS),
+            heartbeat_limits: HeartbeatLimits::default(),
         }
     }
 }
@@ -248,6 +255,7 @@ impl Config {
             signal_window: self.signal_window,
             idle_expiry: self.idle_expiry,
             reconcile_period: self.reconcile_period,
+            heartbeat_limits: self.heartbeat_limits,
         }
     }
 }

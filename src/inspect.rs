@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::scaler::Evaluation;
-use crate::signals::Estimate;
+use crate::signals::{Estimate, LiveSignals};
 
 /// Turns `KEY=VALUE` arguments into a metadata map; names the first malformed argument.
 pub fn parse_pairs(pairs: &[String]) -> Result<HashMap<String, String>, String> {
@@ -55,13 +55,23 @@ fn estimate_json(e: Option<Estimate>) -> serde_json::Value {
     }
 }
 
-/// `exact` for keyspace-counted signals, `estimated` for any other source, `none` without.
+/// `exact` for keyspace-counted signals, `lower-bound` for rates known to under-count,
+/// `estimated` for any other source, `none` without.
 fn mode_of(e: Option<Estimate>) -> &'static str {
-    match e.map(|e| e.source) {
-        None => "none",
-        Some("keyspace") => "exact",
-        Some(_) => "estimated",
-    }
+    e.map_or("none", |e| e.mode.label())
+}
+
+/// What to do about a queue whose arrival rate is a lower bound (`None` otherwise).
+pub fn unobservable_advice(l: &LiveSignals) -> Option<String> {
+    l.arrival_rate.filter(Estimate::is_lower_bound).map(|_| {
+        format!(
+            "queue {}: the arrival rate is a lower bound (a fast worker keeps the queue empty \
+             between samples and the broker has no keyspace notifications, so most tasks leave \
+             no trace in Redis); enable `notify-keyspace-events Kl` on the broker, or set \
+             `workerHostnames` on a trigger of this queue alone",
+            l.name
+        )
+    })
 }
 
 /// The per-queue report: the sampled counts plus each live signal with its source and mode.
@@ -81,6 +91,9 @@ fn queues_json(e: &Evaluation) -> serde_json::Value {
                 obj.insert("wait".into(), estimate_json(l.wait));
                 obj.insert("running".into(), estimate_json(l.running));
                 obj.insert("counting_mode".into(), json!(mode_of(l.arrival_rate)));
+                if let Some(advice) = unobservable_advice(&l) {
+                    obj.insert("advice".into(), json!(advice));
+                }
             }
             v
         })
@@ -123,6 +136,7 @@ pub fn to_text(e: &Evaluation) -> String {
     );
     for l in &e.live {
         let cell = |e: Option<Estimate>| match e {
+            Some(e) if e.is_lower_bound() => format!("≥{:.2} {}", e.value, short(e.source)),
             Some(e) => format!("{:.2} {}", e.value, short(e.source)),
             None => "-".to_string(),
         };
@@ -136,6 +150,9 @@ pub fn to_text(e: &Evaluation) -> String {
             cell(l.wait),
             cell(l.running)
         );
+    }
+    for advice in e.live.iter().filter_map(unobservable_advice) {
+        let _ = writeln!(out, "note: {advice}");
     }
     let d = &e.decision;
     let parts: Vec<String> = d

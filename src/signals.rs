@@ -3,6 +3,8 @@
 //! Pure data. The broker module fills it from Redis; the policy reads it.
 
 pub mod estimate;
+pub mod heartbeat;
+pub mod visibility;
 
 use serde::Serialize;
 
@@ -21,17 +23,66 @@ pub struct QueueSignals {
     pub stale: u64,
 }
 
-/// One live estimate and where it came from (e.g. `keyspace`, `conservation`, `heartbeat`,
-/// `unacked-residence`, `config`). The source is a bounded label: it ends up on `/metrics`.
+/// How far a live estimate can be trusted. Bounded set: the `mode` label of
+/// `celery_scaler_signal_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignalMode {
+    /// Counted from every event (keyspace notifications).
+    Exact,
+    /// Counted or estimated from samples, without a known bias.
+    Estimated,
+    /// Known to under-count: the true value may be much higher (a rate whose events mostly
+    /// happen between two samples and leave no trace in Redis).
+    LowerBound,
+}
+
+impl SignalMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            SignalMode::Exact => "exact",
+            SignalMode::Estimated => "estimated",
+            SignalMode::LowerBound => "lower-bound",
+        }
+    }
+}
+
+/// One live estimate, where it came from (e.g. `keyspace`, `conservation`, `heartbeat`,
+/// `unacked-residence`, `config`) and how far it can be trusted. The source is a bounded
+/// label: it ends up on `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Estimate {
     pub value: f64,
     pub source: &'static str,
+    pub mode: SignalMode,
 }
 
 impl Estimate {
+    /// An estimate in the mode its source implies: `keyspace` is exact, any other estimated.
     pub fn new(value: f64, source: &'static str) -> Self {
-        Self { value, source }
+        let mode = if source == "keyspace" {
+            SignalMode::Exact
+        } else {
+            SignalMode::Estimated
+        };
+        Self {
+            value,
+            source,
+            mode,
+        }
+    }
+
+    /// An estimate known to under-count.
+    pub fn lower_bound(value: f64, source: &'static str) -> Self {
+        Self {
+            value,
+            source,
+            mode: SignalMode::LowerBound,
+        }
+    }
+
+    pub fn is_lower_bound(&self) -> bool {
+        self.mode == SignalMode::LowerBound
     }
 
     /// The value when it is usable by the policy: finite and ≥ 0.

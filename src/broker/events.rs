@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
@@ -23,11 +23,12 @@ use tracing::{debug, info, warn};
 
 use super::conn::{build_client, map_error, redis_settings, Timeouts};
 use super::error::BrokerError;
-use super::metrics::PUBSUB_COMMANDS;
+use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
 use super::sampler::{epoch_now, Shared};
 use super::spec::{BrokerSpec, HostPort};
 use crate::celery::{parse_worker_event, WorkerEventKind};
 use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
+use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
 
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -36,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DENIED_BACKOFF: Duration = Duration::from_secs(60);
 /// A `PING` this often on an idle subscription detects a silently dead connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// At most one warning per kind of implausible heartbeat per broker this often.
+const IMPLAUSIBLE_WARN_PERIOD: Duration = Duration::from_secs(60);
 
 /// What the sampler wants to hear.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,6 +116,7 @@ impl Events {
         shared: Arc<Shared>,
         timeouts: Timeouts,
         window: f64,
+        limits: HeartbeatLimits,
         cancel: CancellationToken,
     ) -> Self {
         let state = Arc::new(Mutex::new(EventState::default()));
@@ -123,7 +127,9 @@ impl Events {
             shared,
             timeouts,
             window,
+            limits,
             state: state.clone(),
+            warned: Mutex::new(HashMap::new()),
         };
         let task = tokio::spawn(listener.run(rx, cancel));
         Self {
@@ -168,7 +174,10 @@ struct Listener {
     shared: Arc<Shared>,
     timeouts: Timeouts,
     window: f64,
+    limits: HeartbeatLimits,
     state: Arc<Mutex<EventState>>,
+    /// When each kind of implausible heartbeat was last warned about.
+    warned: Mutex<HashMap<&'static str, Instant>>,
 }
 
 /// What is subscribed on the current connection.
@@ -427,12 +436,12 @@ impl Listener {
             }
         };
         let mut s = lock(&self.state);
-        let window = self.window;
+        let (window, limits) = (self.window, self.limits);
         let book = s
             .heartbeats
             .entry(prefix.to_vec())
-            .or_insert_with(|| HeartbeatBook::new(window));
-        match event.kind {
+            .or_insert_with(|| HeartbeatBook::with_limits(window, limits));
+        let odd = match event.kind {
             WorkerEventKind::Heartbeat | WorkerEventKind::Online => book.record(
                 now,
                 &Heartbeat {
@@ -442,8 +451,40 @@ impl Listener {
                     freq: event.freq,
                 },
             ),
-            WorkerEventKind::Offline => book.forget(&event.hostname),
-            WorkerEventKind::Other => {}
+            WorkerEventKind::Offline => {
+                book.forget(&event.hostname);
+                Vec::new()
+            }
+            WorkerEventKind::Other => Vec::new(),
+        };
+        drop(s);
+        for reason in odd {
+            self.implausible(reason);
+        }
+    }
+
+    /// Counts an implausible heartbeat and warns about its kind at most once a minute.
+    fn implausible(&self, reason: Implausible) {
+        HEARTBEATS_IMPLAUSIBLE
+            .with_label_values(&[self.label.as_str(), reason.label()])
+            .inc();
+        let mut warned = match self.warned.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let due = warned
+            .get(reason.label())
+            .is_none_or(|t| t.elapsed() >= IMPLAUSIBLE_WARN_PERIOD);
+        if due {
+            warned.insert(reason.label(), Instant::now());
+            let limits = self.limits;
+            warn!(
+                broker = %self.label,
+                reason = reason.label(),
+                max_worker_concurrency = limits.max_active,
+                max_tracked_workers = limits.max_workers,
+                "implausible worker heartbeat clamped or refused (counted in celery_scaler_heartbeats_implausible_total; warned at most once a minute)"
+            );
         }
     }
 }

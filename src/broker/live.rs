@@ -31,7 +31,8 @@ use crate::celery::Layout;
 use crate::signals::estimate::{
     HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock, WorkerSummary,
 };
-use crate::signals::{Estimate, LiveSignals};
+use crate::signals::visibility::{TickSight, Visibility};
+use crate::signals::{Estimate, LiveSignals, SignalMode};
 
 use super::events::{worker_pattern, Desired, EventState};
 use super::tracker::Tracker;
@@ -119,6 +120,8 @@ struct QueueLive {
     prev: Option<(f64, u64)>,
     residence: Residence,
     occupancy: Occupancy,
+    /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
+    visibility: Visibility,
     exact: bool,
 }
 
@@ -197,7 +200,13 @@ pub(crate) struct QueueEstimates {
 pub(crate) struct LiveData {
     pub queues: HashMap<(Layout, String), QueueEstimates>,
     pub heartbeats: HashMap<Vec<u8>, Arc<HeartbeatBook>>,
+    /// Queues whose arrival rate just became (or still is, a warning period later) a lower
+    /// bound: to be warned about.
+    pub unobservable: Vec<(Layout, String)>,
 }
+
+/// A queue whose rates are lower bounds is warned about at most this often (seconds).
+pub(crate) const UNOBSERVABLE_WARN_PERIOD: f64 = 600.0;
 
 /// All live state of one broker.
 pub(crate) struct LiveBook {
@@ -206,6 +215,8 @@ pub(crate) struct LiveBook {
     /// Whether the server answers `LPOS` (until it refuses once).
     pub lpos: bool,
     queues: HashMap<(Layout, String), QueueLive>,
+    /// When each queue was last warned about as unobservable (epoch seconds).
+    warned: HashMap<(Layout, String), f64>,
 }
 
 impl LiveBook {
@@ -215,6 +226,7 @@ impl LiveBook {
             keyspace: Keyspace::Unknown,
             lpos: true,
             queues: HashMap::new(),
+            warned: HashMap::new(),
         }
     }
 
@@ -314,6 +326,7 @@ impl LiveBook {
                     prev: None,
                     residence: Residence::new(window),
                     occupancy: Occupancy::new(window),
+                    visibility: Visibility::new(window),
                     exact: false,
                 });
                 let b = backlog(&w.layout, q);
@@ -330,10 +343,21 @@ impl LiveBook {
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
                 }
+                if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) {
+                    let due = self
+                        .warned
+                        .get(&id)
+                        .is_none_or(|t| now - t >= UNOBSERVABLE_WARN_PERIOD || now < *t);
+                    if due {
+                        self.warned.insert(id.clone(), now);
+                        out.unobservable.push(id.clone());
+                    }
+                }
                 out.queues.insert(id, est);
             }
         }
         self.queues.retain(|id, _| alive.contains(id));
+        self.warned.retain(|id, _| alive.contains(id));
         for (prefix, book) in &events.heartbeats {
             out.heartbeats
                 .insert(prefix.clone(), Arc::new(book.clone()));
@@ -363,8 +387,22 @@ pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, Str
 /// amount (conservation), and Little's law
 /// over their busy slots gives the service time under any acknowledgement mode.
 fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    // Heartbeats see every task start: the counted rates are no longer the only evidence.
+    if workers.start_rate.is_some() {
+        for rate in [&mut est.arrival_rate, &mut est.dequeue_rate] {
+            if let Some(r) = rate.as_mut().filter(|r| r.is_lower_bound()) {
+                r.mode = SignalMode::Estimated;
+            }
+        }
+    }
+    let service = workers.service_time();
+    // What the workers started cannot have kept more slots busy than they have: a forged
+    // heartbeat moves the start rate only within the workers' capacity.
+    let starts = workers
+        .start_rate
+        .map(|r| service.map_or(r, |s| workers.bounded_rate(r, s)));
     let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
-    if let (true, Some(starts)) = (uncounted, workers.start_rate) {
+    if let (true, Some(starts)) = (uncounted, starts) {
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
@@ -372,7 +410,7 @@ fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
             est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
         }
     }
-    if let Some(s) = workers.service_time() {
+    if let Some(s) = service {
         est.service_time = Some(Estimate::new(s, HEARTBEAT));
     }
 }
@@ -521,6 +559,10 @@ impl QueueLive {
             (u64::try_from(a).unwrap_or(0), new_tags)
         };
         let since = self.prev.map_or(now, |(t, _)| t);
+        let sight = TickSight {
+            blind: !continuous && !anchored && backlog == 0 && self.prev.is_some_and(|p| p.1 == 0),
+            flow: new_tags > 0 || backlog > 0 || arrived > 0,
+        };
         if self.prev.is_some() {
             self.arrived = self.arrived.saturating_add(arrived);
             self.dequeued = self.dequeued.saturating_add(dequeued);
@@ -557,9 +599,24 @@ impl QueueLive {
         } else {
             tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
         };
+        // Entries seen to live less than a tick are mostly never seen: the counts miss them.
+        // (Without a departure yet, e.g. a trickle of long tasks, nothing says so.)
+        let tick = now - since;
+        let short_lived = self.residence.mean(now).is_some_and(|r| r < tick);
+        if self.prev.is_some() && tick > 0.0 {
+            self.visibility.observe(now, sight);
+        }
+        let lower = !continuous && self.visibility.lower_bound(short_lived);
+        let rate = |r: f64| {
+            if lower {
+                Estimate::lower_bound(r, source)
+            } else {
+                Estimate::new(r, source)
+            }
+        };
         QueueEstimates {
-            arrival_rate: self.arrivals.rate().map(|r| Estimate::new(r, source)),
-            dequeue_rate: self.dequeues.rate().map(|r| Estimate::new(r, source)),
+            arrival_rate: self.arrivals.rate().map(rate),
+            dequeue_rate: self.dequeues.rate().map(rate),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.
@@ -695,6 +752,19 @@ pub(crate) fn attribute_churn(
     }
 }
 
+/// Warns about queues whose rates became lower bounds (at most once per queue per
+/// [`UNOBSERVABLE_WARN_PERIOD`]); the gauges themselves are set by `metrics::export_live`.
+pub(crate) fn warn_unobservable(broker: &str, data: &LiveData) {
+    for (layout, q) in &data.unobservable {
+        let queue = format!("{}{q}", String::from_utf8_lossy(&layout.prefix));
+        tracing::warn!(
+            broker,
+            queue = %queue,
+            "arrival rate is a lower bound: the queue is kept empty between samples and the broker has no keyspace notifications, so most tasks leave no trace in Redis; enable `notify-keyspace-events Kl` on the broker, or set `workerHostnames` on a trigger of this queue alone"
+        );
+    }
+}
+
 /// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,
 /// when `worker_hostnames` names workers with live heartbeats, running tasks (split over the
 /// queues by dequeue rate) and, for queues the sampler could not credit the workers to (a
@@ -729,7 +799,37 @@ pub(crate) fn live_signals(
             l.service_time = Some(Estimate::new(s, HEARTBEAT));
         }
     }
+    bound_heartbeat_flow(&mut out, summary.capacity);
     out
+}
+
+/// Scales the heartbeat service times of `live` down so that the slots they imply, Σ λ·S
+/// over the queues whose S comes from heartbeats, stay within the matching workers'
+/// capacity: a worker claiming busy slots while starting next to nothing cannot make the
+/// queues look heavier than all the slots the workers may have.
+fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
+    let rate = |l: &LiveSignals| {
+        l.arrival_rate
+            .or(l.dequeue_rate)
+            .and_then(|e| e.usable())
+            .unwrap_or(0.0)
+    };
+    let flow: f64 = live
+        .iter()
+        .filter_map(|l| {
+            let s = l.service_time.filter(|e| e.source == HEARTBEAT)?.usable()?;
+            Some(rate(l) * s)
+        })
+        .sum();
+    if flow.is_nan() || flow <= capacity {
+        return;
+    }
+    let factor = capacity / flow;
+    for l in live.iter_mut() {
+        if let Some(e) = l.service_time.as_mut().filter(|e| e.source == HEARTBEAT) {
+            e.value *= factor;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -210,16 +210,42 @@ pub(crate) static QUEUE_RUNNING: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub(crate) static SIGNAL_MODE: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "celery_scaler_signal_mode",
-        "1 for the mode each live signal of a queue is in (exact, estimated, none, or its source).",
+        "1 for the mode each live signal of a queue is in (exact, estimated, lower-bound, none, or its source).",
         &["broker", "queue", "signal", "mode"]
     )
     .expect("metric registers once")
 });
 
+// --- Heartbeat bounds (issue 11 item 8) ---
+
+pub(crate) static HEARTBEATS_IMPLAUSIBLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_heartbeats_implausible_total",
+        "Worker heartbeats outside plausible bounds, by reason (active, freq, processed: clamped or ignored; too_many_workers: refused).",
+        &["broker", "reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Removes a broker's heartbeat-bound series.
+fn remove_heartbeat_series(broker: &str) {
+    for reason in crate::signals::heartbeat::Implausible::ALL {
+        let _ = HEARTBEATS_IMPLAUSIBLE.remove_label_values(&[broker, reason.label()]);
+    }
+}
+
+// --- end of heartbeat bounds ---
+
 /// The (signal, modes) pairs exported by the sampler.
 const SAMPLER_MODES: [(&str, &[&str]); 4] = [
-    ("arrival_rate", &["exact", "estimated", "none"]),
-    ("dequeue_rate", &["exact", "estimated", "none"]),
+    (
+        "arrival_rate",
+        &["exact", "estimated", "lower-bound", "none"],
+    ),
+    (
+        "dequeue_rate",
+        &["exact", "estimated", "lower-bound", "none"],
+    ),
     ("wait", &["exact", "estimated", "none"]),
     (
         "service_time",
@@ -278,11 +304,7 @@ fn live_series() -> std::sync::MutexGuard<'static, HashMap<String, BTreeSet<Stri
 }
 
 fn mode_of(e: Option<&Estimate>) -> &'static str {
-    match e.map(|e| e.source) {
-        None => "none",
-        Some("keyspace") => "exact",
-        Some(_) => "estimated",
-    }
+    e.map_or("none", |e| e.mode.label())
 }
 
 fn set_modes(broker: &str, queue: &str, signal: &str, modes: &[&str], active: &str) {
@@ -492,6 +514,7 @@ pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
     let _ = SAMPLE_DURATION.remove_label_values(&[broker]);
     SAMPLE_AGE.remove(broker);
     let _ = WATCH_SETS.remove_label_values(&[broker]);
+    remove_heartbeat_series(broker);
     for kind in [
         "connect", "auth", "timeout", "command", "sentinel", "stale", "shutdown",
     ] {

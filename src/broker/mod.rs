@@ -47,6 +47,7 @@ pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDP
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
 use crate::signals::estimate::HeartbeatBook;
+use crate::signals::heartbeat::HeartbeatLimits;
 use crate::signals::{LiveSignals, QueueSignals};
 
 /// Timing of sampling and of every Redis round trip.
@@ -68,6 +69,9 @@ pub struct SamplerSettings {
     pub reconcile_period: Duration,
     /// Window over which arrival/dequeue rates and service times are smoothed.
     pub signal_window: Duration,
+    /// Bounds on what worker heartbeats may claim (config `max_worker_concurrency`,
+    /// `max_tracked_workers`).
+    pub heartbeat_limits: HeartbeatLimits,
 }
 
 impl Default for SamplerSettings {
@@ -81,6 +85,7 @@ impl Default for SamplerSettings {
             idle_expiry: Duration::from_secs(600),
             reconcile_period: Duration::from_secs(60),
             signal_window: Duration::from_secs(30),
+            heartbeat_limits: HeartbeatLimits::default(),
         }
     }
 }

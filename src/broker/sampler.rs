@@ -316,6 +316,7 @@ pub(crate) async fn run(
         shared.clone(),
         timeouts,
         settings.signal_window.as_secs_f64(),
+        settings.heartbeat_limits,
         events_cancel.clone(),
     );
     let mut live = LiveBook::new(settings.signal_window.as_secs_f64());
@@ -375,6 +376,7 @@ pub(crate) async fn run(
                     data,
                     &mut keyspace_checked,
                 ));
+                live::warn_unobservable(&label, &live_data);
                 metrics::export_live(&label, &live_data, &watches, epoch_now());
                 debug!(broker = %label, watch_sets = watches.len(), ms = elapsed.as_millis() as u64, "sampled");
             }

@@ -16,7 +16,12 @@ pub enum EventError {
     BadBase64,
     #[error("body is not a JSON worker event")]
     BadBody,
+    #[error("hostname is empty or longer than MAX_HOSTNAME bytes")]
+    BadHostname,
 }
+
+/// Longest worker hostname accepted (Celery's `name@host`, a DNS name is at most 253 bytes).
+pub const MAX_HOSTNAME: usize = 512;
 
 impl EventError {
     pub fn label(self) -> &'static str {
@@ -24,6 +29,7 @@ impl EventError {
             EventError::BadEnvelope => "bad_envelope",
             EventError::BadBase64 => "bad_base64",
             EventError::BadBody => "bad_body",
+            EventError::BadHostname => "bad_hostname",
         }
     }
 }
@@ -90,6 +96,9 @@ pub fn parse_worker_event(payload: &[u8]) -> Result<WorkerEvent, EventError> {
         envelope.body.into_bytes()
     };
     let body: Body = serde_json::from_slice(&raw).map_err(|_| EventError::BadBody)?;
+    if body.hostname.is_empty() || body.hostname.len() > MAX_HOSTNAME {
+        return Err(EventError::BadHostname);
+    }
     let kind = match body.kind.as_deref() {
         Some("worker-heartbeat") => WorkerEventKind::Heartbeat,
         Some("worker-online") => WorkerEventKind::Online,
@@ -202,6 +211,21 @@ mod tests {
         );
         let bad = format!(r#"{{"body":"{}"}}"#, encode(b"[1,2]"));
         assert_eq!(parse_worker_event(bad.as_bytes()), Err(EventError::BadBody));
+    }
+
+    #[test]
+    fn empty_and_oversized_hostnames_are_refused() {
+        let long = "w".repeat(MAX_HOSTNAME + 1);
+        for host in ["", long.as_str()] {
+            let body = serde_json::json!({"hostname": host, "type": "worker-heartbeat"});
+            assert_eq!(
+                parse_worker_event(envelope(&body.to_string()).as_bytes()),
+                Err(EventError::BadHostname)
+            );
+        }
+        let fits = "w".repeat(MAX_HOSTNAME);
+        let body = serde_json::json!({"hostname": fits, "type": "worker-heartbeat"});
+        assert!(parse_worker_event(envelope(&body.to_string()).as_bytes()).is_ok());
     }
 
     #[test]

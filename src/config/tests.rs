@@ -503,3 +503,39 @@ fn port_settings_from_env_with_ranges() {
         assert!(err.to_string().contains(key), "{key}: {err}");
     }
 }
+
+#[test]
+fn heartbeat_bounds_are_configurable_and_validated() {
+    let s = load(None, &HashMap::new(), &Flags::default())
+        .unwrap()
+        .sampler_settings();
+    assert_eq!(s.heartbeat_limits.max_active, 256);
+    assert_eq!(s.heartbeat_limits.max_workers, 4096);
+    let c = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_MAX_WORKER_CONCURRENCY", "32"),
+            ("CELERY_SCALER_MAX_TRACKED_WORKERS", "100"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.heartbeat_limits.max_active, 32);
+    assert_eq!(c.heartbeat_limits.max_workers, 100);
+    let e = load(
+        None,
+        &env(&[
+            ("CELERY_SCALER_MAX_WORKER_CONCURRENCY", "0"),
+            ("CELERY_SCALER_MAX_TRACKED_WORKERS", "1e9"),
+        ]),
+        &Flags::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "CELERY_SCALER_MAX_WORKER_CONCURRENCY",
+        "CELERY_SCALER_MAX_TRACKED_WORKERS",
+    ] {
+        assert!(e.contains(key), "{key} missing from: {e}");
+    }
+}

@@ -28,6 +28,7 @@ use crate::trigger::limits::{
 mod access;
 
 pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
+use crate::signals::heartbeat::HeartbeatLimits;
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -307,6 +308,7 @@ pub(super) fn validate(
         10_000_000,
     );
     let ports = validate_ports(&mut c, raw);
+    let heartbeat_limits = validate_heartbeat_limits(&mut c, raw);
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
         if let Some(spec) = validate_connection(&mut c, name, fields, env) {
@@ -334,6 +336,37 @@ pub(super) fn validate(
         max_brokers: access.max_brokers,
         max_brokers_per_endpoint: access.max_brokers_per_endpoint,
         rpc_timeout: access.rpc_timeout,
+        heartbeat_limits,
+    }
+}
+
+/// `max_worker_concurrency` (1–100,000) and `max_tracked_workers` (1–1,000,000).
+fn validate_heartbeat_limits(c: &mut Check<'_>, raw: &RawConfig) -> HeartbeatLimits {
+    let defaults = HeartbeatLimits::default();
+    let mut whole = |key: &str, default: u64, max: u64| {
+        let Some((text, origin)) = c.text(raw.top.get(key)) else {
+            return default;
+        };
+        match text.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                let shown: String = text.chars().take(32).collect();
+                c.problems.push(format!(
+                    "{origin}: must be a whole number from 1 to {max}, got {shown:?}"
+                ));
+                default
+            }
+        }
+    };
+    let max_active = whole("max_worker_concurrency", defaults.max_active, 100_000);
+    let max_workers = whole(
+        "max_tracked_workers",
+        defaults.max_workers as u64,
+        1_000_000,
+    );
+    HeartbeatLimits {
+        max_active,
+        max_workers: usize::try_from(max_workers).unwrap_or(defaults.max_workers),
     }
 }
 

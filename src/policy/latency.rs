@@ -57,6 +57,8 @@ struct QueueTerms {
     service_time: f64,
     rate: f64,
     rate_source: &'static str,
+    /// Slots the arrivals keep busy: λ·S, and at least `in_flight` when λ is a lower bound.
+    flow: f64,
     in_flight: f64,
     in_flight_source: &'static str,
     drain: f64,
@@ -94,6 +96,13 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         (None, Some(d)) => d,
         (None, None) => (0.0, "none"),
     };
+    // A lower-bound λ (traffic mostly unseen) only ever raises the estimate: the dequeue
+    // count under-counts too, so the larger of the two is used.
+    let lower_bound = live.arrival_rate.is_some_and(|e| e.is_lower_bound());
+    let rate = match live.dequeue_rate.and_then(|e| e.usable()) {
+        Some(d) if lower_bound => rate.max(d),
+        _ => rate,
+    };
     let reserved = q.reserved as f64;
     let running = live.running.and_then(|e| e.usable().map(|v| (v, e.source)));
     let (in_flight, in_flight_source, held) = match running {
@@ -106,10 +115,18 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let wait = live.wait.and_then(|e| e.usable()).unwrap_or(0.0);
     let budget = (target - wait).max(target / 2.0);
     let drain = waiting * service_time / (service_time + budget);
+    // With a lower-bound λ the queue's own in-flight work is its evidence of flow: its flow
+    // is never below it (λ·S alone, under-counted, never takes the queue below what runs).
+    let flow = if lower_bound {
+        (rate * service_time).max(in_flight)
+    } else {
+        rate * service_time
+    };
     QueueTerms {
         service_time,
         rate,
         rate_source,
+        flow,
         in_flight,
         in_flight_source,
         drain,
@@ -144,7 +161,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
         .collect();
     let sum = |f: fn(&QueueTerms) -> f64| all.iter().map(f).sum::<f64>();
     let in_flight = sum(|t| t.in_flight);
-    let flow = sum(|t| t.rate * t.service_time);
+    let flow = sum(|t| t.flow);
     let drain = sum(|t| t.drain);
     let busy = all.iter().any(|t| t.busy);
     let s_max = all.iter().map(|t| t.service_time).fold(0.0, f64::max);
@@ -191,7 +208,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
             Component {
                 component: "flow",
                 value: flow_extra,
-                source: pick(|t| (t.rate * t.service_time, t.rate_source)),
+                source: pick(|t| (t.flow, t.rate_source)),
             },
             Component {
                 component: "headroom",

@@ -4,7 +4,9 @@
 //! Pure state machines: every method takes the time (`now`, epoch seconds) from its caller,
 //! so they are tested with synthetic series and a fake clock. The broker's sampler feeds them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+pub use super::heartbeat::{glob_match, Heartbeat, HeartbeatBook, WorkerSummary};
 
 /// How much faster than the smoothed rate the last tick must be to count as a burst.
 pub const BURST_FACTOR: f64 = 3.0;
@@ -55,7 +57,7 @@ impl RateEstimator {
 
 /// Rate of a cumulative counter sampled at `first` … `previous`, `last` (time, count): the
 /// smoothed rate from first to last, or the last interval's when it is a burst.
-fn rate_of(first: (f64, u64), previous: (f64, u64), last: (f64, u64)) -> Option<f64> {
+pub(super) fn rate_of(first: (f64, u64), previous: (f64, u64), last: (f64, u64)) -> Option<f64> {
     let ((t0, c0), (tp, cp), (t1, c1)) = (first, previous, last);
     if t1 <= t0 {
         return None;
@@ -186,227 +188,6 @@ impl TailClock {
     pub fn oldest_age(&self, now: f64) -> f64 {
         self.tail.as_ref().map_or(0.0, |(_, t)| (now - t).max(0.0))
     }
-}
-
-/// One worker's latest heartbeat.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Heartbeat {
-    pub hostname: String,
-    /// Tasks executing now.
-    pub active: u64,
-    /// Tasks started since the worker started (cumulative).
-    pub processed: u64,
-    /// Heartbeat interval in seconds.
-    pub freq: f64,
-}
-
-#[derive(Clone, Debug)]
-struct WorkerState {
-    freq: f64,
-    /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
-    /// its start); never empty. The latest is the worker's state now, `processed` over them
-    /// the start rate, and both together Little's law over one and the same interval.
-    beats: VecDeque<(f64, u64, u64)>,
-}
-
-impl WorkerState {
-    fn latest(&self) -> (f64, u64, u64) {
-        self.beats.back().copied().unwrap_or_default()
-    }
-
-    fn last_seen(&self) -> f64 {
-        self.latest().0
-    }
-
-    fn active(&self) -> u64 {
-        self.latest().1
-    }
-
-    /// Task starts per second (with the burst fast path), `None` before two heartbeats.
-    fn start_rate(&self) -> Option<f64> {
-        let n = self.beats.len();
-        let point = |i: usize| self.beats.get(i).map(|&(t, _, p)| (t, p));
-        rate_of(point(0)?, point(n.checked_sub(2)?)?, point(n - 1)?)
-    }
-
-    /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
-    /// beats after the first (periodic, so their mean is the time-average) and `processed`
-    /// from the first to the last. Smoothed on purpose: the burst fast path of the start
-    /// rate would pair a one-interval rate with a window-long average.
-    fn littles_law_pair(&self) -> Option<(f64, f64)> {
-        let (&(t0, _, p0), &(t1, _, p1)) = (self.beats.front()?, self.beats.back()?);
-        if t1 <= t0 {
-            return None;
-        }
-        let later = self.beats.len() - 1;
-        let busy = self.beats.iter().skip(1).map(|b| b.1 as f64).sum::<f64>() / later as f64;
-        Some((busy, p1.saturating_sub(p0) as f64 / (t1 - t0)))
-    }
-}
-
-/// Worker heartbeats of one broker, filtered by hostname pattern: running tasks now and the
-/// rate at which tasks start. Workers silent for more than three intervals are dropped.
-#[derive(Clone, Debug)]
-pub struct HeartbeatBook {
-    window: f64,
-    workers: HashMap<String, WorkerState>,
-}
-
-impl HeartbeatBook {
-    pub fn new(window_secs: f64) -> Self {
-        Self {
-            window: window_secs,
-            workers: HashMap::new(),
-        }
-    }
-
-    pub fn record(&mut self, now: f64, hb: &Heartbeat) {
-        let window = self.window;
-        let w = self
-            .workers
-            .entry(hb.hostname.clone())
-            .or_insert_with(|| WorkerState {
-                freq: hb.freq,
-                beats: VecDeque::new(),
-            });
-        w.freq = if hb.freq > 0.0 { hb.freq } else { 2.0 };
-        // A counter that went back (the worker restarted) or a clock that did restarts the
-        // series; a second heartbeat at the same instant replaces the first.
-        match w.beats.back() {
-            Some(&(t, _, p)) if hb.processed < p || now < t => w.beats.clear(),
-            Some(&(t, ..)) if now == t => {
-                w.beats.pop_back();
-            }
-            _ => {}
-        }
-        w.beats.push_back((now, hb.active, hb.processed));
-        while w.beats.len() > 2 && w.beats[1].0 <= now - window {
-            w.beats.pop_front();
-        }
-    }
-
-    /// A worker said goodbye (`worker-offline`).
-    pub fn forget(&mut self, hostname: &str) {
-        self.workers.remove(hostname);
-    }
-
-    fn expire(&mut self, now: f64) {
-        self.workers
-            .retain(|_, w| now - w.last_seen() <= 3.0 * w.freq.max(1.0));
-    }
-
-    /// Live workers matching `pattern` (see [`glob_match`]).
-    fn matching<'a>(
-        &'a mut self,
-        now: f64,
-        pattern: &'a str,
-    ) -> impl Iterator<Item = &'a WorkerState> + 'a {
-        self.expire(now);
-        self.workers
-            .iter()
-            .filter(move |(name, _)| glob_match(pattern, name))
-            .map(|(_, w)| w)
-    }
-
-    /// Σ `active` over live matching workers, `None` when no worker matches.
-    pub fn running(&mut self, now: f64, pattern: &str) -> Option<u64> {
-        let mut any = false;
-        let total = self.matching(now, pattern).fold(0u64, |acc, w| {
-            any = true;
-            acc.saturating_add(w.active())
-        });
-        any.then_some(total)
-    }
-
-    /// Σ task starts per second over live matching workers that have a rate yet.
-    pub fn start_rate(&mut self, now: f64, pattern: &str) -> Option<f64> {
-        let rates: Vec<f64> = self
-            .matching(now, pattern)
-            .filter_map(WorkerState::start_rate)
-            .collect();
-        (!rates.is_empty()).then(|| rates.iter().sum())
-    }
-
-    pub fn workers(&self) -> usize {
-        self.workers.len()
-    }
-
-    /// Forgets workers silent for more than three heartbeat intervals.
-    pub fn prune(&mut self, now: f64) {
-        self.expire(now);
-    }
-
-    /// Running tasks and start rate of the live workers matching `pattern` at `now`, without
-    /// forgetting anyone (for read-only copies). `None` when no live worker matches.
-    pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
-        let live = self.workers.iter().filter(|(name, w)| {
-            now - w.last_seen() <= 3.0 * w.freq.max(1.0) && glob_match(pattern, name)
-        });
-        let mut out = WorkerSummary::default();
-        let mut rates = None::<f64>;
-        for (_, w) in live {
-            out.workers += 1;
-            out.running = out.running.saturating_add(w.active());
-            if let Some(r) = w.start_rate() {
-                rates = Some(rates.unwrap_or(0.0) + r);
-            }
-            if let Some((busy, rate)) = w.littles_law_pair() {
-                out.busy += busy;
-                out.busy_start_rate += rate;
-            }
-        }
-        out.start_rate = rates;
-        (out.workers > 0).then_some(out)
-    }
-}
-
-/// What the live workers matching one pattern report together.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct WorkerSummary {
-    pub workers: usize,
-    /// Σ `active` (latest heartbeats).
-    pub running: u64,
-    /// Σ task starts per second over workers with a rate yet.
-    pub start_rate: Option<f64>,
-    /// Σ time-averaged `active` over the window.
-    pub busy: f64,
-    /// Σ task starts per second over the same heartbeats as `busy` (smoothed, no fast path).
-    pub busy_start_rate: f64,
-}
-
-impl WorkerSummary {
-    /// Service time by Little's law over these workers: mean busy slots / start rate, both
-    /// over the same heartbeats.
-    pub fn service_time(&self) -> Option<f64> {
-        littles_law(self.busy, self.busy_start_rate)
-    }
-}
-
-/// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
-/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
-        return name.starts_with(pattern);
-    }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Mean time entries stay in `unacked` (delivered → acked), over a window, from entries seen

@@ -507,3 +507,171 @@ fn heartbeats_do_not_replace_counted_rates() {
     assert_eq!(e.dequeue_rate, Some(Estimate::new(3.0, LIST_POSITION)));
     assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
 }
+
+#[test]
+fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
+    // Every few ticks one short-lived `unacked` entry (delivered 2 ms before the tick) is
+    // caught, and gone at the next tick; the list is always empty.
+    let w = watch(&["celery"]);
+    let mut book = LiveBook::new(30.0);
+    let mut st = EventState::default();
+    let mut warnings = 0;
+    let mut e = QueueEstimates::default();
+    for t in 0..=40 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 0);
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: u64::from(t % 3 == 0),
+                new_scores: [f64::from(t) - 0.002]
+                    .into_iter()
+                    .filter(|_| t % 3 == 0)
+                    .collect(),
+                left: [f64::from(t) - 1.002]
+                    .into_iter()
+                    .filter(|_| t % 3 == 1)
+                    .collect(),
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 0,
+            |_, _| 0,
+        );
+        warnings += data.unobservable.len();
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    let a = e.arrival_rate.expect("rate");
+    assert!(a.is_lower_bound(), "{a:?}");
+    assert!(e.dequeue_rate.is_some_and(|d| d.is_lower_bound()));
+    assert_eq!(warnings, 1, "warned once per period");
+    // Entries that outlive a tick (long tasks, all seen) are not a sign of missed traffic.
+    let mut book = LiveBook::new(30.0);
+    for t in 0..=40 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 0);
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: u64::from(t % 3 == 0),
+                new_scores: [f64::from(t) - 0.5]
+                    .into_iter()
+                    .filter(|_| t % 3 == 0)
+                    .collect(),
+                left: [f64::from(t) - 5.0]
+                    .into_iter()
+                    .filter(|_| t % 3 == 1)
+                    .collect(),
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 0,
+            |_, _| 0,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    assert_eq!(e.arrival_rate.map(|a| a.mode), Some(SignalMode::Estimated));
+    // Heartbeats of the queue's workers see every start: not a lower bound any more.
+    let mut st = busy_worker(40);
+    let mut book = LiveBook::new(30.0);
+    let mut named = watch(&["celery"]);
+    named.worker_hostnames = Some("celery@w-*".into());
+    for t in 0..=40 {
+        e = tick(
+            &mut book,
+            f64::from(t),
+            &named,
+            0,
+            u64::from(t % 3 == 0),
+            &mut st,
+        );
+    }
+    assert_eq!(e.arrival_rate.map(|a| a.mode), Some(SignalMode::Estimated));
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(HEARTBEAT));
+}
+
+#[test]
+fn forged_heartbeats_cannot_credit_more_than_the_workers_capacity() {
+    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut st = EventState::default();
+    let hb = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::with_limits(10.0, limits));
+    // Beats closer together than their interval, each claiming as many starts as a full
+    // worker makes in a whole interval.
+    for beat in 0..=6u64 {
+        hb.record(
+            0.5 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: u64::MAX,
+                processed: beat.saturating_mul(u64::MAX / 8),
+                freq: 2.0,
+            },
+        );
+    }
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=3 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    let rate = e.arrival_rate.expect("credited").value;
+    let s = e.service_time.expect("service time").value;
+    // One worker of at most 4 slots: the flow its starts imply is at most 4 slots.
+    assert!(rate * s.max(0.001) <= 4.0 + 1e-9, "rate {rate} × S {s}");
+}
+
+#[test]
+fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
+    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // One forged worker: 4 slots (the maximum) always busy, one start in 10 s: Little's law
+    // says 40 s per task. Real traffic, counted from keyspace, is 100 tasks/s.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut book = HeartbeatBook::with_limits(30.0, limits);
+    for beat in 0..=5u64 {
+        book.record(
+            2.0 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@forged".into(),
+                active: 4,
+                processed: u64::from(beat == 5),
+                freq: 2.0,
+            },
+        );
+    }
+    let sampled = [LiveSignals {
+        name: "celery".into(),
+        arrival_rate: Some(Estimate::new(100.0, KEYSPACE)),
+        ..LiveSignals::default()
+    }];
+    let live = live_signals(10.0, &sampled, Some(&book), Some("celery@"));
+    let s = live[0].service_time.expect("heartbeat service time");
+    assert_eq!(s.source, HEARTBEAT);
+    // λ·S within the 4 slots the worker may have (it was 100 × 40 = 4,000).
+    assert!(100.0 * s.value <= 4.0 + 1e-9, "{s:?}");
+    // Without a pattern nothing changes.
+    assert_eq!(
+        live_signals(10.0, &sampled, Some(&book), None)[0],
+        sampled[0]
+    );
+}

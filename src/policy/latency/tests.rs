@@ -267,3 +267,82 @@ proptest! {
         }
     }
 }
+
+/// `live` with the arrival and dequeue rates marked as lower bounds (or not).
+fn with_rates(mut l: LiveSignals, arrival: f64, dequeue: Option<f64>, lower: bool) -> LiveSignals {
+    let mark = |v: f64| {
+        if lower {
+            Estimate::lower_bound(v, "conservation")
+        } else {
+            Estimate::new(v, "conservation")
+        }
+    };
+    l.arrival_rate = Some(mark(arrival));
+    l.dequeue_rate = dequeue.map(mark);
+    l
+}
+
+#[test]
+fn a_lower_bound_rate_leans_on_dequeues_and_in_flight() {
+    // Queue a: λ 1/s counted but a lower bound, 8 tasks in flight, 0.1 s tasks: λ·S = 0.1
+    // alone would ask for a fraction of a slot beside queue b's flow.
+    let a = |lower| {
+        let mut l = with_rates(
+            live(Some(8.0), None, Some(0.1), None),
+            1.0,
+            Some(3.0),
+            lower,
+        );
+        l.name = "a".into();
+        l
+    };
+    let mut b = with_rates(live(None, None, Some(1.0), None), 10.0, None, false);
+    b.name = "b".into();
+    let mut qa = q(0, 0, 0, 0);
+    qa.name = "a".into();
+    let mut qb = q(0, 0, 0, 0);
+    qb.name = "b".into();
+    let queues = [qa, qb];
+    let exact = decide(&settings(), &queues, &[a(false), b.clone()]);
+    let lower = decide(&settings(), &queues, &[a(true), b]);
+    // Exact: max(8, 0.1 + 10) + headroom. Lower bound: a's flow is at least its 8 in flight
+    // (and λ is raised to the dequeue rate, 3/s), so 8 + 10 + headroom.
+    assert!((part(&exact, "in_flight") + part(&exact, "flow") - 10.1).abs() < 1e-9);
+    assert!((part(&lower, "in_flight") + part(&lower, "flow") - 18.0).abs() < 1e-9);
+    assert!(lower.metric_value > exact.metric_value);
+    // Without in-flight work the lower bound uses the larger of arrivals and dequeues.
+    let alone = |lower| {
+        let l = with_rates(live(None, None, Some(1.0), None), 1.0, Some(3.0), lower);
+        decide(&settings(), &[q(0, 0, 0, 0)], &[l])
+    };
+    assert!((part(&alone(false), "flow") - 1.0).abs() < 1e-9);
+    assert!((part(&alone(true), "flow") - 3.0).abs() < 1e-9);
+}
+
+proptest! {
+    /// docs/scaling.md: a lower-bound λ only ever raises the metric; the metric is never
+    /// below the queue's in-flight work, nor below the larger of the two counted rates × S.
+    #[test]
+    fn a_lower_bound_rate_never_lowers_the_metric(
+        i in arb_input(),
+        s in arb_settings(),
+        arrival in 0.0f64..1_000.0,
+        dequeue in arb_opt(1_000.0),
+    ) {
+        let base = live(i.running, None, i.s, i.wait);
+        let exact = decide(&s, std::slice::from_ref(&i.q), &[with_rates(base.clone(), arrival, dequeue, false)]);
+        let lower = decide(&s, std::slice::from_ref(&i.q), &[with_rates(base, arrival, dequeue, true)]);
+        prop_assert!(lower.metric_value.is_finite());
+        prop_assert!(lower.metric_value >= exact.metric_value * (1.0 - 1e-12), "{:?} < {:?}", lower, exact);
+        let busy = i.running.unwrap_or(i.q.reserved as f64);
+        prop_assert!(lower.metric_value >= busy);
+        if let Some(service) = i.s.filter(|v| *v > 0.0) {
+            let counted = arrival.max(dequeue.unwrap_or(0.0)) * service.max(MIN_SERVICE_TIME);
+            let slots = part(&lower, "in_flight") + part(&lower, "flow");
+            prop_assert!(slots >= counted * (1.0 - 1e-12), "{} < {}", slots, counted);
+        }
+        prop_assert!(lower.active || !exact.active);
+        let parts: f64 = lower.breakdown.iter().map(|c| c.value).sum();
+        prop_assert!((parts - lower.metric_value).abs() <= 1e-9 * lower.metric_value.max(1.0));
+    }
+}

@@ -1,0 +1,380 @@
+//! Worker heartbeats of one key prefix: running tasks now, the rate at which tasks start, and
+//! Little's law over the busy slots, kept within plausible bounds.
+//!
+//! Heartbeats come from whoever can PUBLISH on the broker, so nothing in them is trusted
+//! beyond what a real Celery worker can send (see `docs/accuracy.md`, "Heartbeat bounds"):
+//! `active` is clamped to the configured per-worker maximum, a `freq` outside Celery's
+//! plausible range is ignored (the default interval is assumed), `processed` may grow by at
+//! most what a full worker can start between two beats, beats are dated by the scaler's own
+//! clock (the event's `timestamp` is never read), and the number of workers tracked and of
+//! beats kept per worker are bounded. Pure: every method takes `now` from its caller.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::estimate::{littles_law, rate_of};
+
+/// Default of the config key `max_worker_concurrency`: `active` above it is clamped.
+pub const DEFAULT_MAX_WORKER_CONCURRENCY: u64 = 256;
+/// Default of the config key `max_tracked_workers`: workers tracked per key prefix.
+pub const DEFAULT_MAX_TRACKED_WORKERS: usize = 4096;
+/// Celery's default heartbeat interval, seconds: assumed when `freq` is implausible.
+pub const DEFAULT_FREQ: f64 = 2.0;
+/// Plausible heartbeat intervals, seconds; a `freq` outside is ignored.
+pub const MIN_FREQ: f64 = 0.1;
+pub const MAX_FREQ: f64 = 3600.0;
+/// Most task starts per second one busy slot can make (tasks of at least 1 ms): bounds how
+/// far `processed` may move between two beats.
+pub const MAX_STARTS_PER_SLOT: f64 = 1000.0;
+/// Most beats kept per worker (older ones are dropped first, shortening its window).
+pub const MAX_BEATS: usize = 64;
+/// Dead workers are swept at most this often (seconds) when the book is full.
+const SWEEP_PERIOD: f64 = 1.0;
+
+/// Bounds on what heartbeats may claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatLimits {
+    /// Largest `active` one worker may report (its pool size at most).
+    pub max_active: u64,
+    /// Most workers tracked at once; heartbeats of further hostnames are refused.
+    pub max_workers: usize,
+}
+
+impl Default for HeartbeatLimits {
+    fn default() -> Self {
+        Self {
+            max_active: DEFAULT_MAX_WORKER_CONCURRENCY,
+            max_workers: DEFAULT_MAX_TRACKED_WORKERS,
+        }
+    }
+}
+
+/// What was implausible about one heartbeat. Bounded set: doubles as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implausible {
+    /// `active` above the per-worker maximum: clamped.
+    Active,
+    /// `freq` outside [`MIN_FREQ`, `MAX_FREQ`] (or not a number): the default assumed.
+    Freq,
+    /// `processed` grew faster than a full worker can start tasks: clamped.
+    Processed,
+    /// A new hostname while the book is full: refused.
+    TooManyWorkers,
+}
+
+impl Implausible {
+    pub const ALL: [Implausible; 4] = [
+        Implausible::Active,
+        Implausible::Freq,
+        Implausible::Processed,
+        Implausible::TooManyWorkers,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Implausible::Active => "active",
+            Implausible::Freq => "freq",
+            Implausible::Processed => "processed",
+            Implausible::TooManyWorkers => "too_many_workers",
+        }
+    }
+}
+
+/// One worker's latest heartbeat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heartbeat {
+    pub hostname: String,
+    /// Tasks executing now.
+    pub active: u64,
+    /// Tasks started since the worker started (cumulative).
+    pub processed: u64,
+    /// Heartbeat interval in seconds.
+    pub freq: f64,
+}
+
+#[derive(Clone, Debug)]
+struct WorkerState {
+    freq: f64,
+    /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
+    /// its start); never empty. The latest is the worker's state now, `processed` over them
+    /// the start rate, and both together Little's law over one and the same interval.
+    beats: VecDeque<(f64, u64, u64)>,
+}
+
+impl WorkerState {
+    fn latest(&self) -> (f64, u64, u64) {
+        self.beats.back().copied().unwrap_or_default()
+    }
+
+    fn last_seen(&self) -> f64 {
+        self.latest().0
+    }
+
+    fn active(&self) -> u64 {
+        self.latest().1
+    }
+
+    fn alive(&self, now: f64) -> bool {
+        now - self.last_seen() <= 3.0 * self.freq.max(1.0)
+    }
+
+    /// Task starts per second (with the burst fast path), `None` before two heartbeats.
+    fn start_rate(&self) -> Option<f64> {
+        let n = self.beats.len();
+        let point = |i: usize| self.beats.get(i).map(|&(t, _, p)| (t, p));
+        rate_of(point(0)?, point(n.checked_sub(2)?)?, point(n - 1)?)
+    }
+
+    /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
+    /// beats after the first (periodic, so their mean is the time-average) and `processed`
+    /// from the first to the last. Smoothed on purpose: the burst fast path of the start
+    /// rate would pair a one-interval rate with a window-long average.
+    fn littles_law_pair(&self) -> Option<(f64, f64)> {
+        let (&(t0, _, p0), &(t1, _, p1)) = (self.beats.front()?, self.beats.back()?);
+        if t1 <= t0 {
+            return None;
+        }
+        let later = self.beats.len() - 1;
+        let busy = self.beats.iter().skip(1).map(|b| b.1 as f64).sum::<f64>() / later as f64;
+        Some((busy, p1.saturating_sub(p0) as f64 / (t1 - t0)))
+    }
+}
+
+/// Worker heartbeats of one broker prefix, filtered by hostname pattern: running tasks now and
+/// the rate at which tasks start. Workers silent for more than three intervals are dropped.
+#[derive(Clone, Debug)]
+pub struct HeartbeatBook {
+    window: f64,
+    limits: HeartbeatLimits,
+    workers: HashMap<String, WorkerState>,
+    /// When dead workers were last swept to make room.
+    swept: f64,
+}
+
+impl HeartbeatBook {
+    /// A book with the default [`HeartbeatLimits`].
+    pub fn new(window_secs: f64) -> Self {
+        Self::with_limits(window_secs, HeartbeatLimits::default())
+    }
+
+    pub fn with_limits(window_secs: f64, limits: HeartbeatLimits) -> Self {
+        Self {
+            window: window_secs,
+            limits,
+            workers: HashMap::new(),
+            swept: f64::NEG_INFINITY,
+        }
+    }
+
+    pub fn limits(&self) -> HeartbeatLimits {
+        self.limits
+    }
+
+    /// Records one heartbeat received at `now`, within the limits; returns what was
+    /// implausible about it (empty for a plausible one). A refused heartbeat changes nothing.
+    pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
+        let mut odd = Vec::new();
+        if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
+            odd.push(Implausible::TooManyWorkers);
+            return odd;
+        }
+        let freq = if (MIN_FREQ..=MAX_FREQ).contains(&hb.freq) {
+            hb.freq
+        } else {
+            odd.push(Implausible::Freq);
+            DEFAULT_FREQ
+        };
+        let active = if hb.active > self.limits.max_active {
+            odd.push(Implausible::Active);
+            self.limits.max_active
+        } else {
+            hb.active
+        };
+        let (window, max_active) = (self.window, self.limits.max_active);
+        let w = self
+            .workers
+            .entry(hb.hostname.clone())
+            .or_insert_with(|| WorkerState {
+                freq,
+                beats: VecDeque::new(),
+            });
+        w.freq = freq;
+        let mut processed = hb.processed;
+        // A counter that went back (the worker restarted) or a clock that did restarts the
+        // series; a second heartbeat at the same instant replaces the first.
+        match w.beats.back().copied() {
+            Some((t, _, p)) if processed < p || now < t => w.beats.clear(),
+            Some((t, _, p)) => {
+                // A full worker starts at most this many tasks between two beats.
+                let most = max_active as f64 * MAX_STARTS_PER_SLOT * (now - t).max(freq);
+                if processed.saturating_sub(p) as f64 > most {
+                    odd.push(Implausible::Processed);
+                    processed = p.saturating_add(most as u64);
+                }
+                if now == t {
+                    w.beats.pop_back();
+                }
+            }
+            None => {}
+        }
+        w.beats.push_back((now, active, processed));
+        while w.beats.len() > MAX_BEATS || (w.beats.len() > 2 && w.beats[1].0 <= now - window) {
+            w.beats.pop_front();
+        }
+        odd
+    }
+
+    /// Whether a new worker fits, after sweeping dead ones (at most once per
+    /// [`SWEEP_PERIOD`], so a flood of new hostnames costs no more than one sweep a second).
+    fn make_room(&mut self, now: f64) -> bool {
+        if self.workers.len() < self.limits.max_workers {
+            return true;
+        }
+        if now - self.swept >= SWEEP_PERIOD || now < self.swept {
+            self.swept = now;
+            self.expire(now);
+        }
+        self.workers.len() < self.limits.max_workers
+    }
+
+    /// A worker said goodbye (`worker-offline`).
+    pub fn forget(&mut self, hostname: &str) {
+        self.workers.remove(hostname);
+    }
+
+    fn expire(&mut self, now: f64) {
+        self.workers.retain(|_, w| w.alive(now));
+    }
+
+    /// Live workers matching `pattern` (see [`glob_match`]).
+    fn matching<'a>(
+        &'a mut self,
+        now: f64,
+        pattern: &'a str,
+    ) -> impl Iterator<Item = &'a WorkerState> + 'a {
+        self.expire(now);
+        self.workers
+            .iter()
+            .filter(move |(name, _)| glob_match(pattern, name))
+            .map(|(_, w)| w)
+    }
+
+    /// Σ `active` over live matching workers, `None` when no worker matches.
+    pub fn running(&mut self, now: f64, pattern: &str) -> Option<u64> {
+        let mut any = false;
+        let total = self.matching(now, pattern).fold(0u64, |acc, w| {
+            any = true;
+            acc.saturating_add(w.active())
+        });
+        any.then_some(total)
+    }
+
+    /// Σ task starts per second over live matching workers that have a rate yet.
+    pub fn start_rate(&mut self, now: f64, pattern: &str) -> Option<f64> {
+        let rates: Vec<f64> = self
+            .matching(now, pattern)
+            .filter_map(WorkerState::start_rate)
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum())
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Forgets workers silent for more than three heartbeat intervals.
+    pub fn prune(&mut self, now: f64) {
+        self.expire(now);
+    }
+
+    /// Running tasks and start rate of the live workers matching `pattern` at `now`, without
+    /// forgetting anyone (for read-only copies). `None` when no live worker matches.
+    pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
+        let live = self
+            .workers
+            .iter()
+            .filter(|(name, w)| w.alive(now) && glob_match(pattern, name));
+        let mut out = WorkerSummary::default();
+        let mut rates = None::<f64>;
+        for (_, w) in live {
+            out.workers += 1;
+            out.running = out.running.saturating_add(w.active());
+            if let Some(r) = w.start_rate() {
+                rates = Some(rates.unwrap_or(0.0) + r);
+            }
+            if let Some((busy, rate)) = w.littles_law_pair() {
+                out.busy += busy;
+                out.busy_start_rate += rate;
+            }
+        }
+        out.start_rate = rates;
+        out.capacity = out.workers as f64 * self.limits.max_active as f64;
+        (out.workers > 0).then_some(out)
+    }
+}
+
+/// What the live workers matching one pattern report together.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerSummary {
+    pub workers: usize,
+    /// Σ `active` (latest heartbeats).
+    pub running: u64,
+    /// Σ task starts per second over workers with a rate yet.
+    pub start_rate: Option<f64>,
+    /// Σ time-averaged `active` over the window.
+    pub busy: f64,
+    /// Σ task starts per second over the same heartbeats as `busy` (smoothed, no fast path).
+    pub busy_start_rate: f64,
+    /// The most slots these workers can keep busy: workers × the per-worker maximum.
+    pub capacity: f64,
+}
+
+impl WorkerSummary {
+    /// Service time by Little's law over these workers: mean busy slots / start rate, both
+    /// over the same heartbeats.
+    pub fn service_time(&self) -> Option<f64> {
+        littles_law(self.busy, self.busy_start_rate)
+    }
+
+    /// `rate` limited so that `rate × service_time` (the busy slots it implies, with the
+    /// service time taken as at least 1 / [`MAX_STARTS_PER_SLOT`], as the policy does) stays
+    /// within the workers' capacity: what they started cannot have kept more slots busy than
+    /// exist.
+    pub fn bounded_rate(&self, rate: f64, service_time: f64) -> f64 {
+        let s = service_time.max(1.0 / MAX_STARTS_PER_SLOT);
+        if rate * s > self.capacity {
+            self.capacity / s
+        } else {
+            rate
+        }
+    }
+}
+
+/// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
+/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.starts_with(pattern);
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests;
