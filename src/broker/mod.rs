@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use sampler::{Shared, Snapshot, WatchEntry};
 
 pub use error::BrokerError;
+#[doc(hidden)]
+pub use sampler::set_test_tick_burn;
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 
 use crate::signals::estimate::HeartbeatBook;
@@ -158,23 +160,70 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Worker threads of the samplers' own runtime.
+const SAMPLER_THREADS: usize = 2;
+
+/// The runtime the samplers (and their pub/sub tasks) run on, apart from the one serving
+/// gRPC, `/healthz` and signals: a sampler busy with CPU-heavy work can slow other samplers,
+/// never the server. Shut down in the background when dropped (dropping a runtime inside an
+/// async context would panic; the samplers are stopped first by [`Registry::shutdown`]).
+struct SamplerRuntime(Option<tokio::runtime::Runtime>);
+
+impl SamplerRuntime {
+    fn new() -> Self {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SAMPLER_THREADS)
+            .thread_name("celery-scaler-sampler")
+            .enable_all()
+            .build();
+        match built {
+            Ok(rt) => Self(Some(rt)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the samplers' runtime; sharing the server's");
+                Self(None)
+            }
+        }
+    }
+
+    fn spawn<F>(&self, task: F) -> JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+}
+
+impl Drop for SamplerRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// All brokers' samplers. Cheap to share behind an `Arc`.
 pub struct Registry {
     settings: SamplerSettings,
     samplers: Arc<Mutex<Samplers>>,
     cancel: CancellationToken,
+    runtime: SamplerRuntime,
 }
 
 impl Registry {
-    /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
-    /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
+    /// Creates an empty registry with its own sampler runtime (samplers start on the first
+    /// `view` of a broker). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        sampler::test_tick_burn_from_env();
         Self {
             settings,
             samplers: Arc::new(Mutex::new(Samplers::default())),
             cancel: CancellationToken::new(),
+            runtime: SamplerRuntime::new(),
         }
     }
 
@@ -200,7 +249,7 @@ impl Registry {
             None => {
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
-                let task = tokio::spawn(sampler::run(
+                let task = self.runtime.spawn(sampler::run(
                     spec.clone(),
                     shared.clone(),
                     self.settings.clone(),

@@ -4,6 +4,7 @@
 //! visibility timeout), and publishes the result as the latest [`Snapshot`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,42 @@ pub(crate) fn epoch_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Test hook: CPU time (ms) each tick burns without yielding, on every broker. Zero outside
+/// tests. Lets tests prove that a sampler stuck in CPU-heavy work cannot starve `/healthz`,
+/// the gRPC server or signal handling.
+static TEST_TICK_BURN_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook (not part of the API): makes every sampler tick busy-loop for `burn` first.
+#[doc(hidden)]
+pub fn set_test_tick_burn(burn: Duration) {
+    let ms = u64::try_from(burn.as_millis()).unwrap_or(u64::MAX);
+    TEST_TICK_BURN_MS.store(ms, Ordering::Relaxed);
+}
+
+/// In debug builds only (the ones `cargo test` runs), `TEST_CELERY_SCALER_TICK_BURN_MS` sets
+/// the test hook for the real binary. Release builds ignore it.
+pub(crate) fn test_tick_burn_from_env() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("TEST_CELERY_SCALER_TICK_BURN_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        TEST_TICK_BURN_MS.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Busy-loops for the test hook's time (a stand-in for any CPU-heavy, non-yielding work).
+fn burn_for_tests() {
+    let ms = TEST_TICK_BURN_MS.load(Ordering::Relaxed);
+    if ms == 0 {
+        return;
+    }
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
 }
 
 /// A registered watch set.
@@ -355,6 +392,7 @@ pub(crate) async fn run(
         reader.check_keyspace =
             keyspace_checked.is_none_or(|t| t.elapsed() >= settings.reconcile_period);
         let started = Instant::now();
+        burn_for_tests();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
             r = reader.sample(&watches) => r,
