@@ -19,8 +19,10 @@ mod index;
 mod live;
 mod metrics;
 mod reply;
+mod route;
 mod sampler;
 mod spec;
+mod test_hook;
 mod tracker;
 
 use std::collections::HashMap;
@@ -34,9 +36,10 @@ use tokio_util::sync::CancellationToken;
 use sampler::{Shared, Snapshot, WatchEntry};
 
 pub use error::BrokerError;
-#[doc(hidden)]
-pub use sampler::set_test_tick_burn;
+pub use reply::{KeyKind, UnreadableKey};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
+#[doc(hidden)]
+pub use test_hook::set_test_tick_burn;
 
 use crate::signals::estimate::HeartbeatBook;
 use crate::signals::{LiveSignals, QueueSignals};
@@ -93,6 +96,9 @@ pub struct WatchView {
     pub counts: Vec<LiveCounts>,
     /// Worker heartbeats heard on the watch set's key prefix.
     pub heartbeats: Heartbeats,
+    /// Keys of this watch set (its queues, its prefix's `unacked`, `unacked_index` and
+    /// binding sets) that the sample skipped because they hold another type (`WRONGTYPE`).
+    pub unreadable: Vec<UnreadableKey>,
 }
 
 /// One queue's arrival and dequeue counters (since the sampler first watched it) and the
@@ -218,7 +224,7 @@ impl Registry {
     pub fn new(settings: SamplerSettings) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        sampler::test_tick_burn_from_env();
+        test_hook::test_tick_burn_from_env();
         Self {
             settings,
             samplers: Arc::new(Mutex::new(Samplers::default())),

@@ -4,7 +4,6 @@
 //! visibility timeout), and publishes the result as the latest [`Snapshot`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use super::error::BrokerError;
 use super::events::Events;
 use super::live::{self, LiveBook, LiveData, Plan, TickExtras};
 use super::metrics::{self, QueueSeries, REDIS_ERRORS, SAMPLE_AGE, SAMPLE_DURATION, WATCH_SETS};
-use super::reply;
+use super::reply::{self, KeyKind, UnreadableKey};
 use super::tracker::{Counts, Tracker};
 use super::{BrokerSpec, SamplerSettings, WatchSet, WatchView};
 use crate::celery::Layout;
@@ -28,42 +27,6 @@ pub(crate) fn epoch_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Test hook: CPU time (ms) each tick burns without yielding, on every broker. Zero outside
-/// tests. Lets tests prove that a sampler stuck in CPU-heavy work cannot starve `/healthz`,
-/// the gRPC server or signal handling.
-static TEST_TICK_BURN_MS: AtomicU64 = AtomicU64::new(0);
-
-/// Test hook (not part of the API): makes every sampler tick busy-loop for `burn` first.
-#[doc(hidden)]
-pub fn set_test_tick_burn(burn: Duration) {
-    let ms = u64::try_from(burn.as_millis()).unwrap_or(u64::MAX);
-    TEST_TICK_BURN_MS.store(ms, Ordering::Relaxed);
-}
-
-/// In debug builds only (the ones `cargo test` runs), `TEST_CELERY_SCALER_TICK_BURN_MS` sets
-/// the test hook for the real binary. Release builds ignore it.
-pub(crate) fn test_tick_burn_from_env() {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("TEST_CELERY_SCALER_TICK_BURN_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        TEST_TICK_BURN_MS.store(ms, Ordering::Relaxed);
-    }
-}
-
-/// Busy-loops for the test hook's time (a stand-in for any CPU-heavy, non-yielding work).
-fn burn_for_tests() {
-    let ms = TEST_TICK_BURN_MS.load(Ordering::Relaxed);
-    if ms == 0 {
-        return;
-    }
-    let until = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
 }
 
 /// A registered watch set.
@@ -124,6 +87,19 @@ impl FlightGroup {
 pub(crate) struct SampleData {
     backlog: HashMap<Layout, HashMap<String, u64>>,
     in_flight: HashMap<FlightGroup, HashMap<String, Counts>>,
+    /// Keys skipped for their type: (key prefix, queue for queue keys, key).
+    unreadable: Vec<(Vec<u8>, Option<String>, UnreadableKey)>,
+}
+
+impl SampleData {
+    /// Sets the unreadable-key gauges of `label` from this sample.
+    fn export_unreadable(&self, label: &str) {
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        for (_, _, k) in &self.unreadable {
+            *counts.entry(k.kind.as_str()).or_default() += 1;
+        }
+        metrics::set_unreadable(label, &counts);
+    }
 }
 
 /// The latest tick of one broker.
@@ -186,7 +162,17 @@ impl Snapshot {
                 (e.signals(q), counts)
             })
             .unzip();
+        let unreadable = data
+            .unreadable
+            .iter()
+            .filter(|(prefix, queue, _)| {
+                *prefix == watch.layout.prefix
+                    && queue.as_ref().is_none_or(|q| watch.queues.contains(q))
+            })
+            .map(|(_, _, k)| k.clone())
+            .collect();
         Ok(Arc::new(WatchView {
+            unreadable,
             broker: label.to_string(),
             sampled_at: self.sampled_at,
             queues,
@@ -282,9 +268,20 @@ impl Reader {
         let mut at = 0;
         for (layout, queue, n) in lists {
             let mut sum = 0;
-            for v in answers.get(at..at + n).unwrap_or_default() {
+            for (i, v) in answers
+                .get(at..at + n)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 if reply::is_wrong_type(v) {
-                    warn!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
+                    debug!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
+                    let key = list_keys.get(at + i).map_or(&[][..], Vec::as_slice);
+                    data.unreadable.push((
+                        layout.prefix.clone(),
+                        Some(queue.to_string()),
+                        UnreadableKey::new(KeyKind::Queue, key),
+                    ));
                     continue;
                 }
                 sum += reply::int(&self.label, v)?;
@@ -303,6 +300,9 @@ impl Reader {
 
         for (prefix, tracker) in &mut self.trackers {
             live::attribute_churn(&mut self.extras, prefix, tracker, watches);
+            for k in tracker.unreadable() {
+                data.unreadable.push((prefix.clone(), None, k));
+            }
         }
 
         let mut groups: HashMap<FlightGroup, HashSet<&str>> = HashMap::new();
@@ -392,7 +392,7 @@ pub(crate) async fn run(
         reader.check_keyspace =
             keyspace_checked.is_none_or(|t| t.elapsed() >= settings.reconcile_period);
         let started = Instant::now();
-        burn_for_tests();
+        super::test_hook::burn();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
             r = reader.sample(&watches) => r,
@@ -405,6 +405,7 @@ pub(crate) async fn run(
             Ok(data) => {
                 SAMPLE_AGE.sampled(&label, Instant::now());
                 export(&label, &watches, data, &mut series);
+                data.export_unreadable(&label);
                 live_data = Arc::new(update_live(
                     &mut live,
                     &mut reader,
@@ -439,6 +440,7 @@ pub(crate) async fn run(
     events_cancel.cancel();
     events.join().await;
     metrics::remove_broker(&label, &mut series);
+    metrics::remove_broker_data(&label);
     debug!(broker = %label, "sampler stopped");
 }
 
