@@ -368,3 +368,24 @@ async fn out_of_range_index_scores_turn_stale_after_the_visibility_timeout() {
     assert_eq!(bad, 4.0);
     registry.shutdown().await;
 }
+
+/// Issue 11 item 4: the planted binding `#.#.…(20×).z` and an entry with a 30-word routing
+/// key through that exchange. Backtracking took seconds per tick at 10 `#`s and froze the
+/// process at 16; now the first sample answers and routes the entry by the other bindings.
+#[tokio::test]
+async fn a_pathological_binding_does_not_stall_the_sample() {
+    let server = RedisServer::start();
+    let mut c = server.conn(6);
+    let t = now();
+    let pattern = format!("{}z", "#.".repeat(20));
+    bind(&mut c, "", "topic", &pattern, "qa", SEP);
+    bind(&mut c, "", "topic", "w.#", "celery", SEP);
+    let routing_key = vec!["w"; 30].join(".");
+    let value = unacked_value("deep", None, "topic", &routing_key);
+    deliver(&mut c, "", "deep", t - 1.0, &value);
+    let registry = Registry::new(fast());
+    let v = registry.view(&spec(&server, 6), &watch(3_600_000)).await;
+    let v = v.expect("the first sample answers within first_sample_timeout");
+    assert_eq!(v.queues, vec![q("celery", 0, 1, 0, 0), q("qa", 0, 0, 0, 0)]);
+    registry.shutdown().await;
+}

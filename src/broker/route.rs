@@ -228,3 +228,60 @@ impl Router {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(exchange: &str, routing_key: &str) -> UnackedEntry {
+        UnackedEntry {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            eta: None,
+            eta_malformed: false,
+        }
+    }
+
+    #[test]
+    fn binding_sets_are_bounded_and_overflow_is_counted() {
+        let b = Bindings::new("route-test/0", b"");
+        let mut members: Vec<Vec<u8>> = (0..MAX_BINDINGS_PER_EXCHANGE + 10)
+            .map(|i| format!("rk{i}\x06\x16\x06\x16q").into_bytes())
+            .collect();
+        members.insert(0, vec![b'x'; MAX_MEMBER_LEN + 1]);
+        let kept = b.bounded(members.into_iter());
+        assert_eq!(kept.len(), MAX_BINDINGS_PER_EXCHANGE);
+        assert!(kept.iter().all(|m| m.len() <= MAX_MEMBER_LEN));
+        let count = |kind: &str| {
+            super::super::metrics::SUSPECT_DATA
+                .with_label_values(&["route-test/0", kind])
+                .get()
+        };
+        assert_eq!(count("too_many_bindings"), 10);
+        assert_eq!(count("binding_too_long"), 1);
+    }
+
+    #[test]
+    fn router_dedups_queues_and_routes_the_default_exchange_by_key() {
+        let mut b = Bindings::new("route-test/1", b"");
+        let members = [
+            "a.#\x06\x16\x06\x16q1",
+            "*.b\x06\x16\x06\x16q1",
+            "a.b\x06\x16\x06\x16q2",
+        ];
+        b.sets.insert(
+            "ex".into(),
+            BindingSet {
+                members: members.iter().map(|m| m.as_bytes().to_vec()).collect(),
+                read_at: Instant::now(),
+                unreadable: false,
+            },
+        );
+        let mut r = b.router(crate::celery::DEFAULT_SEPARATOR);
+        assert_eq!(r.queues(&entry("ex", "a.b")), ["q1", "q2"]);
+        assert_eq!(r.queues(&entry("ex", "c.d")), [] as [&str; 0]);
+        assert_eq!(r.queues(&entry("", "celery")), ["celery"]);
+        assert_eq!(r.queues(&entry("nobody", "a.b")), [] as [&str; 0]);
+        assert!(b.unreadable().is_empty());
+    }
+}
