@@ -450,6 +450,16 @@ pub(crate) fn set_unreadable(broker: &str, counts: &HashMap<&'static str, usize>
     }
 }
 
+/// Background tasks restarted by their supervisor after a panic, by task.
+pub(crate) static TASK_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_task_restarts_total",
+        "Background tasks that panicked and were restarted, by task (sampler).",
+        &["task"]
+    )
+    .expect("metric registers once")
+});
+
 /// Removes the series of this block for a stopped broker.
 pub(crate) fn remove_broker_data(broker: &str) {
     for kind in super::reply::KeyKind::ALL {

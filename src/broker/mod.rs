@@ -22,6 +22,7 @@ mod reply;
 mod route;
 mod sampler;
 mod spec;
+mod supervise;
 mod test_hook;
 mod tracker;
 
@@ -39,7 +40,7 @@ pub use error::BrokerError;
 pub use reply::{KeyKind, UnreadableKey};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 #[doc(hidden)]
-pub use test_hook::set_test_tick_burn;
+pub use test_hook::{set_test_events_panics, set_test_sampler_panics, set_test_tick_burn};
 
 use crate::signals::estimate::HeartbeatBook;
 use crate::signals::{LiveSignals, QueueSignals};
@@ -255,12 +256,12 @@ impl Registry {
             None => {
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
-                let task = self.runtime.spawn(sampler::run(
+                let task = self.runtime.spawn(supervise::sampler(
                     spec.clone(),
                     shared.clone(),
                     self.settings.clone(),
                     self.cancel.child_token(),
-                    move |me: &Arc<Shared>| retire(&registry, me),
+                    Arc::new(move |me: &Arc<Shared>| retire(&registry, me)),
                 ));
                 samplers.running.insert(
                     spec.clone(),
@@ -369,6 +370,13 @@ impl Registry {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for Registry {
+    /// Cancels every sampler (their runtime is then shut down in the background).
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
 

@@ -17,6 +17,7 @@ use super::events::Events;
 use super::live::{self, LiveBook, LiveData, Plan, TickExtras};
 use super::metrics::{self, QueueSeries, REDIS_ERRORS, SAMPLE_AGE, SAMPLE_DURATION, WATCH_SETS};
 use super::reply::{self, KeyKind, UnreadableKey};
+use super::supervise::SupervisedEvents;
 use super::tracker::{Counts, Tracker};
 use super::{BrokerSpec, SamplerSettings, WatchSet, WatchView};
 use crate::celery::Layout;
@@ -348,7 +349,9 @@ pub(crate) async fn run(
         extras: TickExtras::default(),
     };
     let events_cancel = cancel.child_token();
-    let events = Events::spawn(
+    // Ends the pub/sub task also when this task panics.
+    let _events_guard = events_cancel.clone().drop_guard();
+    let mut events = SupervisedEvents::spawn(
         reader.link.spec().clone(),
         shared.clone(),
         timeouts,
@@ -393,6 +396,7 @@ pub(crate) async fn run(
             keyspace_checked.is_none_or(|t| t.elapsed() >= settings.reconcile_period);
         let started = Instant::now();
         super::test_hook::burn();
+        super::test_hook::maybe_panic();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
             r = reader.sample(&watches) => r,
@@ -409,7 +413,7 @@ pub(crate) async fn run(
                 live_data = Arc::new(update_live(
                     &mut live,
                     &mut reader,
-                    &events,
+                    events.get(),
                     &watches,
                     data,
                     &mut keyspace_checked,
@@ -434,7 +438,8 @@ pub(crate) async fn run(
         shared.snapshots.send_replace(Some(Arc::new(snapshot)));
         let mut desired = live.desired(&watches, reader.link.spec().db);
         desired.addr = reader.link.addr().cloned();
-        events.want(desired);
+        events.check().await;
+        events.get().want(desired);
         next = started + settings.interval;
     }
     events_cancel.cancel();

@@ -1,6 +1,7 @@
-//! A test-only hook: every sampler tick busy-loops for a set time first, a stand-in for any
-//! CPU-heavy, non-yielding work. Tests use it to prove that such work cannot starve
-//! `/healthz`, the gRPC server or signal handling. Zero (off) unless a test sets it.
+//! Test-only hooks, off unless a test sets them: every sampler tick busy-loops for a set time
+//! first (a stand-in for any CPU-heavy, non-yielding work, to prove that it cannot starve
+//! `/healthz`, the gRPC server or signal handling), and the next N ticks panic (to prove that
+//! the supervisor restarts the sampler).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,5 +39,40 @@ pub(crate) fn burn() {
     let until = Instant::now() + Duration::from_millis(ms);
     while Instant::now() < until {
         std::hint::spin_loop();
+    }
+}
+
+/// Test hook: how many of the next sampler ticks panic (any broker).
+static TEST_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook (not part of the API): makes the next `n` sampler ticks panic.
+#[doc(hidden)]
+pub fn set_test_sampler_panics(n: u64) {
+    TEST_PANICS.store(n, Ordering::Relaxed);
+}
+
+/// Panics when the test hook asks for it.
+pub(crate) fn maybe_panic() {
+    let take = TEST_PANICS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    if take.is_ok() {
+        panic!("test hook: sampler tick panicked");
+    }
+}
+
+/// Test hook: how many of the next pub/sub sessions panic (any broker).
+static TEST_EVENTS_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook (not part of the API): makes the next `n` pub/sub sessions panic.
+#[doc(hidden)]
+pub fn set_test_events_panics(n: u64) {
+    TEST_EVENTS_PANICS.store(n, Ordering::Relaxed);
+}
+
+/// Panics when the test hook asks for it.
+pub(crate) fn maybe_panic_events() {
+    let take =
+        TEST_EVENTS_PANICS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    if take.is_ok() {
+        panic!("test hook: pub/sub session panicked");
     }
 }
