@@ -55,6 +55,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Makes a tick's outcome the latest snapshot.
+    fn publish(
+        &self,
+        covers_upto: u64,
+        outcome: Result<SampleData, BrokerError>,
+        live: Arc<LiveData>,
+    ) {
+        let snapshot = Snapshot {
+            covers_upto,
+            sampled_at: epoch_now(),
+            taken: Instant::now(),
+            outcome: outcome.map(Arc::new),
+            live,
+        };
+        self.snapshots.send_replace(Some(Arc::new(snapshot)));
+    }
+
+    /// Drops watch sets idle for `expiry` (and not held); returns the others and the highest
+    /// registration id among them.
+    fn current_watches(&self, expiry: Duration) -> (Vec<WatchSet>, u64) {
+        let mut table = match self.watches.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        table
+            .entries
+            .retain(|_, e| e.holders > 0 || e.last_used.elapsed() < expiry);
+        let ids = table.entries.values().map(|e| e.id).max().unwrap_or(0);
+        (table.entries.keys().cloned().collect(), ids)
+    }
+
     pub(crate) fn new(label: String) -> Self {
         Self {
             label,
@@ -203,6 +234,18 @@ struct Reader {
 }
 
 impl Reader {
+    fn new(spec: BrokerSpec, label: &str, timeouts: Timeouts, reconcile_period: Duration) -> Self {
+        Self {
+            label: label.to_string(),
+            link: Link::new(spec, label.to_string(), timeouts),
+            trackers: HashMap::new(),
+            reconcile_period,
+            plan: Plan::default(),
+            check_keyspace: true,
+            extras: TickExtras::default(),
+        }
+    }
+
     async fn sample(&mut self, watches: &[WatchSet]) -> Result<SampleData, BrokerError> {
         let was_connected = self.link.is_connected();
         match self.sample_once(watches).await {
@@ -213,6 +256,31 @@ impl Reader {
             }
             other => other,
         }
+    }
+
+    /// Σ `LLEN` of one queue's keys; a key of another type counts 0 and is reported.
+    fn backlog_of(
+        &self,
+        layout: &Layout,
+        queue: &str,
+        keys: &[Vec<u8>],
+        replies: &[redis::Value],
+        data: &mut SampleData,
+    ) -> Result<u64, BrokerError> {
+        let mut sum = 0;
+        for (key, v) in keys.iter().zip(replies) {
+            if reply::is_wrong_type(v) {
+                debug!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
+                data.unreadable.push((
+                    layout.prefix.clone(),
+                    Some(queue.to_string()),
+                    UnreadableKey::new(KeyKind::Queue, key),
+                ));
+                continue;
+            }
+            sum += reply::int(&self.label, v)?;
+        }
+        Ok(sum)
     }
 
     async fn sample_once(&mut self, watches: &[WatchSet]) -> Result<SampleData, BrokerError> {
@@ -268,25 +336,9 @@ impl Reader {
         let mut data = SampleData::default();
         let mut at = 0;
         for (layout, queue, n) in lists {
-            let mut sum = 0;
-            for (i, v) in answers
-                .get(at..at + n)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                if reply::is_wrong_type(v) {
-                    debug!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
-                    let key = list_keys.get(at + i).map_or(&[][..], Vec::as_slice);
-                    data.unreadable.push((
-                        layout.prefix.clone(),
-                        Some(queue.to_string()),
-                        UnreadableKey::new(KeyKind::Queue, key),
-                    ));
-                    continue;
-                }
-                sum += reply::int(&self.label, v)?;
-            }
+            let keys = list_keys.get(at..at + n).unwrap_or_default();
+            let replies = answers.get(at..at + n).unwrap_or_default();
+            let sum = self.backlog_of(layout, queue, keys, replies, &mut data)?;
             at += n;
             data.backlog
                 .entry(layout.clone())
@@ -339,15 +391,7 @@ pub(crate) async fn run(
         connect: settings.connect_timeout,
         command: settings.command_timeout,
     };
-    let mut reader = Reader {
-        label: label.clone(),
-        link: Link::new(spec, label.clone(), timeouts),
-        trackers: HashMap::new(),
-        reconcile_period: settings.reconcile_period,
-        plan: Plan::default(),
-        check_keyspace: true,
-        extras: TickExtras::default(),
-    };
+    let mut reader = Reader::new(spec, &label, timeouts, settings.reconcile_period);
     let events_cancel = cancel.child_token();
     // Ends the pub/sub task also when this task panics.
     let _events_guard = events_cancel.clone().drop_guard();
@@ -369,18 +413,7 @@ pub(crate) async fn run(
             () = tokio::time::sleep_until(next.into()) => {}
             () = shared.wake.notified() => {}
         }
-        let (watches, covers_upto) = {
-            let mut table = match shared.watches.lock() {
-                Ok(t) => t,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let expiry = settings.idle_expiry;
-            table
-                .entries
-                .retain(|_, e| e.holders > 0 || e.last_used.elapsed() < expiry);
-            let ids = table.entries.values().map(|e| e.id).max().unwrap_or(0);
-            (table.entries.keys().cloned().collect::<Vec<_>>(), ids)
-        };
+        let (watches, covers_upto) = shared.current_watches(settings.idle_expiry);
         WATCH_SETS
             .with_label_values(&[label.as_str()])
             .set(watches.len() as f64);
@@ -428,14 +461,7 @@ pub(crate) async fn run(
                 warn!(broker = %label, kind = e.kind(), error = %e, "sample failed");
             }
         }
-        let snapshot = Snapshot {
-            covers_upto,
-            sampled_at: epoch_now(),
-            taken: Instant::now(),
-            outcome: outcome.map(Arc::new),
-            live: live_data.clone(),
-        };
-        shared.snapshots.send_replace(Some(Arc::new(snapshot)));
+        shared.publish(covers_upto, outcome, live_data.clone());
         let mut desired = live.desired(&watches, reader.link.spec().db);
         desired.addr = reader.link.addr().cloned();
         events.check().await;
