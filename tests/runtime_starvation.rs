@@ -21,9 +21,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 /// CPU time every tick burns: longer than any bound below.
-const BURN: Duration = Duration::from_secs(6);
+const BURN: Duration = Duration::from_secs(8);
 /// Generous bound for an answer that needs no broker (milliseconds when not starved).
-const ANSWER: Duration = Duration::from_secs(3);
+const ANSWER: Duration = Duration::from_secs(4);
 
 /// Starts one `IsActive` per DB (which registers a sampler each) without waiting for them.
 fn start_samplers(grpc: SocketAddr, redis: &str) -> Vec<tokio::task::JoinHandle<()>> {
