@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+use crate::broker::{KeyKind, UnreadableKey};
 use crate::scaler::Evaluation;
 use crate::signals::{Estimate, LiveSignals};
 
@@ -36,6 +37,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
         "sampled_at": e.view.sampled_at,
         "mode": e.settings.policy.mode_name(),
         "queues": queues_json(e),
+        "unreadable_keys": e.view.unreadable,
         "decision": {
             "metric_name": e.settings.metric_name,
             "metric_value": e.decision.metric_value,
@@ -170,7 +172,25 @@ pub fn to_text(e: &Evaluation) -> String {
         replicas_hint(e)
     );
     let _ = writeln!(out, "because: {}", parts.join(" + "));
+    write_unreadable(&mut out, &e.view.unreadable);
     out
+}
+
+/// The keys the sample skipped for their type, with what that means for the numbers.
+fn write_unreadable(out: &mut String, keys: &[UnreadableKey]) {
+    for k in keys {
+        let effect = match k.kind {
+            KeyKind::Queue => "its backlog counts as 0",
+            KeyKind::Unacked | KeyKind::UnackedIndex => "in-flight counts of this prefix are 0",
+            KeyKind::Binding => "entries routed through this exchange are not counted",
+        };
+        let _ = writeln!(
+            out,
+            "unreadable key ({}, wrong type, skipped): {:?}: {effect}",
+            k.kind.as_str(),
+            k.key
+        );
+    }
 }
 
 /// A short tag for a source in the text table.
@@ -190,6 +210,37 @@ fn short(source: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_keys_are_listed_with_their_effect() {
+        let mut out = String::new();
+        write_unreadable(
+            &mut out,
+            &[
+                UnreadableKey {
+                    kind: KeyKind::UnackedIndex,
+                    key: "unacked_index".into(),
+                },
+                UnreadableKey {
+                    kind: KeyKind::Binding,
+                    key: "_kombu.binding.x\n".into(),
+                },
+            ],
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].contains("unacked_index") && lines[0].contains("in-flight"));
+        assert!(lines[1].contains("binding") && lines[1].contains("not counted"));
+        let json = serde_json::to_value(&[UnreadableKey {
+            kind: KeyKind::Unacked,
+            key: "unacked".into(),
+        }])
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"kind": "unacked", "key": "unacked"}])
+        );
+    }
 
     #[test]
     fn pairs_parse_and_reject_malformed() {

@@ -159,6 +159,16 @@ impl Events {
     pub(crate) async fn join(self) {
         let _ = self.task.await;
     }
+
+    /// Whether the task has ended (it only ends by itself when it panicked).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// How the task ended (a panic carries its message).
+    pub(crate) async fn outcome(self) -> Result<(), tokio::task::JoinError> {
+        self.task.await
+    }
 }
 
 fn lock(m: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
@@ -200,6 +210,7 @@ impl Listener {
                 }
                 continue;
             };
+            super::test_hook::maybe_panic_events();
             let outcome = tokio::select! {
                 () = cancel.cancelled() => break,
                 r = self.session(&addr, &mut desired) => r,

@@ -248,6 +248,19 @@ impl Index {
         }
     }
 
+    /// Whether `tag` is in the index.
+    pub(crate) fn contains(&self, tag: &Tag) -> bool {
+        self.entries.contains_key(tag)
+    }
+
+    /// Every parsed entry with its tag and score.
+    pub(crate) fn parsed_tagged(&self) -> impl Iterator<Item = (&Tag, f64, &UnackedEntry)> {
+        self.entries.iter().filter_map(|(t, (s, v))| match v {
+            Value::Parsed(e) => Some((t, *s, e)),
+            _ => None,
+        })
+    }
+
     /// Every parsed entry with its score.
     pub(crate) fn parsed(&self) -> impl Iterator<Item = (f64, &UnackedEntry)> {
         self.entries.values().filter_map(|(s, v)| match v {

@@ -521,3 +521,73 @@ pub(crate) fn remove_broker(broker: &str, series: &mut QueueSeries) {
         let _ = REDIS_ERRORS.remove_label_values(&[broker, kind]);
     }
 }
+
+// --- Hostile or broken broker data (issue 11 items 4, 6, 9; owned by the tracker) ---
+
+/// Keys skipped by the latest sample because they hold the wrong Redis type.
+pub(crate) static UNREADABLE_KEYS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "celery_scaler_broker_unreadable_keys",
+        "Keys of the wrong Redis type that the latest sample skipped, by kind (queue, unacked, unacked_index, binding).",
+        &["broker", "key_kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Kinds of [`SUSPECT_DATA`], a bounded label set.
+pub(crate) const SUSPECT_KINDS: [&str; 6] = [
+    "bad_eta",
+    "bad_score",
+    "binding_too_long",
+    "too_many_bindings",
+    "too_many_exchanges",
+    "routing_key_too_long",
+];
+
+/// Broker data kept or skipped under a documented rule instead of being trusted.
+pub(crate) static SUSPECT_DATA: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_broker_suspect_data_total",
+        "Broker data handled by a documented fallback: unparseable ETAs (counted as reserved), out-of-range unacked_index scores, bindings and exchanges over the limits.",
+        &["broker", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Adds `n` to `celery_scaler_broker_suspect_data_total{broker, kind}` (`kind` from
+/// [`SUSPECT_KINDS`]).
+pub(crate) fn suspect(broker: &str, kind: &'static str, n: u64) {
+    if n > 0 {
+        SUSPECT_DATA.with_label_values(&[broker, kind]).inc_by(n);
+    }
+}
+
+/// Sets the unreadable-key gauges of `broker` (every kind, zeros included).
+pub(crate) fn set_unreadable(broker: &str, counts: &HashMap<&'static str, usize>) {
+    for kind in super::reply::KeyKind::ALL {
+        let n = counts.get(kind.as_str()).copied().unwrap_or(0);
+        UNREADABLE_KEYS
+            .with_label_values(&[broker, kind.as_str()])
+            .set(n as f64);
+    }
+}
+
+/// Background tasks restarted by their supervisor after a panic, by task.
+pub(crate) static TASK_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "celery_scaler_task_restarts_total",
+        "Background tasks that panicked and were restarted, by task (sampler).",
+        &["task"]
+    )
+    .expect("metric registers once")
+});
+
+/// Removes the series of this block for a stopped broker.
+pub(crate) fn remove_broker_data(broker: &str) {
+    for kind in super::reply::KeyKind::ALL {
+        let _ = UNREADABLE_KEYS.remove_label_values(&[broker, kind.as_str()]);
+    }
+    for kind in SUSPECT_KINDS {
+        let _ = SUSPECT_DATA.remove_label_values(&[broker, kind]);
+    }
+}

@@ -23,8 +23,11 @@ mod limits;
 mod live;
 mod metrics;
 mod reply;
+mod route;
 mod sampler;
 mod spec;
+mod supervise;
+mod test_hook;
 mod tracker;
 
 use std::collections::HashMap;
@@ -44,7 +47,10 @@ pub use allow::{
 };
 pub use error::BrokerError;
 pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
+pub use reply::{KeyKind, UnreadableKey};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
+#[doc(hidden)]
+pub use test_hook::{set_test_events_panics, set_test_sampler_panics, set_test_tick_burn};
 
 use crate::signals::estimate::HeartbeatBook;
 use crate::signals::heartbeat::HeartbeatLimits;
@@ -106,6 +112,9 @@ pub struct WatchView {
     pub counts: Vec<LiveCounts>,
     /// Worker heartbeats heard on the watch set's key prefix.
     pub heartbeats: Heartbeats,
+    /// Keys of this watch set (its queues, its prefix's `unacked`, `unacked_index` and
+    /// binding sets) that the sample skipped because they hold another type (`WRONGTYPE`).
+    pub unreadable: Vec<UnreadableKey>,
 }
 
 /// One queue's arrival and dequeue counters (since the sampler first watched it) and the
@@ -167,17 +176,62 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Worker threads of the samplers' own runtime.
+const SAMPLER_THREADS: usize = 2;
+
+/// The runtime the samplers (and their pub/sub tasks) run on, apart from the one serving
+/// gRPC, `/healthz` and signals: a sampler busy with CPU-heavy work can slow other samplers,
+/// never the server. Shut down in the background when dropped (dropping a runtime inside an
+/// async context would panic; the samplers are stopped first by [`Registry::shutdown`]).
+struct SamplerRuntime(Option<tokio::runtime::Runtime>);
+
+impl SamplerRuntime {
+    fn new() -> Self {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SAMPLER_THREADS)
+            .thread_name("celery-scaler-sampler")
+            .enable_all()
+            .build();
+        match built {
+            Ok(rt) => Self(Some(rt)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the samplers' runtime; sharing the server's");
+                Self(None)
+            }
+        }
+    }
+
+    fn spawn<F>(&self, task: F) -> JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+}
+
+impl Drop for SamplerRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// All brokers' samplers. Cheap to share behind an `Arc`.
 pub struct Registry {
     settings: SamplerSettings,
     limits: BrokerLimits,
     samplers: Arc<Mutex<Samplers>>,
     cancel: CancellationToken,
+    runtime: SamplerRuntime,
 }
 
 impl Registry {
-    /// Creates an empty registry (samplers start on the first `view` of a broker, inside the
-    /// caller's tokio runtime). Installs rustls' ring crypto provider (idempotent).
+    /// Creates an empty registry with its own sampler runtime (samplers start on the first
+    /// `view` of a broker). Installs rustls' ring crypto provider (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
         Self::with_limits(settings, BrokerLimits::default())
     }
@@ -186,11 +240,13 @@ impl Registry {
     pub fn with_limits(settings: SamplerSettings, limits: BrokerLimits) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        test_hook::test_tick_burn_from_env();
         Self {
             settings,
             limits,
             samplers: Arc::new(Mutex::new(Samplers::default())),
             cancel: CancellationToken::new(),
+            runtime: SamplerRuntime::new(),
         }
     }
 
@@ -219,12 +275,12 @@ impl Registry {
                 self.limits.admit(spec, samplers.running.keys())?;
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
-                let task = tokio::spawn(sampler::run(
+                let task = self.runtime.spawn(supervise::sampler(
                     spec.clone(),
                     shared.clone(),
                     self.settings.clone(),
                     self.cancel.child_token(),
-                    move |me: &Arc<Shared>| retire(&registry, me),
+                    Arc::new(move |me: &Arc<Shared>| retire(&registry, me)),
                 ));
                 samplers.running.insert(
                     spec.clone(),
@@ -333,6 +389,13 @@ impl Registry {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for Registry {
+    /// Cancels every sampler (their runtime is then shut down in the background).
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
 

@@ -123,3 +123,74 @@ pub(crate) fn optional_strings(
         .map(|i| bytes(i).map(<[u8]>::to_vec))
         .collect())
 }
+
+/// A kind of key the sampler reads; a bounded metric label (`key_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// A queue list or one of its priority sub-lists.
+    Queue,
+    /// The `unacked` hash.
+    Unacked,
+    /// The `unacked_index` sorted set.
+    UnackedIndex,
+    /// A `_kombu.binding.<exchange>` set.
+    Binding,
+}
+
+impl KeyKind {
+    pub const ALL: [KeyKind; 4] = [
+        KeyKind::Queue,
+        KeyKind::Unacked,
+        KeyKind::UnackedIndex,
+        KeyKind::Binding,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Queue => "queue",
+            KeyKind::Unacked => "unacked",
+            KeyKind::UnackedIndex => "unacked_index",
+            KeyKind::Binding => "binding",
+        }
+    }
+}
+
+/// Longest key name kept in an [`UnreadableKey`] (the rest is cut, marked with `…`).
+const MAX_KEY_SHOWN: usize = 120;
+
+/// A key the latest sample skipped because it holds another Redis type than kombu writes
+/// (`WRONGTYPE`). Everything else on the broker is still served.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableKey {
+    pub kind: KeyKind,
+    /// The key's name (lossy UTF-8, cut to a bounded length); never a metric label.
+    pub key: String,
+}
+
+impl UnreadableKey {
+    pub(crate) fn new(kind: KeyKind, key: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(key);
+        let key = match text.char_indices().nth(MAX_KEY_SHOWN) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text.into_owned(),
+        };
+        Self { kind, key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_key_names_are_bounded_and_lossy() {
+        let long = vec![b'k'; 10_000];
+        let k = UnreadableKey::new(KeyKind::Binding, &long);
+        assert_eq!(k.key.chars().count(), MAX_KEY_SHOWN + 1);
+        assert!(k.key.ends_with('…'));
+        let k = UnreadableKey::new(KeyKind::Queue, b"celery\x06\x163\xff");
+        assert_eq!(k.key, "celery\u{6}\u{16}3\u{fffd}");
+        assert_eq!(KeyKind::UnackedIndex.as_str(), "unacked_index");
+    }
+}

@@ -16,7 +16,8 @@ use super::error::BrokerError;
 use super::events::Events;
 use super::live::{self, LiveBook, LiveData, Plan, TickExtras};
 use super::metrics::{self, QueueSeries, REDIS_ERRORS, SAMPLE_AGE, SAMPLE_DURATION, WATCH_SETS};
-use super::reply;
+use super::reply::{self, KeyKind, UnreadableKey};
+use super::supervise::SupervisedEvents;
 use super::tracker::{Counts, Tracker};
 use super::{BrokerSpec, SamplerSettings, WatchSet, WatchView};
 use crate::celery::Layout;
@@ -54,6 +55,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Makes a tick's outcome the latest snapshot.
+    fn publish(
+        &self,
+        covers_upto: u64,
+        outcome: Result<SampleData, BrokerError>,
+        live: Arc<LiveData>,
+    ) {
+        let snapshot = Snapshot {
+            covers_upto,
+            sampled_at: epoch_now(),
+            taken: Instant::now(),
+            outcome: outcome.map(Arc::new),
+            live,
+        };
+        self.snapshots.send_replace(Some(Arc::new(snapshot)));
+    }
+
+    /// Drops watch sets idle for `expiry` (and not held); returns the others and the highest
+    /// registration id among them.
+    fn current_watches(&self, expiry: Duration) -> (Vec<WatchSet>, u64) {
+        let mut table = match self.watches.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        table
+            .entries
+            .retain(|_, e| e.holders > 0 || e.last_used.elapsed() < expiry);
+        let ids = table.entries.values().map(|e| e.id).max().unwrap_or(0);
+        (table.entries.keys().cloned().collect(), ids)
+    }
+
     pub(crate) fn new(label: String) -> Self {
         Self {
             label,
@@ -87,6 +119,19 @@ impl FlightGroup {
 pub(crate) struct SampleData {
     backlog: HashMap<Layout, HashMap<String, u64>>,
     in_flight: HashMap<FlightGroup, HashMap<String, Counts>>,
+    /// Keys skipped for their type: (key prefix, queue for queue keys, key).
+    unreadable: Vec<(Vec<u8>, Option<String>, UnreadableKey)>,
+}
+
+impl SampleData {
+    /// Sets the unreadable-key gauges of `label` from this sample.
+    fn export_unreadable(&self, label: &str) {
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        for (_, _, k) in &self.unreadable {
+            *counts.entry(k.kind.as_str()).or_default() += 1;
+        }
+        metrics::set_unreadable(label, &counts);
+    }
 }
 
 /// The latest tick of one broker.
@@ -149,7 +194,17 @@ impl Snapshot {
                 (e.signals(q), counts)
             })
             .unzip();
+        let unreadable = data
+            .unreadable
+            .iter()
+            .filter(|(prefix, queue, _)| {
+                *prefix == watch.layout.prefix
+                    && queue.as_ref().is_none_or(|q| watch.queues.contains(q))
+            })
+            .map(|(_, _, k)| k.clone())
+            .collect();
         Ok(Arc::new(WatchView {
+            unreadable,
             broker: label.to_string(),
             sampled_at: self.sampled_at,
             queues,
@@ -179,6 +234,18 @@ struct Reader {
 }
 
 impl Reader {
+    fn new(spec: BrokerSpec, label: &str, timeouts: Timeouts, reconcile_period: Duration) -> Self {
+        Self {
+            label: label.to_string(),
+            link: Link::new(spec, label.to_string(), timeouts),
+            trackers: HashMap::new(),
+            reconcile_period,
+            plan: Plan::default(),
+            check_keyspace: true,
+            extras: TickExtras::default(),
+        }
+    }
+
     async fn sample(&mut self, watches: &[WatchSet]) -> Result<SampleData, BrokerError> {
         let was_connected = self.link.is_connected();
         match self.sample_once(watches).await {
@@ -189,6 +256,31 @@ impl Reader {
             }
             other => other,
         }
+    }
+
+    /// Σ `LLEN` of one queue's keys; a key of another type counts 0 and is reported.
+    fn backlog_of(
+        &self,
+        layout: &Layout,
+        queue: &str,
+        keys: &[Vec<u8>],
+        replies: &[redis::Value],
+        data: &mut SampleData,
+    ) -> Result<u64, BrokerError> {
+        let mut sum = 0;
+        for (key, v) in keys.iter().zip(replies) {
+            if reply::is_wrong_type(v) {
+                debug!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
+                data.unreadable.push((
+                    layout.prefix.clone(),
+                    Some(queue.to_string()),
+                    UnreadableKey::new(KeyKind::Queue, key),
+                ));
+                continue;
+            }
+            sum += reply::int(&self.label, v)?;
+        }
+        Ok(sum)
     }
 
     async fn sample_once(&mut self, watches: &[WatchSet]) -> Result<SampleData, BrokerError> {
@@ -244,14 +336,9 @@ impl Reader {
         let mut data = SampleData::default();
         let mut at = 0;
         for (layout, queue, n) in lists {
-            let mut sum = 0;
-            for v in answers.get(at..at + n).unwrap_or_default() {
-                if reply::is_wrong_type(v) {
-                    warn!(broker = %self.label, queue, "a queue key is not a list; counted as 0");
-                    continue;
-                }
-                sum += reply::int(&self.label, v)?;
-            }
+            let keys = list_keys.get(at..at + n).unwrap_or_default();
+            let replies = answers.get(at..at + n).unwrap_or_default();
+            let sum = self.backlog_of(layout, queue, keys, replies, &mut data)?;
             at += n;
             data.backlog
                 .entry(layout.clone())
@@ -266,6 +353,9 @@ impl Reader {
 
         for (prefix, tracker) in &mut self.trackers {
             live::attribute_churn(&mut self.extras, prefix, tracker, watches);
+            for k in tracker.unreadable() {
+                data.unreadable.push((prefix.clone(), None, k));
+            }
         }
 
         let mut groups: HashMap<FlightGroup, HashSet<&str>> = HashMap::new();
@@ -301,17 +391,11 @@ pub(crate) async fn run(
         connect: settings.connect_timeout,
         command: settings.command_timeout,
     };
-    let mut reader = Reader {
-        label: label.clone(),
-        link: Link::new(spec, label.clone(), timeouts),
-        trackers: HashMap::new(),
-        reconcile_period: settings.reconcile_period,
-        plan: Plan::default(),
-        check_keyspace: true,
-        extras: TickExtras::default(),
-    };
+    let mut reader = Reader::new(spec, &label, timeouts, settings.reconcile_period);
     let events_cancel = cancel.child_token();
-    let events = Events::spawn(
+    // Ends the pub/sub task also when this task panics.
+    let _events_guard = events_cancel.clone().drop_guard();
+    let mut events = SupervisedEvents::spawn(
         reader.link.spec().clone(),
         shared.clone(),
         timeouts,
@@ -330,18 +414,7 @@ pub(crate) async fn run(
             () = tokio::time::sleep_until(next.into()) => {}
             () = shared.wake.notified() => {}
         }
-        let (watches, covers_upto) = {
-            let mut table = match shared.watches.lock() {
-                Ok(t) => t,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let expiry = settings.idle_expiry;
-            table
-                .entries
-                .retain(|_, e| e.holders > 0 || e.last_used.elapsed() < expiry);
-            let ids = table.entries.values().map(|e| e.id).max().unwrap_or(0);
-            (table.entries.keys().cloned().collect::<Vec<_>>(), ids)
-        };
+        let (watches, covers_upto) = shared.current_watches(settings.idle_expiry);
         WATCH_SETS
             .with_label_values(&[label.as_str()])
             .set(watches.len() as f64);
@@ -356,6 +429,8 @@ pub(crate) async fn run(
         reader.check_keyspace =
             keyspace_checked.is_none_or(|t| t.elapsed() >= settings.reconcile_period);
         let started = Instant::now();
+        super::test_hook::burn();
+        super::test_hook::maybe_panic();
         let outcome = tokio::select! {
             () = cancel.cancelled() => break,
             r = reader.sample(&watches) => r,
@@ -368,10 +443,11 @@ pub(crate) async fn run(
             Ok(data) => {
                 SAMPLE_AGE.sampled(&label, Instant::now());
                 export(&label, &watches, data, &mut series);
+                data.export_unreadable(&label);
                 live_data = Arc::new(update_live(
                     &mut live,
                     &mut reader,
-                    &events,
+                    events.get(),
                     &watches,
                     data,
                     &mut keyspace_checked,
@@ -387,22 +463,17 @@ pub(crate) async fn run(
                 warn!(broker = %label, kind = e.kind(), error = %e, "sample failed");
             }
         }
-        let snapshot = Snapshot {
-            covers_upto,
-            sampled_at: epoch_now(),
-            taken: Instant::now(),
-            outcome: outcome.map(Arc::new),
-            live: live_data.clone(),
-        };
-        shared.snapshots.send_replace(Some(Arc::new(snapshot)));
+        shared.publish(covers_upto, outcome, live_data.clone());
         let mut desired = live.desired(&watches, reader.link.spec().db);
         desired.addr = reader.link.addr().cloned();
-        events.want(desired);
+        events.check().await;
+        events.get().want(desired);
         next = started + settings.interval;
     }
     events_cancel.cancel();
     events.join().await;
     metrics::remove_broker(&label, &mut series);
+    metrics::remove_broker_data(&label);
     debug!(broker = %label, "sampler stopped");
 }
 

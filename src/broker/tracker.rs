@@ -15,8 +15,16 @@
 //! with one more `ZCOUNT` per differing half per round trip, until a differing range holds at
 //! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGEBYSCORE` and diffed.
 //! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SMEMBERS` of
-//! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached
-//! [`BINDINGS_TTL`].
+//! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached and bounded
+//! (see [`super::route`]).
+//!
+//! Hostile or broken data never fails the tick: an `unacked_index` that is not a sorted set or
+//! an `unacked` that is not a hash (`WRONGTYPE`) is reported as unreadable, and this prefix's
+//! in-flight counts are then 0 until it is readable again (a full reconciliation each tick
+//! meanwhile). An entry whose ETA does not parse counts as reserved; an index score that
+//! cannot be a delivery time ([`delivery_score_ok`]) is replaced by the time the tracker
+//! first saw the entry, so it turns stale one visibility timeout later instead of staying
+//! reserved forever. Both are counted in `celery_scaler_broker_suspect_data_total`.
 //!
 //! Commands per steady tick (nothing changed): 1 + at most [`MAX_RANGES`], whatever the hash
 //! size. With changes: plus about `2·log2(N/RELIST_MAX)` per changed range, plus one `HMGET`
@@ -27,7 +35,7 @@
 //! `ZRANGEBYSCORE` rather than `ZRANGE … BYSCORE` keeps Redis < 6.2 working (all commands
 //! are in `@read`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use redis::Pipeline;
@@ -36,11 +44,12 @@ use tracing::{debug, warn};
 use super::conn::Link;
 use super::error::BrokerError;
 use super::index::{Index, ScoreRange, Tag, Value};
-use super::metrics::UNACKED_MALFORMED;
-use super::reply;
+use super::metrics::{suspect, UNACKED_MALFORMED};
+use super::reply::{self, KeyKind, UnreadableKey};
+use super::route::Bindings;
 use crate::celery::{
-    classify, parse_binding_member, parse_unacked_value, Binding, InFlightState, Layout,
-    UnackedEntry,
+    classify, delivery_score_ok, parse_unacked_value, InFlightState, Layout, UnackedEntry,
+    MAX_TOPIC_LEN,
 };
 
 /// Seconds below the highest known score that the window re-lists every tick.
@@ -57,8 +66,6 @@ const MAX_ROUNDS: usize = 16;
 pub(crate) const HMGET_BATCH: usize = 500;
 /// `HMGET`s per round trip.
 const HMGETS_PER_TRIP: usize = 8;
-/// How long a binding set read with `SMEMBERS` is trusted.
-pub(crate) const BINDINGS_TTL: Duration = Duration::from_secs(30);
 
 /// What a tick's first round trip asked, so the answers can be read back.
 pub(crate) struct Probe {
@@ -77,11 +84,17 @@ pub(crate) struct Tracker {
     label: String,
     index_key: Vec<u8>,
     hash_key: Vec<u8>,
-    layout_prefix: Vec<u8>,
     index: Index,
     last_full: Option<Instant>,
     force_full: bool,
-    bindings: HashMap<String, (Vec<Vec<u8>>, Instant)>,
+    bindings: Bindings,
+    /// The scaler's clock at this tick's probe, epoch seconds.
+    now: f64,
+    /// When the tracker first saw each entry whose score is not a delivery time.
+    first_seen: HashMap<Tag, f64>,
+    /// `unacked_index` / `unacked` held another type on their last read.
+    index_unreadable: bool,
+    hash_unreadable: bool,
     /// Entries first read since the last [`Tracker::take_churn`] (after the first tick).
     arrived: Vec<(f64, UnackedEntry)>,
     /// Whether the first listing is done (its entries are not new deliveries).
@@ -105,11 +118,14 @@ impl Tracker {
             label: label.to_string(),
             index_key: layout.unacked_index_key(),
             hash_key: layout.unacked_key(),
-            layout_prefix: prefix.to_vec(),
             index: Index::default(),
             last_full: None,
             force_full: true,
-            bindings: HashMap::new(),
+            bindings: Bindings::new(label, prefix),
+            now: 0.0,
+            first_seen: HashMap::new(),
+            index_unreadable: false,
+            hash_unreadable: false,
             arrived: Vec::new(),
             baseline: false,
         }
@@ -123,6 +139,7 @@ impl Tracker {
         reconcile_period: Duration,
     ) -> Probe {
         let first = pipe.len();
+        self.now = now;
         let due = self
             .last_full
             .is_none_or(|t| t.elapsed() >= reconcile_period);
@@ -180,6 +197,11 @@ impl Tracker {
                     detail: "short pipeline reply".into(),
                 })
         };
+        if (0..=probe.ranges.len()).any(|i| answer(i).is_ok_and(reply::is_wrong_type)) {
+            self.index_is_unreadable();
+            return Ok(());
+        }
+        self.index_unreadable = false;
         let listed = reply::scored_members(&self.label, answer(0)?)?;
         let (changed, gone) = self.index.apply_listing(probe.window, listed);
         let mut pending = Vec::new();
@@ -204,36 +226,61 @@ impl Tracker {
             self.arrived.clear();
             self.index.take_departed();
         }
-        self.refresh_bindings(link).await
+        let index = &self.index;
+        self.first_seen.retain(|tag, _| index.contains(tag));
+        let seen: BTreeSet<&str> = self
+            .index
+            .parsed()
+            .filter(|(_, e)| !e.exchange.is_empty())
+            .map(|(_, e)| e.exchange.as_str())
+            .collect();
+        self.bindings.refresh(seen, link).await
     }
 
-    /// Entries delivered (new or re-delivered tags) and acked since the last call.
+    /// `unacked_index` is not a sorted set: nothing of this prefix is in flight as far as the
+    /// scaler can tell. Forgets the index (without reporting acks) and re-reads it in full
+    /// next tick.
+    fn index_is_unreadable(&mut self) {
+        if !self.index_unreadable {
+            warn!(broker = %self.label, "unacked_index is not a sorted set; in-flight counts of its prefix are 0 until it is");
+        }
+        self.index_unreadable = true;
+        self.force_full = true;
+        self.index.apply_listing(ScoreRange::ALL, Vec::new());
+        self.index.take_departed();
+        self.arrived.clear();
+        self.first_seen.clear();
+    }
+
+    /// Keys of this prefix that the last tick could not read (wrong type).
+    pub(crate) fn unreadable(&self) -> Vec<UnreadableKey> {
+        let mut out = Vec::new();
+        if self.index_unreadable {
+            out.push(UnreadableKey::new(KeyKind::UnackedIndex, &self.index_key));
+        }
+        if self.hash_unreadable {
+            out.push(UnreadableKey::new(KeyKind::Unacked, &self.hash_key));
+        }
+        out.extend(self.bindings.unreadable());
+        out
+    }
+
+    /// Entries delivered (new or re-delivered tags) and acked since the last call. An entry
+    /// that left with a score that is not a delivery time is left out (its residence is
+    /// unknown); one that arrived with such a score carries the time it was first seen.
     pub(crate) fn take_churn(&mut self) -> Churn {
+        let now = self.now;
+        let mut left = self.index.take_departed();
+        left.retain(|(score, _)| delivery_score_ok(*score, now));
         Churn {
             new: std::mem::take(&mut self.arrived),
-            left: self.index.take_departed(),
+            left,
         }
     }
 
     /// The queues `entry` is attributed to (as in [`Tracker::count`]).
     pub(crate) fn queues_of(&self, separator: &[u8], entry: &UnackedEntry) -> Vec<String> {
-        if entry.exchange.is_empty() {
-            return vec![entry.routing_key.clone()];
-        }
-        let Some((members, _)) = self.bindings.get(&entry.exchange) else {
-            return Vec::new();
-        };
-        let mut out: Vec<String> = Vec::new();
-        for b in members
-            .iter()
-            .filter_map(|m| parse_binding_member(m, separator))
-            .filter(|b| b.matches(&entry.routing_key))
-        {
-            if !out.contains(&b.queue) {
-                out.push(b.queue);
-            }
-        }
-        out
+        self.bindings.router(separator).queues(entry).to_vec()
     }
 
     /// Narrows differing ranges down and re-lists them. Returns whether it converged.
@@ -299,6 +346,11 @@ impl Tracker {
         with_missing: bool,
     ) -> Result<(), BrokerError> {
         let tags = self.index.to_fetch(with_missing);
+        if tags.is_empty() {
+            // Nothing to read: whatever `unacked` holds cannot matter.
+            self.hash_unreadable = false;
+        }
+        let mut wrong_type = false;
         for trip in tags.chunks(HMGET_BATCH * HMGETS_PER_TRIP) {
             let mut pipe = redis::pipe();
             for batch in trip.chunks(HMGET_BATCH) {
@@ -309,11 +361,28 @@ impl Tracker {
             }
             let answers = link.round_trip(&pipe).await?;
             for (batch, answer) in trip.chunks(HMGET_BATCH).zip(answers.iter()) {
+                if reply::is_wrong_type(answer) {
+                    wrong_type = true;
+                    for tag in batch {
+                        self.index.set_value(tag, Value::Missing);
+                    }
+                    continue;
+                }
                 let values = reply::optional_strings(&self.label, answer)?;
                 for (tag, raw) in batch.iter().zip(values) {
                     self.store(tag, raw);
                 }
             }
+        }
+        if !tags.is_empty() {
+            if wrong_type && !self.hash_unreadable {
+                warn!(broker = %self.label, "unacked is not a hash; its entries are not counted until it is");
+            }
+            self.hash_unreadable = wrong_type;
+        }
+        if wrong_type {
+            // Re-read the (missing) values every tick until the hash is readable again.
+            self.force_full = true;
         }
         Ok(())
     }
@@ -323,8 +392,10 @@ impl Tracker {
             None => Value::Missing,
             Some(raw) => match parse_unacked_value(&raw) {
                 Ok(entry) => {
+                    self.check(tag, &entry);
                     if let Some(score) = self.index.pending_score(tag) {
-                        self.arrived.push((score, entry.clone()));
+                        let delivered = self.delivered_at(tag, score);
+                        self.arrived.push((delivered, entry.clone()));
                     }
                     Value::Parsed(entry)
                 }
@@ -340,45 +411,38 @@ impl Tracker {
         self.index.set_value(tag, value);
     }
 
-    /// Reads `_kombu.binding.<exchange>` for exchanges seen in entries whose cached copy is
-    /// missing or older than [`BINDINGS_TTL`]; forgets exchanges no longer seen.
-    async fn refresh_bindings(&mut self, link: &mut Link) -> Result<(), BrokerError> {
-        let seen: HashSet<&str> = self
-            .index
-            .parsed()
-            .filter(|(_, e)| !e.exchange.is_empty())
-            .map(|(_, e)| e.exchange.as_str())
-            .collect();
-        self.bindings.retain(|ex, _| seen.contains(ex.as_str()));
-        let stale: Vec<String> = seen
-            .into_iter()
-            .filter(|ex| {
-                self.bindings
-                    .get(*ex)
-                    .is_none_or(|(_, at)| at.elapsed() >= BINDINGS_TTL)
-            })
-            .map(str::to_string)
-            .collect();
-        if stale.is_empty() {
-            return Ok(());
+    /// Counts what a newly read entry carries that cannot be trusted as written: an ETA that
+    /// does not parse, a score that is not a delivery time (remembering when it was first
+    /// seen), a routing key too long for wildcard bindings.
+    fn check(&mut self, tag: &Tag, entry: &UnackedEntry) {
+        if entry.eta_malformed {
+            suspect(&self.label, "bad_eta", 1);
+            debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), "unparseable ETA; counted as reserved");
         }
-        let layout = Layout {
-            prefix: self.layout_prefix.clone(),
-            ..Layout::default()
-        };
-        let mut pipe = redis::pipe();
-        for ex in &stale {
-            pipe.cmd("SMEMBERS").arg(layout.binding_key(ex));
+        if !entry.exchange.is_empty() && entry.routing_key.len() > MAX_TOPIC_LEN {
+            suspect(&self.label, "routing_key_too_long", 1);
         }
-        let answers = link.round_trip(&pipe).await?;
-        for (ex, answer) in stale.into_iter().zip(answers.iter()) {
-            let members = reply::optional_strings(&self.label, answer)?
-                .into_iter()
-                .flatten()
-                .collect();
-            self.bindings.insert(ex, (members, Instant::now()));
+        match self.index.pending_score(tag) {
+            Some(score) if !delivery_score_ok(score, self.now) => {
+                suspect(&self.label, "bad_score", 1);
+                debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), score, "unacked_index score is not a delivery time; timed from first sighting");
+                self.first_seen.entry(tag.clone()).or_insert(self.now);
+            }
+            Some(_) => {
+                self.first_seen.remove(tag);
+            }
+            None => {}
         }
-        Ok(())
+    }
+
+    /// The delivery time the classification uses: the score when it can be one, else when
+    /// the tracker first saw the entry.
+    fn delivered_at(&self, tag: &Tag, score: f64) -> f64 {
+        if delivery_score_ok(score, self.now) {
+            score
+        } else {
+            self.first_seen.get(tag).copied().unwrap_or(self.now)
+        }
     }
 
     /// In-flight counts of `queues` for one separator and visibility timeout at `now`.
@@ -389,38 +453,20 @@ impl Tracker {
         queues: &HashSet<&str>,
         now: f64,
     ) -> HashMap<String, Counts> {
-        let parsed: HashMap<&str, Vec<Binding>> = self
-            .bindings
-            .iter()
-            .map(|(ex, (members, _))| {
-                let b = members
-                    .iter()
-                    .filter_map(|m| parse_binding_member(m, separator))
-                    .collect();
-                (ex.as_str(), b)
-            })
-            .collect();
+        let mut router = self.bindings.router(separator);
         let mut out: HashMap<&str, Counts> = HashMap::new();
-        let mut targets: Vec<&str> = Vec::new();
-        for (score, entry) in self.index.parsed() {
-            targets.clear();
-            if entry.exchange.is_empty() {
-                targets.push(entry.routing_key.as_str());
-            } else if let Some(bindings) = parsed.get(entry.exchange.as_str()) {
-                for b in bindings.iter().filter(|b| b.matches(&entry.routing_key)) {
-                    if !targets.contains(&b.queue.as_str()) {
-                        targets.push(b.queue.as_str());
-                    }
-                }
-            }
-            let state = classify(entry.eta, score, now, visibility_timeout);
+        for (tag, score, entry) in self.index.parsed_tagged() {
+            let delivered = self.delivered_at(tag, score);
+            let state = classify(entry.eta, delivered, now, visibility_timeout);
             let slot = match state {
                 InFlightState::Reserved => 0,
                 InFlightState::Scheduled => 1,
                 InFlightState::Stale => 2,
             };
-            for q in targets.iter().filter(|q| queues.contains(**q)) {
-                out.entry(q).or_default()[slot] += 1;
+            for q in router.queues(entry) {
+                if let Some(name) = queues.get(q.as_str()) {
+                    out.entry(*name).or_default()[slot] += 1;
+                }
             }
         }
         out.into_iter().map(|(q, c)| (q.to_string(), c)).collect()

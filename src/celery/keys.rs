@@ -80,32 +80,68 @@ pub struct Binding {
     pub queue: String,
 }
 
+/// Longest binding key (pattern) or routing key, in bytes, that takes part in wildcard
+/// matching: AMQP's limit for both (a `shortstr`). Celery's are a few words long. A longer
+/// wildcard binding is never matched (the tracker skips and counts it); a longer routing key
+/// can still match a binding exactly, never through a wildcard.
+pub const MAX_TOPIC_LEN: usize = 255;
+
 impl Binding {
+    /// Whether this binding uses AMQP topic wildcards (`*`, `#`).
+    pub fn is_wildcard(&self) -> bool {
+        self.routing_key.contains(['*', '#'])
+    }
+
     /// Whether a message published with `routing_key` is routed to this binding's queue.
     /// Exact match for direct exchanges; AMQP topic wildcards (`*` one word, `#` zero or more
-    /// words) when the binding key contains them.
+    /// words) when the binding key contains them, for keys of at most [`MAX_TOPIC_LEN`]
+    /// bytes. Costs at most (pattern words) × (key words + 1) steps, whatever the input.
     pub fn matches(&self, routing_key: &str) -> bool {
         if self.routing_key == routing_key {
             return true;
         }
-        if !self.routing_key.contains(['*', '#']) {
+        if !self.is_wildcard()
+            || self.routing_key.len() > MAX_TOPIC_LEN
+            || routing_key.len() > MAX_TOPIC_LEN
+        {
             return false;
         }
-        let pattern: Vec<&str> = self.routing_key.split('.').collect();
-        let words: Vec<&str> = routing_key.split('.').collect();
-        topic_match(&pattern, &words)
+        topic_match(&self.routing_key, routing_key, &mut 0)
     }
 }
 
-fn topic_match(pattern: &[&str], words: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => words.is_empty(),
-        Some((&"#", rest)) => (0..=words.len()).any(|skip| topic_match(rest, &words[skip..])),
-        Some((&head, rest)) => match words.split_first() {
-            Some((word, tail)) => (head == "*" || head == *word) && topic_match(rest, tail),
-            None => false,
-        },
+/// AMQP topic matching of `routing_key` against the binding key `pattern`, both split on
+/// `.`: `*` matches exactly one word, `#` zero or more words, any other word itself.
+///
+/// Dynamic programming over the words (no backtracking): `reach[j]` says whether the pattern
+/// words seen so far can match the first `j` key words. Each pattern word updates the row
+/// once, so the work is at most (pattern words) × (key words + 1) cells, added to `steps`.
+pub(crate) fn topic_match(pattern: &str, routing_key: &str, steps: &mut u64) -> bool {
+    let words: Vec<&str> = routing_key.split('.').collect();
+    let n = words.len();
+    let mut reach = vec![false; n + 1];
+    reach[0] = true;
+    for p in pattern.split('.') {
+        *steps += (n + 1) as u64;
+        if p == "#" {
+            // Zero or more words: every prefix at or after a reachable one is reachable.
+            let mut any = false;
+            for r in reach.iter_mut() {
+                any |= *r;
+                *r = any;
+            }
+        } else {
+            // Exactly one word: shift right where the word matches.
+            for j in (1..=n).rev() {
+                reach[j] = reach[j - 1] && (p == "*" || p == words[j - 1]);
+            }
+            reach[0] = false;
+        }
+        if !reach.contains(&true) {
+            return false;
+        }
     }
+    reach[n]
 }
 
 /// Parses a binding member `routing_key sep pattern sep queue`; `None` if it does not have
@@ -178,6 +214,147 @@ mod tests {
             layout.queue_keys("q"),
             vec![b"q".to_vec(), b"q\x06\x165".to_vec()]
         );
+    }
+
+    /// The matcher this module used to have: plain backtracking, exponential in the number
+    /// of `#`s. Kept as the reference semantics on small inputs.
+    fn reference(pattern: &[&str], words: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => words.is_empty(),
+            Some((&"#", rest)) => (0..=words.len()).any(|skip| reference(rest, &words[skip..])),
+            Some((&head, rest)) => match words.split_first() {
+                Some((word, tail)) => (head == "*" || head == *word) && reference(rest, tail),
+                None => false,
+            },
+        }
+    }
+
+    fn reference_match(pattern: &str, key: &str) -> bool {
+        let p: Vec<&str> = pattern.split('.').collect();
+        let w: Vec<&str> = key.split('.').collect();
+        reference(&p, &w)
+    }
+
+    #[test]
+    fn topic_match_table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("#", "", true),
+            ("#", "a", true),
+            ("#", "a.b.c", true),
+            ("*", "", true),
+            ("*", "a", true),
+            ("*", "a.b", false),
+            ("#.#", "", true),
+            ("#.#", "a.b", true),
+            ("a.#.b", "a.b", true),
+            ("a.#.b", "a.x.y.b", true),
+            ("a.#.b", "a.x.y", false),
+            ("a.#.b", "b", false),
+            ("*.#", "", true),
+            ("*.#", "a", true),
+            ("*.#", "a.b.c", true),
+            ("#.*", "", true),
+            ("a.*", "a.", true),
+            ("a.*", "a", false),
+            (".#", ".a", true),
+            (".#", "a", false),
+            ("#.", "a.", true),
+            ("#.", "a", false),
+            ("a.#", "a", true),
+            ("a.#", "ab", false),
+            ("*.*", "a.b", true),
+            ("*.*", "a", false),
+            ("a.b", "a.b", true),
+            ("a.b", "a.c", false),
+            ("", "", true),
+            ("", "a", false),
+            ("#.a.#", "x.a.y", true),
+            ("#.a.#", "x.b.y", false),
+        ];
+        for (pattern, key, want) in cases {
+            assert_eq!(
+                topic_match(pattern, key, &mut 0),
+                *want,
+                "{pattern:?} vs {key:?}"
+            );
+            assert_eq!(
+                reference_match(pattern, key),
+                *want,
+                "reference {pattern:?} vs {key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pathological_pattern_costs_pattern_times_key_steps() {
+        // The binding from issue 11: sixteen or more `#`s before a word that never matches,
+        // against a 30-word key. Backtracking explores ~C(46, 16) paths; the table is 33 × 31.
+        for hashes in [16usize, 40] {
+            let pattern = format!("{}z", "#.".repeat(hashes));
+            let key = vec!["w"; 30].join(".");
+            let mut steps = 0;
+            assert!(!topic_match(&pattern, &key, &mut steps));
+            let bound = ((hashes + 1) * 31) as u64;
+            assert!(steps <= bound, "{hashes} hashes: {steps} steps > {bound}");
+            let hit = format!("{}w", "#.".repeat(hashes));
+            let mut steps = 0;
+            assert!(topic_match(&hit, &key, &mut steps));
+            assert!(steps <= bound, "{hashes} hashes: {steps} steps > {bound}");
+        }
+    }
+
+    #[test]
+    fn over_long_keys_never_match_a_wildcard() {
+        let b = Binding {
+            routing_key: "a.#".into(),
+            pattern: String::new(),
+            queue: "q".into(),
+        };
+        let long = format!("a.{}", "x".repeat(MAX_TOPIC_LEN));
+        assert!(!b.matches(&long));
+        assert!(b.matches("a.x"));
+        let exact = Binding {
+            routing_key: long.clone(),
+            ..b.clone()
+        };
+        assert!(exact.matches(&long), "exact matches have no length limit");
+        let long_pattern = Binding {
+            routing_key: format!("{}#", "x.".repeat(200)),
+            ..b
+        };
+        assert!(!long_pattern.matches(&format!("{}y", "x.".repeat(200))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dynamic_programming_agrees_with_backtracking(
+            pattern in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("#"),
+                    proptest::strategy::Just("*"),
+                    proptest::strategy::Just("a"),
+                    proptest::strategy::Just("b"),
+                    proptest::strategy::Just(""),
+                ],
+                0..7,
+            ),
+            key in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("a"),
+                    proptest::strategy::Just("b"),
+                    proptest::strategy::Just(""),
+                ],
+                0..8,
+            ),
+        ) {
+            let pattern = pattern.join(".");
+            let key = key.join(".");
+            proptest::prop_assert_eq!(
+                topic_match(&pattern, &key, &mut 0),
+                reference_match(&pattern, &key),
+                "{:?} vs {:?}", pattern, key
+            );
+        }
     }
 
     #[test]

@@ -12,8 +12,12 @@ use serde_json::value::RawValue;
 pub struct UnackedEntry {
     pub exchange: String,
     pub routing_key: String,
-    /// The task's ETA as epoch seconds, when it has one.
+    /// The task's ETA as epoch seconds, when it has one that parses.
     pub eta: Option<f64>,
+    /// `headers.eta` was present but not a timestamp Celery writes (a number, `+25:00`,
+    /// garbage). The entry is then read as due now (`eta: None`), so it counts as reserved
+    /// instead of vanishing; the tracker counts it as malformed.
+    pub eta_malformed: bool,
 }
 
 /// Why an `unacked` value was skipped. Bounded set: doubles as a metric label.
@@ -23,8 +27,6 @@ pub enum EntryError {
     NotTriple,
     #[error("message is not a kombu envelope")]
     BadEnvelope,
-    #[error("headers.eta is not an ISO-8601 timestamp")]
-    BadEta,
 }
 
 impl EntryError {
@@ -33,7 +35,6 @@ impl EntryError {
         match self {
             EntryError::NotTriple => "not_triple",
             EntryError::BadEnvelope => "bad_envelope",
-            EntryError::BadEta => "bad_eta",
         }
     }
 }
@@ -46,28 +47,40 @@ struct Envelope<'a> {
 
 #[derive(Deserialize)]
 struct Headers<'a> {
+    /// Kept raw: a number or an object here must not make the whole entry unreadable.
     #[serde(default, borrow)]
-    eta: Option<std::borrow::Cow<'a, str>>,
+    eta: Option<&'a RawValue>,
 }
 
 /// Parses one `unacked` value. The message body is not decoded; only `headers.eta` is read.
+/// An ETA that is not a timestamp does not fail the entry: see [`UnackedEntry::eta_malformed`].
 pub fn parse_unacked_value(raw: &[u8]) -> Result<UnackedEntry, EntryError> {
     let (message, exchange, routing_key): (&RawValue, String, String) =
         serde_json::from_slice(raw).map_err(|_| EntryError::NotTriple)?;
     let envelope: Envelope<'_> =
         serde_json::from_str(message.get()).map_err(|_| EntryError::BadEnvelope)?;
-    let eta = match envelope.headers.and_then(|h| h.eta) {
-        None => None,
-        Some(text) => Some(parse_eta(&text).ok_or(EntryError::BadEta)?),
+    let raw_eta = envelope.headers.and_then(|h| h.eta);
+    let (eta, eta_malformed) = match raw_eta.map(|r| r.get().trim()) {
+        None | Some("null") => (None, false),
+        Some(json) => match serde_json::from_str::<std::borrow::Cow<'_, str>>(json)
+            .ok()
+            .and_then(|text| parse_eta(&text))
+        {
+            Some(eta) => (Some(eta), false),
+            None => (None, true),
+        },
     };
     Ok(UnackedEntry {
         exchange,
         routing_key,
         eta,
+        eta_malformed,
     })
 }
 
-/// ISO-8601 with an offset (what Celery writes), or without one (read as UTC).
+/// ISO-8601 with an offset (what Celery writes: `2026-12-01T06:00:00.123456+00:00`), or
+/// without one (read as UTC). Anything else (epoch numbers, offsets beyond ±23:59, words) is
+/// `None`.
 fn parse_eta(text: &str) -> Option<f64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros() as f64 / 1e6);
@@ -95,6 +108,20 @@ impl InFlightState {
             InFlightState::Stale => "stale",
         }
     }
+}
+
+/// How far ahead of the scaler's clock an `unacked_index` score may be and still be read as
+/// a delivery time (worker hosts' clocks write the scores; an hour covers any sane skew).
+pub const MAX_DELIVERY_AHEAD: f64 = 3600.0;
+
+/// Whether an `unacked_index` score can be a delivery time at `now`: finite, not negative
+/// (kombu's restore sweep only looks at scores from 0 up) and at most
+/// [`MAX_DELIVERY_AHEAD`] ahead. Other scores (`+inf`, `-inf`, `nan`, `1e300`, `-5`) were
+/// not written by a worker; kombu would never restore such an entry, so read naively it would
+/// count as reserved forever (or as stale at once). The tracker measures such an entry from
+/// when it first saw it instead.
+pub fn delivery_score_ok(score: f64, now: f64) -> bool {
+    score.is_finite() && score >= 0.0 && score <= now + MAX_DELIVERY_AHEAD
 }
 
 /// Classifies an entry delivered at `delivered_at` (the `unacked_index` score). A future ETA
@@ -132,8 +159,13 @@ mod tests {
         let v = r#"[{"headers": {"eta": null}}, "myex", "rk.x"]"#;
         let e = parse_unacked_value(v.as_bytes()).unwrap();
         assert_eq!(
-            (e.exchange.as_str(), e.routing_key.as_str(), e.eta),
-            ("myex", "rk.x", None)
+            (
+                e.exchange.as_str(),
+                e.routing_key.as_str(),
+                e.eta,
+                e.eta_malformed
+            ),
+            ("myex", "rk.x", None, false)
         );
         let v = r#"[{"body": "x"}, "", "q"]"#;
         assert_eq!(parse_unacked_value(v.as_bytes()).unwrap().eta, None);
@@ -146,6 +178,66 @@ mod tests {
     }
 
     #[test]
+    fn unparseable_etas_are_due_now_and_flagged() {
+        for eta in [
+            r#""1700000000""#,
+            "1700000000",
+            "1700000000.5",
+            r#""2026-12-01T06:00:00+25:00""#,
+            r#""2026-13-01T06:00:00+00:00""#,
+            r#""tomorrow""#,
+            r#""""#,
+            "true",
+            r#"{"a": 1}"#,
+            "[1]",
+        ] {
+            let v = format!(r#"[{{"headers": {{"eta": {eta}}}}}, "", "q"]"#);
+            let e = parse_unacked_value(v.as_bytes()).expect(eta);
+            assert_eq!((e.eta, e.eta_malformed), (None, true), "{eta}");
+            assert_eq!(e.routing_key, "q");
+            assert_eq!(
+                classify(e.eta, 1000.0, 1001.0, 3600.0),
+                InFlightState::Reserved
+            );
+        }
+    }
+
+    #[test]
+    fn etas_celery_writes_parse() {
+        for (eta, want) in [
+            ("2026-12-01T06:00:00.123456+00:00", 1_796_104_800.123_456),
+            ("2026-12-01T07:00:00.123456+01:00", 1_796_104_800.123_456),
+            ("2026-12-01T06:00:00+00:00", 1_796_104_800.0),
+            ("2026-12-01T06:00:00Z", 1_796_104_800.0),
+            ("2026-12-01T06:00:00.123456", 1_796_104_800.123_456),
+        ] {
+            let v = format!(r#"[{{"headers": {{"eta": "{eta}"}}}}, "", "q"]"#);
+            let e = parse_unacked_value(v.as_bytes()).unwrap();
+            assert!(!e.eta_malformed, "{eta}");
+            let got = e.eta.unwrap();
+            assert!((got - want).abs() < 1e-3, "{eta}: {got}");
+        }
+    }
+
+    #[test]
+    fn delivery_scores_out_of_range_are_refused() {
+        let now = 1_796_104_800.0;
+        for ok in [now, now - 86_400.0, 0.0, now + MAX_DELIVERY_AHEAD] {
+            assert!(delivery_score_ok(ok, now), "{ok}");
+        }
+        for bad in [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e300,
+            -1.0,
+            now + MAX_DELIVERY_AHEAD + 1.0,
+        ] {
+            assert!(!delivery_score_ok(bad, now), "{bad}");
+        }
+    }
+
+    #[test]
     fn malformed_values_are_errors_not_panics() {
         let cases: [(&[u8], EntryError); 6] = [
             (b"", EntryError::NotTriple),
@@ -153,10 +245,7 @@ mod tests {
             (b"[1, 2]", EntryError::NotTriple),
             (br#"[{}, "", "q", "extra"]"#, EntryError::NotTriple),
             (br#"["string", "", "q"]"#, EntryError::BadEnvelope),
-            (
-                br#"[{"headers": {"eta": "tomorrow"}}, "", "q"]"#,
-                EntryError::BadEta,
-            ),
+            (br#"[{"headers": "x"}, "", "q"]"#, EntryError::BadEnvelope),
         ];
         for (raw, want) in cases {
             assert_eq!(

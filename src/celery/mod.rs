@@ -9,5 +9,10 @@ mod keys;
 mod message;
 
 pub use event::{parse_delivery_tag, parse_worker_event, EventError, WorkerEvent, WorkerEventKind};
-pub use keys::{parse_binding_member, Binding, Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
-pub use message::{classify, parse_unacked_value, EntryError, InFlightState, UnackedEntry};
+pub use keys::{
+    parse_binding_member, Binding, Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR, MAX_TOPIC_LEN,
+};
+pub use message::{
+    classify, delivery_score_ok, parse_unacked_value, EntryError, InFlightState, UnackedEntry,
+    MAX_DELIVERY_AHEAD,
+};
