@@ -19,16 +19,16 @@ use super::{
     DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_TCP_KEEPALIVE_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::trigger::limits::{
     MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 mod access;
 
-pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
 use crate::signals::heartbeat::HeartbeatLimits;
+pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
