@@ -366,7 +366,13 @@ fn set_live(broker: &str, queue: &str, e: &QueueEstimates) -> bool {
         arrival,
         mode_of(e.dequeue_rate.as_ref()),
     );
-    set_modes(broker, queue, "wait", arrival, mode_of(e.wait.as_ref()));
+    set_modes(
+        broker,
+        queue,
+        "wait",
+        SAMPLER_MODES[2].1,
+        mode_of(e.wait.as_ref()),
+    );
     let service = e.service_time.map_or("none", |e| e.source);
     set_modes(broker, queue, "service_time", SAMPLER_MODES[3].1, service);
     true
