@@ -15,9 +15,13 @@ use service_support::*;
 use support::RedisServer;
 
 const LIMIT: Duration = Duration::from_secs(15);
-const CAP: usize = 100;
-/// Series one queue reserves: backlog + 3 in-flight states, then 5 live gauges + 15 modes.
-const PER_QUEUE: usize = 4 + 20;
+/// Leaves fewer than 4 series free once the ScaledObjects that fit are in, so a new queue
+/// (4 count series first) cannot fit either.
+const CAP: usize = 103;
+/// Series one queue reserves: backlog + 3 in-flight states, then 5 live gauges + 17 modes
+/// (arrival and dequeue: exact, estimated, lower-bound, none; wait: exact, estimated, none;
+/// service time: 3 sources + none; running: heartbeat, none).
+const PER_QUEUE: usize = 4 + 5 + 17;
 /// Series one backlog-mode ScaledObject reserves: value, active, 3 components.
 const PER_OBJECT: usize = 5;
 
@@ -92,8 +96,15 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
     let mut client = server.client().await;
     let addr = redis.address();
     let meta = [("address", addr.as_str()), ("queues", "celery")];
-    // Long names: the warning quotes a truncated sample, never a whole label value.
-    let long = "x".repeat(200);
+    // Long names (200 bytes, valid Kubernetes names: labels of at most 63 characters): the
+    // warning quotes a truncated sample, never a whole label value.
+    let long = [
+        "x".repeat(56),
+        "y".repeat(63),
+        "z".repeat(63),
+        "w".repeat(15),
+    ]
+    .join(".");
     for i in 0..40 {
         client
             .is_active(object(&format!("so-{i}-{long}"), &meta))
@@ -144,7 +155,7 @@ async fn label_sets_past_the_cap_are_refused_counted_and_admitted_again_after_ex
         "{body}"
     );
 
-    // 25 refused ScaledObjects, one warning (once per minute per family), names cut short.
+    // The refused ScaledObjects: one warning (once per minute per family), names cut short.
     let text = logs.text();
     let warned = |family: &str| {
         text.lines()
