@@ -3,20 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defs::{self, Kind, Setting};
 use super::text::{parse_bool, parse_number, parse_uint, shown};
 use super::{Config, LogFormat, PortSettings, Raw, RawConfig, RawValue, ServerTls};
-use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
-use crate::trigger::limits::{
-    MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
-};
+use crate::broker::{HostPort, NamedConnections, Secret};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 mod access;
+mod connection;
 
 use crate::signals::heartbeat::HeartbeatLimits;
 
@@ -310,7 +307,7 @@ pub(super) fn validate(
     };
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
-        if let Some(spec) = validate_connection(&mut c, name, fields, env) {
+        if let Some(spec) = connection::validate_connection(&mut c, name, fields, env) {
             connections.insert(name.clone(), spec);
         }
     }
@@ -339,6 +336,22 @@ pub(super) fn validate(
     }
 }
 
+/// A list value: a YAML/TOML list, or comma-separated text (environment); blank items
+/// dropped, each with its origin.
+fn list_items(raw: Option<&Raw>) -> Vec<(String, String)> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    let list: Vec<String> = match &raw.value {
+        RawValue::List(items) => items.clone(),
+        RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
+    };
+    list.into_iter()
+        .map(|s| (s.trim().to_string(), raw.origin.clone()))
+        .filter(|(s, _)| !s.is_empty())
+        .collect()
+}
+
 /// `a`, `a or b`, `a, b or c`.
 fn or_list(words: &[&str]) -> String {
     match words {
@@ -361,161 +374,6 @@ fn deprecated(raw: &RawConfig) -> Vec<String> {
         })
         .into_iter()
         .collect()
-}
-
-fn validate_connection(
-    c: &mut Check<'_>,
-    name: &str,
-    fields: &BTreeMap<String, Raw>,
-    env: &HashMap<String, String>,
-) -> Option<BrokerSpec> {
-    let before = c.problems.len();
-    let at = |key: &str| format!("connections.{name}.{key}");
-    let address = c.text(fields.get("address"));
-    let master = c.text(fields.get("sentinel_master"));
-    let sentinels: Vec<(String, String)> = match fields.get("sentinels") {
-        None => Vec::new(),
-        Some(r) => {
-            let items = match &r.value {
-                RawValue::List(items) => items.clone(),
-                RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
-            };
-            items
-                .into_iter()
-                .map(|s| (s.trim().to_string(), r.origin.clone()))
-                .filter(|(s, _)| !s.is_empty())
-                .collect()
-        }
-    };
-    if sentinels.len() > MAX_SENTINELS {
-        c.problems.push(format!(
-            "{}: lists {} sentinels; at most {MAX_SENTINELS} are accepted",
-            at("sentinels"),
-            sentinels.len()
-        ));
-    }
-    let endpoint = match (address, master) {
-        (Some((text, origin)), Some(_)) => {
-            c.problems.push(format!(
-                "{origin}: give either address or sentinel_master (with sentinels), not both"
-            ));
-            // Check every value anyway, so one pass reports all that is wrong.
-            c.host_port(text, origin);
-            for (s, origin) in &sentinels {
-                c.host_port(s, origin);
-            }
-            None
-        }
-        (None, None) => {
-            c.problems.push(format!(
-                "{}: connection {} needs address (host:port) or sentinel_master with sentinels",
-                at("address"),
-                shown(name)
-            ));
-            None
-        }
-        (Some((text, origin)), None) => {
-            if !sentinels.is_empty() {
-                c.problems.push(format!(
-                    "{}: sentinels are only used with sentinel_master",
-                    at("sentinels")
-                ));
-            }
-            for key in [
-                "sentinel_username",
-                "sentinel_password_env",
-                "sentinel_password_file",
-            ] {
-                if c.text(fields.get(key)).is_some() {
-                    c.problems
-                        .push(format!("{}: applies only with sentinel_master", at(key)));
-                }
-            }
-            c.host_port(text, origin).map(Endpoint::Direct)
-        }
-        (None, Some((master, origin))) => {
-            c.name(master, origin, MAX_NAME_BYTES);
-            if sentinels.is_empty() {
-                c.problems.push(format!(
-                    "{}: sentinel_master needs at least one sentinel (host:port)",
-                    at("sentinels")
-                ));
-            }
-            let hosts: Vec<HostPort> = sentinels
-                .iter()
-                .filter_map(|(s, origin)| c.host_port(s, origin))
-                .collect();
-            let username = c.text(fields.get("sentinel_username")).map(|(u, origin)| {
-                c.name(u, origin, MAX_USERNAME_BYTES);
-                u.to_string()
-            });
-            let password = c.secret(fields, "sentinel_password", env);
-            Some(Endpoint::Sentinel {
-                master: master.to_string(),
-                sentinels: hosts,
-                username,
-                password,
-            })
-        }
-    };
-    let db = match c.text(fields.get("database")) {
-        None => 0,
-        Some((t, origin)) => match parse_uint(t, MAX_DATABASE_INDEX) {
-            Some(n) => n as i64,
-            None => {
-                c.problems.push(format!(
-                    "{origin}: must be an integer 0-{MAX_DATABASE_INDEX}, got {}",
-                    shown(t)
-                ));
-                0
-            }
-        },
-    };
-    let username = c.text(fields.get("username")).map(|(u, origin)| {
-        c.name(u, origin, MAX_USERNAME_BYTES);
-        u.to_string()
-    });
-    let password = c.secret(fields, "password", env);
-    let tls_on = c.bool(fields.get("tls"));
-    let insecure = c.bool(fields.get("insecure_skip_verify"));
-    let ca_file = c
-        .text(fields.get("ca_file"))
-        .map(|(p, o)| (p.to_string(), o.to_string()));
-    if let Some((path, origin)) = &ca_file {
-        if let Some(bytes) = c.file(path, origin) {
-            let ok = CertificateDer::pem_slice_iter(&bytes).any(|r| r.is_ok());
-            if !ok {
-                c.problems.push(format!(
-                    "{origin}: {} holds no PEM certificate",
-                    shown(path)
-                ));
-            }
-        }
-        if !tls_on {
-            c.problems
-                .push(format!("{origin}: ca_file needs tls: true"));
-        }
-    }
-    if insecure && !tls_on {
-        c.problems.push(format!(
-            "{}: insecure_skip_verify needs tls: true",
-            at("insecure_skip_verify")
-        ));
-    }
-    let tls = tls_on.then(|| TlsSpec {
-        insecure,
-        ca_file: ca_file.map(|(p, _)| PathBuf::from(p)),
-    });
-    if c.problems.len() > before {
-        return None;
-    }
-    Some(BrokerSpec {
-        endpoint: endpoint?,
-        db,
-        username,
-        password,
-        tls,
-    })
 }
 
 mod tls;

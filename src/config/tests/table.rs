@@ -15,12 +15,20 @@ fn every_declared_key_is_known() {
         };
         assert!(!text.contains("unknown setting"), "{name}: {text}");
     }
+    for s in defs::ALL.iter().filter(|s| s.scope == Scope::Connection) {
+        let name = s.env_name().replace("<NAME>", "APP");
+        let text = match load(None, &env(&[(&name, "x")]), &Flags::default()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        assert!(!text.contains("unknown"), "{name}: {text}");
+    }
     let e = load(
         None,
-        &env(&[("CELERY_SCALER_CONNECTIONS__APP__ADDRESS", "h:1")]),
+        &env(&[("CELERY_SCALER_NOT_A_KEY", "1")]),
         &Flags::default(),
     );
-    assert!(e.is_ok(), "{:?}", e.err());
+    assert!(e.is_err_and(|e| e.to_string().contains("unknown setting")));
 }
 
 /// Seconds and counts accept their bounds and refuse just outside, naming the variable and

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{or_list, Check, Raw, RawConfig, RawValue};
+use super::{list_items as items, or_list, Check, Raw, RawConfig};
 use crate::broker::{
     AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
     NamedConnections,
@@ -47,21 +47,6 @@ pub(super) struct Access {
     pub max_brokers: usize,
     pub max_brokers_per_endpoint: usize,
     pub rpc_timeout: Duration,
-}
-
-/// A list value: a YAML/TOML list, or comma-separated text (environment).
-fn items(raw: Option<&Raw>) -> Vec<(String, String)> {
-    let Some(raw) = raw else {
-        return Vec::new();
-    };
-    let list: Vec<String> = match &raw.value {
-        RawValue::List(items) => items.clone(),
-        RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
-    };
-    list.into_iter()
-        .map(|s| (s.trim().to_string(), raw.origin.clone()))
-        .filter(|(s, _)| !s.is_empty())
-        .collect()
 }
 
 pub(super) fn validate_access(
