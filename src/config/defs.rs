@@ -70,23 +70,6 @@ impl Setting {
             .then(|| format!("--{}", self.key.replace('_', "-")))
     }
 
-    /// The default of a [`Kind::Seconds`] setting (0 for other kinds; a unit test checks that
-    /// every caller asks a seconds setting).
-    pub const fn default_seconds(&self) -> f64 {
-        match self.kind {
-            Kind::Seconds { default, .. } => default,
-            _ => 0.0,
-        }
-    }
-
-    /// The default of a [`Kind::Count`] setting (0 for other kinds).
-    pub const fn default_count(&self) -> u64 {
-        match self.kind {
-            Kind::Count { default, .. } => default,
-            _ => 0,
-        }
-    }
-
     /// The default of an [`Kind::Address`] or [`Kind::Choice`] setting ("" for others).
     pub const fn default_text(&self) -> &'static str {
         match self.kind {
