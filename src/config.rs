@@ -16,97 +16,10 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
-use crate::broker::{
-    AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
-    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
-};
+use crate::broker::{AccessPolicy, NamedConnections, SamplerSettings};
 use crate::signals::heartbeat::HeartbeatLimits;
 
-/// Default gRPC listen address.
-pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";
-/// Default admin HTTP listen address.
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8080";
-/// Default time between two samples of one broker, seconds.
-pub const DEFAULT_SAMPLE_INTERVAL_SECS: f64 = 1.0;
-/// Default Redis connect timeout, seconds.
-pub const DEFAULT_REDIS_CONNECT_TIMEOUT_SECS: f64 = 2.0;
-/// Default Redis command timeout, seconds.
-pub const DEFAULT_REDIS_COMMAND_TIMEOUT_SECS: f64 = 2.0;
-/// Default drain period after SIGTERM, seconds.
-pub const DEFAULT_SHUTDOWN_GRACE_SECS: f64 = 20.0;
-/// Default smoothing window of rates and service times, in seconds.
-pub const DEFAULT_SIGNAL_WINDOW_SECS: f64 = 30.0;
-/// Default time after which an unused watch set is dropped, in seconds.
-pub const DEFAULT_IDLE_EXPIRY_SECS: f64 = 600.0;
-/// Default period of full `unacked` reconciliation, in seconds.
-pub const DEFAULT_RECONCILE_PERIOD_SECS: f64 = 60.0;
-/// Default time a new gRPC connection has to finish TLS and send the HTTP/2 preface, seconds.
-pub const DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS: f64 = 10.0;
-/// Default time a client of the admin port has to send a request's headers, seconds.
-pub const DEFAULT_ADMIN_HEADER_TIMEOUT_SECS: f64 = 10.0;
-/// Default most connections open at once on the gRPC port.
-pub const DEFAULT_GRPC_MAX_CONNECTIONS: u32 = 1024;
-/// Default most connections open at once on the admin port.
-pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
-/// Default HTTP/2 PING interval on the gRPC port (KEDA sets no client keepalive), seconds.
-pub const DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS: f64 = 30.0;
-/// Default time a PING may go unanswered before the connection is closed, seconds.
-pub const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS: f64 = 10.0;
-/// Default idle time before TCP keepalive probes start, both ports, seconds.
-pub const DEFAULT_TCP_KEEPALIVE_SECS: f64 = 60.0;
-/// Default bound on the broker wait of one RPC, seconds (KEDA's HPA path gives GetMetrics
-/// and IsActive 3 s in all).
-pub const DEFAULT_RPC_TIMEOUT_SECS: f64 = 2.0;
-/// Prefix of the environment variables read.
-pub const ENV_PREFIX: &str = "CELERY_SCALER";
-
-/// Top-level keys of the config file (and of `CELERY_SCALER_<KEY>`).
-const TOP_KEYS: &[&str] = &[
-    "grpc_listen",
-    "admin_listen",
-    "log_format",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "sample_interval_seconds",
-    "redis_connect_timeout_seconds",
-    "redis_command_timeout_seconds",
-    "shutdown_grace_seconds",
-    // Deprecated: accepted with a warning, ignored (see `validate::deprecated`).
-    "stream_resend_seconds",
-    "signal_window_seconds",
-    "idle_expiry_seconds",
-    "reconcile_period_seconds",
-    "max_series",
-    // Ports: timeouts, connection limits, keepalive (`PortSettings`).
-    "grpc_handshake_timeout_seconds",
-    "admin_header_timeout_seconds",
-    "grpc_max_connections",
-    "admin_max_connections",
-    "grpc_keepalive_interval_seconds",
-    "grpc_keepalive_timeout_seconds",
-    "tcp_keepalive_seconds",
-    // Heartbeat bounds (issue 11 item 8).
-    "max_worker_concurrency",
-    "max_tracked_workers",
-];
-
-/// Keys of one named connection.
-const CONNECTION_KEYS: &[&str] = &[
-    "address",
-    "database",
-    "username",
-    "password_env",
-    "password_file",
-    "tls",
-    "ca_file",
-    "insecure_skip_verify",
-    "sentinel_master",
-    "sentinels",
-    "sentinel_username",
-    "sentinel_password_env",
-    "sentinel_password_file",
-];
+pub use defs::ENV_PREFIX;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,15 +75,7 @@ pub struct PortSettings {
 
 impl Default for PortSettings {
     fn default() -> Self {
-        Self {
-            grpc_handshake_timeout: Duration::from_secs_f64(DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS),
-            admin_header_timeout: Duration::from_secs_f64(DEFAULT_ADMIN_HEADER_TIMEOUT_SECS),
-            grpc_max_connections: DEFAULT_GRPC_MAX_CONNECTIONS,
-            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
-            grpc_keepalive_interval: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS),
-            grpc_keepalive_timeout: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS),
-            tcp_keepalive: Duration::from_secs_f64(DEFAULT_TCP_KEEPALIVE_SECS),
-        }
+        Config::default().ports
     }
 }
 
@@ -213,29 +118,9 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// What an empty configuration validates to: every default comes from `defs`.
     fn default() -> Self {
-        Self {
-            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            log_format: LogFormat::Text,
-            tls: None,
-            sample_interval: Duration::from_secs_f64(DEFAULT_SAMPLE_INTERVAL_SECS),
-            redis_connect_timeout: Duration::from_secs_f64(DEFAULT_REDIS_CONNECT_TIMEOUT_SECS),
-            redis_command_timeout: Duration::from_secs_f64(DEFAULT_REDIS_COMMAND_TIMEOUT_SECS),
-            shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE_SECS),
-            signal_window: Duration::from_secs_f64(DEFAULT_SIGNAL_WINDOW_SECS),
-            idle_expiry: Duration::from_secs_f64(DEFAULT_IDLE_EXPIRY_SECS),
-            reconcile_period: Duration::from_secs_f64(DEFAULT_RECONCILE_PERIOD_SECS),
-            max_series: crate::telemetry::DEFAULT_MAX_SERIES,
-            connections: NamedConnections::new(),
-            warnings: Vec::new(),
-            ports: PortSettings::default(),
-            access: AccessPolicy::default(),
-            max_brokers: DEFAULT_MAX_BROKERS,
-            max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
-            rpc_timeout: Duration::from_secs_f64(DEFAULT_RPC_TIMEOUT_SECS),
-            heartbeat_limits: HeartbeatLimits::default(),
-        }
+        validate::validate(&RawConfig::default(), &HashMap::new(), &mut Vec::new())
     }
 }
 
@@ -270,6 +155,22 @@ pub struct Flags {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub tls_client_ca: Option<String>,
+}
+
+impl Flags {
+    /// The value given for the setting `key`; `None` if `key` has no flag (a unit test checks
+    /// that every flagged setting of [`defs::ALL`] is answered here).
+    fn get(&self, key: &str) -> Option<&Option<String>> {
+        match key {
+            "grpc_listen" => Some(&self.grpc_listen),
+            "admin_listen" => Some(&self.admin_listen),
+            "log_format" => Some(&self.log_format),
+            "tls_cert" => Some(&self.tls_cert),
+            "tls_key" => Some(&self.tls_key),
+            "tls_client_ca" => Some(&self.tls_client_ca),
+            _ => None,
+        }
+    }
 }
 
 /// Every problem found while loading the configuration.
@@ -436,24 +337,17 @@ fn is_service_link(key: &str) -> bool {
 }
 
 fn absorb_flags(flags: &Flags, raw: &mut RawConfig) {
-    let pairs = [
-        ("grpc_listen", &flags.grpc_listen, "--grpc-listen"),
-        ("admin_listen", &flags.admin_listen, "--admin-listen"),
-        ("log_format", &flags.log_format, "--log-format"),
-        ("tls_cert", &flags.tls_cert, "--tls-cert"),
-        ("tls_key", &flags.tls_key, "--tls-key"),
-        ("tls_client_ca", &flags.tls_client_ca, "--tls-client-ca"),
-    ];
-    for (key, value, flag) in pairs {
-        if let Some(v) = value {
-            raw.top.insert(
-                key.to_string(),
-                Raw {
-                    value: RawValue::Text(v.clone()),
-                    origin: flag.to_string(),
-                },
-            );
-        }
+    for setting in defs::ALL.iter().filter(|s| s.flag) {
+        let (Some(Some(v)), Some(flag)) = (flags.get(setting.key), setting.flag_name()) else {
+            continue;
+        };
+        raw.top.insert(
+            setting.key.to_string(),
+            Raw {
+                value: RawValue::Text(v.clone()),
+                origin: flag,
+            },
+        );
     }
 }
 
@@ -490,7 +384,7 @@ fn absorb_map(
             }
             continue;
         }
-        if !TOP_KEYS.contains(&key.as_str()) && !validate::ACCESS_KEYS.contains(&key.as_str()) {
+        if !defs::is_known(defs::Scope::Top, &key) {
             problems.push(format!("{}: unknown setting", origin(&key)));
             continue;
         }
@@ -535,9 +429,7 @@ fn absorb_connections(
         fields.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, v) in fields {
             let key_path = format!("{path}.{key}");
-            if !CONNECTION_KEYS.contains(&key.as_str())
-                && !validate::ACCESS_CONNECTION_KEYS.contains(&key.as_str())
-            {
+            if !defs::is_known(defs::Scope::Connection, &key) {
                 problems.push(format!("{}: unknown connection setting", origin(&key_path)));
                 continue;
             }
@@ -573,6 +465,7 @@ fn to_raw(value: Value, origin: String) -> Result<Raw, String> {
     Ok(Raw { value, origin })
 }
 
+pub mod defs;
 pub mod text;
 mod validate;
 

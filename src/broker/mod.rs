@@ -56,7 +56,8 @@ use crate::signals::estimate::HeartbeatBook;
 use crate::signals::heartbeat::HeartbeatLimits;
 use crate::signals::{LiveSignals, QueueSignals};
 
-/// Timing of sampling and of every Redis round trip.
+/// Timing of sampling and of every Redis round trip. The defaults are those of the settings
+/// table, `config::defs` (a config test checks `Config::default().sampler_settings()`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerSettings {
     /// Time between two samples of one broker.

@@ -21,8 +21,8 @@ fn write(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
 #[test]
 fn defaults_without_any_layer() {
     let c = load(None, &HashMap::new(), &Flags::default()).unwrap();
-    assert_eq!(c.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
-    assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(c.grpc_listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(c.admin_listen.to_string(), "0.0.0.0:8080");
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.sample_interval, Duration::from_secs(1));
     assert!(c.tls.is_none() && c.connections.is_empty());
@@ -217,7 +217,7 @@ fn kubernetes_service_links_are_not_settings() {
         ("CELERY_SCALER_METRICS_SERVICE_HOST", "10.0.0.8"),
     ]);
     let c = load(None, &links, &Flags::default()).unwrap();
-    assert_eq!(c.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
+    assert_eq!(c.grpc_listen.to_string(), "0.0.0.0:9090");
     // A real typo is still reported.
     let typo = env(&[("CELERY_SCALER_GRPC_LISTN", "0.0.0.0:1")]);
     assert!(load(None, &typo, &Flags::default()).is_err());
@@ -483,7 +483,7 @@ fn port_settings_from_env_with_ranges() {
     assert_eq!(c.ports.grpc_handshake_timeout, Duration::from_millis(2500));
     assert_eq!(c.ports.admin_max_connections, 16);
     assert_eq!(c.ports.grpc_keepalive_interval, Duration::from_secs(20));
-    assert_eq!(c.ports.grpc_max_connections, DEFAULT_GRPC_MAX_CONNECTIONS);
+    assert_eq!(c.ports.grpc_max_connections, 1024);
     let err = load(
         None,
         &env(&[
@@ -539,3 +539,5 @@ fn heartbeat_bounds_are_configurable_and_validated() {
         assert!(e.contains(key), "{key} missing from: {e}");
     }
 }
+
+mod table;

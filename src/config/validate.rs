@@ -3,32 +3,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::defs::{self, Kind, Setting};
 use super::text::{parse_bool, parse_number, parse_uint, shown};
-use super::{
-    Config, LogFormat, Raw, RawConfig, RawValue, ServerTls, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_GRPC_LISTEN, DEFAULT_IDLE_EXPIRY_SECS, DEFAULT_RECONCILE_PERIOD_SECS,
-    DEFAULT_REDIS_COMMAND_TIMEOUT_SECS, DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
-    DEFAULT_SAMPLE_INTERVAL_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_SIGNAL_WINDOW_SECS,
-};
-use super::{
-    PortSettings, DEFAULT_ADMIN_HEADER_TIMEOUT_SECS, DEFAULT_ADMIN_MAX_CONNECTIONS,
-    DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS, DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
-    DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_TCP_KEEPALIVE_SECS,
-};
-use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
-use crate::trigger::limits::{
-    MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
-};
+use super::{Config, LogFormat, PortSettings, Raw, RawConfig, RawValue, ServerTls};
+use crate::broker::{HostPort, NamedConnections, Secret};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 mod access;
+mod connection;
 
 use crate::signals::heartbeat::HeartbeatLimits;
-pub(super) use access::{ACCESS_CONNECTION_KEYS, ACCESS_KEYS};
 
 /// Collects problems while turning raw text into typed values.
 struct Check<'a> {
@@ -49,11 +36,18 @@ impl Check<'_> {
         }
     }
 
-    fn addr(&mut self, raw: Option<&Raw>, default: &str) -> SocketAddr {
+    /// A top-level setting's text, if set and not blank.
+    fn top<'r>(&mut self, raw: &'r RawConfig, setting: &Setting) -> Option<(&'r str, &'r str)> {
+        self.text(raw.top.get(setting.key))
+    }
+
+    /// An [`Kind::Address`] setting.
+    fn addr(&mut self, raw: &RawConfig, setting: &Setting) -> SocketAddr {
+        let default = setting.default_text();
         let fallback = default
             .parse()
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let Some((text, origin)) = self.text(raw) else {
+        let Some((text, origin)) = self.top(raw, setting) else {
             return fallback;
         };
         text.parse().unwrap_or_else(|_| {
@@ -65,8 +59,14 @@ impl Check<'_> {
         })
     }
 
-    fn seconds(&mut self, raw: Option<&Raw>, default: f64, min: f64, max: f64) -> Duration {
-        let Some((text, origin)) = self.text(raw) else {
+    /// A [`Kind::Seconds`] setting, within its bounds.
+    fn seconds(&mut self, raw: &RawConfig, setting: &Setting) -> Duration {
+        let Kind::Seconds { default, min, max } = setting.kind else {
+            self.problems
+                .push(format!("{}: not a seconds setting (a bug)", setting.key));
+            return Duration::ZERO;
+        };
+        let Some((text, origin)) = self.top(raw, setting) else {
             return Duration::from_secs_f64(default);
         };
         match parse_number(text, min, max) {
@@ -81,15 +81,47 @@ impl Check<'_> {
         }
     }
 
-    fn count(&mut self, raw: Option<&Raw>, default: usize, min: usize, max: usize) -> usize {
-        let Some((text, origin)) = self.text(raw) else {
+    /// A [`Kind::Count`] setting, within its bounds, in the type of its field.
+    fn count<T: TryFrom<u64> + Default>(&mut self, raw: &RawConfig, setting: &Setting) -> T {
+        let Kind::Count { default, min, max } = setting.kind else {
+            self.problems
+                .push(format!("{}: not a count setting (a bug)", setting.key));
+            return T::default();
+        };
+        let n = match self.top(raw, setting) {
+            None => default,
+            Some((text, origin)) => match parse_uint(text, max).filter(|n| *n >= min) {
+                Some(n) => n,
+                None => {
+                    self.problems.push(format!(
+                        "{origin}: must be a whole number from {min} to {max}, got {}",
+                        shown(text)
+                    ));
+                    default
+                }
+            },
+        };
+        T::try_from(n).unwrap_or_default()
+    }
+
+    /// A [`Kind::Choice`] setting: one of its words (any ASCII case), else its default.
+    fn choice(&mut self, raw: &RawConfig, setting: &Setting) -> &'static str {
+        let Kind::Choice { choices } = setting.kind else {
+            self.problems
+                .push(format!("{}: not a choice setting (a bug)", setting.key));
+            return "";
+        };
+        let default = setting.default_text();
+        let Some((text, origin)) = self.top(raw, setting) else {
             return default;
         };
-        match text.parse::<usize>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
+        match choices.iter().find(|c| c.eq_ignore_ascii_case(text)) {
+            Some(c) => c,
+            None => {
                 self.problems.push(format!(
-                    "{origin}: must be a whole number from {min} to {max}, got {text:?}"
+                    "{origin}: must be {}, got {}",
+                    or_list(choices),
+                    shown(text)
                 ));
                 default
             }
@@ -245,73 +277,37 @@ pub(super) fn validate(
     problems: &mut Vec<String>,
 ) -> Config {
     let mut c = Check { problems };
-    let top = |k: &str| raw.top.get(k);
-    let grpc_listen = c.addr(top("grpc_listen"), DEFAULT_GRPC_LISTEN);
-    let admin_listen = c.addr(top("admin_listen"), DEFAULT_ADMIN_LISTEN);
-    let log_format = match c.text(top("log_format")) {
-        None => LogFormat::Text,
-        Some((t, _)) if t.eq_ignore_ascii_case("text") => LogFormat::Text,
-        Some((t, _)) if t.eq_ignore_ascii_case("json") => LogFormat::Json,
-        Some((t, origin)) => {
-            c.problems
-                .push(format!("{origin}: must be text or json, got {}", shown(t)));
-            LogFormat::Text
-        }
+    let grpc_listen = c.addr(raw, &defs::GRPC_LISTEN);
+    let admin_listen = c.addr(raw, &defs::ADMIN_LISTEN);
+    let log_format = match c.choice(raw, &defs::LOG_FORMAT) {
+        "json" => LogFormat::Json,
+        _ => LogFormat::Text,
     };
     let tls = tls::validate_tls(&mut c, raw);
-    let sample_interval = c.seconds(
-        top("sample_interval_seconds"),
-        DEFAULT_SAMPLE_INTERVAL_SECS,
-        0.1,
-        10.0,
-    );
-    let redis_connect_timeout = c.seconds(
-        top("redis_connect_timeout_seconds"),
-        DEFAULT_REDIS_CONNECT_TIMEOUT_SECS,
-        0.1,
-        60.0,
-    );
-    let redis_command_timeout = c.seconds(
-        top("redis_command_timeout_seconds"),
-        DEFAULT_REDIS_COMMAND_TIMEOUT_SECS,
-        0.1,
-        60.0,
-    );
-    let shutdown_grace = c.seconds(
-        top("shutdown_grace_seconds"),
-        DEFAULT_SHUTDOWN_GRACE_SECS,
-        0.0,
-        3600.0,
-    );
-    let signal_window = c.seconds(
-        top("signal_window_seconds"),
-        DEFAULT_SIGNAL_WINDOW_SECS,
-        1.0,
-        3600.0,
-    );
-    let idle_expiry = c.seconds(
-        top("idle_expiry_seconds"),
-        DEFAULT_IDLE_EXPIRY_SECS,
-        10.0,
-        86_400.0,
-    );
-    let reconcile_period = c.seconds(
-        top("reconcile_period_seconds"),
-        DEFAULT_RECONCILE_PERIOD_SECS,
-        1.0,
-        86_400.0,
-    );
-    let max_series = c.count(
-        top("max_series"),
-        crate::telemetry::DEFAULT_MAX_SERIES,
-        100,
-        10_000_000,
-    );
-    let ports = validate_ports(&mut c, raw);
-    let heartbeat_limits = validate_heartbeat_limits(&mut c, raw);
+    let sample_interval = c.seconds(raw, &defs::SAMPLE_INTERVAL);
+    let redis_connect_timeout = c.seconds(raw, &defs::REDIS_CONNECT_TIMEOUT);
+    let redis_command_timeout = c.seconds(raw, &defs::REDIS_COMMAND_TIMEOUT);
+    let shutdown_grace = c.seconds(raw, &defs::SHUTDOWN_GRACE);
+    let signal_window = c.seconds(raw, &defs::SIGNAL_WINDOW);
+    let idle_expiry = c.seconds(raw, &defs::IDLE_EXPIRY);
+    let reconcile_period = c.seconds(raw, &defs::RECONCILE_PERIOD);
+    let max_series = c.count(raw, &defs::MAX_SERIES);
+    let ports = PortSettings {
+        grpc_handshake_timeout: c.seconds(raw, &defs::GRPC_HANDSHAKE_TIMEOUT),
+        admin_header_timeout: c.seconds(raw, &defs::ADMIN_HEADER_TIMEOUT),
+        grpc_max_connections: c.count(raw, &defs::GRPC_MAX_CONNECTIONS),
+        admin_max_connections: c.count(raw, &defs::ADMIN_MAX_CONNECTIONS),
+        grpc_keepalive_interval: c.seconds(raw, &defs::GRPC_KEEPALIVE_INTERVAL),
+        grpc_keepalive_timeout: c.seconds(raw, &defs::GRPC_KEEPALIVE_TIMEOUT),
+        tcp_keepalive: c.seconds(raw, &defs::TCP_KEEPALIVE),
+    };
+    let heartbeat_limits = HeartbeatLimits {
+        max_active: c.count(raw, &defs::MAX_WORKER_CONCURRENCY),
+        max_workers: c.count(raw, &defs::MAX_TRACKED_WORKERS),
+    };
     let mut connections = NamedConnections::new();
     for (name, fields) in &raw.connections {
-        if let Some(spec) = validate_connection(&mut c, name, fields, env) {
+        if let Some(spec) = connection::validate_connection(&mut c, name, fields, env) {
             connections.insert(name.clone(), spec);
         }
     }
@@ -340,103 +336,35 @@ pub(super) fn validate(
     }
 }
 
-/// `max_worker_concurrency` (1–100,000) and `max_tracked_workers` (1–1,000,000).
-fn validate_heartbeat_limits(c: &mut Check<'_>, raw: &RawConfig) -> HeartbeatLimits {
-    let defaults = HeartbeatLimits::default();
-    let mut whole = |key: &str, default: u64, max: u64| {
-        let Some((text, origin)) = c.text(raw.top.get(key)) else {
-            return default;
-        };
-        match text.parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                let shown: String = text.chars().take(32).collect();
-                c.problems.push(format!(
-                    "{origin}: must be a whole number from 1 to {max}, got {shown:?}"
-                ));
-                default
-            }
-        }
+/// A list value: a YAML/TOML list, or comma-separated text (environment); blank items
+/// dropped, each with its origin.
+fn list_items(raw: Option<&Raw>) -> Vec<(String, String)> {
+    let Some(raw) = raw else {
+        return Vec::new();
     };
-    let max_active = whole("max_worker_concurrency", defaults.max_active, 100_000);
-    let max_workers = whole(
-        "max_tracked_workers",
-        defaults.max_workers as u64,
-        1_000_000,
-    );
-    HeartbeatLimits {
-        max_active,
-        max_workers: usize::try_from(max_workers).unwrap_or(defaults.max_workers),
-    }
+    let list: Vec<String> = match &raw.value {
+        RawValue::List(items) => items.clone(),
+        RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
+    };
+    list.into_iter()
+        .map(|s| (s.trim().to_string(), raw.origin.clone()))
+        .filter(|(s, _)| !s.is_empty())
+        .collect()
 }
 
-/// The ports block: timeouts, connection limits, keepalive.
-fn validate_ports(c: &mut Check<'_>, raw: &RawConfig) -> PortSettings {
-    let top = |k: &str| raw.top.get(k);
-    let mut count = |key: &str, default: u32, max: u32| {
-        let Some((text, origin)) = c.text(top(key)) else {
-            return default;
-        };
-        match text.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                c.problems.push(format!(
-                    "{origin}: must be a whole number from 1 to {max}, got {text:?}"
-                ));
-                default
-            }
-        }
-    };
-    let grpc_max_connections = count(
-        "grpc_max_connections",
-        DEFAULT_GRPC_MAX_CONNECTIONS,
-        1_000_000,
-    );
-    let admin_max_connections = count(
-        "admin_max_connections",
-        DEFAULT_ADMIN_MAX_CONNECTIONS,
-        1_000_000,
-    );
-    PortSettings {
-        grpc_handshake_timeout: c.seconds(
-            top("grpc_handshake_timeout_seconds"),
-            DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS,
-            0.1,
-            300.0,
-        ),
-        admin_header_timeout: c.seconds(
-            top("admin_header_timeout_seconds"),
-            DEFAULT_ADMIN_HEADER_TIMEOUT_SECS,
-            0.1,
-            300.0,
-        ),
-        grpc_max_connections,
-        admin_max_connections,
-        grpc_keepalive_interval: c.seconds(
-            top("grpc_keepalive_interval_seconds"),
-            DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
-            1.0,
-            3600.0,
-        ),
-        grpc_keepalive_timeout: c.seconds(
-            top("grpc_keepalive_timeout_seconds"),
-            DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS,
-            1.0,
-            300.0,
-        ),
-        tcp_keepalive: c.seconds(
-            top("tcp_keepalive_seconds"),
-            DEFAULT_TCP_KEEPALIVE_SECS,
-            1.0,
-            7200.0,
-        ),
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 
 /// Settings still accepted so that old configs keep starting, but ignored.
 fn deprecated(raw: &RawConfig) -> Vec<String> {
     raw.top
-        .get("stream_resend_seconds")
+        .get(defs::STREAM_RESEND.key)
         .map(|r| {
             format!(
                 "{}: deprecated and ignored; StreamIsActive now pushes only when a trigger \
@@ -446,161 +374,6 @@ fn deprecated(raw: &RawConfig) -> Vec<String> {
         })
         .into_iter()
         .collect()
-}
-
-fn validate_connection(
-    c: &mut Check<'_>,
-    name: &str,
-    fields: &BTreeMap<String, Raw>,
-    env: &HashMap<String, String>,
-) -> Option<BrokerSpec> {
-    let before = c.problems.len();
-    let at = |key: &str| format!("connections.{name}.{key}");
-    let address = c.text(fields.get("address"));
-    let master = c.text(fields.get("sentinel_master"));
-    let sentinels: Vec<(String, String)> = match fields.get("sentinels") {
-        None => Vec::new(),
-        Some(r) => {
-            let items = match &r.value {
-                RawValue::List(items) => items.clone(),
-                RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
-            };
-            items
-                .into_iter()
-                .map(|s| (s.trim().to_string(), r.origin.clone()))
-                .filter(|(s, _)| !s.is_empty())
-                .collect()
-        }
-    };
-    if sentinels.len() > MAX_SENTINELS {
-        c.problems.push(format!(
-            "{}: lists {} sentinels; at most {MAX_SENTINELS} are accepted",
-            at("sentinels"),
-            sentinels.len()
-        ));
-    }
-    let endpoint = match (address, master) {
-        (Some((text, origin)), Some(_)) => {
-            c.problems.push(format!(
-                "{origin}: give either address or sentinel_master (with sentinels), not both"
-            ));
-            // Check every value anyway, so one pass reports all that is wrong.
-            c.host_port(text, origin);
-            for (s, origin) in &sentinels {
-                c.host_port(s, origin);
-            }
-            None
-        }
-        (None, None) => {
-            c.problems.push(format!(
-                "{}: connection {} needs address (host:port) or sentinel_master with sentinels",
-                at("address"),
-                shown(name)
-            ));
-            None
-        }
-        (Some((text, origin)), None) => {
-            if !sentinels.is_empty() {
-                c.problems.push(format!(
-                    "{}: sentinels are only used with sentinel_master",
-                    at("sentinels")
-                ));
-            }
-            for key in [
-                "sentinel_username",
-                "sentinel_password_env",
-                "sentinel_password_file",
-            ] {
-                if c.text(fields.get(key)).is_some() {
-                    c.problems
-                        .push(format!("{}: applies only with sentinel_master", at(key)));
-                }
-            }
-            c.host_port(text, origin).map(Endpoint::Direct)
-        }
-        (None, Some((master, origin))) => {
-            c.name(master, origin, MAX_NAME_BYTES);
-            if sentinels.is_empty() {
-                c.problems.push(format!(
-                    "{}: sentinel_master needs at least one sentinel (host:port)",
-                    at("sentinels")
-                ));
-            }
-            let hosts: Vec<HostPort> = sentinels
-                .iter()
-                .filter_map(|(s, origin)| c.host_port(s, origin))
-                .collect();
-            let username = c.text(fields.get("sentinel_username")).map(|(u, origin)| {
-                c.name(u, origin, MAX_USERNAME_BYTES);
-                u.to_string()
-            });
-            let password = c.secret(fields, "sentinel_password", env);
-            Some(Endpoint::Sentinel {
-                master: master.to_string(),
-                sentinels: hosts,
-                username,
-                password,
-            })
-        }
-    };
-    let db = match c.text(fields.get("database")) {
-        None => 0,
-        Some((t, origin)) => match parse_uint(t, MAX_DATABASE_INDEX) {
-            Some(n) => n as i64,
-            None => {
-                c.problems.push(format!(
-                    "{origin}: must be an integer 0-{MAX_DATABASE_INDEX}, got {}",
-                    shown(t)
-                ));
-                0
-            }
-        },
-    };
-    let username = c.text(fields.get("username")).map(|(u, origin)| {
-        c.name(u, origin, MAX_USERNAME_BYTES);
-        u.to_string()
-    });
-    let password = c.secret(fields, "password", env);
-    let tls_on = c.bool(fields.get("tls"));
-    let insecure = c.bool(fields.get("insecure_skip_verify"));
-    let ca_file = c
-        .text(fields.get("ca_file"))
-        .map(|(p, o)| (p.to_string(), o.to_string()));
-    if let Some((path, origin)) = &ca_file {
-        if let Some(bytes) = c.file(path, origin) {
-            let ok = CertificateDer::pem_slice_iter(&bytes).any(|r| r.is_ok());
-            if !ok {
-                c.problems.push(format!(
-                    "{origin}: {} holds no PEM certificate",
-                    shown(path)
-                ));
-            }
-        }
-        if !tls_on {
-            c.problems
-                .push(format!("{origin}: ca_file needs tls: true"));
-        }
-    }
-    if insecure && !tls_on {
-        c.problems.push(format!(
-            "{}: insecure_skip_verify needs tls: true",
-            at("insecure_skip_verify")
-        ));
-    }
-    let tls = tls_on.then(|| TlsSpec {
-        insecure,
-        ca_file: ca_file.map(|(p, _)| PathBuf::from(p)),
-    });
-    if c.problems.len() > before {
-        return None;
-    }
-    Some(BrokerSpec {
-        endpoint: endpoint?,
-        db,
-        username,
-        password,
-        tls,
-    })
 }
 
 mod tls;

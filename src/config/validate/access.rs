@@ -4,28 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Check, Raw, RawConfig, RawValue};
+use super::{list_items as items, or_list, Check, Raw, RawConfig};
 use crate::broker::{
     AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
-    NamedConnections, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    NamedConnections,
 };
-use crate::config::{Config, DEFAULT_RPC_TIMEOUT_SECS};
+use crate::config::defs::{self, Kind};
+use crate::config::text::shown;
+use crate::config::Config;
 
-/// Top-level keys read here.
-pub(in crate::config) const ACCESS_KEYS: &[&str] = &[
-    "broker_policy",
-    "allowed_brokers",
-    "max_brokers",
-    "max_brokers_per_endpoint",
-    "rpc_timeout_seconds",
-];
-
-/// Keys of one named connection read here.
-pub(in crate::config) const ACCESS_CONNECTION_KEYS: &[&str] =
-    &["allowed_databases", "allowed_namespaces"];
-
-/// Upper bound of `max_brokers` and `max_brokers_per_endpoint`.
-const MAX_BROKERS_LIMIT: usize = 10_000;
 /// Longest namespace pattern (Kubernetes names are at most 63 characters).
 const MAX_NAMESPACE_PATTERN: usize = 253;
 
@@ -62,61 +49,38 @@ pub(super) struct Access {
     pub rpc_timeout: Duration,
 }
 
-/// A list value: a YAML/TOML list, or comma-separated text (environment).
-fn items(raw: Option<&Raw>) -> Vec<(String, String)> {
-    let Some(raw) = raw else {
-        return Vec::new();
-    };
-    let list: Vec<String> = match &raw.value {
-        RawValue::List(items) => items.clone(),
-        RawValue::Text(t) => t.split(',').map(str::to_string).collect(),
-    };
-    list.into_iter()
-        .map(|s| (s.trim().to_string(), raw.origin.clone()))
-        .filter(|(s, _)| !s.is_empty())
-        .collect()
-}
-
-fn count(c: &mut Check<'_>, raw: Option<&Raw>, default: usize) -> usize {
-    let Some((text, origin)) = c.text(raw) else {
-        return default;
-    };
-    match text.parse::<usize>() {
-        Ok(n) if (1..=MAX_BROKERS_LIMIT).contains(&n) => n,
-        _ => {
-            c.problems.push(format!(
-                "{origin}: must be an integer from 1 to {MAX_BROKERS_LIMIT}, got {text:?}"
-            ));
-            default
-        }
-    }
-}
-
 pub(super) fn validate_access(
     c: &mut Check<'_>,
     raw: &RawConfig,
     connections: &NamedConnections,
 ) -> Access {
     let top = |k: &str| raw.top.get(k);
-    let mode = match c.text(top("broker_policy")) {
+    let mode = match c.top(raw, &defs::BROKER_POLICY) {
         None => BrokerMode::default(),
         Some((t, origin)) => BrokerMode::parse(t).unwrap_or_else(|| {
+            let choices = match defs::BROKER_POLICY.kind {
+                Kind::Choice { choices } => choices,
+                _ => &[],
+            };
             c.problems.push(format!(
-                "{origin}: must be any, allow-list or named-only, got {t:?}"
+                "{origin}: must be {}, got {}",
+                or_list(choices),
+                shown(t)
             ));
             BrokerMode::default()
         }),
     };
     let mut rules = Vec::new();
-    for (text, origin) in items(top("allowed_brokers")) {
+    for (text, origin) in items(top(defs::ALLOWED_BROKERS.key)) {
         match BrokerRule::parse(&text) {
             Ok(rule) => rules.push(rule),
             Err(why) => c.problems.push(format!(
-                "{origin}: {text:?}: {why} (e.g. redis-*.apps.svc:6379/0-3)"
+                "{origin}: {}: {why} (e.g. redis-*.apps.svc:6379/0-3)",
+                shown(&text)
             )),
         }
     }
-    if let Some(origin) = top("allowed_brokers").map(|r| r.origin.clone()) {
+    if let Some(origin) = top(defs::ALLOWED_BROKERS.key).map(|r| r.origin.clone()) {
         if mode != BrokerMode::AllowList && !rules.is_empty() {
             c.problems.push(format!(
                 "{origin}: allowed_brokers is used only with broker_policy: allow-list"
@@ -142,18 +106,9 @@ pub(super) fn validate_access(
             rules,
             connections: access,
         },
-        max_brokers: count(c, top("max_brokers"), DEFAULT_MAX_BROKERS),
-        max_brokers_per_endpoint: count(
-            c,
-            top("max_brokers_per_endpoint"),
-            DEFAULT_MAX_BROKERS_PER_ENDPOINT,
-        ),
-        rpc_timeout: c.seconds(
-            top("rpc_timeout_seconds"),
-            DEFAULT_RPC_TIMEOUT_SECS,
-            0.1,
-            60.0,
-        ),
+        max_brokers: c.count(raw, &defs::MAX_BROKERS),
+        max_brokers_per_endpoint: c.count(raw, &defs::MAX_BROKERS_PER_ENDPOINT),
+        rpc_timeout: c.seconds(raw, &defs::RPC_TIMEOUT),
     }
 }
 
@@ -163,11 +118,12 @@ fn connection_access(
     own_db: i64,
 ) -> ConnectionAccess {
     let mut databases = Vec::new();
-    for (text, origin) in items(fields.get("allowed_databases")) {
+    for (text, origin) in items(fields.get(defs::CONN_ALLOWED_DATABASES.key)) {
         match text.parse::<i64>() {
             Ok(n) if n >= 0 && text.bytes().all(|b| b.is_ascii_digit()) => databases.push(n),
             _ => c.problems.push(format!(
-                "{origin}: {text:?} is not a DB number (integers ≥ 0)"
+                "{origin}: {} is not a DB number (integers ≥ 0)",
+                shown(&text)
             )),
         }
     }
@@ -175,7 +131,7 @@ fn connection_access(
         databases.push(own_db);
     }
     let mut namespaces = Vec::new();
-    for (text, origin) in items(fields.get("allowed_namespaces")) {
+    for (text, origin) in items(fields.get(defs::CONN_ALLOWED_NAMESPACES.key)) {
         let ok = text.len() <= MAX_NAMESPACE_PATTERN
             && text
                 .bytes()

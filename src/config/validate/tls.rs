@@ -2,13 +2,14 @@
 //! belongs to its certificate, a client CA only with a server certificate.
 
 use super::{Check, Raw, RawConfig, RawValue, ServerTls};
+use crate::config::defs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub(super) fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
-    let cert_raw = raw.top.get("tls_cert");
-    let key_raw = raw.top.get("tls_key");
-    let ca_raw = raw.top.get("tls_client_ca");
+    let cert_raw = raw.top.get(defs::TLS_CERT.key);
+    let key_raw = raw.top.get(defs::TLS_KEY.key);
+    let ca_raw = raw.top.get(defs::TLS_CLIENT_CA.key);
     let has = |r: Option<&Raw>| matches!(r.map(|r| &r.value), Some(RawValue::Text(t)) if !t.trim().is_empty());
     let (has_cert, has_key, has_ca) = (has(cert_raw), has(key_raw), has(ca_raw));
     if has_key && !has_cert {
