@@ -223,6 +223,72 @@ arrivals = [{{ kind = "poisson", rate = 3 }}]
         assert!(best.summary.wait_p95 > 5.0);
     }
 
+    fn summary(policy: &str, p95: f64, pod: f64) -> Summary {
+        Summary {
+            policy: policy.into(),
+            tasks: 10,
+            unfinished: 0,
+            wait_p50: 0.0,
+            wait_p95: p95,
+            wait_p99: p95,
+            wait_max: p95,
+            share_over_target: 0.0,
+            pod_seconds: pod,
+            lower_bound: 1.0,
+            cost_efficiency: 0.0,
+            interrupted: 0,
+            lost: 0,
+            restored_at_shutdown: 0,
+            scale_events: 0,
+            cold_start_max: None,
+            cold_starts: 0,
+        }
+    }
+
+    fn comparison(latency: Summary, static_pod: f64) -> Comparison {
+        let keda = [
+            summary("keda-redis (listLength 5)", 4.0, 1000.0),
+            summary("keda-redis (listLength 1)", 2.0, 3000.0),
+        ];
+        Comparison {
+            summaries: vec![keda[0].clone(), summary("backlog", 3.0, 1100.0), latency],
+            outcomes: Vec::new(),
+            grid: keda.to_vec(),
+            grid_list_lengths: vec![5.0, 1.0],
+            static_best: StaticBest {
+                replicas: 3,
+                meets: true,
+                summary: summary("static (N=3)", 1.0, static_pod),
+                runs: 4,
+            },
+        }
+    }
+
+    #[test]
+    fn latency_shortfalls_name_every_missed_bar() {
+        let sc = scenario(20, 5.0);
+        let good = comparison(summary(LATENCY_ORACLE, 0.5, 900.0), 900.0);
+        assert_eq!(latency_shortfalls(&sc, &good), Vec::<String>::new());
+        assert!(anything_meets(&sc, &good));
+        let bad = comparison(summary(LATENCY_ORACLE, 6.0, 1200.0), 1000.0);
+        let got = latency_shortfalls(&sc, &bad).join("\n");
+        for needle in [
+            "misses the target (p95 6.00 s > 5 s)",
+            "costs +20.0 % pod-s over keda-redis listLength 5 (1000 pod-s)",
+            "costs 1.20× the best static N=3 (1000 pod-s; bar 1.15×)",
+            "dominated by keda-redis (listLength 5) (p95 4.00 s, 1000 pod-s)",
+            "dominated by backlog (p95 3.00 s, 1100 pod-s)",
+            "dominated by static (N=3) (p95 1.00 s, 1000 pod-s)",
+        ] {
+            assert!(got.contains(needle), "{needle} missing in {got}");
+        }
+        // keda-redis listLength 1 costs more: not a domination.
+        assert!(!got.contains("listLength 1)"), "{got}");
+        // 1.15× static is allowed.
+        let near = comparison(summary(LATENCY_ORACLE, 0.5, 1000.0), 900.0);
+        assert_eq!(latency_shortfalls(&sc, &near), Vec::<String>::new());
+    }
+
     #[test]
     fn cheapest_keda_picks_the_fewest_pod_seconds_among_those_meeting() {
         let sc = scenario(20, 5.0);
