@@ -421,6 +421,6 @@ arrivals = [ARRIVAL]
                 n += 1;
             }
         }
-        assert!(n >= 8, "{n} scenarios");
+        assert!(n >= 14, "{n} scenarios");
     }
 }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod autoscale;
+pub mod baseline;
 pub mod bench;
 pub mod engine;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod rng;
 pub mod scenario;
 pub mod workload;
 
+pub use baseline::StaticBest;
 pub use engine::{simulate, Outcome, PolicyKind, PolicyRun};
 pub use report::Summary;
 pub use scenario::Scenario;
@@ -83,7 +85,15 @@ pub struct Comparison {
     pub outcomes: Vec<Outcome>,
     /// The keda-redis runs of the grid (summaries), best first.
     pub grid: Vec<Summary>,
+    /// The `listLength` of each entry of `grid`, in the same order.
+    pub grid_list_lengths: Vec<f64>,
+    /// The best static replica count in hindsight.
+    pub static_best: StaticBest,
 }
+
+/// The label of the latency-mode run: it is fed the simulator's exact signals (see
+/// `docs/simulate.md`, "Sampler"), not the scaler's estimators.
+pub const LATENCY_ORACLE: &str = "latency (oracle signals)";
 
 /// The latency policy as the scenario configures it.
 pub fn latency_settings(sc: &Scenario) -> PolicySettings {
@@ -98,9 +108,9 @@ pub fn latency_settings(sc: &Scenario) -> PolicySettings {
 
 /// keda-redis' best grid entry: the fewest pod-seconds among runs meeting p95 ≤ target; when
 /// none meets it, the lowest p95 (then fewest pod-seconds).
-fn best_first(sc: &Scenario, grid: &mut [(Summary, Outcome)]) {
+fn best_first(sc: &Scenario, grid: &mut [(f64, Summary, Outcome)]) {
     let t = sc.target_latency;
-    grid.sort_by(|(a, _), (b, _)| {
+    grid.sort_by(|(_, a, _), (_, b, _)| {
         let (am, bm) = (a.wait_p95 <= t, b.wait_p95 <= t);
         bm.cmp(&am).then_with(|| {
             if am {
@@ -114,7 +124,8 @@ fn best_first(sc: &Scenario, grid: &mut [(Summary, Outcome)]) {
     });
 }
 
-/// Runs keda-redis over its `listLength` grid, then `backlog` and `latency`.
+/// Runs keda-redis over its `listLength` grid, then `backlog` and `latency`, then the
+/// static-fleet search of [`baseline::best_static`].
 pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
     let mut grid = Vec::new();
     for l in &sc.policies.keda_redis_list_lengths {
@@ -127,7 +138,7 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
         };
         let mut o = simulate(sc, &run)?;
         let s = report::summarize(sc, &mut o);
-        grid.push((s, o));
+        grid.push((*l, s, o));
     }
     best_first(sc, &mut grid);
     let ours = [
@@ -139,14 +150,15 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
             }),
         },
         PolicyRun {
-            label: "latency".into(),
+            label: LATENCY_ORACLE.into(),
             kind: PolicyKind::Ours(latency_settings(sc)),
         },
     ];
     let mut summaries = Vec::new();
     let mut outcomes = Vec::new();
-    let grid_summaries: Vec<Summary> = grid.iter().map(|(s, _)| s.clone()).collect();
-    if let Some((s, o)) = grid.into_iter().next() {
+    let grid_summaries: Vec<Summary> = grid.iter().map(|(_, s, _)| s.clone()).collect();
+    let grid_list_lengths = grid.iter().map(|(l, _, _)| *l).collect();
+    if let Some((_, s, o)) = grid.into_iter().next() {
         summaries.push(s);
         outcomes.push(o);
     }
@@ -159,6 +171,8 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
         summaries,
         outcomes,
         grid: grid_summaries,
+        grid_list_lengths,
+        static_best: baseline::best_static(sc)?,
     })
 }
 
@@ -173,6 +187,8 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
     if args.all_grid {
         rows.extend(cmp.grid.iter().skip(1).cloned());
     }
+    let mut text_rows = rows.clone();
+    text_rows.push(cmp.static_best.summary.clone());
     if let Some(path) = &args.csv {
         write(path, &report::csv(&cmp.outcomes))?;
     }
@@ -186,10 +202,11 @@ pub fn run(args: &SimulateArgs) -> Result<String, SimError> {
             "target_latency": sc.target_latency,
             "policies": rows,
             "keda_redis_grid": cmp.grid,
+            "baselines": report::baselines_json(&sc, &cmp),
         });
         Ok(serde_json::to_string_pretty(&doc)? + "\n")
     } else {
-        Ok(report::table(&sc, &rows))
+        Ok(report::table(&sc, &text_rows) + &report::baselines_text(&sc, &cmp))
     }
 }
 

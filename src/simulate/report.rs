@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::baseline::{anything_meets, cheapest_keda, latency_shortfalls};
 use super::engine::Outcome;
 use super::scenario::Scenario;
+use super::Comparison;
 
 /// The summary of one policy run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -93,7 +95,7 @@ pub fn table(sc: &Scenario, rows: &[Summary]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11} {:>6} {:>6} {:>5} {:>6} {:>9}",
+        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11} {:>6} {:>6} {:>5} {:>6} {:>9}",
         "policy",
         "p50 s",
         "p95 s",
@@ -110,7 +112,7 @@ pub fn table(sc: &Scenario, rows: &[Summary]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<22} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7.2} {:>11.0} {:>6.1} {:>6} {:>5} {:>6} {:>9}",
+            "{:<28} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7.2} {:>11.0} {:>6.1} {:>6} {:>5} {:>6} {:>9}",
             r.policy,
             r.wait_p50,
             r.wait_p95,
@@ -127,11 +129,69 @@ pub fn table(sc: &Scenario, rows: &[Summary]) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<22} {:>58.0}",
+        "{:<28} {:>58.0}",
         "lower bound (work/c)",
         rows.first().map_or(0.0, |r| r.lower_bound)
     );
     s
+}
+
+/// The baselines of a comparison as text lines under the table: the best static fleet, the
+/// cheapest keda-redis setting meeting the target, and latency mode's shortfalls.
+pub fn baselines_text(sc: &Scenario, cmp: &Comparison) -> String {
+    let mut s = String::new();
+    let st = &cmp.static_best;
+    if st.meets {
+        let _ = writeln!(
+            s,
+            "best static fleet: N={} meets the target with {:.0} pod-s (p95 {:.2} s)",
+            st.replicas, st.summary.pod_seconds, st.summary.wait_p95
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "best static fleet: no N ≤ max_replicas {} meets the target (p95 at N={}: {:.2} s)",
+            st.replicas, st.replicas, st.summary.wait_p95
+        );
+    }
+    match cheapest_keda(sc, &cmp.grid_list_lengths, &cmp.grid) {
+        Some((l, k)) => {
+            let _ = writeln!(
+                s,
+                "cheapest keda-redis meeting the target: listLength {l}, {:.0} pod-s (p95 {:.2} s)",
+                k.pod_seconds, k.wait_p95
+            );
+        }
+        None => s.push_str("cheapest keda-redis meeting the target: none of the grid meets it\n"),
+    }
+    if !anything_meets(sc, cmp) {
+        s.push_str("nothing meets the target: no policy, grid setting or static N\n");
+    }
+    let short = latency_shortfalls(sc, cmp);
+    if short.is_empty() {
+        s.push_str("latency (oracle signals): meets the bar (target, keda-redis, 1.15× static)\n");
+    } else {
+        let _ = writeln!(s, "latency (oracle signals): {}", short.join("; "));
+    }
+    s
+}
+
+/// The baselines of a comparison as JSON (the `baselines` object of `--json`).
+pub fn baselines_json(sc: &Scenario, cmp: &Comparison) -> serde_json::Value {
+    let keda = cheapest_keda(sc, &cmp.grid_list_lengths, &cmp.grid).map(|(l, k)| {
+        serde_json::json!({
+            "list_length": l,
+            "pod_seconds": k.pod_seconds,
+            "wait_p95": k.wait_p95,
+        })
+    });
+    serde_json::json!({
+        "static_best": cmp.static_best,
+        "lower_bound": cmp.summaries.first().map_or(0.0, |r| r.lower_bound),
+        "keda_redis_cheapest_meeting": keda,
+        "anything_meets": anything_meets(sc, cmp),
+        "latency_shortfalls": latency_shortfalls(sc, cmp),
+    })
 }
 
 /// CSV time series of every run: `policy,t,replicas,ready,backlog,running,oldest_wait,metric`.

@@ -212,6 +212,21 @@ arrivals = [{ kind = "poisson", rate = 1 }]
     .unwrap_or_else(|e| panic!("{e}"));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
     assert_eq!(v["policies"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["policies"][2]["policy"], LATENCY_ORACLE);
+    // Baselines: 0.5 slots of work on one slot a pod, so one static pod meets the target.
+    let base = &v["baselines"];
+    assert_eq!(base["static_best"]["replicas"], 1, "{base}");
+    assert_eq!(base["static_best"]["meets"], true, "{base}");
+    // keda-redis waits for its first poll and a cold pod: its p95 misses the 5 s target.
+    assert!(base["keda_redis_cheapest_meeting"].is_null(), "{base}");
+    assert_eq!(base["anything_meets"], true, "{base}");
+    assert!(base["latency_shortfalls"].is_array(), "{base}");
+    assert!(
+        text.contains("static (N=1)")
+            && text.contains("best static fleet: N=1 meets the target")
+            && text.contains("cheapest keda-redis meeting the target: none of the grid meets it"),
+        "{text}"
+    );
     let missing = run(&SimulateArgs {
         scenario: "/nonexistent.toml".into(),
         ..SimulateArgs::default()
