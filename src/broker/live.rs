@@ -31,6 +31,7 @@ use crate::celery::Layout;
 use crate::signals::estimate::{
     HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock, WorkerSummary,
 };
+use crate::signals::heartbeat::MAX_STARTS_PER_SLOT;
 use crate::signals::visibility::{TickSight, Visibility};
 use crate::signals::{Estimate, LiveSignals, SignalMode};
 
@@ -396,18 +397,25 @@ fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
         }
     }
     let service = workers.service_time();
-    // What the workers started cannot have kept more slots busy than they have: a forged
-    // heartbeat moves the start rate only within the workers' capacity.
-    let starts = workers
-        .start_rate
-        .map(|r| service.map_or(r, |s| workers.bounded_rate(r, s)));
     let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
-    if let (true, Some(starts)) = (uncounted, starts) {
+    if let (true, Some(rate)) = (uncounted, workers.start_rate) {
+        // The service time the policy will pair with the credited rate: the workers' own,
+        // else the queue's; starts while no beat ever saw a busy slot mean tasks shorter
+        // than the beats can see, so the shortest service time stands for theirs (never the
+        // `taskDuration` fallback: its product with a forged rate would have no bound).
+        let paired = service.or_else(|| est.service_time.and_then(|e| e.usable()));
+        let s = paired.unwrap_or(1.0 / MAX_STARTS_PER_SLOT);
+        // What the workers started cannot have kept more slots busy than they have: a
+        // forged heartbeat moves λ·S only within the workers' capacity.
+        let starts = workers.bounded_rate(rate, s);
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
             est.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
             est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
+            if paired.is_none() {
+                est.service_time = Some(Estimate::new(s, HEARTBEAT));
+            }
         }
     }
     if let Some(s) = service {

@@ -5,7 +5,7 @@
 //! beyond what a real Celery worker can send (see `docs/accuracy.md`, "Heartbeat bounds"):
 //! `active` is clamped to the configured per-worker maximum, a `freq` outside Celery's
 //! plausible range is ignored (the default interval is assumed), `processed` may grow by at
-//! most what a full worker can start between two beats, beats are dated by the scaler's own
+//! most what a full worker can start in the time since the previous beat, beats are dated by the scaler's own
 //! clock (the event's `timestamp` is never read), and the number of workers tracked and of
 //! beats kept per worker are bounded. Pure: every method takes `now` from its caller.
 
@@ -23,7 +23,8 @@ pub const DEFAULT_FREQ: f64 = 2.0;
 pub const MIN_FREQ: f64 = 0.1;
 pub const MAX_FREQ: f64 = 3600.0;
 /// Most task starts per second one busy slot can make (tasks of at least 1 ms): bounds how
-/// far `processed` may move between two beats.
+/// far `processed` may move between two beats. Its inverse is the policy's shortest service
+/// time, so that a rate within it keeps λ·S within the slots that started it.
 pub const MAX_STARTS_PER_SLOT: f64 = 1000.0;
 /// Most beats kept per worker (older ones are dropped first, shortening its window).
 pub const MAX_BEATS: usize = 64;
@@ -204,8 +205,11 @@ impl HeartbeatBook {
         match w.beats.back().copied() {
             Some((t, _, p)) if processed < p || now < t => w.beats.clear(),
             Some((t, _, p)) => {
-                // A full worker starts at most this many tasks between two beats.
-                let most = max_active as f64 * MAX_STARTS_PER_SLOT * (now - t).max(freq);
+                // A full worker starts at most this many tasks in the time that really passed
+                // since the last beat: no start rate exceeds the per-worker maximum. (Beats
+                // held up and delivered together lose nothing: the clamped count catches up
+                // on the next beats, as the worker's own counter still holds the total.)
+                let most = max_active as f64 * MAX_STARTS_PER_SLOT * (now - t);
                 if processed.saturating_sub(p) as f64 > most {
                     odd.push(Implausible::Processed);
                     processed = p.saturating_add(most as u64);

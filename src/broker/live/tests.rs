@@ -675,3 +675,46 @@ fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
         sampled[0]
     );
 }
+
+#[test]
+fn starts_without_busy_slots_carry_a_service_time_that_bounds_their_flow() {
+    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // A forged worker: never a busy slot (`active: 0`, so no Little's law), yet `processed`
+    // grows as fast as the bounds allow. Without a service time of its own, the policy would
+    // pair the credited rate with `taskDuration`.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut st = EventState::default();
+    let hb = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::with_limits(10.0, limits));
+    for beat in 0..=300u64 {
+        hb.record(
+            0.01 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 0,
+                processed: beat.saturating_mul(u64::MAX / 512),
+                freq: 2.0,
+            },
+        );
+    }
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=3 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    let rate = e.arrival_rate.expect("credited").value;
+    let s = e.service_time.expect("a service time paired with the rate");
+    assert_eq!(s.source, HEARTBEAT);
+    assert!(
+        rate * s.value.max(0.001) <= 4.0 + 1e-9,
+        "rate {rate} × S {s:?}"
+    );
+}

@@ -58,6 +58,25 @@ fn processed_may_grow_by_at_most_a_full_worker_per_beat() {
 }
 
 #[test]
+fn fast_beats_credit_processed_by_the_time_that_really_passed() {
+    let mut b = HeartbeatBook::with_limits(30.0, limits(4, 10));
+    b.record(0.0, &beat("celery@w", 0, 0, 2.0));
+    // Beats 10 ms apart, each claiming a full interval's worth of starts (4 × 1,000 × 2 s).
+    let mut flagged = 0;
+    for i in 1..=100u64 {
+        let now = i as f64 * 0.01;
+        flagged += b.record(now, &beat("celery@w", 0, i * 8_000, 2.0)).len();
+        let rate = b.start_rate(now, "celery@").expect("rate");
+        assert!(rate <= 4.0 * MAX_STARTS_PER_SLOT + 1e-6, "beat {i}: {rate}");
+    }
+    assert_eq!(flagged, 100, "every over-claim is implausible");
+    // Beats held up and delivered together: the clamped count catches up afterwards.
+    assert!(b
+        .record(300.0, &beat("celery@w", 0, 800_000, 2.0))
+        .is_empty());
+}
+
+#[test]
 fn new_hostnames_beyond_the_bound_are_refused_until_a_worker_expires() {
     let mut b = HeartbeatBook::with_limits(30.0, limits(8, 3));
     for i in 0..3 {
