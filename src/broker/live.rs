@@ -367,18 +367,28 @@ impl LiveBook {
     }
 }
 
-/// Queues whose workers are known: a watch set of exactly that queue names them with
-/// `workerHostnames` (with several, the smallest pattern wins, the same on every tick).
+/// Queues whose workers are known: watch sets of exactly that queue name them with
+/// `workerHostnames`, all with the same pattern. Two different patterns on one queue are a
+/// conflict and name no workers: one trigger (another tenant's, say `*`) must not change
+/// which heartbeats make the rates every other trigger of the queue sees.
 pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
-    let mut out: HashMap<(Layout, String), &str> = HashMap::new();
+    let mut named: HashMap<(Layout, String), Option<&str>> = HashMap::new();
     for w in watches {
         if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
-            out.entry((w.layout.clone(), q.clone()))
-                .and_modify(|p| *p = (*p).min(pattern))
-                .or_insert(pattern);
+            named
+                .entry((w.layout.clone(), q.clone()))
+                .and_modify(|p| {
+                    if *p != Some(pattern) {
+                        *p = None;
+                    }
+                })
+                .or_insert(Some(pattern));
         }
     }
-    out
+    named
+        .into_iter()
+        .filter_map(|(id, p)| Some((id, p?)))
+        .collect()
 }
 
 /// Folds the heartbeats of the workers that consume only this queue into its estimates:

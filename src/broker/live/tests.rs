@@ -718,3 +718,39 @@ fn starts_without_busy_slots_carry_a_service_time_that_bounds_their_flow() {
         "rate {rate} × S {s:?}"
     );
 }
+
+#[test]
+fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
+    // The owner's trigger names its workers; another trigger on the same queue names `*`.
+    let mut owner = watch(&["celery"]);
+    owner.worker_hostnames = Some("celery@w-*".into());
+    let mut other = owner.clone();
+    other.worker_hostnames = Some("*".into());
+    let id = (owner.layout.clone(), "celery".to_string());
+    let same = [owner.clone(), owner.clone()];
+    assert_eq!(single_queue_workers(&same).get(&id), Some(&"celery@w-*"));
+    for watches in [
+        [owner.clone(), other.clone()],
+        [other.clone(), owner.clone()],
+    ] {
+        assert_eq!(single_queue_workers(&watches).get(&id), None);
+        let mut st = busy_worker(20);
+        let mut book = LiveBook::new(10.0);
+        let mut e = QueueEstimates::default();
+        for t in 0..=20 {
+            let mut extras = TickExtras::default();
+            extras.llen.insert(b"celery".to_vec(), 0);
+            let data = book.update(
+                f64::from(t),
+                &watches,
+                &mut extras,
+                &mut st,
+                |_, _| 0,
+                |_, _| 0,
+            );
+            e = data.queues[&id].clone();
+        }
+        assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+        assert_eq!(e.service_time, None);
+    }
+}
