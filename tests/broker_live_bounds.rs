@@ -250,11 +250,20 @@ async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
         .value;
     assert_eq!(
         tracked, MAX_TRACKED_WORKERS as f64,
-        "the first {} hostnames are tracked, no more",
+        "the latest {} hostnames are tracked, no more",
         MAX_TRACKED_WORKERS
     );
-    // Every refusal is counted.
+    // Every eviction is counted.
     assert_eq!(refused(&broker), expected);
+    // A new worker pod (a new hostname) is heard despite the full book of forged ones.
+    publish(&mut c, &[forged("real@pod-1", "3", "0", "2")]);
+    let pattern = Some("real@");
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        v.live_signals(pattern)[0].running.is_some()
+    })
+    .await;
+    let running = v.live_signals(pattern)[0].running.map(|e| e.value);
+    assert_eq!(running, Some(3.0), "the new worker is tracked");
     registry.shutdown().await;
 }
 
@@ -266,7 +275,8 @@ async fn wait_refused(broker: &str, expected: f64, secs: u64) {
     }
 }
 
-/// `celery_scaler_heartbeats_implausible_total{reason="too_many_workers"}` of `broker`.
+/// `celery_scaler_heartbeats_implausible_total{reason="too_many_workers"}` of `broker`: workers
+/// evicted to make room for new hostnames.
 fn refused(broker: &str) -> f64 {
     prometheus::gather()
         .iter()

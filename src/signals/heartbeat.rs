@@ -9,7 +9,7 @@
 //! clock (the event's `timestamp` is never read), and the number of workers tracked and of
 //! beats kept per worker are bounded. Pure: every method takes `now` from its caller.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::estimate::{littles_law, rate_of};
 
@@ -26,6 +26,10 @@ pub const MAX_FREQ: f64 = 3600.0;
 /// far `processed` may move between two beats. Its inverse is the policy's shortest service
 /// time, so that a rate within it keeps λ·S within the slots that started it.
 pub const MAX_STARTS_PER_SLOT: f64 = 1000.0;
+/// Longest interval (seconds) that counts for expiry: a worker silent for three times
+/// `min(freq, MAX_EXPIRY_FREQ)` is forgotten, so a forged one with `freq` 3600 lasts 3 min,
+/// not 3 h.
+pub const MAX_EXPIRY_FREQ: f64 = 60.0;
 /// Most beats kept per worker (older ones are dropped first, shortening its window).
 pub const MAX_BEATS: usize = 64;
 /// Dead workers are swept at most this often (seconds) when the book is full.
@@ -36,7 +40,7 @@ const SWEEP_PERIOD: f64 = 1.0;
 pub struct HeartbeatLimits {
     /// Largest `active` one worker may report (its pool size at most).
     pub max_active: u64,
-    /// Most workers tracked at once; heartbeats of further hostnames are refused.
+    /// Most workers tracked at once; a further hostname evicts the least recently heard.
     pub max_workers: usize,
 }
 
@@ -58,7 +62,8 @@ pub enum Implausible {
     Freq,
     /// `processed` grew faster than a full worker can start tasks: clamped.
     Processed,
-    /// A new hostname while the book is full: refused.
+    /// A new hostname while the book is full of live workers: the least recently heard one
+    /// is evicted to make room.
     TooManyWorkers,
 }
 
@@ -95,6 +100,8 @@ pub struct Heartbeat {
 #[derive(Clone, Debug)]
 struct WorkerState {
     freq: f64,
+    /// Position in [`HeartbeatBook::heard`]: larger is more recent.
+    seq: u64,
     /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
     /// its start); never empty. The latest is the worker's state now, `processed` over them
     /// the start rate, and both together Little's law over one and the same interval.
@@ -115,7 +122,7 @@ impl WorkerState {
     }
 
     fn alive(&self, now: f64) -> bool {
-        now - self.last_seen() <= 3.0 * self.freq.max(1.0)
+        now - self.last_seen() <= 3.0 * self.freq.clamp(1.0, MAX_EXPIRY_FREQ)
     }
 
     /// Task starts per second (with the burst fast path), `None` before two heartbeats.
@@ -141,12 +148,18 @@ impl WorkerState {
 }
 
 /// Worker heartbeats of one broker prefix, filtered by hostname pattern: running tasks now and
-/// the rate at which tasks start. Workers silent for more than three intervals are dropped.
+/// the rate at which tasks start. Workers silent for more than three intervals (of at most
+/// [`MAX_EXPIRY_FREQ`]) are dropped; when the book is full, a new worker evicts the least
+/// recently heard.
 #[derive(Clone, Debug)]
 pub struct HeartbeatBook {
     window: f64,
     limits: HeartbeatLimits,
     workers: HashMap<String, WorkerState>,
+    /// Hostnames by the order their latest beat was heard (oldest first).
+    heard: BTreeMap<u64, String>,
+    /// Sequence number of the next beat heard.
+    next_seq: u64,
     /// When dead workers were last swept to make room.
     swept: f64,
 }
@@ -162,6 +175,8 @@ impl HeartbeatBook {
             window: window_secs,
             limits,
             workers: HashMap::new(),
+            heard: BTreeMap::new(),
+            next_seq: 0,
             swept: f64::NEG_INFINITY,
         }
     }
@@ -171,13 +186,15 @@ impl HeartbeatBook {
     }
 
     /// Records one heartbeat received at `now`, within the limits; returns what was
-    /// implausible about it (empty for a plausible one). A refused heartbeat changes nothing.
+    /// implausible about it (empty for a plausible one).
     pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
         let mut odd = Vec::new();
         if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
             odd.push(Implausible::TooManyWorkers);
-            return odd;
+            self.evict_oldest();
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let freq = if (MIN_FREQ..=MAX_FREQ).contains(&hb.freq) {
             hb.freq
         } else {
@@ -196,9 +213,13 @@ impl HeartbeatBook {
             .entry(hb.hostname.clone())
             .or_insert_with(|| WorkerState {
                 freq,
+                seq,
                 beats: VecDeque::new(),
             });
         w.freq = freq;
+        self.heard.remove(&w.seq);
+        w.seq = seq;
+        self.heard.insert(seq, hb.hostname.clone());
         let mut processed = hb.processed;
         // A counter that went back (the worker restarted) or a clock that did restarts the
         // series; a second heartbeat at the same instant replaces the first.
@@ -240,13 +261,29 @@ impl HeartbeatBook {
         self.workers.len() < self.limits.max_workers
     }
 
+    /// Forgets the least recently heard worker (the book is full of live ones).
+    fn evict_oldest(&mut self) {
+        if let Some((_, hostname)) = self.heard.pop_first() {
+            self.workers.remove(&hostname);
+        }
+    }
+
     /// A worker said goodbye (`worker-offline`).
     pub fn forget(&mut self, hostname: &str) {
-        self.workers.remove(hostname);
+        if let Some(w) = self.workers.remove(hostname) {
+            self.heard.remove(&w.seq);
+        }
     }
 
     fn expire(&mut self, now: f64) {
-        self.workers.retain(|_, w| w.alive(now));
+        let heard = &mut self.heard;
+        self.workers.retain(|_, w| {
+            let alive = w.alive(now);
+            if !alive {
+                heard.remove(&w.seq);
+            }
+            alive
+        });
     }
 
     /// Live workers matching `pattern` (see [`glob_match`]).

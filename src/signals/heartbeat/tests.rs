@@ -42,6 +42,7 @@ fn an_implausible_freq_is_ignored_so_the_worker_still_expires() {
     let mut b = HeartbeatBook::new(30.0);
     assert!(b.record(0.0, &beat("celery@w", 1, 0, 60.0)).is_empty());
     assert!(b.summary(179.0, "celery@").is_some());
+    assert_eq!(b.summary(181.0, "celery@"), None);
 }
 
 #[test]
@@ -77,21 +78,43 @@ fn fast_beats_credit_processed_by_the_time_that_really_passed() {
 }
 
 #[test]
-fn new_hostnames_beyond_the_bound_are_refused_until_a_worker_expires() {
+fn a_new_hostname_in_a_full_book_evicts_the_least_recently_heard() {
     let mut b = HeartbeatBook::with_limits(30.0, limits(8, 3));
     for i in 0..3 {
         assert!(b.record(0.0, &beat(&format!("w{i}"), 1, 0, 2.0)).is_empty());
     }
-    for i in 3..1000 {
-        let odd = b.record(1.0, &beat(&format!("w{i}"), 1, 0, 2.0));
+    // w0 beats again: w1 is now the least recently heard.
+    assert!(b.record(0.5, &beat("w0", 2, 5, 2.0)).is_empty());
+    let odd = b.record(1.0, &beat("celery@new-pod", 1, 0, 2.0));
+    assert_eq!(odd, vec![Implausible::TooManyWorkers]);
+    assert_eq!(b.workers(), 3);
+    assert!(b.summary(1.0, "w1").is_none(), "w1 evicted");
+    for kept in ["w0", "w2", "celery@new-pod"] {
+        assert!(b.summary(1.0, kept).is_some(), "{kept} kept");
+    }
+    // A flood of new hostnames keeps the book at its bound, the newest tracked.
+    for i in 0..1000 {
+        let odd = b.record(1.5, &beat(&format!("flood{i}"), 1, 0, 2.0));
         assert_eq!(odd, vec![Implausible::TooManyWorkers]);
     }
     assert_eq!(b.workers(), 3);
-    // Known workers still beat.
-    assert!(b.record(2.0, &beat("w0", 2, 5, 2.0)).is_empty());
-    // Once the silent ones expire, a new one fits.
-    assert!(b.record(7.0, &beat("w-new", 1, 0, 2.0)).is_empty());
-    assert_eq!(b.workers(), 2);
+    assert!(b.summary(1.5, "flood999").is_some());
+    // A worker that said goodbye leaves room without an eviction.
+    b.forget("flood999");
+    assert!(b.record(1.6, &beat("celery@real", 1, 0, 2.0)).is_empty());
+    // Once the silent ones expire, new ones fit without evictions.
+    assert!(b.record(7.7, &beat("w-new", 1, 0, 2.0)).is_empty());
+    assert_eq!(b.workers(), 1);
+}
+
+#[test]
+fn a_long_interval_keeps_a_silent_worker_for_three_minutes_at_most() {
+    let mut b = HeartbeatBook::new(30.0);
+    assert!(b.record(0.0, &beat("forged@w", 1, 0, MAX_FREQ)).is_empty());
+    assert!(b.summary(180.0, "forged@").is_some());
+    assert_eq!(b.summary(180.1, "forged@"), None);
+    b.prune(180.1);
+    assert_eq!(b.workers(), 0);
 }
 
 #[test]
