@@ -391,30 +391,60 @@ impl WorkerSummary {
 }
 
 /// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
-/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`).
+/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`). Runs on the RPC path for
+/// every tracked worker, so it allocates nothing and takes at most
+/// (name bytes + 1) × (pattern bytes + 1) steps (both are bounded: `MAX_HOSTNAME` and the
+/// `workerHostnames` limit).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
+    glob_steps(pattern, name, &mut 0)
+}
+
+/// [`glob_match`], counting its steps into `steps`: the two-pointer matcher over bytes, which
+/// backtracks only to the last `*` (`?` takes one whole UTF-8 character).
+fn glob_steps(pattern: &str, name: &str, steps: &mut u64) -> bool {
     if !pattern.contains(['*', '?']) {
         return name.starts_with(pattern);
     }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // One character of `n` starting at byte `i` (a char boundary).
+    let width = |i: usize| match n.get(i) {
+        Some(&b) if b >= 0xF0 => 4,
+        Some(&b) if b >= 0xE0 => 3,
+        Some(&b) if b >= 0xC0 => 2,
+        _ => 1,
+    };
+    let (mut pi, mut ni) = (0, 0);
+    // (pattern index after the last `*`, name index it is matched up to).
+    let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
+        *steps += 1;
+        match p.get(pi) {
+            Some(b'*') => {
+                pi += 1;
+                star = Some((pi, ni));
+            }
+            Some(b'?') => {
+                pi += 1;
+                ni += width(ni);
+            }
+            Some(&c) if c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((after, mark)) => {
+                    let mark = mark + width(mark);
+                    star = Some((after, mark));
+                    pi = after;
+                    ni = mark;
+                }
+                None => return false,
+            },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    ni == n.len()
+        && p.get(pi..)
+            .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]

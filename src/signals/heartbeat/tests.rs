@@ -139,3 +139,55 @@ fn capacity_bounds_the_flow_a_summary_implies() {
     // A service time below a millisecond counts as one, as in the policy.
     assert_eq!(s.bounded_rate(1e9, 1e-6), 8.0 * MAX_STARTS_PER_SLOT);
 }
+
+/// Reference glob by dynamic programming over characters (the specification).
+fn glob_reference(p: &[char], n: &[char]) -> bool {
+    let mut dp = vec![vec![false; n.len() + 1]; p.len() + 1];
+    dp[0][0] = true;
+    for i in 1..=p.len() {
+        for j in 0..=n.len() {
+            dp[i][j] = match p[i - 1] {
+                '*' => dp[i - 1][j] || (j > 0 && dp[i][j - 1]),
+                '?' => j > 0 && dp[i - 1][j - 1],
+                c => j > 0 && dp[i - 1][j - 1] && n[j - 1] == c,
+            };
+        }
+    }
+    dp[p.len()][n.len()]
+}
+
+#[test]
+fn glob_agrees_with_the_reference_including_multibyte_characters() {
+    let patterns = [
+        "*", "?", "a*b", "*a?", "é?*", "?é", "*ü*x", "a**b?", "*?*?", "*@w-?",
+    ];
+    let names = [
+        "", "a", "ab", "aab", "éx", "xé", "aüüx", "abbb", "é", "c@w-7", "c@w-77",
+    ];
+    for p in patterns {
+        for n in names {
+            let want = glob_reference(
+                &p.chars().collect::<Vec<_>>(),
+                &n.chars().collect::<Vec<_>>(),
+            );
+            assert_eq!(glob_match(p, n), want, "{p:?} vs {n:?}");
+        }
+    }
+}
+
+#[test]
+fn glob_work_is_bounded_by_the_product_of_the_lengths() {
+    // The classic worst case for backtracking matchers: many stars, a name that almost
+    // matches each, at the longest pattern and hostname accepted.
+    let pattern = format!("{}b", "*a".repeat(127));
+    // The longest hostname a worker event may carry (`celery::event::MAX_HOSTNAME`).
+    let name = "a".repeat(255);
+    let mut steps = 0;
+    assert!(!glob_steps(&pattern, &name, &mut steps));
+    let bound = (name.len() as u64 + 1) * (pattern.len() as u64 + 1);
+    assert!(steps <= bound, "{steps} steps > {bound}");
+    // A name that matches at once costs one step per byte.
+    let mut steps = 0;
+    assert!(glob_steps("a*", &name, &mut steps));
+    assert!(steps <= name.len() as u64 + 1, "{steps}");
+}
