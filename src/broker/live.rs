@@ -360,8 +360,15 @@ impl LiveBook {
         self.queues.retain(|id, _| alive.contains(id));
         self.warned.retain(|id, _| alive.contains(id));
         for (prefix, book) in &events.heartbeats {
-            out.heartbeats
-                .insert(prefix.clone(), Arc::new(book.clone()));
+            // The copy RPCs read: its hostnames matched against the watched patterns once.
+            let mut copy = book.clone();
+            copy.memoise(
+                watches
+                    .iter()
+                    .filter(|w| w.layout.prefix == *prefix)
+                    .filter_map(|w| w.worker_hostnames.as_deref()),
+            );
+            out.heartbeats.insert(prefix.clone(), Arc::new(copy));
         }
         out
     }

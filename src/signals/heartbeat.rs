@@ -160,6 +160,9 @@ pub struct HeartbeatBook {
     heard: BTreeMap<u64, String>,
     /// Sequence number of the next beat heard.
     next_seq: u64,
+    /// Hostnames matching each pattern, from [`HeartbeatBook::memoise`] (the sampler's copy:
+    /// RPCs then match no glob); cleared by any change to the workers.
+    memo: HashMap<String, Vec<String>>,
     /// When dead workers were last swept to make room.
     swept: f64,
 }
@@ -177,6 +180,7 @@ impl HeartbeatBook {
             workers: HashMap::new(),
             heard: BTreeMap::new(),
             next_seq: 0,
+            memo: HashMap::new(),
             swept: f64::NEG_INFINITY,
         }
     }
@@ -189,6 +193,7 @@ impl HeartbeatBook {
     /// implausible about it (empty for a plausible one).
     pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
         let mut odd = Vec::new();
+        self.memo.clear();
         if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
             odd.push(Implausible::TooManyWorkers);
             self.evict_oldest();
@@ -270,12 +275,14 @@ impl HeartbeatBook {
 
     /// A worker said goodbye (`worker-offline`).
     pub fn forget(&mut self, hostname: &str) {
+        self.memo.clear();
         if let Some(w) = self.workers.remove(hostname) {
             self.heard.remove(&w.seq);
         }
     }
 
     fn expire(&mut self, now: f64) {
+        self.memo.clear();
         let heard = &mut self.heard;
         self.workers.retain(|_, w| {
             let alive = w.alive(now);
@@ -329,14 +336,50 @@ impl HeartbeatBook {
 
     /// Running tasks and start rate of the live workers matching `pattern` at `now`, without
     /// forgetting anyone (for read-only copies). `None` when no live worker matches.
+    /// Uses the hostnames [`HeartbeatBook::memoise`] found for `pattern` when it has them.
     pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
-        let live = self
-            .workers
-            .iter()
-            .filter(|(name, w)| w.alive(now) && glob_match(pattern, name));
+        match self.memo.get(pattern) {
+            Some(names) => self.summarise(
+                now,
+                names.iter().filter_map(|n| self.workers.get(n.as_str())),
+            ),
+            None => self.summarise(
+                now,
+                self.workers
+                    .iter()
+                    .filter(|(name, _)| glob_match(pattern, name))
+                    .map(|(_, w)| w),
+            ),
+        }
+    }
+
+    /// Finds the hostnames matching each of `patterns` once, for later [`summary`] calls on
+    /// this (read-only) copy: the glob work is done here, not on every RPC.
+    ///
+    /// [`summary`]: HeartbeatBook::summary
+    pub fn memoise<'a>(&mut self, patterns: impl IntoIterator<Item = &'a str>) {
+        self.memo.clear();
+        for pattern in patterns {
+            if !self.memo.contains_key(pattern) {
+                let names = self
+                    .workers
+                    .keys()
+                    .filter(|name| glob_match(pattern, name))
+                    .cloned()
+                    .collect();
+                self.memo.insert(pattern.to_string(), names);
+            }
+        }
+    }
+
+    fn summarise<'a>(
+        &self,
+        now: f64,
+        matching: impl Iterator<Item = &'a WorkerState>,
+    ) -> Option<WorkerSummary> {
         let mut out = WorkerSummary::default();
         let mut rates = None::<f64>;
-        for (_, w) in live {
+        for w in matching.filter(|w| w.alive(now)) {
             out.workers += 1;
             out.running = out.running.saturating_add(w.active());
             if let Some(r) = w.start_rate() {
@@ -396,7 +439,11 @@ impl WorkerSummary {
 /// (name bytes + 1) × (pattern bytes + 1) steps (both are bounded: `MAX_HOSTNAME` and the
 /// `workerHostnames` limit).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    glob_steps(pattern, name, &mut 0)
+    let mut steps = 0;
+    let matched = glob_steps(pattern, name, &mut steps);
+    #[cfg(test)]
+    tests::GLOB_STEPS.with(|c| c.set(c.get() + steps));
+    matched
 }
 
 /// [`glob_match`], counting its steps into `steps`: the two-pointer matcher over bytes, which

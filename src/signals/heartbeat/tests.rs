@@ -2,6 +2,11 @@
 
 use super::*;
 
+thread_local! {
+    /// Glob steps taken by this test's thread (see [`glob_match`]).
+    pub(super) static GLOB_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn beat(host: &str, active: u64, processed: u64, freq: f64) -> Heartbeat {
     Heartbeat {
         hostname: host.into(),
@@ -190,4 +195,36 @@ fn glob_work_is_bounded_by_the_product_of_the_lengths() {
     let mut steps = 0;
     assert!(glob_steps("a*", &name, &mut steps));
     assert!(steps <= name.len() as u64 + 1, "{steps}");
+}
+
+#[test]
+fn a_memoised_copy_answers_summaries_without_glob_work() {
+    let mut b = HeartbeatBook::new(30.0);
+    for i in 0..200 {
+        b.record(0.0, &beat(&format!("celery@w-{i}"), 1, 0, 2.0));
+        b.record(0.0, &beat(&format!("other@x-{i}"), 2, 0, 2.0));
+    }
+    let pattern = "*@w-*";
+    let direct = b.summary(1.0, pattern);
+    let mut copy = b.clone();
+    copy.memoise([pattern, pattern, "other@"]);
+    let before = GLOB_STEPS.with(|c| c.get());
+    for _ in 0..100 {
+        assert_eq!(copy.summary(1.0, pattern), direct);
+    }
+    assert_eq!(
+        GLOB_STEPS.with(|c| c.get()),
+        before,
+        "no glob work per summary"
+    );
+    assert_eq!(copy.summary(1.0, "other@").map(|s| s.running), Some(400));
+    // A pattern not memoised is still matched; expiry still applies to memoised ones.
+    assert_eq!(
+        copy.summary(1.0, "celery@w-1").map(|s| s.workers),
+        Some(111)
+    );
+    assert_eq!(copy.summary(7.0, pattern), None);
+    // Any change forgets the memo.
+    copy.record(2.0, &beat("celery@w-new", 1, 0, 2.0));
+    assert_eq!(copy.summary(2.0, pattern).map(|s| s.workers), Some(201));
 }
