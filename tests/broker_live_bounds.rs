@@ -172,6 +172,50 @@ async fn forged_heartbeats_leave_the_latency_metric_bounded_and_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_forged_beats_without_busy_slots_leave_the_latency_metric_bounded() {
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(settings()));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let watch = watch(Some("idle@"));
+    registry.view(&spec, &watch).await.expect("first view");
+    wait_psubscribed(&server);
+    let mut c = server.conn(0);
+    let hosts = ["idle@a", "idle@b"];
+    // Never a busy slot (no Little's law to pair the rate with), beats 10 ms apart, each
+    // claiming a full worker's starts over a whole default interval (256 × 1,000 × 2 s).
+    for beat in 0..150u64 {
+        let processed = (beat * 512_000).to_string();
+        let payloads: Vec<String> = hosts
+            .iter()
+            .map(|h| forged(h, "0", &processed, "2"))
+            .collect();
+        publish(&mut c, &payloads);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pattern = Some("idle@");
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        let l = &v.live_signals(pattern)[0];
+        l.dequeue_rate.is_some_and(|e| e.source == "heartbeat")
+    })
+    .await;
+    let live = v.live_signals(pattern);
+    assert_eq!(live[0].dequeue_rate.map(|e| e.source), Some("heartbeat"));
+    let capacity = (hosts.len() as u64 * MAX_WORKER_CONCURRENCY) as f64;
+    // A configured task duration: the fallback a rate without a service time would meet.
+    let settings = LatencySettings {
+        task_duration: Some(60.0),
+        ..LatencySettings::new(4.0, 30.0)
+    };
+    let d = decide(&settings, &v.queues, &live);
+    assert!(
+        d.metric_value <= capacity + capacity.sqrt() + 1e-6,
+        "metric {} with capacity {capacity}: {d:?}",
+        d.metric_value
+    );
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
     let server = RedisServer::start();
     let registry = Arc::new(Registry::new(settings()));
@@ -206,11 +250,20 @@ async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
         .value;
     assert_eq!(
         tracked, MAX_TRACKED_WORKERS as f64,
-        "the first {} hostnames are tracked, no more",
+        "the latest {} hostnames are tracked, no more",
         MAX_TRACKED_WORKERS
     );
-    // Every refusal is counted.
+    // Every eviction is counted.
     assert_eq!(refused(&broker), expected);
+    // A new worker pod (a new hostname) is heard despite the full book of forged ones.
+    publish(&mut c, &[forged("real@pod-1", "3", "0", "2")]);
+    let pattern = Some("real@");
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        v.live_signals(pattern)[0].running.is_some()
+    })
+    .await;
+    let running = v.live_signals(pattern)[0].running.map(|e| e.value);
+    assert_eq!(running, Some(3.0), "the new worker is tracked");
     registry.shutdown().await;
 }
 
@@ -222,7 +275,8 @@ async fn wait_refused(broker: &str, expected: f64, secs: u64) {
     }
 }
 
-/// `celery_scaler_heartbeats_implausible_total{reason="too_many_workers"}` of `broker`.
+/// `celery_scaler_heartbeats_implausible_total{reason="too_many_workers"}` of `broker`: workers
+/// evicted to make room for new hostnames.
 fn refused(broker: &str) -> f64 {
     prometheus::gather()
         .iter()

@@ -494,7 +494,7 @@ impl Listener {
                 reason = reason.label(),
                 max_worker_concurrency = limits.max_active,
                 max_tracked_workers = limits.max_workers,
-                "implausible worker heartbeat clamped or refused (counted in celery_scaler_heartbeats_implausible_total; warned at most once a minute)"
+                "implausible worker heartbeat clamped, ignored or making room by evicting a worker (counted in celery_scaler_heartbeats_implausible_total; warned at most once a minute)"
             );
         }
     }

@@ -31,6 +31,7 @@ use crate::celery::Layout;
 use crate::signals::estimate::{
     HeartbeatBook, Occupancy, RateEstimator, Residence, TailClock, WorkerSummary,
 };
+use crate::signals::heartbeat::MAX_STARTS_PER_SLOT;
 use crate::signals::visibility::{TickSight, Visibility};
 use crate::signals::{Estimate, LiveSignals, SignalMode};
 
@@ -359,25 +360,42 @@ impl LiveBook {
         self.queues.retain(|id, _| alive.contains(id));
         self.warned.retain(|id, _| alive.contains(id));
         for (prefix, book) in &events.heartbeats {
-            out.heartbeats
-                .insert(prefix.clone(), Arc::new(book.clone()));
+            // The copy RPCs read: its hostnames matched against the watched patterns once.
+            let mut copy = book.clone();
+            copy.memoise(
+                watches
+                    .iter()
+                    .filter(|w| w.layout.prefix == *prefix)
+                    .filter_map(|w| w.worker_hostnames.as_deref()),
+            );
+            out.heartbeats.insert(prefix.clone(), Arc::new(copy));
         }
         out
     }
 }
 
-/// Queues whose workers are known: a watch set of exactly that queue names them with
-/// `workerHostnames` (with several, the smallest pattern wins, the same on every tick).
+/// Queues whose workers are known: watch sets of exactly that queue name them with
+/// `workerHostnames`, all with the same pattern. Two different patterns on one queue are a
+/// conflict and name no workers: one trigger (another tenant's, say `*`) must not change
+/// which heartbeats make the rates every other trigger of the queue sees.
 pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
-    let mut out: HashMap<(Layout, String), &str> = HashMap::new();
+    let mut named: HashMap<(Layout, String), Option<&str>> = HashMap::new();
     for w in watches {
         if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
-            out.entry((w.layout.clone(), q.clone()))
-                .and_modify(|p| *p = (*p).min(pattern))
-                .or_insert(pattern);
+            named
+                .entry((w.layout.clone(), q.clone()))
+                .and_modify(|p| {
+                    if *p != Some(pattern) {
+                        *p = None;
+                    }
+                })
+                .or_insert(Some(pattern));
         }
     }
-    out
+    named
+        .into_iter()
+        .filter_map(|(id, p)| Some((id, p?)))
+        .collect()
 }
 
 /// Folds the heartbeats of the workers that consume only this queue into its estimates:
@@ -396,18 +414,25 @@ fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
         }
     }
     let service = workers.service_time();
-    // What the workers started cannot have kept more slots busy than they have: a forged
-    // heartbeat moves the start rate only within the workers' capacity.
-    let starts = workers
-        .start_rate
-        .map(|r| service.map_or(r, |s| workers.bounded_rate(r, s)));
     let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
-    if let (true, Some(starts)) = (uncounted, starts) {
+    if let (true, Some(rate)) = (uncounted, workers.start_rate) {
+        // The service time the policy will pair with the credited rate: the workers' own,
+        // else the queue's; starts while no beat ever saw a busy slot mean tasks shorter
+        // than the beats can see, so the shortest service time stands for theirs (never the
+        // `taskDuration` fallback: its product with a forged rate would have no bound).
+        let paired = service.or_else(|| est.service_time.and_then(|e| e.usable()));
+        let s = paired.unwrap_or(1.0 / MAX_STARTS_PER_SLOT);
+        // What the workers started cannot have kept more slots busy than they have: a
+        // forged heartbeat moves λ·S only within the workers' capacity.
+        let starts = workers.bounded_rate(rate, s);
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
             est.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
             est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
+            if paired.is_none() {
+                est.service_time = Some(Estimate::new(s, HEARTBEAT));
+            }
         }
     }
     if let Some(s) = service {

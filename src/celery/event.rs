@@ -20,8 +20,9 @@ pub enum EventError {
     BadHostname,
 }
 
-/// Longest worker hostname accepted (Celery's `name@host`, a DNS name is at most 253 bytes).
-pub const MAX_HOSTNAME: usize = 512;
+/// Longest worker hostname accepted (Celery's `name@host`, a DNS name is at most 253 bytes):
+/// every tracked hostname is matched against `workerHostnames` patterns on each RPC.
+pub const MAX_HOSTNAME: usize = 255;
 
 impl EventError {
     pub fn label(self) -> &'static str {
@@ -223,6 +224,14 @@ mod tests {
                 Err(EventError::BadHostname)
             );
         }
+        // A DNS name is at most 253 bytes: 255 covers `name@` with a short node name, and
+        // keeps the glob over every tracked hostname cheap.
+        let dns_plus = "w".repeat(256);
+        let body = serde_json::json!({"hostname": dns_plus, "type": "worker-heartbeat"});
+        assert_eq!(
+            parse_worker_event(envelope(&body.to_string()).as_bytes()),
+            Err(EventError::BadHostname)
+        );
         let fits = "w".repeat(MAX_HOSTNAME);
         let body = serde_json::json!({"hostname": fits, "type": "worker-heartbeat"});
         assert!(parse_worker_event(envelope(&body.to_string()).as_bytes()).is_ok());

@@ -197,8 +197,8 @@ settings! {
          busy slots heartbeats can imply per worker");
     MAX_TRACKED_WORKERS = top("max_tracked_workers",
         count(DEFAULT_MAX_TRACKED_WORKERS as u64, 1, 1_000_000),
-        "workers tracked per key prefix from heartbeats; heartbeats of further hostnames are \
-         refused and counted");
+        "workers tracked per key prefix from heartbeats; a further hostname evicts the least \
+         recently heard worker (counted)");
     CONN_ADDRESS = conn("address", Kind::Text { default: "—" },
         "Redis `host:port` (IPv6 as `[::1]:6379`); or `sentinel_master` with `sentinels`");
     CONN_DATABASE = conn("database", count(0, 0, MAX_DATABASE_INDEX), "Redis DB");

@@ -5,11 +5,11 @@
 //! beyond what a real Celery worker can send (see `docs/accuracy.md`, "Heartbeat bounds"):
 //! `active` is clamped to the configured per-worker maximum, a `freq` outside Celery's
 //! plausible range is ignored (the default interval is assumed), `processed` may grow by at
-//! most what a full worker can start between two beats, beats are dated by the scaler's own
+//! most what a full worker can start in the time since the previous beat, beats are dated by the scaler's own
 //! clock (the event's `timestamp` is never read), and the number of workers tracked and of
 //! beats kept per worker are bounded. Pure: every method takes `now` from its caller.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::estimate::{littles_law, rate_of};
 
@@ -23,8 +23,13 @@ pub const DEFAULT_FREQ: f64 = 2.0;
 pub const MIN_FREQ: f64 = 0.1;
 pub const MAX_FREQ: f64 = 3600.0;
 /// Most task starts per second one busy slot can make (tasks of at least 1 ms): bounds how
-/// far `processed` may move between two beats.
+/// far `processed` may move between two beats. Its inverse is the policy's shortest service
+/// time, so that a rate within it keeps λ·S within the slots that started it.
 pub const MAX_STARTS_PER_SLOT: f64 = 1000.0;
+/// Longest interval (seconds) that counts for expiry: a worker silent for three times
+/// `min(freq, MAX_EXPIRY_FREQ)` is forgotten, so a forged one with `freq` 3600 lasts 3 min,
+/// not 3 h.
+pub const MAX_EXPIRY_FREQ: f64 = 60.0;
 /// Most beats kept per worker (older ones are dropped first, shortening its window).
 pub const MAX_BEATS: usize = 64;
 /// Dead workers are swept at most this often (seconds) when the book is full.
@@ -35,7 +40,7 @@ const SWEEP_PERIOD: f64 = 1.0;
 pub struct HeartbeatLimits {
     /// Largest `active` one worker may report (its pool size at most).
     pub max_active: u64,
-    /// Most workers tracked at once; heartbeats of further hostnames are refused.
+    /// Most workers tracked at once; a further hostname evicts the least recently heard.
     pub max_workers: usize,
 }
 
@@ -57,7 +62,8 @@ pub enum Implausible {
     Freq,
     /// `processed` grew faster than a full worker can start tasks: clamped.
     Processed,
-    /// A new hostname while the book is full: refused.
+    /// A new hostname while the book is full of live workers: the least recently heard one
+    /// is evicted to make room.
     TooManyWorkers,
 }
 
@@ -94,6 +100,8 @@ pub struct Heartbeat {
 #[derive(Clone, Debug)]
 struct WorkerState {
     freq: f64,
+    /// Position in [`HeartbeatBook::heard`]: larger is more recent.
+    seq: u64,
     /// (time, `active`, `processed`) of the heartbeats covering the window (one at or before
     /// its start); never empty. The latest is the worker's state now, `processed` over them
     /// the start rate, and both together Little's law over one and the same interval.
@@ -114,7 +122,7 @@ impl WorkerState {
     }
 
     fn alive(&self, now: f64) -> bool {
-        now - self.last_seen() <= 3.0 * self.freq.max(1.0)
+        now - self.last_seen() <= 3.0 * self.freq.clamp(1.0, MAX_EXPIRY_FREQ)
     }
 
     /// Task starts per second (with the burst fast path), `None` before two heartbeats.
@@ -140,12 +148,21 @@ impl WorkerState {
 }
 
 /// Worker heartbeats of one broker prefix, filtered by hostname pattern: running tasks now and
-/// the rate at which tasks start. Workers silent for more than three intervals are dropped.
+/// the rate at which tasks start. Workers silent for more than three intervals (of at most
+/// [`MAX_EXPIRY_FREQ`]) are dropped; when the book is full, a new worker evicts the least
+/// recently heard.
 #[derive(Clone, Debug)]
 pub struct HeartbeatBook {
     window: f64,
     limits: HeartbeatLimits,
     workers: HashMap<String, WorkerState>,
+    /// Hostnames by the order their latest beat was heard (oldest first).
+    heard: BTreeMap<u64, String>,
+    /// Sequence number of the next beat heard.
+    next_seq: u64,
+    /// Hostnames matching each pattern, from [`HeartbeatBook::memoise`] (the sampler's copy:
+    /// RPCs then match no glob); cleared by any change to the workers.
+    memo: HashMap<String, Vec<String>>,
     /// When dead workers were last swept to make room.
     swept: f64,
 }
@@ -161,6 +178,9 @@ impl HeartbeatBook {
             window: window_secs,
             limits,
             workers: HashMap::new(),
+            heard: BTreeMap::new(),
+            next_seq: 0,
+            memo: HashMap::new(),
             swept: f64::NEG_INFINITY,
         }
     }
@@ -170,13 +190,16 @@ impl HeartbeatBook {
     }
 
     /// Records one heartbeat received at `now`, within the limits; returns what was
-    /// implausible about it (empty for a plausible one). A refused heartbeat changes nothing.
+    /// implausible about it (empty for a plausible one).
     pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
         let mut odd = Vec::new();
+        self.memo.clear();
         if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
             odd.push(Implausible::TooManyWorkers);
-            return odd;
+            self.evict_oldest();
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let freq = if (MIN_FREQ..=MAX_FREQ).contains(&hb.freq) {
             hb.freq
         } else {
@@ -195,17 +218,24 @@ impl HeartbeatBook {
             .entry(hb.hostname.clone())
             .or_insert_with(|| WorkerState {
                 freq,
+                seq,
                 beats: VecDeque::new(),
             });
         w.freq = freq;
+        self.heard.remove(&w.seq);
+        w.seq = seq;
+        self.heard.insert(seq, hb.hostname.clone());
         let mut processed = hb.processed;
         // A counter that went back (the worker restarted) or a clock that did restarts the
         // series; a second heartbeat at the same instant replaces the first.
         match w.beats.back().copied() {
             Some((t, _, p)) if processed < p || now < t => w.beats.clear(),
             Some((t, _, p)) => {
-                // A full worker starts at most this many tasks between two beats.
-                let most = max_active as f64 * MAX_STARTS_PER_SLOT * (now - t).max(freq);
+                // A full worker starts at most this many tasks in the time that really passed
+                // since the last beat: no start rate exceeds the per-worker maximum. (Beats
+                // held up and delivered together lose nothing: the clamped count catches up
+                // on the next beats, as the worker's own counter still holds the total.)
+                let most = max_active as f64 * MAX_STARTS_PER_SLOT * (now - t);
                 if processed.saturating_sub(p) as f64 > most {
                     odd.push(Implausible::Processed);
                     processed = p.saturating_add(most as u64);
@@ -236,13 +266,31 @@ impl HeartbeatBook {
         self.workers.len() < self.limits.max_workers
     }
 
+    /// Forgets the least recently heard worker (the book is full of live ones).
+    fn evict_oldest(&mut self) {
+        if let Some((_, hostname)) = self.heard.pop_first() {
+            self.workers.remove(&hostname);
+        }
+    }
+
     /// A worker said goodbye (`worker-offline`).
     pub fn forget(&mut self, hostname: &str) {
-        self.workers.remove(hostname);
+        self.memo.clear();
+        if let Some(w) = self.workers.remove(hostname) {
+            self.heard.remove(&w.seq);
+        }
     }
 
     fn expire(&mut self, now: f64) {
-        self.workers.retain(|_, w| w.alive(now));
+        self.memo.clear();
+        let heard = &mut self.heard;
+        self.workers.retain(|_, w| {
+            let alive = w.alive(now);
+            if !alive {
+                heard.remove(&w.seq);
+            }
+            alive
+        });
     }
 
     /// Live workers matching `pattern` (see [`glob_match`]).
@@ -288,14 +336,50 @@ impl HeartbeatBook {
 
     /// Running tasks and start rate of the live workers matching `pattern` at `now`, without
     /// forgetting anyone (for read-only copies). `None` when no live worker matches.
+    /// Uses the hostnames [`HeartbeatBook::memoise`] found for `pattern` when it has them.
     pub fn summary(&self, now: f64, pattern: &str) -> Option<WorkerSummary> {
-        let live = self
-            .workers
-            .iter()
-            .filter(|(name, w)| w.alive(now) && glob_match(pattern, name));
+        match self.memo.get(pattern) {
+            Some(names) => self.summarise(
+                now,
+                names.iter().filter_map(|n| self.workers.get(n.as_str())),
+            ),
+            None => self.summarise(
+                now,
+                self.workers
+                    .iter()
+                    .filter(|(name, _)| glob_match(pattern, name))
+                    .map(|(_, w)| w),
+            ),
+        }
+    }
+
+    /// Finds the hostnames matching each of `patterns` once, for later [`summary`] calls on
+    /// this (read-only) copy: the glob work is done here, not on every RPC.
+    ///
+    /// [`summary`]: HeartbeatBook::summary
+    pub fn memoise<'a>(&mut self, patterns: impl IntoIterator<Item = &'a str>) {
+        self.memo.clear();
+        for pattern in patterns {
+            if !self.memo.contains_key(pattern) {
+                let names = self
+                    .workers
+                    .keys()
+                    .filter(|name| glob_match(pattern, name))
+                    .cloned()
+                    .collect();
+                self.memo.insert(pattern.to_string(), names);
+            }
+        }
+    }
+
+    fn summarise<'a>(
+        &self,
+        now: f64,
+        matching: impl Iterator<Item = &'a WorkerState>,
+    ) -> Option<WorkerSummary> {
         let mut out = WorkerSummary::default();
         let mut rates = None::<f64>;
-        for (_, w) in live {
+        for w in matching.filter(|w| w.alive(now)) {
             out.workers += 1;
             out.running = out.running.saturating_add(w.active());
             if let Some(r) = w.start_rate() {
@@ -350,30 +434,64 @@ impl WorkerSummary {
 }
 
 /// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
-/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`).
+/// is a prefix (`celery@worker-` matches `celery@worker-7f9c`). Runs on the RPC path for
+/// every tracked worker, so it allocates nothing and takes at most
+/// (name bytes + 1) × (pattern bytes + 1) steps (both are bounded: `MAX_HOSTNAME` and the
+/// `workerHostnames` limit).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut steps = 0;
+    let matched = glob_steps(pattern, name, &mut steps);
+    #[cfg(test)]
+    tests::GLOB_STEPS.with(|c| c.set(c.get() + steps));
+    matched
+}
+
+/// [`glob_match`], counting its steps into `steps`: the two-pointer matcher over bytes, which
+/// backtracks only to the last `*` (`?` takes one whole UTF-8 character).
+fn glob_steps(pattern: &str, name: &str, steps: &mut u64) -> bool {
     if !pattern.contains(['*', '?']) {
         return name.starts_with(pattern);
     }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // One character of `n` starting at byte `i` (a char boundary).
+    let width = |i: usize| match n.get(i) {
+        Some(&b) if b >= 0xF0 => 4,
+        Some(&b) if b >= 0xE0 => 3,
+        Some(&b) if b >= 0xC0 => 2,
+        _ => 1,
+    };
+    let (mut pi, mut ni) = (0, 0);
+    // (pattern index after the last `*`, name index it is matched up to).
+    let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
+        *steps += 1;
+        match p.get(pi) {
+            Some(b'*') => {
+                pi += 1;
+                star = Some((pi, ni));
+            }
+            Some(b'?') => {
+                pi += 1;
+                ni += width(ni);
+            }
+            Some(&c) if c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((after, mark)) => {
+                    let mark = mark + width(mark);
+                    star = Some((after, mark));
+                    pi = after;
+                    ni = mark;
+                }
+                None => return false,
+            },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    ni == n.len()
+        && p.get(pi..)
+            .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]

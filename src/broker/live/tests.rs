@@ -675,3 +675,82 @@ fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
         sampled[0]
     );
 }
+
+#[test]
+fn starts_without_busy_slots_carry_a_service_time_that_bounds_their_flow() {
+    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // A forged worker: never a busy slot (`active: 0`, so no Little's law), yet `processed`
+    // grows as fast as the bounds allow. Without a service time of its own, the policy would
+    // pair the credited rate with `taskDuration`.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut st = EventState::default();
+    let hb = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::with_limits(10.0, limits));
+    for beat in 0..=300u64 {
+        hb.record(
+            0.01 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 0,
+                processed: beat.saturating_mul(u64::MAX / 512),
+                freq: 2.0,
+            },
+        );
+    }
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=3 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    let rate = e.arrival_rate.expect("credited").value;
+    let s = e.service_time.expect("a service time paired with the rate");
+    assert_eq!(s.source, HEARTBEAT);
+    assert!(
+        rate * s.value.max(0.001) <= 4.0 + 1e-9,
+        "rate {rate} × S {s:?}"
+    );
+}
+
+#[test]
+fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
+    // The owner's trigger names its workers; another trigger on the same queue names `*`.
+    let mut owner = watch(&["celery"]);
+    owner.worker_hostnames = Some("celery@w-*".into());
+    let mut other = owner.clone();
+    other.worker_hostnames = Some("*".into());
+    let id = (owner.layout.clone(), "celery".to_string());
+    let same = [owner.clone(), owner.clone()];
+    assert_eq!(single_queue_workers(&same).get(&id), Some(&"celery@w-*"));
+    for watches in [
+        [owner.clone(), other.clone()],
+        [other.clone(), owner.clone()],
+    ] {
+        assert_eq!(single_queue_workers(&watches).get(&id), None);
+        let mut st = busy_worker(20);
+        let mut book = LiveBook::new(10.0);
+        let mut e = QueueEstimates::default();
+        for t in 0..=20 {
+            let mut extras = TickExtras::default();
+            extras.llen.insert(b"celery".to_vec(), 0);
+            let data = book.update(
+                f64::from(t),
+                &watches,
+                &mut extras,
+                &mut st,
+                |_, _| 0,
+                |_, _| 0,
+            );
+            e = data.queues[&id].clone();
+        }
+        assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+        assert_eq!(e.service_time, None);
+    }
+}

@@ -2,6 +2,11 @@
 
 use super::*;
 
+thread_local! {
+    /// Glob steps taken by this test's thread (see [`glob_match`]).
+    pub(super) static GLOB_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn beat(host: &str, active: u64, processed: u64, freq: f64) -> Heartbeat {
     Heartbeat {
         hostname: host.into(),
@@ -42,6 +47,7 @@ fn an_implausible_freq_is_ignored_so_the_worker_still_expires() {
     let mut b = HeartbeatBook::new(30.0);
     assert!(b.record(0.0, &beat("celery@w", 1, 0, 60.0)).is_empty());
     assert!(b.summary(179.0, "celery@").is_some());
+    assert_eq!(b.summary(181.0, "celery@"), None);
 }
 
 #[test]
@@ -58,21 +64,62 @@ fn processed_may_grow_by_at_most_a_full_worker_per_beat() {
 }
 
 #[test]
-fn new_hostnames_beyond_the_bound_are_refused_until_a_worker_expires() {
+fn fast_beats_credit_processed_by_the_time_that_really_passed() {
+    let mut b = HeartbeatBook::with_limits(30.0, limits(4, 10));
+    b.record(0.0, &beat("celery@w", 0, 0, 2.0));
+    // Beats 10 ms apart, each claiming a full interval's worth of starts (4 × 1,000 × 2 s).
+    let mut flagged = 0;
+    for i in 1..=100u64 {
+        let now = i as f64 * 0.01;
+        flagged += b.record(now, &beat("celery@w", 0, i * 8_000, 2.0)).len();
+        let rate = b.start_rate(now, "celery@").expect("rate");
+        assert!(rate <= 4.0 * MAX_STARTS_PER_SLOT + 1e-6, "beat {i}: {rate}");
+    }
+    assert_eq!(flagged, 100, "every over-claim is implausible");
+    // Beats held up and delivered together: the clamped count catches up afterwards.
+    assert!(b
+        .record(300.0, &beat("celery@w", 0, 800_000, 2.0))
+        .is_empty());
+}
+
+#[test]
+fn a_new_hostname_in_a_full_book_evicts_the_least_recently_heard() {
     let mut b = HeartbeatBook::with_limits(30.0, limits(8, 3));
     for i in 0..3 {
         assert!(b.record(0.0, &beat(&format!("w{i}"), 1, 0, 2.0)).is_empty());
     }
-    for i in 3..1000 {
-        let odd = b.record(1.0, &beat(&format!("w{i}"), 1, 0, 2.0));
+    // w0 beats again: w1 is now the least recently heard.
+    assert!(b.record(0.5, &beat("w0", 2, 5, 2.0)).is_empty());
+    let odd = b.record(1.0, &beat("celery@new-pod", 1, 0, 2.0));
+    assert_eq!(odd, vec![Implausible::TooManyWorkers]);
+    assert_eq!(b.workers(), 3);
+    assert!(b.summary(1.0, "w1").is_none(), "w1 evicted");
+    for kept in ["w0", "w2", "celery@new-pod"] {
+        assert!(b.summary(1.0, kept).is_some(), "{kept} kept");
+    }
+    // A flood of new hostnames keeps the book at its bound, the newest tracked.
+    for i in 0..1000 {
+        let odd = b.record(1.5, &beat(&format!("flood{i}"), 1, 0, 2.0));
         assert_eq!(odd, vec![Implausible::TooManyWorkers]);
     }
     assert_eq!(b.workers(), 3);
-    // Known workers still beat.
-    assert!(b.record(2.0, &beat("w0", 2, 5, 2.0)).is_empty());
-    // Once the silent ones expire, a new one fits.
-    assert!(b.record(7.0, &beat("w-new", 1, 0, 2.0)).is_empty());
-    assert_eq!(b.workers(), 2);
+    assert!(b.summary(1.5, "flood999").is_some());
+    // A worker that said goodbye leaves room without an eviction.
+    b.forget("flood999");
+    assert!(b.record(1.6, &beat("celery@real", 1, 0, 2.0)).is_empty());
+    // Once the silent ones expire, new ones fit without evictions.
+    assert!(b.record(7.7, &beat("w-new", 1, 0, 2.0)).is_empty());
+    assert_eq!(b.workers(), 1);
+}
+
+#[test]
+fn a_long_interval_keeps_a_silent_worker_for_three_minutes_at_most() {
+    let mut b = HeartbeatBook::new(30.0);
+    assert!(b.record(0.0, &beat("forged@w", 1, 0, MAX_FREQ)).is_empty());
+    assert!(b.summary(180.0, "forged@").is_some());
+    assert_eq!(b.summary(180.1, "forged@"), None);
+    b.prune(180.1);
+    assert_eq!(b.workers(), 0);
 }
 
 #[test]
@@ -96,4 +143,88 @@ fn capacity_bounds_the_flow_a_summary_implies() {
     assert_eq!(s.bounded_rate(2.0, 1.0), 2.0);
     // A service time below a millisecond counts as one, as in the policy.
     assert_eq!(s.bounded_rate(1e9, 1e-6), 8.0 * MAX_STARTS_PER_SLOT);
+}
+
+/// Reference glob by dynamic programming over characters (the specification).
+fn glob_reference(p: &[char], n: &[char]) -> bool {
+    let mut dp = vec![vec![false; n.len() + 1]; p.len() + 1];
+    dp[0][0] = true;
+    for i in 1..=p.len() {
+        for j in 0..=n.len() {
+            dp[i][j] = match p[i - 1] {
+                '*' => dp[i - 1][j] || (j > 0 && dp[i][j - 1]),
+                '?' => j > 0 && dp[i - 1][j - 1],
+                c => j > 0 && dp[i - 1][j - 1] && n[j - 1] == c,
+            };
+        }
+    }
+    dp[p.len()][n.len()]
+}
+
+#[test]
+fn glob_agrees_with_the_reference_including_multibyte_characters() {
+    let patterns = [
+        "*", "?", "a*b", "*a?", "é?*", "?é", "*ü*x", "a**b?", "*?*?", "*@w-?",
+    ];
+    let names = [
+        "", "a", "ab", "aab", "éx", "xé", "aüüx", "abbb", "é", "c@w-7", "c@w-77",
+    ];
+    for p in patterns {
+        for n in names {
+            let want = glob_reference(
+                &p.chars().collect::<Vec<_>>(),
+                &n.chars().collect::<Vec<_>>(),
+            );
+            assert_eq!(glob_match(p, n), want, "{p:?} vs {n:?}");
+        }
+    }
+}
+
+#[test]
+fn glob_work_is_bounded_by_the_product_of_the_lengths() {
+    // The classic worst case for backtracking matchers: many stars, a name that almost
+    // matches each, at the longest pattern and hostname accepted.
+    let pattern = format!("{}b", "*a".repeat(127));
+    // The longest hostname a worker event may carry (`celery::event::MAX_HOSTNAME`).
+    let name = "a".repeat(255);
+    let mut steps = 0;
+    assert!(!glob_steps(&pattern, &name, &mut steps));
+    let bound = (name.len() as u64 + 1) * (pattern.len() as u64 + 1);
+    assert!(steps <= bound, "{steps} steps > {bound}");
+    // A name that matches at once costs one step per byte.
+    let mut steps = 0;
+    assert!(glob_steps("a*", &name, &mut steps));
+    assert!(steps <= name.len() as u64 + 1, "{steps}");
+}
+
+#[test]
+fn a_memoised_copy_answers_summaries_without_glob_work() {
+    let mut b = HeartbeatBook::new(30.0);
+    for i in 0..200 {
+        b.record(0.0, &beat(&format!("celery@w-{i}"), 1, 0, 2.0));
+        b.record(0.0, &beat(&format!("other@x-{i}"), 2, 0, 2.0));
+    }
+    let pattern = "*@w-*";
+    let direct = b.summary(1.0, pattern);
+    let mut copy = b.clone();
+    copy.memoise([pattern, pattern, "other@"]);
+    let before = GLOB_STEPS.with(|c| c.get());
+    for _ in 0..100 {
+        assert_eq!(copy.summary(1.0, pattern), direct);
+    }
+    assert_eq!(
+        GLOB_STEPS.with(|c| c.get()),
+        before,
+        "no glob work per summary"
+    );
+    assert_eq!(copy.summary(1.0, "other@").map(|s| s.running), Some(400));
+    // A pattern not memoised is still matched; expiry still applies to memoised ones.
+    assert_eq!(
+        copy.summary(1.0, "celery@w-1").map(|s| s.workers),
+        Some(111)
+    );
+    assert_eq!(copy.summary(7.0, pattern), None);
+    // Any change forgets the memo.
+    copy.record(2.0, &beat("celery@w-new", 1, 0, 2.0));
+    assert_eq!(copy.summary(2.0, pattern).map(|s| s.workers), Some(201));
 }
