@@ -17,10 +17,10 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
 use crate::broker::{
-    AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
-    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    AccessPolicy, SamplerSettings, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
 };
 use crate::signals::heartbeat::HeartbeatLimits;
+use crate::spec::NamedConnections;
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:9090";

@@ -18,7 +18,7 @@ use super::{
     DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS, DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
     DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_TCP_KEEPALIVE_SECS,
 };
-use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
+use crate::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 use crate::trigger::limits::{
     MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,
 };

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::{Check, Raw, RawConfig, RawValue};
 use crate::broker::{
-    AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
-    NamedConnections, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, ConnectionAccess, DEFAULT_MAX_BROKERS,
+    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
 };
 use crate::config::{Config, DEFAULT_RPC_TIMEOUT_SECS};
+use crate::spec::{BrokerSpec, NamedConnections};
 
 /// Top-level keys read here.
 pub(in crate::config) const ACCESS_KEYS: &[&str] = &[
