@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
-use crate::broker::{AccessPolicy, NamedConnections, SamplerSettings};
+use crate::broker::{AccessPolicy, SamplerSettings};
 use crate::signals::heartbeat::HeartbeatLimits;
+use crate::spec::NamedConnections;
 
 pub use defs::ENV_PREFIX;
 

@@ -17,5 +17,6 @@ pub mod scaler;
 pub mod server;
 pub mod signals;
 pub mod simulate;
+pub mod spec;
 pub mod telemetry;
 pub mod trigger;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::broker::{BrokerSpec, NamedConnections, Secret, WatchSet};
+use crate::spec::{BrokerSpec, NamedConnections, Secret, WatchSet};
 
 use crate::config::text::{parse_bool, parse_number, shown};
 use crate::policy::latency::DEFAULT_MIN_HEADROOM;

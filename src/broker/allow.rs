@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections};
 use crate::signals::estimate::glob_match;
+use crate::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections};
 
 /// How inline brokers (trigger metadata `address`, `host`, `sentinelMaster`…) are treated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

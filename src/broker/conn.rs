@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::error::BrokerError;
 use super::metrics::REDIS_COMMANDS;
-use super::spec::{BrokerSpec, Endpoint, HostPort, Secret, TlsSpec};
+use crate::spec::{BrokerSpec, Endpoint, HostPort, Secret, TlsSpec};
 
 /// Timeouts of every network step.
 #[derive(Clone, Copy, Debug)]

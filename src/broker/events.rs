@@ -25,10 +25,10 @@ use super::conn::{build_client, map_error, redis_settings, Timeouts};
 use super::error::BrokerError;
 use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
 use super::sampler::{epoch_now, Shared};
-use super::spec::{BrokerSpec, HostPort};
 use crate::celery::{parse_worker_event, WorkerEventKind};
 use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
 use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
+use crate::spec::{BrokerSpec, HostPort};
 
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

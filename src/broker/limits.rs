@@ -4,7 +4,7 @@
 //! without regard to case (`LOCALHOST` and `localhost` are one endpoint and one spec).
 
 use super::error::BrokerError;
-use super::spec::{BrokerSpec, Endpoint, HostPort};
+use crate::spec::{BrokerSpec, Endpoint, HostPort};
 
 /// Default bound on samplers (each holds up to two connections) in total.
 pub const DEFAULT_MAX_BROKERS: usize = 64;

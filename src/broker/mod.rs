@@ -25,7 +25,6 @@ mod metrics;
 mod reply;
 mod route;
 mod sampler;
-mod spec;
 mod supervise;
 mod test_hook;
 mod tracker;
@@ -41,6 +40,9 @@ use tokio_util::sync::CancellationToken;
 use limits::normalised;
 use sampler::{Shared, Snapshot, WatchEntry};
 
+pub use crate::spec::{
+    BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet,
+};
 pub use allow::{
     AccessDenied, AccessPolicy, BrokerMode, BrokerRule, ConnectionAccess, Requester,
     ACCESS_DENIED_TEXT,
@@ -48,7 +50,6 @@ pub use allow::{
 pub use error::BrokerError;
 pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
 pub use reply::{KeyKind, UnreadableKey};
-pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 #[doc(hidden)]
 pub use test_hook::{set_test_events_panics, set_test_sampler_panics, set_test_tick_burn};
 

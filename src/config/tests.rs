@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use super::*;
-use crate::broker::{Endpoint, HostPort, Secret};
+use crate::spec::{Endpoint, HostPort, Secret};
 use std::path::PathBuf;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -3,8 +3,8 @@
 
 use super::limits::{MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES};
 use super::{Reader, DEFAULT_REDIS_PORT, INLINE_BROKER_KEYS};
-use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, TlsSpec};
 use crate::config::text::{parse_uint, shown};
+use crate::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, TlsSpec};
 
 /// Parses `key`'s `text` as one `host:port`, recording a problem when it is not one.
 fn host_port(r: &mut Reader<'_>, key: &str, text: &str) -> Option<HostPort> {

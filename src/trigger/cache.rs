@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{limits, parse, MetadataError, TriggerSettings};
-use crate::broker::NamedConnections;
+use crate::spec::NamedConnections;
 
 /// Most parsed settings the cache keeps.
 pub const CACHE_CAPACITY: usize = 4096;

@@ -3,9 +3,9 @@
 
 use super::limits::*;
 use super::*;
-use crate::broker::{Endpoint, HostPort};
 use crate::grpc::status::to_status;
 use crate::scaler::ScalerError;
+use crate::spec::{Endpoint, HostPort};
 
 fn md(pairs: &[(&str, String)]) -> HashMap<String, String> {
     pairs

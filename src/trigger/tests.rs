@@ -3,9 +3,9 @@
 use super::*;
 use std::sync::Arc;
 
-use crate::broker::{Endpoint, HostPort, TlsSpec};
 use crate::celery::{Layout, DEFAULT_SEPARATOR};
 use crate::policy::LatencySettings;
+use crate::spec::{Endpoint, HostPort, TlsSpec};
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
