@@ -4,6 +4,7 @@
 
 pub mod estimate;
 pub mod heartbeat;
+pub mod live;
 pub mod visibility;
 
 use serde::Serialize;

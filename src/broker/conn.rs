@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    Pipeline, RedisConnectionInfo, RedisError, TlsCertificates, Value,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, TlsCertificates, Value,
 };
 use tracing::{debug, info, warn};
 
-use super::error::BrokerError;
+use super::error::{map_error, millis, BrokerError};
 use super::metrics::REDIS_COMMANDS;
 use crate::spec::{BrokerSpec, Endpoint, HostPort, Secret, TlsSpec};
 
@@ -358,88 +358,5 @@ pub(crate) async fn build_client(
             .map_err(|e| connect_err(format!("bad CA file {}: {e}", path.display())))
         }
         None => Client::open(info).map_err(|e| connect_err(e.to_string())),
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Maps a Redis error to a [`BrokerError`]; the message never contains `password`.
-pub(crate) fn map_error(
-    label: &str,
-    e: &RedisError,
-    password: Option<&Secret>,
-    timeout: Duration,
-) -> BrokerError {
-    let broker = label.to_string();
-    let code = e.code().unwrap_or_default();
-    let detail = scrub(&e.to_string(), password);
-    if e.is_timeout() {
-        return BrokerError::Timeout {
-            broker,
-            timeout_ms: millis(timeout),
-        };
-    }
-    if e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
-    {
-        let why = match code {
-            "NOPERM" => "the user lacks a permission the scaler needs (NOPERM)",
-            "NOAUTH" => "the server requires a password (NOAUTH)",
-            _ => "invalid username or password (WRONGPASS)",
-        };
-        return BrokerError::Auth {
-            broker,
-            detail: why.to_string(),
-        };
-    }
-    if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-        return BrokerError::Connect { broker, detail };
-    }
-    BrokerError::Command { broker, detail }
-}
-
-fn scrub(text: &str, password: Option<&Secret>) -> String {
-    match password.map(Secret::expose) {
-        Some(pw) if !pw.is_empty() => text.replace(pw, "***"),
-        _ => text.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auth_errors_say_so_and_never_carry_the_password() {
-        let pw = Secret::new("hunter2-pw");
-        let e = RedisError::from((
-            ErrorKind::AuthenticationFailed,
-            "auth failed",
-            "hunter2-pw rejected".to_string(),
-        ));
-        let mapped = map_error("h:1/0", &e, Some(&pw), Duration::from_secs(1));
-        assert_eq!(mapped.kind(), "auth");
-        let text = mapped.to_string();
-        assert!(
-            text.contains("authentication failed") && !text.contains("hunter2"),
-            "{text}"
-        );
-        let io = RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "refused hunter2-pw",
-        ));
-        let mapped = map_error("h:1/0", &io, Some(&pw), Duration::from_secs(1));
-        assert_eq!(mapped.kind(), "connect");
-        assert!(!mapped.to_string().contains("hunter2"));
-        let slow = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
-        assert_eq!(
-            map_error("h:1/0", &slow, None, Duration::from_millis(1500)),
-            BrokerError::Timeout {
-                broker: "h:1/0".into(),
-                timeout_ms: 1500
-            }
-        );
     }
 }

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::conn::{build_client, map_error, redis_settings, Timeouts};
-use super::error::BrokerError;
+use super::clock::epoch_now;
+use super::conn::{build_client, redis_settings, Timeouts};
+use super::error::{map_error, BrokerError};
 use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
-use super::sampler::{epoch_now, Shared};
 use crate::celery::{parse_worker_event, WorkerEventKind};
 use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
 use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
@@ -113,7 +113,7 @@ impl Events {
     /// Starts the task; it ends when `cancel` fires.
     pub(crate) fn spawn(
         spec: BrokerSpec,
-        shared: Arc<Shared>,
+        (label, wake): (String, Arc<Notify>),
         timeouts: Timeouts,
         window: f64,
         limits: HeartbeatLimits,
@@ -122,9 +122,9 @@ impl Events {
         let state = Arc::new(Mutex::new(EventState::default()));
         let (desired, rx) = watch::channel(Desired::default());
         let listener = Listener {
-            label: shared.label.clone(),
+            label,
             spec,
-            shared,
+            wake,
             timeouts,
             window,
             limits,
@@ -181,7 +181,8 @@ fn lock(m: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
 struct Listener {
     label: String,
     spec: BrokerSpec,
-    shared: Arc<Shared>,
+    /// Wakes the sampler (an `lpush` on an idle queue).
+    wake: Arc<Notify>,
     timeouts: Timeouts,
     window: f64,
     limits: HeartbeatLimits,
@@ -421,7 +422,7 @@ impl Listener {
                 k.lpush += 1;
                 k.clock.arrive(now);
                 if std::mem::take(&mut k.wake_on_push) {
-                    self.shared.wake.notify_one();
+                    self.wake.notify_one();
                 }
             }
             b"rpop" => {

@@ -11,10 +11,10 @@ use prometheus::{
     IntCounterVec,
 };
 
-use super::live::{single_queue_workers, LiveData, QueueEstimates};
-use super::WatchSet;
 use crate::celery::InFlightState;
+use crate::signals::live::{single_queue_workers, LiveData, QueueEstimates};
 use crate::signals::Estimate;
+use crate::spec::WatchSet;
 use crate::telemetry::series_budget;
 
 pub(crate) static QUEUE_BACKLOG: LazyLock<GaugeVec> = LazyLock::new(|| {

@@ -15,6 +15,7 @@
 //! here writes to Redis (the scaler is read-only on the broker).
 
 mod allow;
+mod clock;
 mod conn;
 mod error;
 mod events;
@@ -25,20 +26,23 @@ mod metrics;
 mod reply;
 mod route;
 mod sampler;
+mod settings;
+mod shared;
 mod supervise;
 mod test_hook;
 mod tracker;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use limits::normalised;
-use sampler::{Shared, Snapshot, WatchEntry};
+use shared::{Shared, Snapshot, WatchEntry};
 
 pub use crate::spec::{
     BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet,
@@ -50,113 +54,10 @@ pub use allow::{
 pub use error::BrokerError;
 pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
 pub use reply::{KeyKind, UnreadableKey};
+pub use settings::SamplerSettings;
 #[doc(hidden)]
 pub use test_hook::{set_test_events_panics, set_test_sampler_panics, set_test_tick_burn};
-
-use crate::signals::estimate::HeartbeatBook;
-use crate::signals::heartbeat::HeartbeatLimits;
-use crate::signals::{LiveSignals, QueueSignals};
-
-/// Timing of sampling and of every Redis round trip. The defaults are those of the settings
-/// table, `config::defs` (a config test checks `Config::default().sampler_settings()`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SamplerSettings {
-    /// Time between two samples of one broker.
-    pub interval: Duration,
-    /// Connect (incl. TLS and AUTH) timeout.
-    pub connect_timeout: Duration,
-    /// Timeout of one command or pipeline round trip.
-    pub command_timeout: Duration,
-    /// How long the first request for a new watch set waits for its first sample.
-    pub first_sample_timeout: Duration,
-    /// A sample older than this is not served (UNAVAILABLE instead).
-    pub max_sample_age: Duration,
-    /// Watch sets nobody asked about for this long are dropped.
-    pub idle_expiry: Duration,
-    /// Full re-read of `unacked` at most this often (and re-check of the keyspace setting).
-    pub reconcile_period: Duration,
-    /// Window over which arrival/dequeue rates and service times are smoothed.
-    pub signal_window: Duration,
-    /// Bounds on what worker heartbeats may claim (config `max_worker_concurrency`,
-    /// `max_tracked_workers`).
-    pub heartbeat_limits: HeartbeatLimits,
-}
-
-impl Default for SamplerSettings {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            command_timeout: Duration::from_secs(2),
-            first_sample_timeout: Duration::from_secs(5),
-            max_sample_age: Duration::from_secs(10),
-            idle_expiry: Duration::from_secs(600),
-            reconcile_period: Duration::from_secs(60),
-            signal_window: Duration::from_secs(30),
-            heartbeat_limits: HeartbeatLimits::default(),
-        }
-    }
-}
-
-/// What one watch set looks like in one sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WatchView {
-    /// The broker's label (`host:port/db`).
-    pub broker: String,
-    /// When the sample was taken, epoch seconds (scaler clock).
-    pub sampled_at: f64,
-    /// One entry per queue of the watch set, in its order.
-    pub queues: Vec<QueueSignals>,
-    /// The sampler's live estimates per queue, in the same order (without heartbeats, which
-    /// depend on the trigger: see [`WatchView::live_signals`]).
-    pub live: Vec<LiveSignals>,
-    /// Arrivals and dequeues counted per queue, in the same order.
-    pub counts: Vec<LiveCounts>,
-    /// Worker heartbeats heard on the watch set's key prefix.
-    pub heartbeats: Heartbeats,
-    /// Keys of this watch set (its queues, its prefix's `unacked`, `unacked_index` and
-    /// binding sets) that the sample skipped because they hold another type (`WRONGTYPE`).
-    pub unreadable: Vec<UnreadableKey>,
-}
-
-/// One queue's arrival and dequeue counters (since the sampler first watched it) and the
-/// counting mode of the latest tick: exact (keyspace notifications) or estimated.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LiveCounts {
-    pub name: String,
-    pub arrived: u64,
-    pub dequeued: u64,
-    pub exact: bool,
-}
-
-/// A read-only copy of one prefix's worker heartbeats (compared by identity).
-#[derive(Clone, Debug, Default)]
-pub struct Heartbeats(pub(crate) Option<Arc<HeartbeatBook>>);
-
-impl PartialEq for Heartbeats {
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
-    }
-}
-
-impl WatchView {
-    /// Live signals for a trigger whose workers' hostnames match `worker_hostnames` (a glob,
-    /// or a prefix without wildcards): the sampler's estimates plus running tasks, start rate
-    /// and service time from those workers' heartbeats. (The running gauges on `/metrics`
-    /// are the sampler's, set every tick.)
-    pub fn live_signals(&self, worker_hostnames: Option<&str>) -> Vec<LiveSignals> {
-        live::live_signals(
-            sampler::epoch_now(),
-            &self.live,
-            self.heartbeats.0.as_deref(),
-            worker_hostnames,
-        )
-    }
-}
+pub use view::{Heartbeats, LiveCounts, WatchView};
 
 /// The samplers by broker, plus the handles of samplers that retired themselves.
 #[derive(Default)]
@@ -277,7 +178,7 @@ impl Registry {
                 self.limits.admit(spec, samplers.running.keys())?;
                 let shared = Arc::new(Shared::new(spec.label()));
                 let registry = Arc::downgrade(&self.samplers);
-                let task = self.runtime.spawn(supervise::sampler(
+                let task = self.runtime.spawn(sampler::supervised(
                     spec.clone(),
                     shared.clone(),
                     self.settings.clone(),

@@ -3,8 +3,7 @@
 
 use redis::{RedisError, Value};
 
-use super::conn::map_error;
-use super::error::BrokerError;
+use super::error::{map_error, BrokerError};
 
 /// What a reply was expected to be, for error messages.
 fn unexpected(label: &str, what: &str, v: &Value) -> BrokerError {

@@ -4,10 +4,15 @@
 //! (watch sets, latest snapshot) survives the restart, so requests keep waiting on it and the
 //! restarted sampler answers them. Cancelling the registry's token ends the supervisor and
 //! its sampler; dropping the supervisor aborts the sampler.
+//!
+//! This module holds the shared parts (backoff bounds, panic text, abort-on-drop) and the
+//! supervised pub/sub task; the sampler's own restart loop is `sampler::supervised`, so that
+//! the sampler depends on its supervision and not the other way round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -15,22 +20,18 @@ use tracing::error;
 use super::conn::Timeouts;
 use super::events::Events;
 use super::metrics::TASK_RESTARTS;
-use super::sampler::{self, Shared};
-use super::{BrokerSpec, SamplerSettings};
 use crate::signals::heartbeat::HeartbeatLimits;
+use crate::spec::BrokerSpec;
 
 /// Wait before the first restart.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two restarts.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A sampler that ran this long before failing restarts after [`FIRST_BACKOFF`] again.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-
-/// The registry's retire check, shared by every incarnation of one sampler.
-pub(crate) type Retire = Arc<dyn Fn(&Arc<Shared>) -> bool + Send + Sync>;
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// Aborts the task when dropped (the supervisor itself was dropped or aborted).
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -39,7 +40,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// The text of a panic, or what else ended the task.
-fn reason(e: JoinError) -> String {
+pub(crate) fn reason(e: JoinError) -> String {
     if !e.is_panic() {
         return "task aborted".into();
     }
@@ -52,53 +53,13 @@ fn reason(e: JoinError) -> String {
     text.chars().take(500).collect()
 }
 
-/// Runs one broker's sampler until it ends normally (cancelled, or retired for want of watch
-/// sets), restarting it when it panics.
-pub(crate) async fn sampler(
-    spec: BrokerSpec,
-    shared: Arc<Shared>,
-    settings: SamplerSettings,
-    cancel: CancellationToken,
-    retire: Retire,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let started = Instant::now();
-        let retire = retire.clone();
-        let mut task = AbortOnDrop(tokio::spawn(sampler::run(
-            spec.clone(),
-            shared.clone(),
-            settings.clone(),
-            cancel.child_token(),
-            move |s: &Arc<Shared>| retire(s),
-        )));
-        let why = match (&mut task.0).await {
-            Ok(()) => return,
-            Err(e) => reason(e),
-        };
-        if cancel.is_cancelled() {
-            return;
-        }
-        if started.elapsed() >= HEALTHY_AFTER {
-            backoff = FIRST_BACKOFF;
-        }
-        TASK_RESTARTS.with_label_values(&["sampler"]).inc();
-        let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-        error!(broker = %shared.label, panic = %why, backoff_ms, "sampler task failed; restarting it");
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
 /// A sampler's pub/sub task, restarted (on the sampler's tick, after the backoff) when it
 /// ended by a panic. Its state (subscriptions, heartbeats) starts over.
 pub(crate) struct SupervisedEvents {
     events: Events,
     spec: BrokerSpec,
-    shared: Arc<Shared>,
+    /// The broker's label and its sampler's wake-up.
+    owner: (String, Arc<Notify>),
     timeouts: Timeouts,
     window: f64,
     limits: HeartbeatLimits,
@@ -111,7 +72,7 @@ pub(crate) struct SupervisedEvents {
 impl SupervisedEvents {
     pub(crate) fn spawn(
         spec: BrokerSpec,
-        shared: Arc<Shared>,
+        owner: (String, Arc<Notify>),
         timeouts: Timeouts,
         window: f64,
         limits: HeartbeatLimits,
@@ -119,7 +80,7 @@ impl SupervisedEvents {
     ) -> Self {
         let events = Events::spawn(
             spec.clone(),
-            shared.clone(),
+            owner.clone(),
             timeouts,
             window,
             limits,
@@ -128,7 +89,7 @@ impl SupervisedEvents {
         Self {
             events,
             spec,
-            shared,
+            owner,
             timeouts,
             window,
             limits,
@@ -162,7 +123,7 @@ impl SupervisedEvents {
         }
         let fresh = Events::spawn(
             self.spec.clone(),
-            self.shared.clone(),
+            self.owner.clone(),
             self.timeouts,
             self.window,
             self.limits,
@@ -176,7 +137,7 @@ impl SupervisedEvents {
         self.retry_at = None;
         self.started = now;
         TASK_RESTARTS.with_label_values(&["events"]).inc();
-        error!(broker = %self.shared.label, panic = %why, "pub/sub task failed; restarted it");
+        error!(broker = %self.owner.0, panic = %why, "pub/sub task failed; restarted it");
     }
 
     pub(crate) async fn join(self) {

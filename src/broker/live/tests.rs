@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::broker::events::KeyEvents;
+use crate::signals::estimate::HeartbeatBook;
+use crate::signals::live::{live_signals, HEARTBEAT};
+use crate::signals::{LiveSignals, SignalMode};
 
 fn watch(queues: &[&str]) -> WatchSet {
     WatchSet {

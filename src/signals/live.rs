@@ -1,0 +1,197 @@
+//! The estimates of one queue as a sampler tick leaves them, and the per-trigger view of
+//! them: heartbeats of the workers that consume a queue credited to its rates, running
+//! tasks and service time (Little's law over the workers' busy slots), bounded by the
+//! workers' capacity. Pure: time is passed in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::celery::Layout;
+use crate::signals::estimate::{HeartbeatBook, WorkerSummary};
+use crate::signals::heartbeat::MAX_STARTS_PER_SLOT;
+use crate::signals::{Estimate, LiveSignals, SignalMode};
+use crate::spec::WatchSet;
+
+/// Source labels (bounded: they end up on `/metrics`).
+pub(crate) const KEYSPACE: &str = "keyspace";
+pub(crate) const CONSERVATION: &str = "conservation";
+/// Arrivals and dequeues counted from where last tick's head message is now (`LPOS`).
+pub(crate) const LIST_POSITION: &str = "list-position";
+pub(crate) const TAIL_TAG: &str = "tail-tag";
+pub(crate) const RESIDENCE: &str = "unacked-residence";
+/// Source label of service time from Little's law over `unacked` (exact mode).
+pub(crate) const OCCUPANCY: &str = "unacked-occupancy";
+pub(crate) const HEARTBEAT: &str = "heartbeat";
+
+/// One queue's estimates in a snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct QueueEstimates {
+    pub arrival_rate: Option<Estimate>,
+    pub dequeue_rate: Option<Estimate>,
+    pub wait: Option<Estimate>,
+    pub service_time: Option<Estimate>,
+    /// Arrivals and dequeues counted since the queue was first watched.
+    pub arrived: u64,
+    pub dequeued: u64,
+    /// Whether this tick counted in exact mode.
+    pub exact: bool,
+}
+
+/// The live part of one snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct LiveData {
+    pub queues: HashMap<(Layout, String), QueueEstimates>,
+    pub heartbeats: HashMap<Vec<u8>, Arc<HeartbeatBook>>,
+    /// Queues whose arrival rate just became (or still is, a warning period later) a lower
+    /// bound: to be warned about.
+    pub unobservable: Vec<(Layout, String)>,
+}
+
+/// A queue whose rates are lower bounds is warned about at most this often (seconds).
+pub(crate) const UNOBSERVABLE_WARN_PERIOD: f64 = 600.0;
+
+/// Queues whose workers are known: watch sets of exactly that queue name them with
+/// `workerHostnames`, all with the same pattern. Two different patterns on one queue are a
+/// conflict and name no workers: one trigger (another tenant's, say `*`) must not change
+/// which heartbeats make the rates every other trigger of the queue sees.
+pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, String), &str> {
+    let mut named: HashMap<(Layout, String), Option<&str>> = HashMap::new();
+    for w in watches {
+        if let ([q], Some(pattern)) = (w.queues.as_slice(), w.worker_hostnames.as_deref()) {
+            named
+                .entry((w.layout.clone(), q.clone()))
+                .and_modify(|p| {
+                    if *p != Some(pattern) {
+                        *p = None;
+                    }
+                })
+                .or_insert(Some(pattern));
+        }
+    }
+    named
+        .into_iter()
+        .filter_map(|(id, p)| Some((id, p?)))
+        .collect()
+}
+
+/// Folds the heartbeats of the workers that consume only this queue into its estimates:
+/// their start rate is the dequeue rate when conservation under-counts it (it sees only
+/// entries alive at a tick, so a worker that keeps up with short tasks shows neither backlog
+/// nor new tags; counted rates, keyspace or `LPOS`, are kept), arrivals grow by the same
+/// amount (conservation), and Little's law
+/// over their busy slots gives the service time under any acknowledgement mode.
+pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    // Heartbeats see every task start: the counted rates are no longer the only evidence.
+    if workers.start_rate.is_some() {
+        for rate in [&mut est.arrival_rate, &mut est.dequeue_rate] {
+            if let Some(r) = rate.as_mut().filter(|r| r.is_lower_bound()) {
+                r.mode = SignalMode::Estimated;
+            }
+        }
+    }
+    let service = workers.service_time();
+    let uncounted = est.dequeue_rate.is_none_or(|e| e.source == CONSERVATION);
+    if let (true, Some(rate)) = (uncounted, workers.start_rate) {
+        // The service time the policy will pair with the credited rate: the workers' own,
+        // else the queue's; starts while no beat ever saw a busy slot mean tasks shorter
+        // than the beats can see, so the shortest service time stands for theirs (never the
+        // `taskDuration` fallback: its product with a forged rate would have no bound).
+        let paired = service.or_else(|| est.service_time.and_then(|e| e.usable()));
+        let s = paired.unwrap_or(1.0 / MAX_STARTS_PER_SLOT);
+        // What the workers started cannot have kept more slots busy than they have: a
+        // forged heartbeat moves λ·S only within the workers' capacity.
+        let starts = workers.bounded_rate(rate, s);
+        let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+        if starts > dequeued {
+            let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+            est.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
+            est.arrival_rate = Some(Estimate::new(arrived + (starts - dequeued), HEARTBEAT));
+            if paired.is_none() {
+                est.service_time = Some(Estimate::new(s, HEARTBEAT));
+            }
+        }
+    }
+    if let Some(s) = service {
+        est.service_time = Some(Estimate::new(s, HEARTBEAT));
+    }
+}
+
+impl QueueEstimates {
+    pub(crate) fn signals(&self, name: &str) -> LiveSignals {
+        LiveSignals {
+            name: name.to_string(),
+            running: None,
+            arrival_rate: self.arrival_rate,
+            dequeue_rate: self.dequeue_rate,
+            service_time: self.service_time,
+            wait: self.wait,
+        }
+    }
+}
+
+/// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,
+/// when `worker_hostnames` names workers with live heartbeats, running tasks (split over the
+/// queues by dequeue rate) and, for queues the sampler could not credit the workers to (a
+/// trigger over several queues), the workers' pooled Little's-law service time. A trigger
+/// over one queue has its start rate and service time folded in by the sampler already.
+pub(crate) fn live_signals(
+    now: f64,
+    sampled: &[LiveSignals],
+    heartbeats: Option<&HeartbeatBook>,
+    worker_hostnames: Option<&str>,
+) -> Vec<LiveSignals> {
+    let mut out = sampled.to_vec();
+    let summary = match (heartbeats, worker_hostnames) {
+        (Some(book), Some(pattern)) => book.summary(now, pattern),
+        _ => None,
+    };
+    let Some(summary) = summary else {
+        return out;
+    };
+    let rates: Vec<f64> = out
+        .iter()
+        .map(|l| l.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0))
+        .collect();
+    let total: f64 = rates.iter().sum();
+    let n = out.len().max(1) as f64;
+    let service = summary.service_time();
+    for (l, rate) in out.iter_mut().zip(&rates) {
+        let share = if total > 0.0 { rate / total } else { 1.0 / n };
+        l.running = Some(Estimate::new(summary.running as f64 * share, HEARTBEAT));
+        let credited = l.service_time.is_some_and(|e| e.source == HEARTBEAT);
+        if let (Some(s), false) = (service, credited) {
+            l.service_time = Some(Estimate::new(s, HEARTBEAT));
+        }
+    }
+    bound_heartbeat_flow(&mut out, summary.capacity);
+    out
+}
+
+/// Scales the heartbeat service times of `live` down so that the slots they imply, Σ λ·S
+/// over the queues whose S comes from heartbeats, stay within the matching workers'
+/// capacity: a worker claiming busy slots while starting next to nothing cannot make the
+/// queues look heavier than all the slots the workers may have.
+fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
+    let rate = |l: &LiveSignals| {
+        l.arrival_rate
+            .or(l.dequeue_rate)
+            .and_then(|e| e.usable())
+            .unwrap_or(0.0)
+    };
+    let flow: f64 = live
+        .iter()
+        .filter_map(|l| {
+            let s = l.service_time.filter(|e| e.source == HEARTBEAT)?.usable()?;
+            Some(rate(l) * s)
+        })
+        .sum();
+    if flow.is_nan() || flow <= capacity {
+        return;
+    }
+    let factor = capacity / flow;
+    for l in live.iter_mut() {
+        if let Some(e) = l.service_time.as_mut().filter(|e| e.source == HEARTBEAT) {
+            e.value *= factor;
+        }
+    }
+}
