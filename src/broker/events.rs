@@ -26,8 +26,8 @@ use super::conn::{build_client, redis_settings, Timeouts};
 use super::error::{map_error, BrokerError};
 use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
 use crate::celery::{parse_worker_event, WorkerEventKind};
-use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
-use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
+use crate::signals::estimate::FifoClock;
+use crate::signals::heartbeat::{Heartbeat, HeartbeatBook, HeartbeatLimits, Implausible};
 use crate::spec::{BrokerSpec, HostPort};
 
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::celery::Layout;
-use crate::signals::estimate::{HeartbeatBook, WorkerSummary};
+use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary};
 use crate::signals::{Estimate, LiveSignals, SignalMode};
 use crate::spec::WatchSet;
 
