@@ -3,6 +3,8 @@
 //! tasks and service time (Little's law over the workers' busy slots), bounded by the
 //! workers' capacity. Pure: time is passed in.
 
+pub mod events;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
