@@ -96,6 +96,27 @@ struct KeyLive {
     anchor: Option<Vec<u8>>,
 }
 
+/// What one tick's reads of a queue's list keys add up to (see `QueueLive::observe_keys`).
+struct KeysTick {
+    /// Every key heard by keyspace notifications without interruption since last tick.
+    continuous: bool,
+    /// `lpush` and `rpop` events heard since last tick.
+    pushed: u64,
+    popped: u64,
+    /// The oldest message's age by the FIFO clocks of the keys that hold messages.
+    fifo_wait: f64,
+    /// The oldest tail message's age by its delivery tag, when any key's ends were read.
+    tail_wait: Option<f64>,
+    /// Every key found its anchor or stayed empty; at least one found its anchor; one
+    /// stayed empty.
+    anchored: bool,
+    any_anchor: bool,
+    idle_keys: bool,
+    /// Messages pushed after, and taken from, the anchors.
+    pushed_after: u64,
+    popped_from: u64,
+}
+
 /// One queue's live state.
 struct QueueLive {
     keys: Vec<KeyLive>,
@@ -343,123 +364,27 @@ impl QueueLive {
         keyspace_on: bool,
         idle: bool,
     ) -> QueueEstimates {
-        let generation = events.generation;
-        let mut continuous = keyspace_on;
-        let (mut pushed, mut popped) = (0u64, 0u64);
-        let mut fifo_wait = 0.0f64;
-        let mut tail_wait: Option<f64> = None;
-        // Counted from anchors: every key either found its anchor or stayed empty.
-        let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
-        let (mut pushed_after, mut popped_from) = (0u64, 0u64);
-        for k in &mut self.keys {
-            let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
-            match (k.anchor.take(), extras.positions.get(&k.key)) {
-                (Some(_), Some(Some(i))) => {
-                    any_anchor = true;
-                    pushed_after += i;
-                    // llen = previous llen + pushed − popped (restores, pushed to the tail,
-                    // would make it negative: they are neither).
-                    popped_from += (k.llen + i).saturating_sub(llen);
-                }
-                (None, _) if k.llen == 0 && llen == 0 => idle_keys = true,
-                _ => anchored = false,
-            }
-            k.anchor = extras.heads.get(&k.key).cloned();
-            match events
-                .keys
-                .get_mut(&k.key)
-                .filter(|e| keyspace_on && e.generation == generation)
-            {
-                Some(e) => {
-                    match k.seen {
-                        Some((g, lp, rp, _)) if g == generation => {
-                            pushed += e.lpush.saturating_sub(lp);
-                            popped += e.rpop.saturating_sub(rp);
-                        }
-                        _ => continuous = false,
-                    }
-                    let first = k.seen.is_none_or(|(g, ..)| g != generation);
-                    k.seen = Some((generation, e.lpush, e.rpop, e.rpush));
-                    // One tick of disagreement is normally events racing the LLEN read.
-                    if e.clock.len() as u64 != llen {
-                        k.mismatch = k.mismatch.saturating_add(1);
-                    } else {
-                        k.mismatch = 0;
-                    }
-                    if first || k.mismatch >= 2 {
-                        e.clock.reconcile(llen, now);
-                        k.mismatch = 0;
-                    }
-                    if llen > 0 {
-                        fifo_wait = fifo_wait.max(e.clock.oldest_age(now));
-                    }
-                    e.wake_on_push = idle;
-                }
-                None => {
-                    k.seen = None;
-                    continuous = false;
-                }
-            }
-            match extras.ends.get(&k.key) {
-                Some((head, tail)) => {
-                    if let Some(t) = k.filled_at.take() {
-                        k.tail.observe(t, head.as_deref(), tail.as_deref());
-                    }
-                    k.tail.observe(now, head.as_deref(), tail.as_deref());
-                    let age = if llen > 0 {
-                        k.tail.oldest_age(now)
-                    } else {
-                        0.0
-                    };
-                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
-                }
-                // Keys empty at the previous tick are not read; forget their old ends.
-                None if k.llen == 0 || llen == 0 => {
-                    k.tail.observe(now, None, None);
-                    k.filled_at =
-                        (llen > 0).then(|| self.prev.map_or(now, |(t, _)| (t + now) / 2.0));
-                }
-                None => {}
-            }
-            k.llen = llen;
-        }
+        let KeysTick {
+            continuous,
+            pushed,
+            popped,
+            fifo_wait,
+            tail_wait,
+            anchored,
+            any_anchor,
+            idle_keys,
+            pushed_after,
+            popped_from,
+        } = self.observe_keys(now, extras, events, keyspace_on, idle);
         let new_tags = churn.new;
         let anchored = !continuous && anchored && any_anchor;
-        // A key empty at both ticks may still have carried tasks that were pushed and taken
-        // in between (workers keeping up with one priority level): new `unacked` tags beyond
-        // the anchored dequeues are such tasks (arrived and taken: both counts grow).
-        let mut missed = 0u64;
-        if anchored && idle_keys {
-            let popped = i128::from(popped_from);
-            self.surplus = (self.surplus + i128::from(new_tags) - popped).max(-popped);
-            if self.surplus > 0 {
-                missed = u64::try_from(self.surplus).unwrap_or(0);
-                self.surplus = 0;
-            }
-        } else {
-            self.surplus = 0;
-        }
-        let (arrived, dequeued) = if continuous {
-            self.debt = 0;
-            (pushed, popped)
-        } else if anchored {
-            self.debt = 0;
-            (pushed_after + missed, popped_from + missed)
-        } else {
-            let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
-            let mut a = delta + i128::from(new_tags);
-            if a < 0 {
-                self.debt = self
-                    .debt
-                    .saturating_add(u64::try_from(-a).unwrap_or(u64::MAX));
-                a = 0;
-            } else {
-                let offset = self.debt.min(u64::try_from(a).unwrap_or(u64::MAX));
-                self.debt -= offset;
-                a -= i128::from(offset);
-            }
-            (u64::try_from(a).unwrap_or(0), new_tags)
-        };
+        let (arrived, dequeued, missed) = self.count(
+            (continuous, anchored, idle_keys),
+            (pushed, popped),
+            (pushed_after, popped_from),
+            backlog,
+            new_tags,
+        );
         let since = self.prev.map_or(now, |(t, _)| t);
         let sight = TickSight {
             blind: !continuous && !anchored && backlog == 0 && self.prev.is_some_and(|p| p.1 == 0),
@@ -535,6 +460,161 @@ impl QueueLive {
             arrived: self.arrived,
             dequeued: self.dequeued,
             exact: continuous,
+        }
+    }
+
+    /// Arrivals and dequeues of this tick: heard events when `continuous`, else counted from
+    /// the anchors when `anchored` (plus tasks both pushed and taken that only new `unacked`
+    /// tags show, when a key also stayed empty: `idle_keys`), else conservation (Δbacklog +
+    /// new tags, a dip carried as a debt). Returns them and the tasks only the tags showed.
+    fn count(
+        &mut self,
+        (continuous, anchored, idle_keys): (bool, bool, bool),
+        (pushed, popped): (u64, u64),
+        (pushed_after, popped_from): (u64, u64),
+        backlog: u64,
+        new_tags: u64,
+    ) -> (u64, u64, u64) {
+        // A key empty at both ticks may still have carried tasks that were pushed and taken
+        // in between (workers keeping up with one priority level): new `unacked` tags beyond
+        // the anchored dequeues are such tasks (arrived and taken: both counts grow).
+        let mut missed = 0u64;
+        if anchored && idle_keys {
+            let popped = i128::from(popped_from);
+            self.surplus = (self.surplus + i128::from(new_tags) - popped).max(-popped);
+            if self.surplus > 0 {
+                missed = u64::try_from(self.surplus).unwrap_or(0);
+                self.surplus = 0;
+            }
+        } else {
+            self.surplus = 0;
+        }
+        let (arrived, dequeued) = if continuous {
+            self.debt = 0;
+            (pushed, popped)
+        } else if anchored {
+            self.debt = 0;
+            (pushed_after + missed, popped_from + missed)
+        } else {
+            let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
+            let mut a = delta + i128::from(new_tags);
+            if a < 0 {
+                self.debt = self
+                    .debt
+                    .saturating_add(u64::try_from(-a).unwrap_or(u64::MAX));
+                a = 0;
+            } else {
+                let offset = self.debt.min(u64::try_from(a).unwrap_or(u64::MAX));
+                self.debt -= offset;
+                a -= i128::from(offset);
+            }
+            (u64::try_from(a).unwrap_or(0), new_tags)
+        };
+        (arrived, dequeued, missed)
+    }
+
+    /// Reads one tick's observations of every list key of the queue: keyspace events since
+    /// the previous tick (and whether they are continuous), where last tick's anchors are,
+    /// and the wait clocks.
+    fn observe_keys(
+        &mut self,
+        now: f64,
+        extras: &TickExtras,
+        events: &mut EventState,
+        keyspace_on: bool,
+        idle: bool,
+    ) -> KeysTick {
+        let generation = events.generation;
+        let mut continuous = keyspace_on;
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        let mut fifo_wait = 0.0f64;
+        let mut tail_wait: Option<f64> = None;
+        // Counted from anchors: every key either found its anchor or stayed empty.
+        let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
+        let (mut pushed_after, mut popped_from) = (0u64, 0u64);
+        let prev = self.prev;
+        for k in &mut self.keys {
+            let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
+            match (k.anchor.take(), extras.positions.get(&k.key)) {
+                (Some(_), Some(Some(i))) => {
+                    any_anchor = true;
+                    pushed_after += i;
+                    // llen = previous llen + pushed − popped (restores, pushed to the tail,
+                    // would make it negative: they are neither).
+                    popped_from += (k.llen + i).saturating_sub(llen);
+                }
+                (None, _) if k.llen == 0 && llen == 0 => idle_keys = true,
+                _ => anchored = false,
+            }
+            k.anchor = extras.heads.get(&k.key).cloned();
+            match events
+                .keys
+                .get_mut(&k.key)
+                .filter(|e| keyspace_on && e.generation == generation)
+            {
+                Some(e) => {
+                    match k.seen {
+                        Some((g, lp, rp, _)) if g == generation => {
+                            pushed += e.lpush.saturating_sub(lp);
+                            popped += e.rpop.saturating_sub(rp);
+                        }
+                        _ => continuous = false,
+                    }
+                    let first = k.seen.is_none_or(|(g, ..)| g != generation);
+                    k.seen = Some((generation, e.lpush, e.rpop, e.rpush));
+                    // One tick of disagreement is normally events racing the LLEN read.
+                    if e.clock.len() as u64 != llen {
+                        k.mismatch = k.mismatch.saturating_add(1);
+                    } else {
+                        k.mismatch = 0;
+                    }
+                    if first || k.mismatch >= 2 {
+                        e.clock.reconcile(llen, now);
+                        k.mismatch = 0;
+                    }
+                    if llen > 0 {
+                        fifo_wait = fifo_wait.max(e.clock.oldest_age(now));
+                    }
+                    e.wake_on_push = idle;
+                }
+                None => {
+                    k.seen = None;
+                    continuous = false;
+                }
+            }
+            match extras.ends.get(&k.key) {
+                Some((head, tail)) => {
+                    if let Some(t) = k.filled_at.take() {
+                        k.tail.observe(t, head.as_deref(), tail.as_deref());
+                    }
+                    k.tail.observe(now, head.as_deref(), tail.as_deref());
+                    let age = if llen > 0 {
+                        k.tail.oldest_age(now)
+                    } else {
+                        0.0
+                    };
+                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+                }
+                // Keys empty at the previous tick are not read; forget their old ends.
+                None if k.llen == 0 || llen == 0 => {
+                    k.tail.observe(now, None, None);
+                    k.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                }
+                None => {}
+            }
+            k.llen = llen;
+        }
+        KeysTick {
+            continuous,
+            pushed,
+            popped,
+            fifo_wait,
+            tail_wait,
+            anchored,
+            any_anchor,
+            idle_keys,
+            pushed_after,
+            popped_from,
         }
     }
 }
