@@ -412,19 +412,34 @@ impl QueueLive {
         }
         self.prev = Some((now, backlog));
         self.exact = continuous;
-        let source = if continuous {
-            KEYSPACE
-        } else if anchored {
-            LIST_POSITION
-        } else {
-            CONSERVATION
-        };
         let wait = if continuous {
             Some(Estimate::new(fifo_wait, KEYSPACE))
         } else if backlog == 0 {
             Some(Estimate::new(0.0, TAIL_TAG))
         } else {
             tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
+        };
+        self.estimates(now, since, sight, (continuous, anchored, counted), wait)
+    }
+
+    /// The queue's estimates after a tick: rates from the counters (lower bounds when the
+    /// queue's traffic cannot be seen, `signals::visibility`), the `wait` measured, and the
+    /// service time (Little's law over `unacked` when every dequeue was `counted`, else the
+    /// residence of the entries seen).
+    fn estimates(
+        &mut self,
+        now: f64,
+        since: f64,
+        sight: TickSight,
+        (continuous, anchored, counted): (bool, bool, bool),
+        wait: Option<Estimate>,
+    ) -> QueueEstimates {
+        let source = if continuous {
+            KEYSPACE
+        } else if anchored {
+            LIST_POSITION
+        } else {
+            CONSERVATION
         };
         // Entries seen to live less than a tick are mostly never seen: the counts miss them.
         // (Without a departure yet, e.g. a trickle of long tasks, nothing says so.)
