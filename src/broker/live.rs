@@ -117,6 +117,39 @@ struct KeysTick {
     popped_from: u64,
 }
 
+impl KeyLive {
+    /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
+    /// they were read) and returns the tail message's age then; a key empty at either tick
+    /// is not read, and forgets its old ends (`prev`: the previous tick's time).
+    fn observe_ends(
+        &mut self,
+        now: f64,
+        llen: u64,
+        ends: Option<&(Option<String>, Option<String>)>,
+        prev: Option<(f64, u64)>,
+    ) -> Option<f64> {
+        match ends {
+            Some((head, tail)) => {
+                if let Some(t) = self.filled_at.take() {
+                    self.tail.observe(t, head.as_deref(), tail.as_deref());
+                }
+                self.tail.observe(now, head.as_deref(), tail.as_deref());
+                Some(if llen > 0 {
+                    self.tail.oldest_age(now)
+                } else {
+                    0.0
+                })
+            }
+            None if self.llen == 0 || llen == 0 => {
+                self.tail.observe(now, None, None);
+                self.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 /// One queue's live state.
 struct QueueLive {
     keys: Vec<KeyLive>,
@@ -597,25 +630,8 @@ impl QueueLive {
                     continuous = false;
                 }
             }
-            match extras.ends.get(&k.key) {
-                Some((head, tail)) => {
-                    if let Some(t) = k.filled_at.take() {
-                        k.tail.observe(t, head.as_deref(), tail.as_deref());
-                    }
-                    k.tail.observe(now, head.as_deref(), tail.as_deref());
-                    let age = if llen > 0 {
-                        k.tail.oldest_age(now)
-                    } else {
-                        0.0
-                    };
-                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
-                }
-                // Keys empty at the previous tick are not read; forget their old ends.
-                None if k.llen == 0 || llen == 0 => {
-                    k.tail.observe(now, None, None);
-                    k.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
-                }
-                None => {}
+            if let Some(age) = k.observe_ends(now, llen, extras.ends.get(&k.key), prev) {
+                tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
             }
             k.llen = llen;
         }
