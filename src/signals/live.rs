@@ -4,6 +4,7 @@
 //! workers' capacity. Pure: time is passed in.
 
 pub mod events;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;

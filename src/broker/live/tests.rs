@@ -3,7 +3,12 @@
 use super::*;
 use crate::broker::events::KeyEvents;
 use crate::signals::heartbeat::HeartbeatBook;
-use crate::signals::live::{live_signals, HEARTBEAT};
+use crate::signals::live::queue::QueueChurn;
+use crate::signals::live::{
+    live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
+    TAIL_TAG,
+};
+use crate::signals::Estimate;
 use crate::signals::{LiveSignals, SignalMode};
 
 fn watch(queues: &[&str]) -> WatchSet {
