@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::signals::estimate::glob_match;
+use crate::signals::heartbeat::glob_match;
 use crate::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections};
 
 /// How inline brokers (trigger metadata `address`, `host`, `sentinelMaster`…) are treated.

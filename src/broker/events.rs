@@ -25,9 +25,9 @@ use super::clock::epoch_now;
 use super::conn::{build_client, redis_settings, Timeouts};
 use super::error::{map_error, BrokerError};
 use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
-use crate::celery::{parse_worker_event, WorkerEventKind};
-use crate::signals::estimate::{FifoClock, Heartbeat, HeartbeatBook};
+use crate::celery::parse_worker_event;
 use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
+pub(crate) use crate::signals::live::events::{EventState, KeyEvents};
 use crate::spec::{BrokerSpec, HostPort};
 
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
@@ -49,36 +49,6 @@ pub(crate) struct Desired {
     pub keys: BTreeSet<Vec<u8>>,
     /// Worker-event patterns to PSUBSCRIBE, each with the key prefix it belongs to.
     pub patterns: BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-/// What was heard about one list key since it was subscribed.
-#[derive(Debug, Default)]
-pub(crate) struct KeyEvents {
-    /// The connection generation in which the subscription was confirmed.
-    pub generation: u64,
-    pub lpush: u64,
-    pub rpop: u64,
-    pub rpush: u64,
-    /// Arrival times of the messages in the list, kept from the events.
-    pub clock: FifoClock,
-    /// Set by the sampler when the key's queue is idle: the next `lpush` wakes the sampler.
-    pub wake_on_push: bool,
-}
-
-/// Everything the pub/sub task shares with the sampler.
-#[derive(Debug, Default)]
-pub(crate) struct EventState {
-    /// Bumped whenever the connection is (re)established; counts of different generations
-    /// are not continuous.
-    pub generation: u64,
-    /// Whether the connection is up now.
-    pub up: bool,
-    /// Keys with a confirmed keyspace subscription in the current generation.
-    pub keys: HashMap<Vec<u8>, KeyEvents>,
-    /// Worker heartbeats by key prefix.
-    pub heartbeats: HashMap<Vec<u8>, HeartbeatBook>,
-    /// Worker events that could not be decoded.
-    pub malformed: u64,
 }
 
 /// The keyspace channel of `key` in database `db`.
@@ -413,28 +383,8 @@ impl Listener {
             return;
         };
         let event = msg.get_payload_bytes();
-        let mut s = lock(&self.state);
-        let Some(k) = s.keys.get_mut(key) else {
-            return;
-        };
-        match event {
-            b"lpush" => {
-                k.lpush += 1;
-                k.clock.arrive(now);
-                if std::mem::take(&mut k.wake_on_push) {
-                    self.wake.notify_one();
-                }
-            }
-            b"rpop" => {
-                k.rpop += 1;
-                k.clock.dequeue();
-            }
-            b"rpush" => {
-                k.rpush += 1;
-                k.clock.restore(now);
-            }
-            b"del" => k.clock = FifoClock::default(),
-            _ => {}
+        if lock(&self.state).key_event(key, event, now) {
+            self.wake.notify_one();
         }
     }
 
@@ -447,29 +397,7 @@ impl Listener {
                 return;
             }
         };
-        let mut s = lock(&self.state);
-        let (window, limits) = (self.window, self.limits);
-        let book = s
-            .heartbeats
-            .entry(prefix.to_vec())
-            .or_insert_with(|| HeartbeatBook::with_limits(window, limits));
-        let odd = match event.kind {
-            WorkerEventKind::Heartbeat | WorkerEventKind::Online => book.record(
-                now,
-                &Heartbeat {
-                    hostname: event.hostname,
-                    active: event.active,
-                    processed: event.processed,
-                    freq: event.freq,
-                },
-            ),
-            WorkerEventKind::Offline => {
-                book.forget(&event.hostname);
-                Vec::new()
-            }
-            WorkerEventKind::Other => Vec::new(),
-        };
-        drop(s);
+        let odd = lock(&self.state).worker_event(prefix, event, now, self.window, self.limits);
         for reason in odd {
             self.implausible(reason);
         }

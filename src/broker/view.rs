@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::clock::epoch_now;
 use super::reply::UnreadableKey;
-use crate::signals::estimate::HeartbeatBook;
+use crate::signals::heartbeat::HeartbeatBook;
 use crate::signals::live::live_signals;
 use crate::signals::{LiveSignals, QueueSignals};
 

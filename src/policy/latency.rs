@@ -12,7 +12,7 @@
 //! The derivation and the fallbacks are in `docs/scaling.md`. Pure: no I/O, no clock; the
 //! only notion of time is the wait age the sampler measured.
 
-use super::{Component, Decision};
+use super::decision::{Component, Decision};
 use crate::signals::{LiveSignals, QueueSignals};
 
 /// Default minimum headroom, in slots.

@@ -3,13 +3,12 @@
 //! activation flag, and a breakdown that explains the number.
 //!
 //! Architecture Invariant: no I/O, no clock, no async. Time, when a mode needs it, is passed in.
-
-use serde::Serialize;
-
 use crate::signals::{LiveSignals, QueueSignals};
 
+mod decision;
 pub mod latency;
 
+pub use decision::{Component, Decision};
 pub use latency::LatencySettings;
 
 /// Default per-replica target in `backlog` mode (KEDA redis scaler's `listLength`).
@@ -36,28 +35,6 @@ impl PolicySettings {
             PolicySettings::Latency(_) => "latency",
         }
     }
-}
-
-/// One term of the decision: how much it contributed and where its input came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Component {
-    /// Bounded label: `backlog`, `reserved`, `stale`.
-    pub component: &'static str,
-    pub value: f64,
-    /// Which signal produced it (e.g. `llen`, `unacked`).
-    pub source: &'static str,
-}
-
-/// What the scaler answers for one trigger.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Decision {
-    /// Finite, ≥ 0; the HPA divides it by `target` to get replicas.
-    pub metric_value: f64,
-    /// Finite, > 0.
-    pub target: f64,
-    /// Whether the workload should run at all (KEDA's 0↔1 decision).
-    pub active: bool,
-    pub breakdown: Vec<Component>,
 }
 
 /// Decides for `queues` under `settings`, with no live signals (every live estimate falls

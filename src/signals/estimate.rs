@@ -6,8 +6,6 @@
 
 use std::collections::VecDeque;
 
-pub use super::heartbeat::{glob_match, Heartbeat, HeartbeatBook, WorkerSummary};
-
 /// How much faster than the smoothed rate the last tick must be to count as a burst.
 pub const BURST_FACTOR: f64 = 3.0;
 

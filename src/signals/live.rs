@@ -3,12 +3,14 @@
 //! tasks and service time (Little's law over the workers' busy slots), bounded by the
 //! workers' capacity. Pure: time is passed in.
 
+pub mod events;
+pub mod queue;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::celery::Layout;
-use crate::signals::estimate::{HeartbeatBook, WorkerSummary};
-use crate::signals::heartbeat::MAX_STARTS_PER_SLOT;
+use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary, MAX_STARTS_PER_SLOT};
 use crate::signals::{Estimate, LiveSignals, SignalMode};
 use crate::spec::WatchSet;
 

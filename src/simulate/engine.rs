@@ -12,10 +12,10 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
 use super::autoscale::{Autoscaler, MetricSample};
+use super::error::SimError;
 use super::rng::Rng;
 use super::scenario::{Deletion, Scenario};
 use super::workload::{streams, Stream, Task, TaskMaker};
-use super::SimError;
 use crate::policy::{decide_live, Decision, PolicySettings};
 use crate::signals::{Estimate, LiveSignals, QueueSignals};
 

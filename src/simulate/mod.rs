@@ -12,7 +12,9 @@ pub mod autoscale;
 pub mod baseline;
 pub mod bench;
 pub mod engine;
+mod error;
 pub mod limits;
+mod load;
 pub mod report;
 pub mod rng;
 pub mod scenario;
@@ -20,42 +22,13 @@ pub mod workload;
 
 pub use baseline::StaticBest;
 pub use engine::{simulate, Outcome, PolicyKind, PolicyRun};
+pub use error::SimError;
 pub use report::Summary;
 pub use scenario::Scenario;
 
 use crate::policy::{LatencySettings, PolicySettings};
 
 /// Errors of the simulator; [`SimError::exit_code`] is what the CLI exits with.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: invalid scenario: {message}")]
-    Scenario { path: PathBuf, message: String },
-    #[error("cannot write {path}: {source}")]
-    Output {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("JSON output: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
-impl SimError {
-    /// 64: the scenario or a trace it names is unreadable or invalid (limits included);
-    /// 73: an output file (`--csv`, `--svg`) cannot be written; 70: an internal error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SimError::Io { .. } | SimError::Scenario { .. } => 64,
-            SimError::Output { .. } => 73,
-            SimError::Json(_) => 70,
-        }
-    }
-}
-
 /// Flags of `celery-scaler simulate`.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct SimulateArgs {

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use super::error::SimError;
 use super::rng::{Dist, Rng};
 use super::scenario::{Arrival, QueueSpec};
-use super::SimError;
 
 /// A task as published by a producer.
 #[derive(Clone, Copy, Debug, PartialEq)]

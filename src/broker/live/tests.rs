@@ -2,8 +2,13 @@
 
 use super::*;
 use crate::broker::events::KeyEvents;
-use crate::signals::estimate::HeartbeatBook;
-use crate::signals::live::{live_signals, HEARTBEAT};
+use crate::signals::heartbeat::HeartbeatBook;
+use crate::signals::live::queue::QueueChurn;
+use crate::signals::live::{
+    live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
+    TAIL_TAG,
+};
+use crate::signals::Estimate;
 use crate::signals::{LiveSignals, SignalMode};
 
 fn watch(queues: &[&str]) -> WatchSet {
@@ -182,7 +187,7 @@ fn tail_tags_give_the_wait_in_estimated_mode() {
 
 #[test]
 fn heartbeats_add_running_and_service_time() {
-    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::Heartbeat;
     let mut hb = HeartbeatBook::new(10.0);
     for (t, processed) in [(0.0, 0), (2.0, 8)] {
         hb.record(
@@ -233,7 +238,7 @@ fn busy_worker(end: u32) -> EventState {
     for beat in 0..=end / 2 {
         book.record(
             f64::from(2 * beat),
-            &crate::signals::estimate::Heartbeat {
+            &crate::signals::heartbeat::Heartbeat {
                 hostname: "celery@w-1".into(),
                 active: 2,
                 processed: u64::from(100 * beat),
@@ -603,7 +608,7 @@ fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
 
 #[test]
 fn forged_heartbeats_cannot_credit_more_than_the_workers_capacity() {
-    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::Heartbeat;
     use crate::signals::heartbeat::HeartbeatLimits;
     let limits = HeartbeatLimits {
         max_active: 4,
@@ -642,7 +647,7 @@ fn forged_heartbeats_cannot_credit_more_than_the_workers_capacity() {
 
 #[test]
 fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
-    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::Heartbeat;
     use crate::signals::heartbeat::HeartbeatLimits;
     // One forged worker: 4 slots (the maximum) always busy, one start in 10 s: Little's law
     // says 40 s per task. Real traffic, counted from keyspace, is 100 tasks/s.
@@ -681,7 +686,7 @@ fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
 
 #[test]
 fn starts_without_busy_slots_carry_a_service_time_that_bounds_their_flow() {
-    use crate::signals::estimate::Heartbeat;
+    use crate::signals::heartbeat::Heartbeat;
     use crate::signals::heartbeat::HeartbeatLimits;
     // A forged worker: never a busy slot (`active: 0`, so no Little's law), yet `processed`
     // grows as fast as the bounds allow. Without a service time of its own, the policy would

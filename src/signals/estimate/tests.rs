@@ -1,6 +1,7 @@
 //! Estimators against synthetic series with a fake clock.
 
 use super::*;
+use crate::signals::heartbeat::{glob_match, Heartbeat, HeartbeatBook};
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol

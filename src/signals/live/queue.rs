@@ -1,0 +1,415 @@
+//! One queue's live state and its tick: arrival and dequeue counting (keyspace events,
+//! `LPOS` anchors, or conservation with a debt), the wait clocks, residence and Little's
+//! law, from one tick's observations (list lengths, heads and positions, `unacked` churn,
+//! what the pub/sub connection heard) with the time passed in. Pure: the broker's sampler
+//! reads Redis and calls [`QueueLive::tick`]; the modes are described in `broker/live.rs`.
+
+use std::collections::HashMap;
+
+use super::events::EventState;
+use super::{
+    QueueEstimates, CONSERVATION, KEYSPACE, LIST_POSITION, OCCUPANCY, RESIDENCE, TAIL_TAG,
+};
+use crate::celery::Layout;
+use crate::signals::estimate::{Occupancy, RateEstimator, Residence, TailClock};
+use crate::signals::visibility::{TickSight, Visibility};
+use crate::signals::Estimate;
+
+/// Whether the server publishes list keyspace events, as far as the scaler can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keyspace {
+    Unknown,
+    Enabled,
+    Disabled,
+    /// `CONFIG GET` is not allowed (ACL, managed Redis): estimated mode.
+    Denied,
+}
+
+/// One list key's live state.
+pub(crate) struct KeyLive {
+    pub key: Vec<u8>,
+    pub tail: TailClock,
+    /// (generation, lpush, rpop, rpush) heard up to the previous tick.
+    pub seen: Option<(u64, u64, u64, u64)>,
+    /// Ticks in a row the FIFO clock disagreed with `LLEN`.
+    pub mismatch: u8,
+    /// `LLEN` at the previous tick.
+    pub llen: u64,
+    /// When a list found non-empty without its ends read (it was empty the tick before) was
+    /// probably filled: mid-way between the two ticks.
+    pub filled_at: Option<f64>,
+    /// The head message (newest, `LINDEX 0`) read at the previous tick: next tick, its index
+    /// (`LPOS`) is the number of messages pushed since.
+    pub anchor: Option<Vec<u8>>,
+}
+
+/// What one tick's reads of a queue's list keys add up to (see `QueueLive::observe_keys`).
+pub(crate) struct KeysTick {
+    /// Every key heard by keyspace notifications without interruption since last tick.
+    continuous: bool,
+    /// `lpush` and `rpop` events heard since last tick.
+    pushed: u64,
+    popped: u64,
+    /// The oldest message's age by the FIFO clocks of the keys that hold messages.
+    fifo_wait: f64,
+    /// The oldest tail message's age by its delivery tag, when any key's ends were read.
+    tail_wait: Option<f64>,
+    /// Every key found its anchor or stayed empty; at least one found its anchor; one
+    /// stayed empty.
+    anchored: bool,
+    any_anchor: bool,
+    idle_keys: bool,
+    /// Messages pushed after, and taken from, the anchors.
+    pushed_after: u64,
+    popped_from: u64,
+}
+
+impl KeyLive {
+    /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
+    /// they were read) and returns the tail message's age then; a key empty at either tick
+    /// is not read, and forgets its old ends (`prev`: the previous tick's time).
+    fn observe_ends(
+        &mut self,
+        now: f64,
+        llen: u64,
+        ends: Option<&(Option<String>, Option<String>)>,
+        prev: Option<(f64, u64)>,
+    ) -> Option<f64> {
+        match ends {
+            Some((head, tail)) => {
+                if let Some(t) = self.filled_at.take() {
+                    self.tail.observe(t, head.as_deref(), tail.as_deref());
+                }
+                self.tail.observe(now, head.as_deref(), tail.as_deref());
+                Some(if llen > 0 {
+                    self.tail.oldest_age(now)
+                } else {
+                    0.0
+                })
+            }
+            None if self.llen == 0 || llen == 0 => {
+                self.tail.observe(now, None, None);
+                self.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// One queue's live state.
+pub(crate) struct QueueLive {
+    pub keys: Vec<KeyLive>,
+    pub arrivals: RateEstimator,
+    pub dequeues: RateEstimator,
+    pub arrived: u64,
+    pub dequeued: u64,
+    /// Negative conservation arrivals not yet offset by later ticks.
+    pub debt: u64,
+    /// New `unacked` tags minus dequeues counted from anchors, over anchored ticks with a
+    /// key empty at both ends (floored at minus one tick's count: tags may show a tick late).
+    pub surplus: i128,
+    pub prev: Option<(f64, u64)>,
+    pub residence: Residence,
+    pub occupancy: Occupancy,
+    /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
+    pub visibility: Visibility,
+    pub exact: bool,
+}
+
+/// What one tick read besides backlog and in-flight, for the live state.
+#[derive(Default)]
+pub(crate) struct TickExtras {
+    /// `LLEN` of each list key.
+    pub llen: HashMap<Vec<u8>, u64>,
+    /// Delivery tags at the head (`LINDEX 0`) and tail (`LINDEX -1`) of keys read for it.
+    pub ends: HashMap<Vec<u8>, (Option<String>, Option<String>)>,
+    /// The head message of keys read for it (at most [`MAX_ANCHOR`] bytes): next tick's anchor.
+    pub heads: HashMap<Vec<u8>, Vec<u8>>,
+    /// Where the previous tick's anchor of a key is now (`None`: consumed, or not found
+    /// within [`LPOS_MAXLEN`] messages).
+    pub positions: HashMap<Vec<u8>, Option<u64>>,
+    /// The server refused `LPOS` (Redis < 6.0.6).
+    pub lpos_refused: bool,
+    /// Per queue: what entered and left `unacked` since the previous tick.
+    pub churn: HashMap<(Layout, String), QueueChurn>,
+    /// The reply to `CONFIG GET notify-keyspace-events`, when asked this tick.
+    pub keyspace: Option<Keyspace>,
+}
+
+/// One queue's `unacked` churn in one tick.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct QueueChurn {
+    /// New tags (deliveries seen for the first time).
+    pub new: u64,
+    /// Scores (delivery times) of the new entries without ETA.
+    pub new_scores: Vec<f64>,
+    /// Scores of the entries without ETA that left.
+    pub left: Vec<f64>,
+}
+
+impl QueueLive {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tick(
+        &mut self,
+        now: f64,
+        backlog: u64,
+        in_flight: u64,
+        churn: QueueChurn,
+        extras: &TickExtras,
+        events: &mut EventState,
+        keyspace_on: bool,
+        idle: bool,
+    ) -> QueueEstimates {
+        let KeysTick {
+            continuous,
+            pushed,
+            popped,
+            fifo_wait,
+            tail_wait,
+            anchored,
+            any_anchor,
+            idle_keys,
+            pushed_after,
+            popped_from,
+        } = self.observe_keys(now, extras, events, keyspace_on, idle);
+        let new_tags = churn.new;
+        let anchored = !continuous && anchored && any_anchor;
+        let (arrived, dequeued, missed) = self.count(
+            (continuous, anchored, idle_keys),
+            (pushed, popped),
+            (pushed_after, popped_from),
+            backlog,
+            new_tags,
+        );
+        let since = self.prev.map_or(now, |(t, _)| t);
+        let sight = TickSight {
+            blind: !continuous && !anchored && backlog == 0 && self.prev.is_some_and(|p| p.1 == 0),
+            flow: new_tags > 0 || backlog > 0 || arrived > 0,
+        };
+        if self.prev.is_some() {
+            self.arrived = self.arrived.saturating_add(arrived);
+            self.dequeued = self.dequeued.saturating_add(dequeued);
+        }
+        self.arrivals.observe(now, self.arrived);
+        self.dequeues.observe(now, self.dequeued);
+        // Little's law needs every dequeue of its window counted.
+        let counted = continuous || (anchored && missed == 0);
+        if counted {
+            self.occupancy.observe(now, in_flight, self.dequeued);
+        } else {
+            self.occupancy.clear();
+        }
+        for score in churn.new_scores {
+            self.residence.first_seen(now, now - score);
+        }
+        // Entries gone now were last seen at the previous tick.
+        for score in churn.left {
+            self.residence.left(now, since - score, now - since);
+        }
+        self.prev = Some((now, backlog));
+        self.exact = continuous;
+        let wait = if continuous {
+            Some(Estimate::new(fifo_wait, KEYSPACE))
+        } else if backlog == 0 {
+            Some(Estimate::new(0.0, TAIL_TAG))
+        } else {
+            tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
+        };
+        self.estimates(now, since, sight, (continuous, anchored, counted), wait)
+    }
+
+    /// The queue's estimates after a tick: rates from the counters (lower bounds when the
+    /// queue's traffic cannot be seen, `signals::visibility`), the `wait` measured, and the
+    /// service time (Little's law over `unacked` when every dequeue was `counted`, else the
+    /// residence of the entries seen).
+    fn estimates(
+        &mut self,
+        now: f64,
+        since: f64,
+        sight: TickSight,
+        (continuous, anchored, counted): (bool, bool, bool),
+        wait: Option<Estimate>,
+    ) -> QueueEstimates {
+        let source = if continuous {
+            KEYSPACE
+        } else if anchored {
+            LIST_POSITION
+        } else {
+            CONSERVATION
+        };
+        // Entries seen to live less than a tick are mostly never seen: the counts miss them.
+        // (Without a departure yet, e.g. a trickle of long tasks, nothing says so.)
+        let tick = now - since;
+        let short_lived = self.residence.mean(now).is_some_and(|r| r < tick);
+        if self.prev.is_some() && tick > 0.0 {
+            self.visibility.observe(now, sight);
+        }
+        let lower = !continuous && self.visibility.lower_bound(short_lived);
+        let rate = |r: f64| {
+            if lower {
+                Estimate::lower_bound(r, source)
+            } else {
+                Estimate::new(r, source)
+            }
+        };
+        QueueEstimates {
+            arrival_rate: self.arrivals.rate().map(rate),
+            dequeue_rate: self.dequeues.rate().map(rate),
+            wait,
+            // Counted dequeues make Little's law over `unacked` exact; without them the
+            // residence of entries seen at ticks is the estimate.
+            service_time: self
+                .occupancy
+                .service_time()
+                .filter(|_| counted)
+                .map(|s| Estimate::new(s, OCCUPANCY))
+                .or_else(|| {
+                    self.residence
+                        .mean(now)
+                        .map(|s| Estimate::new(s, RESIDENCE))
+                }),
+            arrived: self.arrived,
+            dequeued: self.dequeued,
+            exact: continuous,
+        }
+    }
+
+    /// Arrivals and dequeues of this tick: heard events when `continuous`, else counted from
+    /// the anchors when `anchored` (plus tasks both pushed and taken that only new `unacked`
+    /// tags show, when a key also stayed empty: `idle_keys`), else conservation (Δbacklog +
+    /// new tags, a dip carried as a debt). Returns them and the tasks only the tags showed.
+    fn count(
+        &mut self,
+        (continuous, anchored, idle_keys): (bool, bool, bool),
+        (pushed, popped): (u64, u64),
+        (pushed_after, popped_from): (u64, u64),
+        backlog: u64,
+        new_tags: u64,
+    ) -> (u64, u64, u64) {
+        // A key empty at both ticks may still have carried tasks that were pushed and taken
+        // in between (workers keeping up with one priority level): new `unacked` tags beyond
+        // the anchored dequeues are such tasks (arrived and taken: both counts grow).
+        let mut missed = 0u64;
+        if anchored && idle_keys {
+            let popped = i128::from(popped_from);
+            self.surplus = (self.surplus + i128::from(new_tags) - popped).max(-popped);
+            if self.surplus > 0 {
+                missed = u64::try_from(self.surplus).unwrap_or(0);
+                self.surplus = 0;
+            }
+        } else {
+            self.surplus = 0;
+        }
+        let (arrived, dequeued) = if continuous {
+            self.debt = 0;
+            (pushed, popped)
+        } else if anchored {
+            self.debt = 0;
+            (pushed_after + missed, popped_from + missed)
+        } else {
+            let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
+            let mut a = delta + i128::from(new_tags);
+            if a < 0 {
+                self.debt = self
+                    .debt
+                    .saturating_add(u64::try_from(-a).unwrap_or(u64::MAX));
+                a = 0;
+            } else {
+                let offset = self.debt.min(u64::try_from(a).unwrap_or(u64::MAX));
+                self.debt -= offset;
+                a -= i128::from(offset);
+            }
+            (u64::try_from(a).unwrap_or(0), new_tags)
+        };
+        (arrived, dequeued, missed)
+    }
+
+    /// Reads one tick's observations of every list key of the queue: keyspace events since
+    /// the previous tick (and whether they are continuous), where last tick's anchors are,
+    /// and the wait clocks.
+    fn observe_keys(
+        &mut self,
+        now: f64,
+        extras: &TickExtras,
+        events: &mut EventState,
+        keyspace_on: bool,
+        idle: bool,
+    ) -> KeysTick {
+        let generation = events.generation;
+        let mut continuous = keyspace_on;
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        let mut fifo_wait = 0.0f64;
+        let mut tail_wait: Option<f64> = None;
+        // Counted from anchors: every key either found its anchor or stayed empty.
+        let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
+        let (mut pushed_after, mut popped_from) = (0u64, 0u64);
+        let prev = self.prev;
+        for k in &mut self.keys {
+            let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
+            match (k.anchor.take(), extras.positions.get(&k.key)) {
+                (Some(_), Some(Some(i))) => {
+                    any_anchor = true;
+                    pushed_after += i;
+                    // llen = previous llen + pushed − popped (restores, pushed to the tail,
+                    // would make it negative: they are neither).
+                    popped_from += (k.llen + i).saturating_sub(llen);
+                }
+                (None, _) if k.llen == 0 && llen == 0 => idle_keys = true,
+                _ => anchored = false,
+            }
+            k.anchor = extras.heads.get(&k.key).cloned();
+            match events
+                .keys
+                .get_mut(&k.key)
+                .filter(|e| keyspace_on && e.generation == generation)
+            {
+                Some(e) => {
+                    match k.seen {
+                        Some((g, lp, rp, _)) if g == generation => {
+                            pushed += e.lpush.saturating_sub(lp);
+                            popped += e.rpop.saturating_sub(rp);
+                        }
+                        _ => continuous = false,
+                    }
+                    let first = k.seen.is_none_or(|(g, ..)| g != generation);
+                    k.seen = Some((generation, e.lpush, e.rpop, e.rpush));
+                    // One tick of disagreement is normally events racing the LLEN read.
+                    if e.clock.len() as u64 != llen {
+                        k.mismatch = k.mismatch.saturating_add(1);
+                    } else {
+                        k.mismatch = 0;
+                    }
+                    if first || k.mismatch >= 2 {
+                        e.clock.reconcile(llen, now);
+                        k.mismatch = 0;
+                    }
+                    if llen > 0 {
+                        fifo_wait = fifo_wait.max(e.clock.oldest_age(now));
+                    }
+                    e.wake_on_push = idle;
+                }
+                None => {
+                    k.seen = None;
+                    continuous = false;
+                }
+            }
+            if let Some(age) = k.observe_ends(now, llen, extras.ends.get(&k.key), prev) {
+                tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+            }
+            k.llen = llen;
+        }
+        KeysTick {
+            continuous,
+            pushed,
+            popped,
+            fifo_wait,
+            tail_wait,
+            anchored,
+            any_anchor,
+            idle_keys,
+            pushed_after,
+            popped_from,
+        }
+    }
+}
