@@ -72,6 +72,8 @@ enum Ev {
     Finish(u32, u64),
     EtaDue(u32, u64),
     Kill(u32),
+    /// A scheduled stop (`workers.stops`): SIGTERM to one pod, not replaced.
+    Stop,
     Restore(Task),
     Tick,
     Poll,
@@ -298,6 +300,9 @@ impl Sim<'_> {
         self.at(0.0, Ev::Poll);
         self.at(0.0, Ev::Sync);
         self.at(0.0, Ev::Series);
+        for t in &self.sc.workers.stops {
+            self.at(*t, Ev::Stop);
+        }
         let initial = self.scaler.replicas;
         self.reconcile(initial);
         self.out.scale_events = 0;
@@ -325,6 +330,11 @@ impl Sim<'_> {
             Ev::Finish(p, token) => self.finish_task(p, token),
             Ev::EtaDue(p, token) => self.eta_due(p, token),
             Ev::Kill(p) => self.kill(p),
+            Ev::Stop => {
+                if let Some(p) = self.victim() {
+                    self.terminate(p);
+                }
+            }
             Ev::Restore(task) => {
                 self.counts[task.queue as usize].orphan -= 1;
                 self.lists[task.queue as usize][task.step as usize].push_front(task);
@@ -401,10 +411,12 @@ impl Sim<'_> {
     fn arrive(&mut self, i: usize) {
         let (q, stream) = &mut self.streams[i];
         let q = *q;
-        let Some((t, dur)) = stream.next else { return };
+        let Some((t, given)) = stream.next else {
+            return;
+        };
         stream.step();
         let next = stream.next;
-        let task = self.makers[q as usize].make(q, t, dur);
+        let task = self.makers[q as usize].make(q, t, given);
         self.out.work += task.duration;
         self.stats[q as usize].arrivals.add(t, 1.0);
         if self.idle_arrival.is_none()

@@ -116,6 +116,38 @@ fn external_push_starts_the_first_task_within_startup_plus_one_tick() {
 }
 
 #[test]
+fn a_scheduled_stop_warm_shuts_down_one_pod_of_a_fixed_fleet_without_replacing_it() {
+    // Two ready pods (min = max = 2, no start-up delay), c = 2, prefetch 4 × 2 with early
+    // ack: a burst of 20 tasks of 3 s fills both pods (2 running + 8 reserved each). At
+    // t = 4 one pod gets SIGTERM: its 6 still reserved tasks are restored, its 2 running
+    // tasks (started at about 3 s) outlive the 1 s grace and are lost under early ack.
+    let mut sc = scenario(
+        "prefetch_multiplier = 4\nacks_late = false\ntermination_grace = 1\nstops = [4.0]",
+        r#"{ kind = "constant", value = 3 }"#,
+        r#"{ kind = "burst", at = 0, count = 20, over = 0.95 }"#,
+    );
+    sc.workers.startup = rng::Dist::Constant { value: 0.0 };
+    sc.keda.min_replicas = 2;
+    sc.keda.max_replicas = 2;
+    sc.duration = 10.0;
+    sc.drain = 60.0;
+    for s in all_runs(&sc) {
+        assert_eq!(s.tasks, 20, "{}", s.policy);
+        assert_eq!(s.restored_at_shutdown, 6, "{}", s.policy);
+        assert_eq!((s.interrupted, s.lost), (2, 2), "{}", s.policy);
+        // One pod for the whole 70 s, the stopped one until its SIGKILL at 5 s: no
+        // replacement pod.
+        assert!(
+            (s.pod_seconds - 75.0).abs() < 1e-9,
+            "{}: {}",
+            s.policy,
+            s.pod_seconds
+        );
+        assert_eq!(s.scale_events, 0, "{}", s.policy);
+    }
+}
+
+#[test]
 fn warm_shutdown_restores_held_eta_tasks() {
     // Every task has a 20-minute countdown: workers fetch and hold them in `unacked`.
     // keda-redis sees an empty list, scales to zero after the cooldown, and the warm
