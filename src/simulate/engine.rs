@@ -477,7 +477,7 @@ impl Sim<'_> {
             if !self.can_fetch(&self.pods[p as usize]) {
                 return;
             }
-            let Some(task) = self.pop_task() else {
+            let Some(mut task) = self.pop_task() else {
                 let pod = &mut self.pods[p as usize];
                 if !pod.waiting {
                     pod.waiting = true;
@@ -486,6 +486,7 @@ impl Sim<'_> {
                 return;
             };
             let q = task.queue as usize;
+            task.fetched = self.now;
             if task.due > self.now {
                 self.token += 1;
                 let token = self.token;
@@ -536,7 +537,10 @@ impl Sim<'_> {
         self.stats[q].done_n.add(self.now, 1.0);
         self.stats[q].done_sum.add(self.now, task.duration);
         match self.pods[p as usize].state {
-            PodState::Terminating if self.pods[p as usize].running.is_empty() => self.gone(p),
+            PodState::Terminating if self.pods[p as usize].running.is_empty() => {
+                self.restore_held(p);
+                self.gone(p);
+            }
             PodState::Ready => self.pump(p),
             _ => {}
         }
@@ -643,14 +647,27 @@ impl Sim<'_> {
         }
     }
 
-    /// SIGTERM: warm shutdown (stop consuming, restore held messages, finish running tasks).
+    /// SIGTERM: warm shutdown. The pod stops consuming and finishes its running tasks; the
+    /// messages it holds (reserved, ETA) stay in `unacked` until the channel closes as the
+    /// worker exits (`restore_held`), so a SIGKILL before that strands them (`kill`).
     fn terminate(&mut self, p: u32) {
         if self.pods[p as usize].state == PodState::Starting {
             self.gone(p);
             return;
         }
+        self.pods[p as usize].state = PodState::Terminating;
+        if self.pods[p as usize].running.is_empty() {
+            self.restore_held(p);
+            self.gone(p);
+        } else {
+            self.at(self.now + self.sc.workers.termination_grace, Ev::Kill(p));
+        }
+    }
+
+    /// The end of a completed warm shutdown: kombu restores the pod's held messages to the
+    /// head of their lists.
+    fn restore_held(&mut self, p: u32) {
         let pod = &mut self.pods[p as usize];
-        pod.state = PodState::Terminating;
         let reserved: Vec<Task> = pod.reserved.drain(..).collect();
         let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
         for task in reserved.into_iter().rev() {
@@ -663,11 +680,6 @@ impl Sim<'_> {
             self.out.restored_at_shutdown += 1;
             self.lists[task.queue as usize][task.step as usize].push_front(task);
         }
-        if self.pods[p as usize].running.is_empty() {
-            self.gone(p);
-        } else {
-            self.at(self.now + self.sc.workers.termination_grace, Ev::Kill(p));
-        }
         self.wake();
     }
 
@@ -676,19 +688,37 @@ impl Sim<'_> {
         if self.pods[p as usize].state != PodState::Terminating {
             return;
         }
-        let running: Vec<(u64, Task, f64)> = self.pods[p as usize].running.drain(..).collect();
-        for (_, task, started) in running {
+        let vt = self.sc.workers.visibility_timeout;
+        let pod = &mut self.pods[p as usize];
+        let running: Vec<(u64, Task, f64)> = pod.running.drain(..).collect();
+        let held: Vec<Task> = pod.reserved.drain(..).collect();
+        let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
+        for (_, task, _) in running {
             let q = task.queue as usize;
             self.counts[q].running -= 1;
             self.out.interrupted += 1;
             if self.sc.workers.acks_late {
                 // Still in `unacked`: restored after the visibility timeout, then re-run.
                 self.counts[q].orphan += 1;
-                let at = (started + self.sc.workers.visibility_timeout).max(self.now);
-                self.at(at, Ev::Restore(task));
+                self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
             } else {
                 self.out.lost += 1;
             }
+        }
+        // Held messages the warm shutdown never got to restore stay in `unacked` too.
+        for (task, eta) in held
+            .into_iter()
+            .map(|t| (t, false))
+            .chain(eta.into_iter().map(|t| (t, true)))
+        {
+            let c = &mut self.counts[task.queue as usize];
+            if eta {
+                c.scheduled -= 1;
+            } else {
+                c.reserved -= 1;
+            }
+            c.orphan += 1;
+            self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
         }
         self.gone(p);
     }
@@ -796,6 +826,11 @@ impl Sim<'_> {
             );
             self.out.pod_seconds += end - pod.created;
         }
+        // Tasks stranded in `unacked` whose restore comes after the end.
+        censored.extend(self.heap.iter().filter_map(|e| match e.ev {
+            Ev::Restore(t) if !t.started => Some((end - t.due).max(0.0)),
+            _ => None,
+        }));
         self.out.unfinished = censored.len() as u64;
         self.out
             .waits

@@ -20,6 +20,9 @@ pub struct Task {
     pub duration: f64,
     /// Set once the task has started (re-runs after a SIGKILL do not count twice).
     pub started: bool,
+    /// When a worker last fetched it (kombu's `unacked_index` score: the visibility
+    /// timeout counts from here).
+    pub fetched: f64,
 }
 
 /// What a trace line fixes about its task (unset: drawn from the queue's distributions).
@@ -344,6 +347,7 @@ impl TaskMaker {
             due: if eta { arrival + delay } else { arrival },
             duration: given.duration.unwrap_or(sampled),
             started: false,
+            fetched: arrival,
         }
     }
 }
