@@ -5,7 +5,8 @@ A case fixes the fleet (N workers of `-c c`, no autoscaling), the Celery setting
 optional SIGTERM of one worker at `stop_at` with a grace period, and a seeded trace of
 (offset, duration, priority). The real run records send times in the producer and start/end
 times in the task; the simulation then replays the *actual* send offsets (so producer jitter
-is not counted as a model error) with `min = max = N`, no start-up delay and
+is not counted as a model error) and the measured run times (end − start: the host's
+sleep overshoot under load is not one either) with `min = max = N`, no start-up delay and
 `workers.stops` at the actual SIGTERM offset.
 """
 from __future__ import annotations
@@ -172,8 +173,22 @@ def run_real(pm: ProcessManager, case: Case, workdir: Path) -> tuple[Result, flo
                            horizon + (2 * case.visibility_timeout if rerun else 0),
                            0.25, f"{case.name}: every task ended or lost")
     window = time.time() - t0  # the observation window; the simulation covers the same
+    ran = measured_run_times(events)
     return summarise(events, sent, n, t0 + window), stop_offset, window, [
-        (round(sent[i] - t0, 4), d, p) for i, (_, d, p) in enumerate(case.trace)]
+        (round(sent[i] - t0, 4), round(ran.get(i, d), 4), p) for i, (_, d, p) in enumerate(case.trace)]
+
+
+def measured_run_times(events: list[dict]) -> dict[int, float]:
+    """End − start of each task's first run that ended: what `sleep(d)` took on this host
+    (d plus the sleep's overshoot under load), replayed as the task's duration."""
+    first: dict[int, float] = {}
+    out: dict[int, float] = {}
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["ev"] == "start":
+            first.setdefault(e["i"], e["t"])
+        elif e["i"] in first and e["i"] not in out:
+            out[e["i"]] = e["t"] - first[e["i"]]
+    return out
 
 
 def summarise(events: list[dict], sent: list[float], n: int, end: float) -> Result:

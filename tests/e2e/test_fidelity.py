@@ -3,8 +3,9 @@
 Each case replays a seeded trace of `sleep(d)` tasks on a fixed fleet of real workers (own
 redis-server), then simulates the same trace (the actual send offsets) with min = max = N,
 and compares p50/p95 wait (within 10 % or 0.5 s) and the counts of tasks restored at warm
-shutdown, lost and re-delivered (equal). The short set runs in CI; FIDELITY_FULL=1 runs the
-longer set and writes the table for docs/simulate.md to .work/e2e/fidelity-table.md.
+shutdown, lost, re-delivered and never started (equal). The short set runs in CI;
+FIDELITY_FULL=1 runs the longer set; both write the comparison table (markdown) into the
+`fidelity` directory of the suite's work area.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_fidelity(name, pm, record):
     row["load"] = os.getloadavg()
     _rows[name] = row
     record("fidelity", row)
-    (workdir / "fidelity-table.md").write_text(
+    (workdir / "table.txt").write_text(
         fidelity.table([_rows[n] for n in CASES if n in _rows])
         + f"\nload average at the end: {os.getloadavg()}\n")
     if case.stop_at is None:
