@@ -179,15 +179,17 @@ def run_real(pm: ProcessManager, case: Case, workdir: Path) -> tuple[Result, flo
 
 
 def measured_run_times(events: list[dict]) -> dict[int, float]:
-    """End − start of each task's first run that ended: what `sleep(d)` took on this host
-    (d plus the sleep's overshoot under load), replayed as the task's duration."""
-    first: dict[int, float] = {}
+    """End − start of each task's first run that ended (paired with the start on the same
+    worker, so a run a SIGKILL cut short is skipped): what `sleep(d)` took on this host (d
+    plus the sleep's overshoot under load), replayed as the task's duration."""
+    begun: dict[tuple[int, str], float] = {}
     out: dict[int, float] = {}
     for e in sorted(events, key=lambda e: e["t"]):
+        key = (e["i"], e["w"])
         if e["ev"] == "start":
-            first.setdefault(e["i"], e["t"])
-        elif e["i"] in first and e["i"] not in out:
-            out[e["i"]] = e["t"] - first[e["i"]]
+            begun[key] = e["t"]
+        elif key in begun and e["i"] not in out:
+            out[e["i"]] = e["t"] - begun[key]
     return out
 
 
