@@ -174,6 +174,7 @@ def run_real(pm: ProcessManager, case: Case, workdir: Path) -> tuple[Result, flo
                            0.25, f"{case.name}: every task ended or lost")
     window = time.time() - t0  # the observation window; the simulation covers the same
     ran = measured_run_times(events)
+    (workdir / f"{case.name}-real.json").write_text(json.dumps({"t0": t0, "sent": sent, "events": events}))
     return summarise(events, sent, n, t0 + window), stop_offset, window, [
         (round(sent[i] - t0, 4), round(ran.get(i, d), 4), p) for i, (_, d, p) in enumerate(case.trace)]
 
