@@ -121,7 +121,13 @@ struct Pod {
     reserved: VecDeque<Task>,
     eta: Vec<(u64, Task)>,
     waiting: bool,
+    /// When its current BRPOP was issued (it re-issues every `BRPOP_TIMEOUT`).
+    blocked_at: f64,
 }
+
+/// kombu's Redis `brpop_timeout`: a worker blocked on an empty queue re-issues its BRPOP
+/// every second, joining the back of Redis' queue of blocked clients each time.
+const BRPOP_TIMEOUT: f64 = 1.0;
 
 #[derive(Clone, Copy, Default)]
 struct Counts {
@@ -438,10 +444,20 @@ impl Sim<'_> {
         self.lists.iter().all(|l| l.iter().all(VecDeque::is_empty))
     }
 
-    /// Serves pods blocked on BRPOP, longest-waiting first.
+    /// Serves pods blocked on BRPOP: Redis serves the client blocked longest in its current
+    /// BRPOP, and each re-issues its BRPOP every `BRPOP_TIMEOUT`.
     fn wake(&mut self) {
         while !self.broker_empty() {
-            let Some(p) = self.waiters.pop_front() else {
+            let now = self.now;
+            let current = |b: f64| b + ((now - b) / BRPOP_TIMEOUT).floor() * BRPOP_TIMEOUT;
+            let Some(i) = (0..self.waiters.len()).min_by(|a, b| {
+                let (pa, pb) = (self.waiters[*a], self.waiters[*b]);
+                current(self.pods[pa as usize].blocked_at)
+                    .total_cmp(&current(self.pods[pb as usize].blocked_at))
+            }) else {
+                break;
+            };
+            let Some(p) = self.waiters.remove(i) else {
                 break;
             };
             self.pods[p as usize].waiting = false;
@@ -481,6 +497,7 @@ impl Sim<'_> {
                 let pod = &mut self.pods[p as usize];
                 if !pod.waiting {
                     pod.waiting = true;
+                    pod.blocked_at = self.now;
                     self.waiters.push_back(p);
                 }
                 return;
@@ -590,6 +607,7 @@ impl Sim<'_> {
                 reserved: VecDeque::new(),
                 eta: Vec::new(),
                 waiting: false,
+                blocked_at: 0.0,
             });
             self.live.push(id);
             self.at(self.now + delay, Ev::Ready(id));

@@ -188,6 +188,31 @@ fn sigkill_before_the_warm_shutdown_ends_strands_the_reserved_tasks_in_unacked()
 }
 
 #[test]
+fn an_arrival_goes_to_the_worker_whose_brpop_was_issued_last_longest_ago() {
+    // Two ready pods, c = 1, `acks_late`, prefetch 1 (a busy pod does not fetch). Pod 0
+    // takes the task of t = 0 (0.6 s) and blocks again at 0.6, while pod 1, blocked since
+    // 0, re-issues its BRPOP at 1, 2, … (kombu's 1 s timeout). At 2.3 pod 0's BRPOP
+    // (re-issued at 1.6) is older than pod 1's (2.0), so pod 0 gets the task; the stop at
+    // 2.5 (newest pod: pod 1, grace 0) then finds pod 1 idle and interrupts nothing.
+    // Serving the pod that first blocked (pod 1) would interrupt the task.
+    let mut sc = scenario(
+        "prefetch_multiplier = 1\nacks_late = true\ntermination_grace = 0\nstops = [2.5]",
+        r#"{ kind = "constant", value = 0.6 }"#,
+        r#"{ kind = "burst", at = 0, count = 1 }, { kind = "burst", at = 2.3, count = 1 }"#,
+    );
+    sc.workers.concurrency = 1;
+    sc.workers.startup = rng::Dist::Constant { value: 0.0 };
+    sc.keda.min_replicas = 2;
+    sc.keda.max_replicas = 2;
+    sc.duration = 5.0;
+    sc.drain = 10.0;
+    for s in all_runs(&sc) {
+        assert_eq!(s.tasks, 2, "{}", s.policy);
+        assert_eq!(s.interrupted, 0, "{}", s.policy);
+    }
+}
+
+#[test]
 fn warm_shutdown_restores_held_eta_tasks() {
     // Every task has a 20-minute countdown: workers fetch and hold them in `unacked`.
     // keda-redis sees an empty list, scales to zero after the cooldown, and the warm
