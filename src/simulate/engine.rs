@@ -72,6 +72,8 @@ enum Ev {
     Finish(u32, u64),
     EtaDue(u32, u64),
     Kill(u32),
+    /// A scheduled stop (`workers.stops`): SIGTERM to one pod, not replaced.
+    Stop,
     Restore(Task),
     Tick,
     Poll,
@@ -119,7 +121,13 @@ struct Pod {
     reserved: VecDeque<Task>,
     eta: Vec<(u64, Task)>,
     waiting: bool,
+    /// When its current BRPOP was issued (it re-issues every `BRPOP_TIMEOUT`).
+    blocked_at: f64,
 }
+
+/// kombu's Redis `brpop_timeout`: a worker blocked on an empty queue re-issues its BRPOP
+/// every second, joining the back of Redis' queue of blocked clients each time.
+const BRPOP_TIMEOUT: f64 = 1.0;
 
 #[derive(Clone, Copy, Default)]
 struct Counts {
@@ -298,6 +306,9 @@ impl Sim<'_> {
         self.at(0.0, Ev::Poll);
         self.at(0.0, Ev::Sync);
         self.at(0.0, Ev::Series);
+        for t in &self.sc.workers.stops {
+            self.at(*t, Ev::Stop);
+        }
         let initial = self.scaler.replicas;
         self.reconcile(initial);
         self.out.scale_events = 0;
@@ -325,6 +336,11 @@ impl Sim<'_> {
             Ev::Finish(p, token) => self.finish_task(p, token),
             Ev::EtaDue(p, token) => self.eta_due(p, token),
             Ev::Kill(p) => self.kill(p),
+            Ev::Stop => {
+                if let Some(p) = self.victim() {
+                    self.terminate(p);
+                }
+            }
             Ev::Restore(task) => {
                 self.counts[task.queue as usize].orphan -= 1;
                 self.lists[task.queue as usize][task.step as usize].push_front(task);
@@ -401,10 +417,12 @@ impl Sim<'_> {
     fn arrive(&mut self, i: usize) {
         let (q, stream) = &mut self.streams[i];
         let q = *q;
-        let Some((t, dur)) = stream.next else { return };
+        let Some((t, given)) = stream.next else {
+            return;
+        };
         stream.step();
         let next = stream.next;
-        let task = self.makers[q as usize].make(q, t, dur);
+        let task = self.makers[q as usize].make(q, t, given);
         self.out.work += task.duration;
         self.stats[q as usize].arrivals.add(t, 1.0);
         if self.idle_arrival.is_none()
@@ -426,10 +444,20 @@ impl Sim<'_> {
         self.lists.iter().all(|l| l.iter().all(VecDeque::is_empty))
     }
 
-    /// Serves pods blocked on BRPOP, longest-waiting first.
+    /// Serves pods blocked on BRPOP: Redis serves the client blocked longest in its current
+    /// BRPOP, and each re-issues its BRPOP every `BRPOP_TIMEOUT`.
     fn wake(&mut self) {
         while !self.broker_empty() {
-            let Some(p) = self.waiters.pop_front() else {
+            let now = self.now;
+            let current = |b: f64| b + ((now - b) / BRPOP_TIMEOUT).floor() * BRPOP_TIMEOUT;
+            let Some(i) = (0..self.waiters.len()).min_by(|a, b| {
+                let (pa, pb) = (self.waiters[*a], self.waiters[*b]);
+                current(self.pods[pa as usize].blocked_at)
+                    .total_cmp(&current(self.pods[pb as usize].blocked_at))
+            }) else {
+                break;
+            };
+            let Some(p) = self.waiters.remove(i) else {
                 break;
             };
             self.pods[p as usize].waiting = false;
@@ -465,15 +493,17 @@ impl Sim<'_> {
             if !self.can_fetch(&self.pods[p as usize]) {
                 return;
             }
-            let Some(task) = self.pop_task() else {
+            let Some(mut task) = self.pop_task() else {
                 let pod = &mut self.pods[p as usize];
                 if !pod.waiting {
                     pod.waiting = true;
+                    pod.blocked_at = self.now;
                     self.waiters.push_back(p);
                 }
                 return;
             };
             let q = task.queue as usize;
+            task.fetched = self.now;
             if task.due > self.now {
                 self.token += 1;
                 let token = self.token;
@@ -524,7 +554,10 @@ impl Sim<'_> {
         self.stats[q].done_n.add(self.now, 1.0);
         self.stats[q].done_sum.add(self.now, task.duration);
         match self.pods[p as usize].state {
-            PodState::Terminating if self.pods[p as usize].running.is_empty() => self.gone(p),
+            PodState::Terminating if self.pods[p as usize].running.is_empty() => {
+                self.restore_held(p);
+                self.gone(p);
+            }
             PodState::Ready => self.pump(p),
             _ => {}
         }
@@ -574,6 +607,7 @@ impl Sim<'_> {
                 reserved: VecDeque::new(),
                 eta: Vec::new(),
                 waiting: false,
+                blocked_at: 0.0,
             });
             self.live.push(id);
             self.at(self.now + delay, Ev::Ready(id));
@@ -631,14 +665,27 @@ impl Sim<'_> {
         }
     }
 
-    /// SIGTERM: warm shutdown (stop consuming, restore held messages, finish running tasks).
+    /// SIGTERM: warm shutdown. The pod stops consuming and finishes its running tasks; the
+    /// messages it holds (reserved, ETA) stay in `unacked` until the channel closes as the
+    /// worker exits (`restore_held`), so a SIGKILL before that strands them (`kill`).
     fn terminate(&mut self, p: u32) {
         if self.pods[p as usize].state == PodState::Starting {
             self.gone(p);
             return;
         }
+        self.pods[p as usize].state = PodState::Terminating;
+        if self.pods[p as usize].running.is_empty() {
+            self.restore_held(p);
+            self.gone(p);
+        } else {
+            self.at(self.now + self.sc.workers.termination_grace, Ev::Kill(p));
+        }
+    }
+
+    /// The end of a completed warm shutdown: kombu restores the pod's held messages to the
+    /// head of their lists.
+    fn restore_held(&mut self, p: u32) {
         let pod = &mut self.pods[p as usize];
-        pod.state = PodState::Terminating;
         let reserved: Vec<Task> = pod.reserved.drain(..).collect();
         let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
         for task in reserved.into_iter().rev() {
@@ -651,11 +698,6 @@ impl Sim<'_> {
             self.out.restored_at_shutdown += 1;
             self.lists[task.queue as usize][task.step as usize].push_front(task);
         }
-        if self.pods[p as usize].running.is_empty() {
-            self.gone(p);
-        } else {
-            self.at(self.now + self.sc.workers.termination_grace, Ev::Kill(p));
-        }
         self.wake();
     }
 
@@ -664,19 +706,37 @@ impl Sim<'_> {
         if self.pods[p as usize].state != PodState::Terminating {
             return;
         }
-        let running: Vec<(u64, Task, f64)> = self.pods[p as usize].running.drain(..).collect();
-        for (_, task, started) in running {
+        let vt = self.sc.workers.visibility_timeout;
+        let pod = &mut self.pods[p as usize];
+        let running: Vec<(u64, Task, f64)> = pod.running.drain(..).collect();
+        let held: Vec<Task> = pod.reserved.drain(..).collect();
+        let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
+        for (_, task, _) in running {
             let q = task.queue as usize;
             self.counts[q].running -= 1;
             self.out.interrupted += 1;
             if self.sc.workers.acks_late {
                 // Still in `unacked`: restored after the visibility timeout, then re-run.
                 self.counts[q].orphan += 1;
-                let at = (started + self.sc.workers.visibility_timeout).max(self.now);
-                self.at(at, Ev::Restore(task));
+                self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
             } else {
                 self.out.lost += 1;
             }
+        }
+        // Held messages the warm shutdown never got to restore stay in `unacked` too.
+        for (task, eta) in held
+            .into_iter()
+            .map(|t| (t, false))
+            .chain(eta.into_iter().map(|t| (t, true)))
+        {
+            let c = &mut self.counts[task.queue as usize];
+            if eta {
+                c.scheduled -= 1;
+            } else {
+                c.reserved -= 1;
+            }
+            c.orphan += 1;
+            self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
         }
         self.gone(p);
     }
@@ -784,6 +844,11 @@ impl Sim<'_> {
             );
             self.out.pod_seconds += end - pod.created;
         }
+        // Tasks stranded in `unacked` whose restore comes after the end.
+        censored.extend(self.heap.iter().filter_map(|e| match e.ev {
+            Ev::Restore(t) if !t.started => Some((end - t.due).max(0.0)),
+            _ => None,
+        }));
         self.out.unfinished = censored.len() as u64;
         self.out
             .waits

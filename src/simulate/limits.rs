@@ -30,6 +30,8 @@ pub const MIN_TICK: f64 = 0.1;
 pub const MAX_SERIES_POINTS: f64 = 100_000.0;
 /// Most entries of `policies.keda_redis_list_lengths` (each is one full run).
 pub const MAX_GRID: usize = 32;
+/// Most scheduled pod stops (`workers.stops`).
+pub const MAX_STOPS: usize = 10_000;
 /// Largest `listLength`-like threshold and headroom.
 pub const MAX_THRESHOLD: f64 = 1_000_000.0;
 
@@ -157,6 +159,12 @@ fn workers(p: &mut Problems, sc: &Scenario) {
         0.0,
         MAX_DURATION,
     );
+    if w.stops.len() > MAX_STOPS {
+        p.0.push(format!("workers.stops: at most {MAX_STOPS} entries"));
+    }
+    for t in &w.stops {
+        p.range("workers.stops[]", *t, 0.0, MAX_DURATION);
+    }
 }
 
 fn sampler(p: &mut Problems, sc: &Scenario) {

@@ -141,6 +141,11 @@ pub struct WorkerSpec {
     pub deletion: Deletion,
     #[serde(default = "d_vt")]
     pub visibility_timeout: f64,
+    /// Scheduled stops, seconds: at each, one ready pod (the one `deletion` picks) gets
+    /// SIGTERM as in a scale-down, and is not replaced (a node drain or a manual kill in a
+    /// fixed fleet; the next replica change of the autoscaler brings the count back).
+    #[serde(default)]
+    pub stops: Vec<f64>,
 }
 
 /// One Celery queue consumed by the Deployment.
@@ -195,7 +200,8 @@ pub enum Arrival {
         over: f64,
     },
     /// Replays a CSV of arrival timestamps (seconds; one per line, `#` comments and a
-    /// non-numeric header are skipped; an optional second column is the task duration).
+    /// non-numeric header are skipped; an optional second column is the task duration, an
+    /// optional third its Celery priority 0–9).
     Trace { path: PathBuf },
 }
 

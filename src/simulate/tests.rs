@@ -115,6 +115,103 @@ fn external_push_starts_the_first_task_within_startup_plus_one_tick() {
     assert!(cmp.summaries[0].cold_start_max.unwrap_or(0.0) > 11.0);
 }
 
+fn fixed_fleet_with_a_stop(grace: f64) -> Scenario {
+    // Two ready pods (min = max = 2, no start-up delay), c = 2, prefetch 4 × 2 with early
+    // ack: a burst of 20 tasks of 3 s fills both pods (2 running + 8 reserved each). At
+    // t = 4 one pod gets SIGTERM while running 2 tasks started at about 3 s.
+    let mut sc = scenario(
+        &format!(
+            "prefetch_multiplier = 4\nacks_late = false\ntermination_grace = {grace}\n\
+             stops = [4.0]"
+        ),
+        r#"{ kind = "constant", value = 3 }"#,
+        r#"{ kind = "burst", at = 0, count = 20, over = 0.95 }"#,
+    );
+    sc.workers.startup = rng::Dist::Constant { value: 0.0 };
+    sc.keda.min_replicas = 2;
+    sc.keda.max_replicas = 2;
+    sc.duration = 10.0;
+    sc.drain = 60.0;
+    sc
+}
+
+#[test]
+fn a_scheduled_stop_warm_shuts_down_one_pod_of_a_fixed_fleet_without_replacing_it() {
+    // Grace 5 s covers the running tasks: they finish at about 6 s, then the worker exits
+    // and its 6 still reserved tasks are restored (not at SIGTERM).
+    for s in all_runs(&fixed_fleet_with_a_stop(5.0)) {
+        assert_eq!(s.tasks, 20, "{}", s.policy);
+        assert_eq!(s.restored_at_shutdown, 6, "{}", s.policy);
+        assert_eq!(
+            (s.interrupted, s.lost, s.unfinished),
+            (0, 0, 0),
+            "{}",
+            s.policy
+        );
+        // One pod for the whole 70 s, the stopped one until it exits at about 6 s: no
+        // replacement pod.
+        assert!(
+            s.pod_seconds > 75.0 && s.pod_seconds < 77.0,
+            "{}: {}",
+            s.policy,
+            s.pod_seconds
+        );
+        assert_eq!(s.scale_events, 0, "{}", s.policy);
+    }
+}
+
+#[test]
+fn sigkill_before_the_warm_shutdown_ends_strands_the_reserved_tasks_in_unacked() {
+    // Real Celery restores held messages only when the warm shutdown completes (the
+    // fidelity harness saw it): a SIGKILL at the end of a 1 s grace loses the 2 running
+    // tasks (early ack) and leaves the 6 reserved ones in `unacked` until the visibility
+    // timeout (3600 s, after the end: unfinished).
+    for s in all_runs(&fixed_fleet_with_a_stop(1.0)) {
+        assert_eq!(s.tasks, 20, "{}", s.policy);
+        assert_eq!(s.restored_at_shutdown, 0, "{}", s.policy);
+        assert_eq!(
+            (s.interrupted, s.lost, s.unfinished),
+            (2, 2, 6),
+            "{}",
+            s.policy
+        );
+        assert!((s.pod_seconds - 75.0).abs() < 1e-9, "{}", s.policy);
+    }
+    // With a 20 s visibility timeout they are restored (from their fetch at about 0.5 s)
+    // and run on the remaining pod.
+    let mut sc = fixed_fleet_with_a_stop(1.0);
+    sc.workers.visibility_timeout = 20.0;
+    for s in all_runs(&sc) {
+        assert_eq!((s.lost, s.unfinished), (2, 0), "{}", s.policy);
+        assert!(s.wait_max > 19.0, "{}: {}", s.policy, s.wait_max);
+    }
+}
+
+#[test]
+fn an_arrival_goes_to_the_worker_whose_brpop_was_issued_last_longest_ago() {
+    // Two ready pods, c = 1, `acks_late`, prefetch 1 (a busy pod does not fetch). Pod 0
+    // takes the task of t = 0 (0.6 s) and blocks again at 0.6, while pod 1, blocked since
+    // 0, re-issues its BRPOP at 1, 2, … (kombu's 1 s timeout). At 2.3 pod 0's BRPOP
+    // (re-issued at 1.6) is older than pod 1's (2.0), so pod 0 gets the task; the stop at
+    // 2.5 (newest pod: pod 1, grace 0) then finds pod 1 idle and interrupts nothing.
+    // Serving the pod that first blocked (pod 1) would interrupt the task.
+    let mut sc = scenario(
+        "prefetch_multiplier = 1\nacks_late = true\ntermination_grace = 0\nstops = [2.5]",
+        r#"{ kind = "constant", value = 0.6 }"#,
+        r#"{ kind = "burst", at = 0, count = 1 }, { kind = "burst", at = 2.3, count = 1 }"#,
+    );
+    sc.workers.concurrency = 1;
+    sc.workers.startup = rng::Dist::Constant { value: 0.0 };
+    sc.keda.min_replicas = 2;
+    sc.keda.max_replicas = 2;
+    sc.duration = 5.0;
+    sc.drain = 10.0;
+    for s in all_runs(&sc) {
+        assert_eq!(s.tasks, 2, "{}", s.policy);
+        assert_eq!(s.interrupted, 0, "{}", s.policy);
+    }
+}
+
 #[test]
 fn warm_shutdown_restores_held_eta_tasks() {
     // Every task has a 20-minute countdown: workers fetch and hold them in `unacked`.

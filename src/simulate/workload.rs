@@ -20,6 +20,17 @@ pub struct Task {
     pub duration: f64,
     /// Set once the task has started (re-runs after a SIGKILL do not count twice).
     pub started: bool,
+    /// When a worker last fetched it (kombu's `unacked_index` score: the visibility
+    /// timeout counts from here).
+    pub fetched: f64,
+}
+
+/// What a trace line fixes about its task (unset: drawn from the queue's distributions).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Given {
+    pub duration: Option<f64>,
+    /// Celery priority 0–9 (kombu puts it in the highest step ≤ it).
+    pub priority: Option<u8>,
 }
 
 /// One arrival process with its own random stream.
@@ -34,7 +45,7 @@ enum Source {
         shape: Shape,
     },
     Times {
-        times: Vec<(f64, Option<f64>)>,
+        times: Vec<(f64, Given)>,
         next: usize,
     },
 }
@@ -77,8 +88,8 @@ impl Shape {
 pub struct Stream {
     source: Source,
     rng: Rng,
-    /// Next publish time (and a duration from a trace), or None when exhausted.
-    pub next: Option<(f64, Option<f64>)>,
+    /// Next publish time (and what a trace fixes), or None when exhausted.
+    pub next: Option<(f64, Given)>,
 }
 
 impl Stream {
@@ -92,14 +103,14 @@ impl Stream {
         s
     }
 
-    fn advance(&mut self, from: f64) -> Option<(f64, Option<f64>)> {
+    fn advance(&mut self, from: f64) -> Option<(f64, Given)> {
         match &mut self.source {
             Source::Poisson { rate, end } => {
                 if *rate <= 0.0 {
                     return None;
                 }
                 let t = from + self.rng.exponential(1.0 / *rate);
-                (t < *end).then_some((t, None))
+                (t < *end).then_some((t, Given::default()))
             }
             Source::Thinned {
                 max_rate,
@@ -116,7 +127,7 @@ impl Stream {
                         return None;
                     }
                     if self.rng.uniform() * *max_rate < shape.rate(t) {
-                        return Some((t, None));
+                        return Some((t, Given::default()));
                     }
                 }
             }
@@ -197,7 +208,7 @@ pub fn streams(
             Arrival::Burst { at, count, over } => {
                 let n = *count as f64;
                 let times = (0..*count)
-                    .map(|i| (at + over * i as f64 / n, None))
+                    .map(|i| (at + over * i as f64 / n, Given::default()))
                     .filter(|(t, _)| *t < horizon)
                     .collect();
                 Stream::new(Source::Times { times, next: 0 }, 0.0, rng)
@@ -220,8 +231,9 @@ pub fn streams(
     Ok(out)
 }
 
-/// `timestamp[,duration]` lines; `#` comments and one non-numeric header are skipped.
-pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Option<f64>)>, String> {
+/// `timestamp[,duration[,priority]]` lines; `#` comments and one non-numeric header are
+/// skipped.
+pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Given)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -245,6 +257,15 @@ pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Option<f64>)>, 
                     .ok_or_else(|| format!("line {}: bad duration {d:?}", n + 1))?,
             ),
         };
+        let priority = match cols.next() {
+            None | Some("") => None,
+            Some(p) => Some(
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 9)
+                    .ok_or_else(|| format!("line {}: bad priority {p:?} (0–9)", n + 1))?,
+            ),
+        };
         if !t.is_finite() || t < 0.0 {
             return Err(format!("line {}: timestamps must be ≥ 0", n + 1));
         }
@@ -255,7 +276,13 @@ pub fn parse_trace(text: &str, horizon: f64) -> Result<Vec<(f64, Option<f64>)>, 
                     super::limits::MAX_TASKS
                 ));
             }
-            out.push((t, d));
+            out.push((
+                t,
+                Given {
+                    duration: d,
+                    priority,
+                },
+            ));
         }
     }
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -270,6 +297,8 @@ pub struct TaskMaker {
     eta_share: f64,
     /// Cumulative weights over (step index).
     cumulative: Vec<(u8, f64)>,
+    /// The layout's ordered priority steps.
+    steps: Vec<u8>,
 }
 
 impl TaskMaker {
@@ -292,10 +321,11 @@ impl TaskMaker {
             eta_delay: q.eta_delay.clone(),
             eta_share: q.eta_share,
             cumulative,
+            steps: steps.to_vec(),
         }
     }
 
-    pub fn make(&mut self, queue: u16, arrival: f64, duration: Option<f64>) -> Task {
+    pub fn make(&mut self, queue: u16, arrival: f64, given: Given) -> Task {
         let sampled = self.duration.sample(&mut self.rng);
         let u = self.rng.uniform();
         let step = self
@@ -304,6 +334,10 @@ impl TaskMaker {
             .find(|(_, c)| u < *c)
             .or(self.cumulative.last())
             .map_or(0, |(s, _)| *s);
+        // A given priority goes to the highest step ≤ it (kombu's `_get_message_priority`).
+        let step = given.priority.map_or(step, |p| {
+            self.steps.iter().rposition(|s| *s <= p).unwrap_or(0) as u8
+        });
         let eta = self.rng.uniform() < self.eta_share;
         let delay = self.eta_delay.sample(&mut self.rng);
         Task {
@@ -311,8 +345,9 @@ impl TaskMaker {
             step,
             arrival,
             due: if eta { arrival + delay } else { arrival },
-            duration: duration.unwrap_or(sampled),
+            duration: given.duration.unwrap_or(sampled),
             started: false,
+            fetched: arrival,
         }
     }
 }
@@ -324,8 +359,30 @@ mod tests {
     #[test]
     fn traces_skip_headers_and_comments() {
         let t = parse_trace("ts,duration\n# x\n3.5\n1,2\n\n99\n", 50.0).expect("valid");
-        assert_eq!(t, vec![(1.0, Some(2.0)), (3.5, None)]);
+        let given = |d| Given {
+            duration: d,
+            priority: None,
+        };
+        assert_eq!(t, vec![(1.0, given(Some(2.0))), (3.5, given(None))]);
         assert!(parse_trace("1\nx\n", 10.0).is_err());
         assert!(parse_trace("1,-3\n", 10.0).is_err());
+    }
+
+    #[test]
+    fn trace_priorities_land_in_the_highest_step_not_above_them() {
+        let t = parse_trace("0,1,9\n1,1,4\n2,1\n3,,0\n", 50.0).expect("valid");
+        let prios: Vec<Option<u8>> = t.iter().map(|(_, g)| g.priority).collect();
+        assert_eq!(prios, vec![Some(9), Some(4), None, Some(0)]);
+        assert!(parse_trace("1,1,10\n", 10.0).is_err());
+        assert!(parse_trace("1,1,x\n", 10.0).is_err());
+        let q: QueueSpec = toml::from_str(
+            "name = \"q\"\nduration = { kind = \"constant\", value = 1 }\narrivals = []\n\
+             priorities = [[0, 1.0]]",
+        )
+        .expect("queue");
+        // Layout steps 0, 3, 9 (indices 0, 1, 2); an unset priority follows the weights.
+        let mut m = TaskMaker::new(&q, 0, 1, &[0, 3, 9]);
+        let steps: Vec<u8> = t.iter().map(|(at, g)| m.make(0, *at, *g).step).collect();
+        assert_eq!(steps, vec![2, 1, 0, 0]);
     }
 }

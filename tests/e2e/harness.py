@@ -225,19 +225,23 @@ class CeleryStack:
         env.update({k: str(v) for k, v in overrides.items()})
         return env
 
-    def celery_argv(self, *args: str) -> list[str]:
-        return [PY, "-m", "celery", "-A", "app.celery_app", *args]
+    def celery_argv(self, *args: str, app: str = "app.celery_app") -> list[str]:
+        return [PY, "-m", "celery", "-A", app, *args]
 
     # processes -----------------------------------------------------------------------------
     def start_worker(self, name: str, queues: str, concurrency: int = 1, wait: bool = True,
-                     extra_args: tuple[str, ...] = (), **env) -> Proc:
+                     extra_args: tuple[str, ...] = (), app: str = "app.celery_app", **env) -> Proc:
         argv = self.celery_argv("worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@e2e",
-                                "--loglevel=INFO", "--without-mingle", "--without-gossip", *extra_args)
+                                "--loglevel=INFO", "--without-mingle", "--without-gossip", *extra_args, app=app)
         proc = self.pm.start(f"worker-{name}", argv, env=self.env(**env), cwd=APP_DIR)
         self.workers.append(proc)
         if wait:
             wait_until(lambda: self._ready(proc), bool, 60, 0.2, f"worker {name} ready")
         return proc
+
+    def wait_ready(self, procs: list[Proc], timeout: float = 90) -> None:
+        """Waits until every worker of `procs` (started with wait=False) logged "ready"."""
+        wait_until(lambda: all(self._ready(p) for p in procs), bool, timeout, 0.2, "workers ready")
 
     @staticmethod
     def _ready(proc: Proc) -> bool:
