@@ -18,7 +18,7 @@ use config::{Environment, File, FileFormat, Source, Value, ValueKind};
 
 use crate::broker::{
     AccessPolicy, NamedConnections, SamplerSettings, DEFAULT_MAX_BROKERS,
-    DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    DEFAULT_MAX_BROKERS_PER_ENDPOINT, DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
 };
 use crate::signals::heartbeat::HeartbeatLimits;
 
@@ -206,6 +206,9 @@ pub struct Config {
     pub max_brokers: usize,
     /// Bound on brokers sampled per endpoint (named connections not counted).
     pub max_brokers_per_endpoint: usize,
+    /// Bound on Redis lists one sampler reads per tick (queues × priority steps, all its
+    /// watch sets).
+    pub max_watched_lists_per_broker: usize,
     /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
     pub rpc_timeout: Duration,
     /// Bounds on worker heartbeats (`max_worker_concurrency`, `max_tracked_workers`).
@@ -233,6 +236,7 @@ impl Default for Config {
             access: AccessPolicy::default(),
             max_brokers: DEFAULT_MAX_BROKERS,
             max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            max_watched_lists_per_broker: DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
             rpc_timeout: Duration::from_secs_f64(DEFAULT_RPC_TIMEOUT_SECS),
             heartbeat_limits: HeartbeatLimits::default(),
         }

@@ -4,12 +4,15 @@
 //! without regard to case (`LOCALHOST` and `localhost` are one endpoint and one spec).
 
 use super::error::BrokerError;
-use super::spec::{BrokerSpec, Endpoint, HostPort};
+use super::spec::{BrokerSpec, Endpoint, HostPort, WatchSet};
 
 /// Default bound on samplers (each holds up to two connections) in total.
 pub const DEFAULT_MAX_BROKERS: usize = 64;
 /// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
 pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
+/// Default bound on the Redis lists one sampler reads per tick (queues × priority steps,
+/// summed over its watch sets).
+pub const DEFAULT_MAX_WATCHED_LISTS_PER_BROKER: usize = 4096;
 
 /// Bounds on the number of brokers sampled (distinct [`BrokerSpec`]s, each one sampler with
 /// its own connections: nothing is shared across credentials).
@@ -24,6 +27,10 @@ pub struct BrokerLimits {
     /// refused, never counted, so a flood of inline specs cannot lock them out. Their number
     /// is bounded by the config.
     pub exempt: Vec<BrokerSpec>,
+    /// Redis lists one sampler reads per tick (queues × priority steps, summed over its watch
+    /// sets), exempt brokers included: a new watch set beyond it is refused, registered ones
+    /// keep working.
+    pub max_watched_lists_per_broker: usize,
 }
 
 impl Default for BrokerLimits {
@@ -32,6 +39,7 @@ impl Default for BrokerLimits {
             max_brokers: DEFAULT_MAX_BROKERS,
             max_brokers_per_endpoint: DEFAULT_MAX_BROKERS_PER_ENDPOINT,
             exempt: Vec::new(),
+            max_watched_lists_per_broker: DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
         }
     }
 }
@@ -73,6 +81,33 @@ impl BrokerLimits {
                     "{on_it} brokers (distinct DB/credential sets) are sampled on this endpoint already (max_brokers_per_endpoint)"
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+/// The Redis lists the sampler reads per tick for `watch`: each queue at each priority step.
+pub(super) fn watched_lists(watch: &WatchSet) -> usize {
+    watch.queues.len() * watch.layout.priority_steps.len().max(1)
+}
+
+impl BrokerLimits {
+    /// Whether a new watch set of `adding` lists fits on a broker already reading `watched`.
+    pub(super) fn admit_watch(
+        &self,
+        label: &str,
+        watched: usize,
+        adding: usize,
+    ) -> Result<(), BrokerError> {
+        if watched.saturating_add(adding) > self.max_watched_lists_per_broker {
+            return Err(BrokerError::Limit {
+                broker: label.to_string(),
+                detail: format!(
+                    "this broker's sampler reads {watched} Redis lists per tick already; {adding} \
+                     more would exceed {} (max_watched_lists_per_broker)",
+                    self.max_watched_lists_per_broker
+                ),
+            });
         }
         Ok(())
     }
@@ -136,6 +171,7 @@ mod tests {
             max_brokers: 3,
             max_brokers_per_endpoint: 2,
             exempt: vec![with_password("named", "op")],
+            ..BrokerLimits::default()
         };
         let running = [with_password("h", "1"), with_password("h", "2")];
         let third = with_password("h", "3");

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use limits::normalised;
+use limits::{normalised, watched_lists};
 use sampler::{Shared, Snapshot, WatchEntry};
 
 pub use allow::{
@@ -46,7 +46,10 @@ pub use allow::{
     ACCESS_DENIED_TEXT,
 };
 pub use error::BrokerError;
-pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
+pub use limits::{
+    BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
+};
 pub use reply::{KeyKind, UnreadableKey};
 pub use spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet};
 #[doc(hidden)]
@@ -269,6 +272,9 @@ impl Registry {
             return Err(BrokerError::ShuttingDown);
         }
         samplers.retired.retain(|t| !t.is_finished());
+        // A set too large for an empty broker never starts a sampler.
+        self.limits
+            .admit_watch(&spec.label(), 0, watched_lists(watch))?;
         let shared = match samplers.running.get(spec) {
             Some(h) => h.shared.clone(),
             None => {
@@ -296,6 +302,11 @@ impl Registry {
             let mut table = lock(&shared.watches);
             let table = &mut *table;
             let now = Instant::now();
+            if !table.entries.contains_key(watch) {
+                let watched = table.entries.keys().map(watched_lists).sum();
+                self.limits
+                    .admit_watch(&shared.label, watched, watched_lists(watch))?;
+            }
             let next_id = &mut table.next_id;
             let entry = table.entries.entry(watch.clone()).or_insert_with(|| {
                 *next_id += 1;

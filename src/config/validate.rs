@@ -335,6 +335,7 @@ pub(super) fn validate(
         access: access.policy,
         max_brokers: access.max_brokers,
         max_brokers_per_endpoint: access.max_brokers_per_endpoint,
+        max_watched_lists_per_broker: access.max_watched_lists_per_broker,
         rpc_timeout: access.rpc_timeout,
         heartbeat_limits,
     }

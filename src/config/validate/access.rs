@@ -8,6 +8,7 @@ use super::{Check, Raw, RawConfig, RawValue};
 use crate::broker::{
     AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
     NamedConnections, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
 };
 use crate::config::{Config, DEFAULT_RPC_TIMEOUT_SECS};
 
@@ -17,6 +18,7 @@ pub(in crate::config) const ACCESS_KEYS: &[&str] = &[
     "allowed_brokers",
     "max_brokers",
     "max_brokers_per_endpoint",
+    "max_watched_lists_per_broker",
     "rpc_timeout_seconds",
 ];
 
@@ -26,6 +28,8 @@ pub(in crate::config) const ACCESS_CONNECTION_KEYS: &[&str] =
 
 /// Upper bound of `max_brokers` and `max_brokers_per_endpoint`.
 const MAX_BROKERS_LIMIT: usize = 10_000;
+/// Upper bound of `max_watched_lists_per_broker`.
+const MAX_WATCHED_LISTS_LIMIT: usize = 1_000_000;
 /// Longest namespace pattern (Kubernetes names are at most 63 characters).
 const MAX_NAMESPACE_PATTERN: usize = 253;
 
@@ -50,6 +54,7 @@ impl Config {
             max_brokers: self.max_brokers,
             max_brokers_per_endpoint: self.max_brokers_per_endpoint,
             exempt,
+            max_watched_lists_per_broker: self.max_watched_lists_per_broker,
         }
     }
 }
@@ -59,6 +64,7 @@ pub(super) struct Access {
     pub policy: AccessPolicy,
     pub max_brokers: usize,
     pub max_brokers_per_endpoint: usize,
+    pub max_watched_lists_per_broker: usize,
     pub rpc_timeout: Duration,
 }
 
@@ -77,15 +83,15 @@ fn items(raw: Option<&Raw>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn count(c: &mut Check<'_>, raw: Option<&Raw>, default: usize) -> usize {
+fn count(c: &mut Check<'_>, raw: Option<&Raw>, default: usize, max: usize) -> usize {
     let Some((text, origin)) = c.text(raw) else {
         return default;
     };
     match text.parse::<usize>() {
-        Ok(n) if (1..=MAX_BROKERS_LIMIT).contains(&n) => n,
+        Ok(n) if (1..=max).contains(&n) => n,
         _ => {
             c.problems.push(format!(
-                "{origin}: must be an integer from 1 to {MAX_BROKERS_LIMIT}, got {text:?}"
+                "{origin}: must be an integer from 1 to {max}, got {text:?}"
             ));
             default
         }
@@ -142,11 +148,23 @@ pub(super) fn validate_access(
             rules,
             connections: access,
         },
-        max_brokers: count(c, top("max_brokers"), DEFAULT_MAX_BROKERS),
+        max_brokers: count(
+            c,
+            top("max_brokers"),
+            DEFAULT_MAX_BROKERS,
+            MAX_BROKERS_LIMIT,
+        ),
         max_brokers_per_endpoint: count(
             c,
             top("max_brokers_per_endpoint"),
             DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+            MAX_BROKERS_LIMIT,
+        ),
+        max_watched_lists_per_broker: count(
+            c,
+            top("max_watched_lists_per_broker"),
+            DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
+            MAX_WATCHED_LISTS_LIMIT,
         ),
         rpc_timeout: c.seconds(
             top("rpc_timeout_seconds"),
