@@ -46,6 +46,8 @@ pub const DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS: f64 = 10.0;
 pub const DEFAULT_ADMIN_HEADER_TIMEOUT_SECS: f64 = 10.0;
 /// Default most connections open at once on the gRPC port.
 pub const DEFAULT_GRPC_MAX_CONNECTIONS: u32 = 1024;
+/// Default bound on `StreamIsActive` streams open at once, over all connections.
+pub const DEFAULT_GRPC_MAX_STREAMS: u32 = 1024;
 /// Default most connections open at once on the admin port.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 128;
 /// Default HTTP/2 PING interval on the gRPC port (KEDA sets no client keepalive), seconds.
@@ -82,6 +84,7 @@ const TOP_KEYS: &[&str] = &[
     "grpc_handshake_timeout_seconds",
     "admin_header_timeout_seconds",
     "grpc_max_connections",
+    "grpc_max_streams",
     "admin_max_connections",
     "grpc_keepalive_interval_seconds",
     "grpc_keepalive_timeout_seconds",
@@ -153,6 +156,9 @@ pub struct PortSettings {
     /// Connections over these are closed as soon as they are accepted.
     pub grpc_max_connections: u32,
     pub admin_max_connections: u32,
+    /// `StreamIsActive` streams open at once over all connections; one more is refused
+    /// (`RESOURCE_EXHAUSTED`).
+    pub grpc_max_streams: u32,
     /// HTTP/2 PING interval and ack timeout on the gRPC port: dead peers are dropped.
     pub grpc_keepalive_interval: Duration,
     pub grpc_keepalive_timeout: Duration,
@@ -167,6 +173,7 @@ impl Default for PortSettings {
             admin_header_timeout: Duration::from_secs_f64(DEFAULT_ADMIN_HEADER_TIMEOUT_SECS),
             grpc_max_connections: DEFAULT_GRPC_MAX_CONNECTIONS,
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            grpc_max_streams: DEFAULT_GRPC_MAX_STREAMS,
             grpc_keepalive_interval: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS),
             grpc_keepalive_timeout: Duration::from_secs_f64(DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS),
             tcp_keepalive: Duration::from_secs_f64(DEFAULT_TCP_KEEPALIVE_SECS),

@@ -193,12 +193,20 @@ impl Scaler {
         metadata: &HashMap<String, String>,
     ) -> Result<(Arc<TriggerSettings>, Subscription), ScalerError> {
         let settings = self.settings(metadata, Requester::Operator)?;
-        let sub = self
-            .registry
+        let sub = self.subscribe_settings(&settings).await?;
+        Ok((settings, sub))
+    }
+
+    /// Follows the watch set of settings already parsed and admitted (a stream keeps only
+    /// these, not its metadata).
+    pub async fn subscribe_settings(
+        &self,
+        settings: &TriggerSettings,
+    ) -> Result<Subscription, ScalerError> {
+        self.registry
             .subscribe(&settings.broker, &settings.watch)
             .await
-            .map_err(|e| access::shield(&self.connections, &settings.broker, e))?;
-        Ok((settings, sub))
+            .map_err(|e| access::shield(&self.connections, &settings.broker, e))
     }
 
     /// Exports the decision for one ScaledObject on `/metrics`. Its series go when the

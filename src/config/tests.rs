@@ -476,6 +476,7 @@ fn port_settings_from_env_with_ranges() {
             ("CELERY_SCALER_GRPC_HANDSHAKE_TIMEOUT_SECONDS", "2.5"),
             ("CELERY_SCALER_ADMIN_MAX_CONNECTIONS", "16"),
             ("CELERY_SCALER_GRPC_KEEPALIVE_INTERVAL_SECONDS", "20"),
+            ("CELERY_SCALER_GRPC_MAX_STREAMS", "3"),
         ]),
         &Flags::default(),
     )
@@ -484,6 +485,7 @@ fn port_settings_from_env_with_ranges() {
     assert_eq!(c.ports.admin_max_connections, 16);
     assert_eq!(c.ports.grpc_keepalive_interval, Duration::from_secs(20));
     assert_eq!(c.ports.grpc_max_connections, DEFAULT_GRPC_MAX_CONNECTIONS);
+    assert_eq!(c.ports.grpc_max_streams, 3);
     let err = load(
         None,
         &env(&[

@@ -16,7 +16,8 @@ use super::{
 use super::{
     PortSettings, DEFAULT_ADMIN_HEADER_TIMEOUT_SECS, DEFAULT_ADMIN_MAX_CONNECTIONS,
     DEFAULT_GRPC_HANDSHAKE_TIMEOUT_SECS, DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
-    DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_TCP_KEEPALIVE_SECS,
+    DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECS, DEFAULT_GRPC_MAX_CONNECTIONS, DEFAULT_GRPC_MAX_STREAMS,
+    DEFAULT_TCP_KEEPALIVE_SECS,
 };
 use crate::broker::{BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec};
 use crate::trigger::limits::{
@@ -398,6 +399,7 @@ fn validate_ports(c: &mut Check<'_>, raw: &RawConfig) -> PortSettings {
         DEFAULT_ADMIN_MAX_CONNECTIONS,
         1_000_000,
     );
+    let grpc_max_streams = count("grpc_max_streams", DEFAULT_GRPC_MAX_STREAMS, 1_000_000);
     PortSettings {
         grpc_handshake_timeout: c.seconds(
             top("grpc_handshake_timeout_seconds"),
@@ -413,6 +415,7 @@ fn validate_ports(c: &mut Check<'_>, raw: &RawConfig) -> PortSettings {
         ),
         grpc_max_connections,
         admin_max_connections,
+        grpc_max_streams,
         grpc_keepalive_interval: c.seconds(
             top("grpc_keepalive_interval_seconds"),
             DEFAULT_GRPC_KEEPALIVE_INTERVAL_SECS,
