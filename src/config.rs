@@ -213,8 +213,8 @@ pub struct Config {
     pub max_brokers: usize,
     /// Bound on brokers sampled per endpoint (named connections not counted).
     pub max_brokers_per_endpoint: usize,
-    /// Bound on Redis lists one sampler reads per tick (queues × priority steps, all its
-    /// watch sets).
+    /// Bound on Redis lists one sampler reads per tick (distinct queue × priority-step lists
+    /// of all its watch sets).
     pub max_watched_lists_per_broker: usize,
     /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
     pub rpc_timeout: Duration,

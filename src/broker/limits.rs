@@ -4,14 +4,17 @@
 //! without regard to case (`LOCALHOST` and `localhost` are one endpoint and one spec).
 
 use super::error::BrokerError;
+use std::collections::HashSet;
+
 use super::spec::{BrokerSpec, Endpoint, HostPort, WatchSet};
+use crate::celery::Layout;
 
 /// Default bound on samplers (each holds up to two connections) in total.
 pub const DEFAULT_MAX_BROKERS: usize = 64;
 /// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
 pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
-/// Default bound on the Redis lists one sampler reads per tick (queues × priority steps,
-/// summed over its watch sets).
+/// Default bound on the Redis lists one sampler reads per tick (queues × priority steps over
+/// its watch sets, each distinct list once).
 pub const DEFAULT_MAX_WATCHED_LISTS_PER_BROKER: usize = 4096;
 
 /// Bounds on the number of brokers sampled (distinct [`BrokerSpec`]s, each one sampler with
@@ -27,8 +30,8 @@ pub struct BrokerLimits {
     /// refused, never counted, so a flood of inline specs cannot lock them out. Their number
     /// is bounded by the config.
     pub exempt: Vec<BrokerSpec>,
-    /// Redis lists one sampler reads per tick (queues × priority steps, summed over its watch
-    /// sets), exempt brokers included: a new watch set beyond it is refused, registered ones
+    /// Redis lists one sampler reads per tick (queues × priority steps over its watch sets,
+    /// each distinct list once), exempt brokers included: a new watch set beyond it is refused, registered ones
     /// keep working.
     pub max_watched_lists_per_broker: usize,
 }
@@ -86,9 +89,31 @@ impl BrokerLimits {
     }
 }
 
-/// The Redis lists the sampler reads per tick for `watch`: each queue at each priority step.
-pub(super) fn watched_lists(watch: &WatchSet) -> usize {
-    watch.queues.len() * watch.layout.priority_steps.len().max(1)
+/// The Redis lists the sampler reads per tick for the watch sets `sets` (each queue at each
+/// priority step of its layout, counted once however many sets watch it, as the sampler reads
+/// it once), and how many more `new` would add.
+pub(super) fn watched_lists<'a>(
+    sets: impl Iterator<Item = &'a WatchSet>,
+    new: &WatchSet,
+) -> (usize, usize) {
+    // The bare key plus one per non-zero step (`Layout::queue_keys`).
+    let per_queue = |l: &Layout| l.priority_steps.iter().filter(|s| **s != 0).count() + 1;
+    let mut seen: HashSet<(&Layout, &str)> = HashSet::new();
+    let mut watched = 0;
+    for w in sets {
+        for q in &w.queues {
+            if seen.insert((&w.layout, q.as_str())) {
+                watched += per_queue(&w.layout);
+            }
+        }
+    }
+    let fresh: HashSet<&str> = new
+        .queues
+        .iter()
+        .map(String::as_str)
+        .filter(|q| !seen.contains(&(&new.layout, *q)))
+        .collect();
+    (watched, fresh.len() * per_queue(&new.layout))
 }
 
 impl BrokerLimits {
@@ -99,7 +124,7 @@ impl BrokerLimits {
         watched: usize,
         adding: usize,
     ) -> Result<(), BrokerError> {
-        if watched.saturating_add(adding) > self.max_watched_lists_per_broker {
+        if adding > 0 && watched.saturating_add(adding) > self.max_watched_lists_per_broker {
             return Err(BrokerError::Limit {
                 broker: label.to_string(),
                 detail: format!(
@@ -218,5 +243,38 @@ mod tests {
             ..BrokerSpec::direct("x", 1)
         };
         assert!(limits.admit(&sentinel, running.iter()).is_err());
+    }
+
+    #[test]
+    fn watched_lists_count_each_list_once() {
+        let set = |queues: &[&str], steps: &[u32], vt: u64| WatchSet {
+            layout: Layout {
+                priority_steps: steps.to_vec(),
+                ..Layout::default()
+            },
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            visibility_timeout_ms: vt,
+            worker_hostnames: None,
+        };
+        let registered = [set(&["a", "b"], &[0, 3], 1), set(&["b", "a"], &[0, 3], 2)];
+        // Both sets read a and b at steps 0 and 3: 4 lists.
+        let (watched, adding) = watched_lists(registered.iter(), &set(&["a", "c"], &[0, 3], 1));
+        assert_eq!((watched, adding), (4, 2));
+        // Another layout reads other keys; steps without 0 still read the bare key.
+        assert_eq!(
+            watched_lists(registered.iter(), &set(&["a"], &[3, 6], 1)).1,
+            3
+        );
+        let limits = BrokerLimits {
+            max_watched_lists_per_broker: 5,
+            ..BrokerLimits::default()
+        };
+        assert!(limits.admit_watch("b", 4, 0).is_ok());
+        assert!(limits.admit_watch("b", 4, 1).is_ok());
+        let err = limits.admit_watch("b", 4, 2).unwrap_err();
+        assert!(
+            err.to_string().contains("max_watched_lists_per_broker"),
+            "{err}"
+        );
     }
 }

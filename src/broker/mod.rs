@@ -102,7 +102,7 @@ impl Default for SamplerSettings {
 /// What one watch set looks like in one sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WatchView {
-    /// The broker's label (`host:port/db`).
+    /// The broker's label (`host:port/db`, see [`BrokerSpec::label`]).
     pub broker: String,
     /// When the sample was taken, epoch seconds (scaler clock).
     pub sampled_at: f64,
@@ -273,8 +273,8 @@ impl Registry {
         }
         samplers.retired.retain(|t| !t.is_finished());
         // A set too large for an empty broker never starts a sampler.
-        self.limits
-            .admit_watch(&spec.label(), 0, watched_lists(watch))?;
+        let (_, alone) = watched_lists(std::iter::empty(), watch);
+        self.limits.admit_watch(&spec.label(), 0, alone)?;
         let shared = match samplers.running.get(spec) {
             Some(h) => h.shared.clone(),
             None => {
@@ -303,9 +303,8 @@ impl Registry {
             let table = &mut *table;
             let now = Instant::now();
             if !table.entries.contains_key(watch) {
-                let watched = table.entries.keys().map(watched_lists).sum();
-                self.limits
-                    .admit_watch(&shared.label, watched, watched_lists(watch))?;
+                let (watched, adding) = watched_lists(table.entries.keys(), watch);
+                self.limits.admit_watch(&shared.label, watched, adding)?;
             }
             let next_id = &mut table.next_id;
             let entry = table.entries.entry(watch.clone()).or_insert_with(|| {
