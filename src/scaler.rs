@@ -127,9 +127,8 @@ impl Scaler {
         who: Requester<'_>,
     ) -> Result<Arc<TriggerSettings>, ScalerError> {
         let settings = self.triggers.get(metadata, &self.connections)?;
-        let connection = metadata.get("connection").map(String::as_str);
         self.access
-            .check(connection, &settings.broker, who)
+            .check(settings.connection.as_deref(), &settings.broker, who)
             .map_err(ScalerError::Denied)?;
         Ok(settings)
     }
