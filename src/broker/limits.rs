@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::spec::{BrokerSpec, Endpoint, HostPort, WatchSet};
 use crate::celery::Layout;
 
-/// Default bound on samplers (each holds up to two connections) in total.
+/// Default bound on samplers (each holds up to two connections, three with Sentinel) in total.
 pub const DEFAULT_MAX_BROKERS: usize = 64;
 /// Default bound on samplers per endpoint (`host:port`, host case-insensitive).
 pub const DEFAULT_MAX_BROKERS_PER_ENDPOINT: usize = 8;
