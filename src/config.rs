@@ -67,6 +67,9 @@ pub struct PortSettings {
     /// Connections over these are closed as soon as they are accepted.
     pub grpc_max_connections: u32,
     pub admin_max_connections: u32,
+    /// `StreamIsActive` streams open at once over all connections; one more is refused
+    /// (`RESOURCE_EXHAUSTED`).
+    pub grpc_max_streams: u32,
     /// HTTP/2 PING interval and ack timeout on the gRPC port: dead peers are dropped.
     pub grpc_keepalive_interval: Duration,
     pub grpc_keepalive_timeout: Duration,
@@ -112,6 +115,9 @@ pub struct Config {
     pub max_brokers: usize,
     /// Bound on brokers sampled per endpoint (named connections not counted).
     pub max_brokers_per_endpoint: usize,
+    /// Bound on Redis lists one sampler reads per tick (distinct queue × priority-step lists
+    /// of all its watch sets).
+    pub max_watched_lists_per_broker: usize,
     /// Every RPC answers within this bound, UNAVAILABLE if the broker has not answered.
     pub rpc_timeout: Duration,
     /// Bounds on worker heartbeats (`max_worker_concurrency`, `max_tracked_workers`).

@@ -127,9 +127,8 @@ impl Scaler {
         who: Requester<'_>,
     ) -> Result<Arc<TriggerSettings>, ScalerError> {
         let settings = self.triggers.get(metadata, &self.connections)?;
-        let connection = metadata.get("connection").map(String::as_str);
         self.access
-            .check(connection, &settings.broker, who)
+            .check(settings.connection.as_deref(), &settings.broker, who)
             .map_err(ScalerError::Denied)?;
         Ok(settings)
     }
@@ -193,12 +192,20 @@ impl Scaler {
         metadata: &HashMap<String, String>,
     ) -> Result<(Arc<TriggerSettings>, Subscription), ScalerError> {
         let settings = self.settings(metadata, Requester::Operator)?;
-        let sub = self
-            .registry
+        let sub = self.subscribe_settings(&settings).await?;
+        Ok((settings, sub))
+    }
+
+    /// Follows the watch set of settings already parsed and admitted (a stream keeps only
+    /// these, not its metadata).
+    pub async fn subscribe_settings(
+        &self,
+        settings: &TriggerSettings,
+    ) -> Result<Subscription, ScalerError> {
+        self.registry
             .subscribe(&settings.broker, &settings.watch)
             .await
-            .map_err(|e| access::shield(&self.connections, &settings.broker, e))?;
-        Ok((settings, sub))
+            .map_err(|e| access::shield(&self.connections, &settings.broker, e))
     }
 
     /// Exports the decision for one ScaledObject on `/metrics`. Its series go when the

@@ -33,8 +33,9 @@ use crate::scaler::Scaler;
 pub mod accept;
 pub mod tls;
 
-/// Streams per connection: KEDA multiplexes every ScaledObject over one connection.
-const MAX_CONCURRENT_STREAMS: u32 = 10_000;
+/// HTTP/2 streams per connection beyond `grpc_max_streams`, for unary RPCs. KEDA multiplexes
+/// every ScaledObject over one connection, so one connection may need every stream slot.
+const UNARY_STREAMS_PER_CONNECTION: u32 = 256;
 /// Bound on stopping the samplers and the admin server after the drain.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -173,10 +174,18 @@ async fn start_grpc(
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(ports.grpc_keepalive_interval))
         .http2_keepalive_timeout(Some(ports.grpc_keepalive_timeout))
-        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS));
+        .max_concurrent_streams(Some(
+            ports
+                .grpc_max_streams
+                .saturating_add(UNARY_STREAMS_PER_CONNECTION),
+        ));
     let router = builder
         .add_service(grpc::health_server(health, drain.clone()))
-        .add_service(ScalerService::new(scaler, drain.clone()).into_server());
+        .add_service(
+            ScalerService::new(scaler, drain.clone())
+                .with_max_streams(ports.grpc_max_streams)
+                .into_server(),
+        );
     health
         .set_serving::<ExternalScalerServer<ScalerService>>()
         .await;

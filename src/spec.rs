@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use crate::celery::Layout;
 
@@ -165,13 +167,30 @@ impl BrokerSpec {
         }
     }
 
-    /// The bounded, credential-free label used in metrics, logs and errors:
-    /// `host:port/db`, or `sentinel:master/db`.
+    /// The bounded, credential-free label used in metrics, logs and errors, one per sampler:
+    /// `host:port/db` for a direct spec without username, password or TLS; otherwise
+    /// `host:port/db#h` or `sentinel:master/db#h`, where `h` is 8 hex digits of a hash, keyed
+    /// per process, of what else tells the spec apart (credentials, TLS, the sentinels and
+    /// their credentials). So two credential sets on one endpoint never share a label, and the
+    /// label reveals no secret.
     pub fn label(&self) -> String {
-        match &self.endpoint {
+        let base = match &self.endpoint {
             Endpoint::Direct(hp) => format!("{hp}/{}", self.db),
             Endpoint::Sentinel { master, .. } => format!("sentinel:{master}/{}", self.db),
+        };
+        let sentinel = match &self.endpoint {
+            Endpoint::Direct(_) => None,
+            Endpoint::Sentinel { .. } => Some(&self.endpoint),
+        };
+        if sentinel.is_none()
+            && self.username.is_none()
+            && self.password.is_none()
+            && self.tls.is_none()
+        {
+            return base;
         }
+        let parts = (sentinel, &self.username, &self.password, &self.tls);
+        format!("{base}#{:08x}", LABEL_KEY.hash_one(parts) as u32)
     }
 }
 
@@ -180,6 +199,10 @@ impl fmt::Display for BrokerSpec {
         f.write_str(&self.label())
     }
 }
+
+/// Per-process random key of the hash in [`BrokerSpec::label`] (SipHash): the hash cannot be
+/// tested against guessed passwords outside this process.
+static LABEL_KEY: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
 
 /// Brokers defined in the scaler's own config, by name (trigger metadata `connection`).
 pub type NamedConnections = BTreeMap<String, BrokerSpec>;
@@ -228,8 +251,30 @@ mod tests {
         };
         let debug = format!("{spec:?}");
         assert!(!debug.contains("hunter2-secret") && !debug.contains("sentinel-pw-123"));
-        assert_eq!(spec.label(), "sentinel:mymaster/2");
+        let label = spec.label();
+        assert!(label.starts_with("sentinel:mymaster/2#"), "{label}");
+        assert_eq!(label.len(), "sentinel:mymaster/2#".len() + 8, "{label}");
         assert_eq!(BrokerSpec::direct("::1", 6379).label(), "[::1]:6379/0");
+    }
+
+    #[test]
+    fn each_credential_set_gets_its_own_label() {
+        let with = |user: Option<&str>, pw: &str| BrokerSpec {
+            username: user.map(String::from),
+            password: Some(Secret::new(pw)),
+            ..BrokerSpec::direct("h", 6379)
+        };
+        let a = with(None, "pw-a").label();
+        assert!(a.starts_with("h:6379/0#") && !a.contains("pw-a"), "{a}");
+        assert_eq!(a, with(None, "pw-a").label());
+        assert_ne!(a, with(None, "pw-b").label());
+        assert_ne!(a, with(Some("u"), "pw-a").label());
+        let tls = BrokerSpec {
+            tls: Some(TlsSpec::default()),
+            ..BrokerSpec::direct("h", 6379)
+        };
+        assert!(tls.label().starts_with("h:6379/0#"));
+        assert_ne!(tls.label(), BrokerSpec::direct("h", 6379).label());
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub struct TriggerSettings {
     pub policy: PolicySettings,
     /// The one metric name this trigger's MetricSpec carries (lowercase, path-safe, stable).
     pub metric_name: String,
+    /// The named connection used (`connection`, trimmed; absent when empty), as the broker
+    /// policy must check it.
+    pub connection: Option<String>,
 }
 
 /// One invalid metadata value.
@@ -249,6 +252,7 @@ pub fn parse(
     };
     check_unknown_keys(&mut r);
     let broker = broker::parse_broker(&mut r, connections);
+    let connection = r.get("connection").map(String::from);
     let layout = parse_layout(&mut r);
     let queues = parse_queues(&mut r);
     check_watched_lists(&mut r, &queues, &layout);
@@ -274,6 +278,7 @@ pub fn parse(
                 },
                 policy,
                 metric_name,
+                connection,
             })
         }
         _ => Err(MetadataError {

@@ -277,3 +277,32 @@ fn inspect_applies_the_policy_but_not_namespace_pins() {
     let (code, stderr) = inspect(&["--config", config, "--metadata", "connection=app"]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_policy_checks_the_connection_name_the_parser_used() {
+    let dead = dead_address();
+    let config = config_with(&format!(
+        r#"
+broker_policy: named-only
+connections:
+  app:
+    address: "{dead}"
+    allowed_namespaces: ["celery"]
+"#
+    ));
+    let server = TestServer::start(config).await;
+    let mut client = server.client().await;
+    // The parser trims `connection`: " app " is the connection app, allowed in `celery`,
+    // pinned out of `other` (GetMetricSpec never touches the broker).
+    for name in ["app", " app "] {
+        let md = [("connection", name)];
+        let r = client.get_metric_spec(so_in("celery", &md)).await;
+        assert!(r.is_ok(), "{name:?}: {r:?}");
+        let s = client
+            .get_metric_spec(so_in("other", &md))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), Code::PermissionDenied, "{name:?}: {s:?}");
+    }
+    server.stop(LIMIT).await.unwrap();
+}

@@ -534,3 +534,29 @@ async fn slow_peers_are_closed_by_the_configured_timeouts() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn an_unusable_client_ca_exits_64_before_binding() {
+    let certs = support::tls::generate();
+    // PEM armour around bytes that are no certificate: readable PEM, unusable CA.
+    let ca = certs.dir.path().join("garbage-ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let grpc = format!("127.0.0.1:{}", support::free_port());
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let (code, stdout, stderr) = run(
+        &["serve", "--grpc-listen", &grpc, "--admin-listen", &admin],
+        &[
+            ("CELERY_SCALER_TLS_CERT", certs.cert.to_str().unwrap()),
+            ("CELERY_SCALER_TLS_KEY", certs.key.to_str().unwrap()),
+            ("CELERY_SCALER_TLS_CLIENT_CA", ca.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 64, "stderr:\n{stderr}");
+    assert!(stderr.contains("CELERY_SCALER_TLS_CLIENT_CA"), "{stderr}");
+    assert!(!stderr.contains("serving") && stdout.is_empty(), "{stderr}");
+    std::net::TcpListener::bind(&grpc).unwrap();
+}

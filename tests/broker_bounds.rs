@@ -130,3 +130,49 @@ async fn the_total_bound_holds_and_named_connections_are_exempt() {
     assert!(client.is_active(so(&[("connection", "app")])).await.is_ok());
     server.stop(LIMIT).await.unwrap();
 }
+
+#[tokio::test]
+async fn watched_lists_are_bounded_per_broker() {
+    let redis = support::RedisServer::start();
+    let addr = redis.address();
+    let config = Config {
+        max_watched_lists_per_broker: 6,
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut client = server.client().await;
+    // Each trigger reads 2 queues × 1 priority step = 2 lists: three fit, a fourth does not.
+    let set = |queues: &'static str| {
+        [
+            ("address", addr.clone()),
+            ("queues", queues.to_string()),
+            ("prioritySteps", "0".to_string()),
+        ]
+    };
+    let md = |pairs: &[(&'static str, String); 3]| {
+        so(&pairs
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>())
+    };
+    for queues in ["a,b", "c,d", "e,f"] {
+        let r = tokio::time::timeout(LIMIT, client.is_active(md(&set(queues))))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{queues}: {r:?}");
+    }
+    let s = tokio::time::timeout(LIMIT, client.is_active(md(&set("g,h"))))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert!(
+        s.message().contains("max_watched_lists_per_broker"),
+        "{s:?}"
+    );
+    // Registered sets keep working; another DB is another broker with its own budget.
+    assert!(client.is_active(md(&set("a,b"))).await.is_ok());
+    let other = [("address", addr.as_str()), ("databaseIndex", "1")];
+    assert!(client.is_active(so(&other)).await.is_ok());
+    server.stop(LIMIT).await.unwrap();
+}

@@ -142,3 +142,48 @@ async fn a_panicking_pubsub_task_is_restarted_and_subscribes_again() {
     assert_eq!(restarts_of("events") - before, 1.0);
     registry.shutdown().await;
 }
+
+fn series_reserved() -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "celery_scaler_series_reserved")
+        .flat_map(|f| f.get_metric().to_vec())
+        .map(|m| m.get_gauge().value())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_restarted_sampler_does_not_leak_series_reservations() {
+    let _turn = TURN.lock().await;
+    let server = RedisServer::start();
+    let mut c = server.conn(0);
+    push(&mut c, b"celery", 1);
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let registry = Registry::new(fast());
+    registry.view(&spec, &watch()).await.unwrap();
+    let reserved = series_reserved();
+    assert!(reserved >= 1.0, "the queue's series are reserved");
+    let before = restarts();
+    celery_scaler::broker::set_test_sampler_panics(1);
+    // Wait for the restart, then for a sample of the new sampler (it sets the series again).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while restarts() == before {
+        assert!(Instant::now() < deadline, "the sampler did not panic");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    push(&mut c, b"celery", 1);
+    loop {
+        if let Ok(v) = registry.view(&spec, &watch()).await {
+            if v.queues[0].backlog == 2 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted sampler did not sample"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(series_reserved(), reserved);
+    registry.shutdown().await;
+}

@@ -466,10 +466,23 @@ fn retain_live(broker: &str, keep: &HashSet<String>) {
     series_budget().release(freed);
 }
 
-/// The per-queue series one sampler has set, so it can remove exactly those.
+/// The per-queue series one sampler has set, so it can remove exactly those. Dropped with
+/// series left (the sampler's task panicked and is restarted with a fresh one), it removes
+/// them and releases their reservations.
 #[derive(Default)]
 pub(crate) struct QueueSeries {
     queues: BTreeSet<String>,
+    /// The broker label the series were set under.
+    broker: String,
+}
+
+impl Drop for QueueSeries {
+    fn drop(&mut self) {
+        if !self.queues.is_empty() {
+            let broker = std::mem::take(&mut self.broker);
+            self.retain(&broker, &BTreeSet::new());
+        }
+    }
 }
 
 impl QueueSeries {
@@ -492,6 +505,9 @@ impl QueueSeries {
             QUEUE_IN_FLIGHT
                 .with_label_values(&[broker, queue, state.label()])
                 .set(n as f64);
+        }
+        if self.broker != broker {
+            self.broker = broker.to_string();
         }
         self.queues.insert(queue.to_string());
     }

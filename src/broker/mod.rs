@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use limits::normalised;
+use limits::{normalised, watched_lists};
 use shared::{Shared, Snapshot, WatchEntry};
 
 pub use crate::spec::{
@@ -52,7 +52,10 @@ pub use allow::{
     ACCESS_DENIED_TEXT,
 };
 pub use error::BrokerError;
-pub use limits::{BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
+pub use limits::{
+    BrokerLimits, DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT,
+    DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
+};
 pub use reply::{KeyKind, UnreadableKey};
 pub use settings::SamplerSettings;
 #[doc(hidden)]
@@ -172,6 +175,9 @@ impl Registry {
             return Err(BrokerError::ShuttingDown);
         }
         samplers.retired.retain(|t| !t.is_finished());
+        // A set too large for an empty broker never starts a sampler.
+        let (_, alone) = watched_lists(std::iter::empty(), watch);
+        self.limits.admit_watch(&spec.label(), 0, alone)?;
         let shared = match samplers.running.get(spec) {
             Some(h) => h.shared.clone(),
             None => {
@@ -199,6 +205,10 @@ impl Registry {
             let mut table = lock(&shared.watches);
             let table = &mut *table;
             let now = Instant::now();
+            if !table.entries.contains_key(watch) {
+                let (watched, adding) = watched_lists(table.entries.keys(), watch);
+                self.limits.admit_watch(&shared.label, watched, adding)?;
+            }
             let next_id = &mut table.next_id;
             let entry = table.entries.entry(watch.clone()).or_insert_with(|| {
                 *next_id += 1;

@@ -5,7 +5,9 @@
 //! (a test compares README with [`markdown_table`]). Adding a setting is one entry in the
 //! `settings!` block below, plus the code that uses the value.
 
-use crate::broker::{DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT};
+use crate::broker::{
+    DEFAULT_MAX_BROKERS, DEFAULT_MAX_BROKERS_PER_ENDPOINT, DEFAULT_MAX_WATCHED_LISTS_PER_BROKER,
+};
 use crate::signals::heartbeat::{DEFAULT_MAX_TRACKED_WORKERS, DEFAULT_MAX_WORKER_CONCURRENCY};
 use crate::telemetry::DEFAULT_MAX_SERIES;
 use crate::trigger::limits::MAX_DATABASE_INDEX;
@@ -164,6 +166,9 @@ settings! {
     GRPC_MAX_CONNECTIONS = top("grpc_max_connections", count(1024, 1, 1_000_000),
         "connections open at once on the gRPC port; one more is closed as soon as it is \
          accepted (lowered at start to fit `ulimit -n`)");
+    GRPC_MAX_STREAMS = top("grpc_max_streams", count(1024, 1, 1_000_000),
+        "`StreamIsActive` streams open at once over all connections; one more is refused \
+         (`RESOURCE_EXHAUSTED`)");
     ADMIN_MAX_CONNECTIONS = top("admin_max_connections", count(128, 1, 1_000_000),
         "connections open at once on the admin port; one more is closed as soon as it is \
          accepted (lowered at start to fit `ulimit -n`)");
@@ -183,11 +188,16 @@ settings! {
         "`allow-list` rules `host-glob:port/db` (port `*`; db `*`, `N` or `N-M`), e.g. \
          `redis-*.svc:6379/0-3`");
     MAX_BROKERS = top("max_brokers", count(DEFAULT_MAX_BROKERS as u64, 1, 10_000),
-        "bound on distinct brokers sampled (each up to 2 Redis connections); named \
-         connections not counted");
+        "bound on distinct brokers sampled (each up to 2 Redis connections, 3 with \
+         Sentinel); named connections not counted");
     MAX_BROKERS_PER_ENDPOINT = top("max_brokers_per_endpoint",
         count(DEFAULT_MAX_BROKERS_PER_ENDPOINT as u64, 1, 10_000),
         "the same bound per `host:port`");
+    MAX_WATCHED_LISTS_PER_BROKER = top("max_watched_lists_per_broker",
+        count(DEFAULT_MAX_WATCHED_LISTS_PER_BROKER as u64, 1, 1_000_000),
+        "bound on the distinct Redis lists (queue × priority step) one broker's sampler reads \
+         per tick over all its watch sets; a new watch set past it is refused \
+         (`RESOURCE_EXHAUSTED`)");
     RPC_TIMEOUT = top("rpc_timeout_seconds", secs(2.0, 0.1, 60.0),
         "`IsActive` and `GetMetrics` answer within this bound, `UNAVAILABLE` if the broker \
          has not answered");

@@ -78,7 +78,11 @@ connections:
     assert_eq!(c.sample_interval, Duration::from_millis(500));
     assert_eq!(c.shutdown_grace, Duration::from_secs(3));
     let app = &c.connections["app"];
-    assert_eq!(app.label(), "redis.example:6380/5");
+    assert!(
+        app.label().starts_with("redis.example:6380/5#"),
+        "{}",
+        app.label()
+    );
     assert_eq!(app.username.as_deref(), Some("scaler"));
     assert_eq!(
         app.password.as_ref().map(Secret::expose),
@@ -117,7 +121,11 @@ fn toml_file_and_env_only_connection() {
     let c = load(Some(&file), &e, &Flags::default()).unwrap();
     assert_eq!(c.sample_interval, Duration::from_secs(2));
     assert_eq!(c.connections["app"].label(), "h:1/0");
-    assert_eq!(c.connections["other"].label(), "o:2/0");
+    assert!(c.connections["other"].label().starts_with("o:2/0#"));
+    assert_eq!(
+        c.connections["other"].password.as_ref().map(Secret::expose),
+        Some("pw")
+    );
 }
 
 #[test]
@@ -476,6 +484,7 @@ fn port_settings_from_env_with_ranges() {
             ("CELERY_SCALER_GRPC_HANDSHAKE_TIMEOUT_SECONDS", "2.5"),
             ("CELERY_SCALER_ADMIN_MAX_CONNECTIONS", "16"),
             ("CELERY_SCALER_GRPC_KEEPALIVE_INTERVAL_SECONDS", "20"),
+            ("CELERY_SCALER_GRPC_MAX_STREAMS", "3"),
         ]),
         &Flags::default(),
     )

@@ -296,6 +296,7 @@ pub(super) fn validate(
         grpc_handshake_timeout: c.seconds(raw, &defs::GRPC_HANDSHAKE_TIMEOUT),
         admin_header_timeout: c.seconds(raw, &defs::ADMIN_HEADER_TIMEOUT),
         grpc_max_connections: c.count(raw, &defs::GRPC_MAX_CONNECTIONS),
+        grpc_max_streams: c.count(raw, &defs::GRPC_MAX_STREAMS),
         admin_max_connections: c.count(raw, &defs::ADMIN_MAX_CONNECTIONS),
         grpc_keepalive_interval: c.seconds(raw, &defs::GRPC_KEEPALIVE_INTERVAL),
         grpc_keepalive_timeout: c.seconds(raw, &defs::GRPC_KEEPALIVE_TIMEOUT),
@@ -331,6 +332,7 @@ pub(super) fn validate(
         access: access.policy,
         max_brokers: access.max_brokers,
         max_brokers_per_endpoint: access.max_brokers_per_endpoint,
+        max_watched_lists_per_broker: access.max_watched_lists_per_broker,
         rpc_timeout: access.rpc_timeout,
         heartbeat_limits,
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
@@ -26,12 +27,28 @@ pub struct ScalerService {
     scaler: Arc<Scaler>,
     /// Cancelled when the server drains: open streams end with status OK.
     shutdown: CancellationToken,
+    /// Slots for open `StreamIsActive` streams (`grpc_max_streams`), over all connections.
+    streams: Arc<Semaphore>,
+    max_streams: u32,
 }
 
 impl ScalerService {
     pub fn new(scaler: Arc<Scaler>, shutdown: CancellationToken) -> Self {
         metrics::init();
-        Self { scaler, shutdown }
+        let max_streams = crate::config::Config::default().ports.grpc_max_streams;
+        Self {
+            scaler,
+            shutdown,
+            streams: Arc::new(Semaphore::new(max_streams as usize)),
+            max_streams,
+        }
+    }
+
+    /// Bounds the `StreamIsActive` streams open at once (at least 1).
+    pub fn with_max_streams(mut self, max: u32) -> Self {
+        self.max_streams = max.max(1);
+        self.streams = Arc::new(Semaphore::new(self.max_streams as usize));
+        self
     }
 
     /// The tonic service, ready to add to a router.
@@ -112,13 +129,22 @@ impl ScalerService {
             .scaler
             .settings(&so.scaler_metadata, Requester::Namespace(&so.namespace))
             .map_err(|e| fail(&so, e))?;
-        Ok(stream::open(StreamSpec {
-            scaler: self.scaler.clone(),
-            scaled_object: format!("{}/{}", so.namespace, so.name),
-            metadata: so.scaler_metadata,
-            settings,
-            shutdown: self.shutdown.clone(),
-        }))
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            debug!(namespace = %so.namespace, scaled_object = %so.name, max = self.max_streams, "StreamIsActive refused: grpc_max_streams streams are open");
+            return Err(Status::resource_exhausted(format!(
+                "{} StreamIsActive streams are open (grpc_max_streams); retry later",
+                self.max_streams
+            )));
+        };
+        Ok(stream::open(
+            StreamSpec {
+                scaler: self.scaler.clone(),
+                scaled_object: format!("{}/{}", so.namespace, so.name),
+                settings,
+                shutdown: self.shutdown.clone(),
+            },
+            permit,
+        ))
     }
 }
 

@@ -9,12 +9,12 @@
 //! shutdown it ends cleanly (status OK) so that KEDA reconnects after ~2 s instead of
 //! backing off.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::Stream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{debug, info, warn};
@@ -30,10 +30,10 @@ use crate::trigger::TriggerSettings;
 pub type ActiveStream =
     Pin<Box<dyn Stream<Item = Result<IsActiveResponse, Status>> + Send + 'static>>;
 
-/// Everything one open stream needs.
+/// Everything one open stream needs: the parsed settings (shared with the trigger cache),
+/// not the raw metadata.
 pub struct StreamSpec {
     pub scaler: Arc<Scaler>,
-    pub metadata: HashMap<String, String>,
     pub settings: Arc<TriggerSettings>,
     pub shutdown: CancellationToken,
     /// `namespace/name` of the ScaledObject, for logs.
@@ -48,10 +48,12 @@ struct State {
     was_active: bool,
     last_error: Option<String>,
     _guard: StreamGuard,
+    /// The stream's slot under `grpc_max_streams`, freed when the stream ends.
+    _slot: OwnedSemaphorePermit,
 }
 
-/// Opens the stream; it yields only `true` messages.
-pub fn open(spec: StreamSpec) -> ActiveStream {
+/// Opens the stream in `slot`; it yields only `true` messages.
+pub fn open(spec: StreamSpec, slot: OwnedSemaphorePermit) -> ActiveStream {
     debug!(scaled_object = %spec.scaled_object, "StreamIsActive opened");
     let state = State {
         spec,
@@ -61,6 +63,7 @@ pub fn open(spec: StreamSpec) -> ActiveStream {
         was_active: false,
         last_error: None,
         _guard: StreamGuard::new(),
+        _slot: slot,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
         let token = st.spec.shutdown.clone();
@@ -84,7 +87,8 @@ impl State {
         }
         if !self.opened {
             self.opened = true;
-            match self.spec.scaler.evaluate(&self.spec.metadata).await {
+            let settings = self.spec.settings.clone();
+            match self.spec.scaler.evaluate_settings(settings).await {
                 Ok(e) => {
                     self.ok();
                     if let Some(msg) = self.consider(e.decision.active) {
@@ -128,8 +132,8 @@ impl State {
         let sub = match &mut self.sub {
             Some(sub) => sub,
             None => {
-                let (_, sub) = self.spec.scaler.subscribe(&self.spec.metadata).await?;
-                self.sub.insert(sub)
+                let sub = self.spec.scaler.subscribe_settings(&self.spec.settings);
+                self.sub.insert(sub.await?)
             }
         };
         let view = sub.next().await?;

@@ -137,6 +137,11 @@ fn lax_values_are_refused_naming_their_key() {
             "keyPrefix",
         ),
         (
+            vec![a(), ("keyPrefix", s("app:\nforged log line"))],
+            "keyPrefix",
+        ),
+        (vec![a(), ("keyPrefix", s("app\u{7f}:"))], "keyPrefix"),
+        (
             vec![
                 a(),
                 ("prioritySeparator", "\\x06".repeat(MAX_SEPARATOR_BYTES + 1)),

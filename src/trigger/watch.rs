@@ -34,6 +34,12 @@ pub(super) fn parse_layout(r: &mut Reader<'_>) -> Layout {
                 limits::MAX_KEY_PREFIX_BYTES
             ),
         );
+    } else if prefix.chars().any(char::is_control) {
+        // It reaches text logs with every queue name.
+        r.problem(
+            "keyPrefix",
+            format!("has control characters: {}", shown(&prefix)),
+        );
     }
     let separator = match r.map.get("prioritySeparator").filter(|s| !s.is_empty()) {
         None => DEFAULT_SEPARATOR.to_vec(),

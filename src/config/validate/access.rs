@@ -37,6 +37,7 @@ impl Config {
             max_brokers: self.max_brokers,
             max_brokers_per_endpoint: self.max_brokers_per_endpoint,
             exempt,
+            max_watched_lists_per_broker: self.max_watched_lists_per_broker,
         }
     }
 }
@@ -46,6 +47,7 @@ pub(super) struct Access {
     pub policy: AccessPolicy,
     pub max_brokers: usize,
     pub max_brokers_per_endpoint: usize,
+    pub max_watched_lists_per_broker: usize,
     pub rpc_timeout: Duration,
 }
 
@@ -108,6 +110,7 @@ pub(super) fn validate_access(
         },
         max_brokers: c.count(raw, &defs::MAX_BROKERS),
         max_brokers_per_endpoint: c.count(raw, &defs::MAX_BROKERS_PER_ENDPOINT),
+        max_watched_lists_per_broker: c.count(raw, &defs::MAX_WATCHED_LISTS_PER_BROKER),
         rpc_timeout: c.seconds(raw, &defs::RPC_TIMEOUT),
     }
 }

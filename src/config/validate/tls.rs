@@ -1,10 +1,14 @@
 //! Validation of the gRPC server's TLS settings: files readable and holding PEM, a key that
-//! belongs to its certificate, a client CA only with a server certificate.
+//! belongs to its certificate, a client CA only with a server certificate and usable by rustls
+//! as a trust anchor (checked before any port is bound).
 
 use super::{Check, Raw, RawConfig, RawValue, ServerTls};
 use crate::config::defs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::sync::Arc;
 
 pub(super) fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerTls> {
     let cert_raw = raw.top.get(defs::TLS_CERT.key);
@@ -42,6 +46,14 @@ pub(super) fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerT
             return None;
         }
     }
+    if let Some(ca_pem) = &ca {
+        if let Err(why) = check_client_ca(ca_pem) {
+            let origin = ca_raw.map(|r| r.origin.as_str()).unwrap_or("tls_client_ca");
+            c.problems
+                .push(format!("{origin}: unusable as client CA (mTLS): {why}"));
+            return None;
+        }
+    }
     match (cert, key) {
         (Some(cert_pem), Some(key_pem)) if has_ca == ca.is_some() => Some(ServerTls {
             cert_pem,
@@ -50,6 +62,22 @@ pub(super) fn validate_tls(c: &mut Check<'_>, raw: &RawConfig) -> Option<ServerT
         }),
         _ => None,
     }
+}
+
+/// Builds the client-certificate verifier from `ca_pem` as the gRPC server will, so a CA
+/// file rustls cannot use (a certificate it cannot parse) is a config error before any port
+/// is bound rather than a failure after binding.
+fn check_client_ca(ca_pem: &[u8]) -> Result<(), String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("unreadable certificate ({e})"))?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks that the private key in `key_pem` is the one of the first certificate in

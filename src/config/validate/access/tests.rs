@@ -42,6 +42,7 @@ broker_policy: allow-list
 allowed_brokers: ["redis-*.svc:6379/0-1", "[::1]:*"]
 max_brokers: 10
 max_brokers_per_endpoint: 2
+max_watched_lists_per_broker: 100
 rpc_timeout_seconds: 1.5
 connections:
   app:
@@ -58,6 +59,8 @@ connections:
     assert_eq!(c.access.connections["app"].databases, vec![2, 5]);
     assert_eq!(c.access.connections["app"].namespaces.len(), 2);
     assert_eq!((c.max_brokers, c.max_brokers_per_endpoint), (10, 2));
+    assert_eq!(c.max_watched_lists_per_broker, 100);
+    assert_eq!(c.broker_limits().max_watched_lists_per_broker, 100);
     assert_eq!(c.rpc_timeout, Duration::from_millis(1500));
     let ok = BrokerSpec::direct("redis-a.svc", 6379);
     assert!(c.access.check(None, &ok, Requester::Operator).is_ok());
@@ -95,6 +98,7 @@ broker_policy: open
 allowed_brokers: ["no-port", "h:6379/9-1"]
 max_brokers: 0
 max_brokers_per_endpoint: many
+max_watched_lists_per_broker: 0
 rpc_timeout_seconds: 100
 connections:
   app:
@@ -112,6 +116,7 @@ connections:
         "\"h:6379/9-1\"",
         "max_brokers (",
         "max_brokers_per_endpoint",
+        "max_watched_lists_per_broker",
         "rpc_timeout_seconds",
         "connections.app.allowed_databases",
         "connections.app.allowed_namespaces",
