@@ -433,6 +433,12 @@ impl WorkerSummary {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Glob steps taken by the current test's thread (see [`glob_match`]).
+    static GLOB_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Shell-style match with `*` (any run) and `?` (one character); a pattern without wildcards
 /// is a prefix (`celery@worker-` matches `celery@worker-7f9c`). Runs on the RPC path for
 /// every tracked worker, so it allocates nothing and takes at most
@@ -442,7 +448,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     let mut steps = 0;
     let matched = glob_steps(pattern, name, &mut steps);
     #[cfg(test)]
-    tests::GLOB_STEPS.with(|c| c.set(c.get() + steps));
+    GLOB_STEPS.with(|c| c.set(c.get() + steps));
     matched
 }
 

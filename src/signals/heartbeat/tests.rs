@@ -2,11 +2,6 @@
 
 use super::*;
 
-thread_local! {
-    /// Glob steps taken by this test's thread (see [`glob_match`]).
-    pub(super) static GLOB_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 fn beat(host: &str, active: u64, processed: u64, freq: f64) -> Heartbeat {
     Heartbeat {
         hostname: host.into(),
