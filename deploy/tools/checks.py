@@ -50,6 +50,12 @@ EXPORTED_NOW = {
     "celery_scaler_queue_wait_seconds",
     "celery_scaler_queue_running",
     "celery_scaler_signal_mode",
+    "celery_scaler_broker_suspect_data_total",
+    "celery_scaler_broker_unreadable_keys",
+    "celery_scaler_connections_open",
+    "celery_scaler_connections_refused_total",
+    "celery_scaler_heartbeats_implausible_total",
+    "celery_scaler_task_restarts_total",
 }
 CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling"}
 METRIC_RE = re.compile(r"\bcelery_scaler_[a-z0-9_]+")
