@@ -192,13 +192,16 @@ def run_scenario(mode: str, grpc_modules) -> Run:
 
         def running_check(expected_running: int):
             before = view()[1]["run"].get("running"), view()[1]["default"].get("running")
-            truth = stack.celery_truth(["run", "default"])
+            # Wait for every worker's reply (4 workers; a loaded machine can take seconds): a
+            # reply missing from `inspect active` would read as 0 running tasks.
+            truth = stack.celery_truth(["run", "default"], workers=len(workers), timeout=6.0)
             after = view()[1]["run"].get("running"), view()[1]["default"].get("running")
             run.running_checks.append({
                 "default_llen_after": stack.llen("default"),
                 "elapsed": round(time.monotonic() - t0, 2), "published_run": expected_running,
                 "ours_before": {"run": before[0], "default": before[1]},
                 "ours_after": {"run": after[0], "default": after[1]},
+                "celery_workers": truth["workers"],
                 "celery_active": {q: truth["queues"][q]["active"] for q in ("run", "default")},
                 "celery_reserved": {q: truth["queues"][q]["reserved"] for q in ("run", "default")}})
 
@@ -405,6 +408,10 @@ def test_running_from_heartbeats(live: Run, record):
         # The scenario's premise: `default` still had work when Celery was asked (otherwise
         # the heartbeats, up to 2 s old, legitimately disagree with a just-drained worker).
         assert c["default_llen_after"] > 0, c
+        # ... and Celery's answer includes the workers of both queues (an `inspect` reply that
+        # did not arrive in time is no ground truth).
+        replied = " ".join(c["celery_workers"])
+        assert "svc@" in replied and "run@" in replied, c
         truth = c["celery_active"]
         assert truth["run"] == c["published_run"], c  # the ground truth itself is what we set up
         for q in ("run", "default"):
