@@ -389,3 +389,65 @@ async fn a_pathological_binding_does_not_stall_the_sample() {
     assert_eq!(v.queues, vec![q("celery", 0, 1, 0, 0), q("qa", 0, 0, 0, 0)]);
     registry.shutdown().await;
 }
+
+/// A binding set of 20,000 members (anyone who can write to the broker can make one) is never
+/// read whole: one `SCARD` and one `SRANDMEMBER key 1024`, the unread members counted. It was
+/// read with `SMEMBERS` (the whole set in one reply) and cut to 1,024 afterwards. The queues
+/// routed through a small binding set are still counted.
+#[tokio::test]
+async fn a_huge_binding_set_is_never_read_whole() {
+    let server = RedisServer::start();
+    let mut c = server.conn(7);
+    healthy(&mut c);
+    let members: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| {
+            let mut m = format!("rk.{i}").into_bytes();
+            m.extend_from_slice(SEP);
+            m.extend_from_slice(SEP);
+            m.extend_from_slice(format!("q{i}").as_bytes());
+            m
+        })
+        .collect();
+    let _: i64 = redis::cmd("SADD")
+        .arg("_kombu.binding.huge")
+        .arg(&members)
+        .query(&mut c)
+        .unwrap();
+    let t = now();
+    deliver(
+        &mut c,
+        "",
+        "h1",
+        t - 1.0,
+        &unacked_value("h1", None, "huge", "rk.x"),
+    );
+
+    let monitor = support::monitor::Monitor::start(server.port, None);
+    let registry = Registry::new(fast());
+    let spec = spec(&server, 7);
+    let v = registry.view(&spec, &watch(3_600_000)).await.unwrap();
+    assert_eq!(v.queues, vec![q("celery", 3, 1, 0, 0), q("qa", 2, 1, 0, 0)]);
+    let unread = metric(
+        "celery_scaler_broker_suspect_data_total",
+        &spec.label(),
+        Some(("kind", "too_many_bindings")),
+    );
+    assert_eq!(unread, 20_000.0 - 1024.0);
+    registry.shutdown().await;
+    let sent = monitor.stop();
+    let reads: Vec<&String> = sent
+        .iter()
+        .filter(|l| l.contains("_kombu.binding.huge"))
+        .collect();
+    assert!(
+        !reads.is_empty(),
+        "the huge set was not read at all: {sent:?}"
+    );
+    for line in &reads {
+        let cmd = support::monitor::command_of(line).unwrap_or_default();
+        assert!(
+            cmd == "SCARD" || (cmd == "SRANDMEMBER" && line.ends_with("\"1024\"")),
+            "the binding set was read with an unbounded command: {line}"
+        );
+    }
+}

@@ -112,7 +112,7 @@ pub(crate) fn scored_members(label: &str, v: &Value) -> Result<Vec<(Vec<u8>, f64
     Ok(out)
 }
 
-/// An `HMGET` or `SMEMBERS` reply: one optional byte string per item.
+/// An `HMGET` or `SRANDMEMBER` reply: one optional byte string per item.
 pub(crate) fn optional_strings(
     label: &str,
     v: &Value,

@@ -5,8 +5,10 @@
 //! `celery_scaler_broker_suspect_data_total`):
 //!
 //! * at most [`MAX_EXCHANGES`] exchanges' binding sets are read per key prefix;
-//! * at most [`MAX_BINDINGS_PER_EXCHANGE`] members of one set are kept, each at most
-//!   [`MAX_MEMBER_LEN`] bytes;
+//! * at most [`MAX_BINDINGS_PER_EXCHANGE`] members of one set are read (`SRANDMEMBER` with
+//!   that count, never the whole set: a set of millions costs the broker and the scaler no
+//!   more than one of a thousand), each kept if at most [`MAX_MEMBER_LEN`] bytes; `SCARD`
+//!   counts what was left unread;
 //! * wildcard matching is limited to AMQP's 255-byte keys ([`crate::celery::MAX_TOPIC_LEN`])
 //!   and costs at most (pattern words) × (key words + 1) steps;
 //! * each distinct (exchange, routing key) is matched once per tick (memoised).
@@ -26,7 +28,7 @@ use super::metrics::suspect;
 use super::reply::{self, KeyKind, UnreadableKey};
 use crate::celery::{parse_binding_member, Binding, Layout, UnackedEntry};
 
-/// How long a binding set read with `SMEMBERS` is trusted.
+/// How long a binding set once read is trusted.
 pub(crate) const BINDINGS_TTL: Duration = Duration::from_secs(30);
 /// Most exchanges whose binding sets are read for one key prefix.
 pub(crate) const MAX_EXCHANGES: usize = 256;
@@ -112,12 +114,22 @@ impl Bindings {
         let layout = self.layout();
         let mut pipe = redis::pipe();
         for ex in &stale {
-            pipe.cmd("SMEMBERS").arg(layout.binding_key(ex));
+            let key = layout.binding_key(ex);
+            pipe.cmd("SCARD").arg(&key);
+            pipe.cmd("SRANDMEMBER")
+                .arg(&key)
+                .arg(MAX_BINDINGS_PER_EXCHANGE);
         }
         let answers = link.round_trip(&pipe).await?;
         self.parsed().clear();
-        for (ex, answer) in stale.into_iter().zip(answers.iter()) {
-            let set = if reply::is_wrong_type(answer) {
+        for (ex, pair) in stale.into_iter().zip(answers.chunks(2)) {
+            let [size, answer] = pair else {
+                return Err(BrokerError::Command {
+                    broker: self.label.clone(),
+                    detail: format!("a binding read answered {} of 2 replies", pair.len()),
+                });
+            };
+            let set = if reply::is_wrong_type(size) || reply::is_wrong_type(answer) {
                 debug!(broker = %self.label, "a binding key is not a set; skipped");
                 BindingSet {
                     members: Vec::new(),
@@ -126,6 +138,8 @@ impl Bindings {
                 }
             } else {
                 let members = reply::optional_strings(&self.label, answer)?;
+                let unread = reply::int(&self.label, size)?.saturating_sub(members.len() as u64);
+                suspect(&self.label, "too_many_bindings", unread);
                 BindingSet {
                     members: self.bounded(members.into_iter().flatten()),
                     read_at: Instant::now(),

@@ -14,7 +14,7 @@
 //! range, inserts from skewed clocks). Such a range is bisected at its median known score
 //! with one more `ZCOUNT` per differing half per round trip, until a differing range holds at
 //! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGEBYSCORE` and diffed.
-//! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SMEMBERS` of
+//! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SCARD` + bounded `SRANDMEMBER` of
 //! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached and bounded
 //! (see [`super::route`]).
 //!
@@ -182,7 +182,7 @@ impl Tracker {
     }
 
     /// Reads the first-round answers of `probe`, then runs the follow-up round trips:
-    /// bisection, re-lists, `HMGET` of new tags and `SMEMBERS` of unseen exchanges.
+    /// bisection, re-lists, `HMGET` of new tags and `SCARD` + bounded `SRANDMEMBER` of unseen exchanges.
     pub(crate) async fn finish(
         &mut self,
         probe: Probe,
