@@ -74,6 +74,13 @@ const KNOWN_KEYS: &[&str] = &[
     "workerHostnames",
 ];
 
+/// Every metadata key this parser accepts: its own, their `<key>FromEnv` forms and KEDA's.
+/// The fuzz tests draw keys from it, so a new key is fuzzed without a second list.
+pub fn metadata_keys() -> impl Iterator<Item = String> {
+    let own = KNOWN_KEYS.iter().chain(KEDA_KEYS).map(|k| k.to_string());
+    own.chain(FROM_ENV_KEYS.iter().map(|k| format!("{k}FromEnv")))
+}
+
 /// Keys only `latency` mode reads.
 const LATENCY_KEYS: &[&str] = &[
     "concurrency",

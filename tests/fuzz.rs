@@ -38,42 +38,6 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 /// Whether inputs are full size unless `FUZZ_FULL` (`1` or `0`) says otherwise.
 const FULL_STRENGTH: bool = true;
 
-/// Trigger metadata keys the parser knows, plus KEDA's own.
-const METADATA_KEYS: &[&str] = &[
-    "address",
-    "addresses",
-    "host",
-    "port",
-    "username",
-    "password",
-    "databaseIndex",
-    "enableTLS",
-    "brokerTLS",
-    "unsafeSsl",
-    "sentinelMaster",
-    "sentinelUsername",
-    "sentinelPassword",
-    "connection",
-    "queues",
-    "listName",
-    "keyPrefix",
-    "prioritySteps",
-    "prioritySeparator",
-    "visibilityTimeout",
-    "mode",
-    "listLength",
-    "activationListLength",
-    "concurrency",
-    "targetLatency",
-    "taskDuration",
-    "minHeadroom",
-    "workerHostnames",
-    "hostFromEnv",
-    "passwordFromEnv",
-    "scalerAddress",
-    "metricType",
-];
-
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -237,7 +201,7 @@ fn nasty_string() -> BoxedStrategy<String> {
 
 fn metadata() -> impl Strategy<Value = HashMap<String, String>> {
     let key = prop_oneof![
-        8 => prop::sample::select(METADATA_KEYS.to_vec()).prop_map(str::to_string),
+        8 => prop::sample::select(celery_scaler::trigger::metadata_keys().collect::<Vec<_>>()),
         1 => nasty_string(),
     ];
     prop::collection::hash_map(key, nasty_string(), 0..24)
