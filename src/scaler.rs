@@ -7,30 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{
-    AccessDenied, AccessPolicy, BrokerError, NamedConnections, Registry, Requester, Subscription,
-    WatchView,
-};
+use crate::broker::{AccessPolicy, NamedConnections, Registry, Requester, Subscription, WatchView};
 use crate::config::Config;
 use crate::policy::{decide_live, Decision, PolicySettings};
 use crate::signals::{Estimate, LiveSignals};
-use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
+use crate::trigger::{TriggerCache, TriggerSettings};
 
 mod access;
+mod error;
 
-/// Errors of one evaluation; the gRPC module maps them to status codes.
-#[derive(Debug, thiserror::Error)]
-pub enum ScalerError {
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    #[error("unknown metricName {asked:?}: this trigger serves {expected:?}")]
-    UnknownMetric { asked: String, expected: String },
-    /// The broker policy refuses this trigger's broker (same text for every refusal).
-    #[error("{0}")]
-    Denied(AccessDenied),
-}
+pub use error::ScalerError;
 
 /// One answer: the settings it was computed for, what the broker showed, and the decision.
 #[derive(Clone, Debug)]

@@ -25,6 +25,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::admin::{self, Readiness};
+use crate::broker::Registry;
 use crate::config::{Config, PortSettings};
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
@@ -144,6 +145,18 @@ pub async fn run(
             }
         }
     };
+    stop_background(&registry, &admin_stop, &mut admin_task).await;
+    info!("stopped");
+    result?.map_err(ServeError::Grpc)
+}
+
+/// After the drain: stops the samplers, then the admin server, each within [`STOP_TIMEOUT`]
+/// (an admin server still running then is aborted).
+async fn stop_background(
+    registry: &Registry,
+    admin_stop: &CancellationToken,
+    admin_task: &mut JoinHandle<std::io::Result<()>>,
+) {
     if tokio::time::timeout(STOP_TIMEOUT, registry.shutdown())
         .await
         .is_err()
@@ -151,14 +164,12 @@ pub async fn run(
         warn!("samplers did not stop in time");
     }
     admin_stop.cancel();
-    if tokio::time::timeout(STOP_TIMEOUT, &mut admin_task)
+    if tokio::time::timeout(STOP_TIMEOUT, &mut *admin_task)
         .await
         .is_err()
     {
         admin_task.abort();
     }
-    info!("stopped");
-    result?.map_err(ServeError::Grpc)
 }
 
 /// Spawns the gRPC server (health + ExternalScaler, both SERVING) on the bounded incoming

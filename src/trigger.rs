@@ -5,42 +5,14 @@
 //! of secret keys are never echoed.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use crate::spec::{BrokerSpec, NamedConnections, Secret, WatchSet};
+use crate::spec::{BrokerSpec, NamedConnections, WatchSet};
 
-use crate::config::text::{parse_bool, parse_number, shown};
+use crate::config::text::shown;
 use crate::policy::latency::DEFAULT_MIN_HEADROOM;
 use crate::policy::{
     LatencySettings, PolicySettings, DEFAULT_ACTIVATION_LIST_LENGTH, DEFAULT_LIST_LENGTH,
 };
-
-/// Default queue when neither `queues` nor `listName` is given.
-pub const DEFAULT_QUEUE: &str = "celery";
-/// Default Redis port when `host` is given without `port`.
-pub const DEFAULT_REDIS_PORT: u16 = 6379;
-/// kombu's default `visibility_timeout`, in seconds.
-pub const DEFAULT_VISIBILITY_TIMEOUT_SECS: f64 = 3600.0;
-/// The smallest target KEDA can carry (it formats targets with `%.3f`).
-pub const MIN_TARGET: f64 = 0.001;
-
-/// Keys KEDA reads or passes through for its own use; accepted and ignored here.
-const KEDA_KEYS: &[&str] = &[
-    "scalerAddress",
-    "caCert",
-    "tlsClientCert",
-    "tlsClientKey",
-    "tlsCertFile",
-    "metricType",
-];
-
-/// Keys whose values are secrets: never echoed in errors.
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "passwordFromEnv",
-    "sentinelPassword",
-    "sentinelPasswordFromEnv",
-];
 
 /// Every key this parser understands (besides [`KEDA_KEYS`]).
 const KNOWN_KEYS: &[&str] = &[
@@ -89,33 +61,6 @@ const LATENCY_KEYS: &[&str] = &[
     "minHeadroom",
 ];
 
-/// Keys that may arrive as `<key>FromEnv` (KEDA resolves them against the workload's env).
-const FROM_ENV_KEYS: &[&str] = &[
-    "address",
-    "host",
-    "port",
-    "username",
-    "password",
-    "sentinelUsername",
-    "sentinelPassword",
-];
-
-/// Broker keys that must not be combined with `connection`.
-const INLINE_BROKER_KEYS: &[&str] = &[
-    "address",
-    "addresses",
-    "host",
-    "port",
-    "username",
-    "password",
-    "enableTLS",
-    "brokerTLS",
-    "unsafeSsl",
-    "sentinelMaster",
-    "sentinelUsername",
-    "sentinelPassword",
-];
-
 /// Everything one trigger asks for, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TriggerSettings {
@@ -127,124 +72,6 @@ pub struct TriggerSettings {
     /// The named connection used (`connection`, trimmed; absent when empty), as the broker
     /// policy must check it.
     pub connection: Option<String>,
-}
-
-/// One invalid metadata value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-/// All problems found in one metadata map.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct MetadataError {
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for MetadataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("invalid trigger metadata: ")?;
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{}: {}", p.key, p.message)?;
-        }
-        Ok(())
-    }
-}
-
-/// A key as an error may name it: as is when printable ASCII, else quoted and escaped.
-fn key_shown(key: &str) -> String {
-    if key.bytes().all(|b| b.is_ascii_graphic()) {
-        key.to_string()
-    } else {
-        shown(key)
-    }
-}
-
-/// Reads keys from the map, recording problems as it goes.
-struct Reader<'a> {
-    map: &'a HashMap<String, String>,
-    problems: Vec<Problem>,
-}
-
-impl<'a> Reader<'a> {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key_shown(key),
-            message: message.into(),
-        });
-    }
-
-    /// The value of `key` or of `<key>FromEnv`, trimmed; `None` when absent or empty.
-    fn get(&mut self, key: &str) -> Option<&'a str> {
-        let direct = self
-            .map
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty());
-        let from_env = if FROM_ENV_KEYS.contains(&key) {
-            let env_key = format!("{key}FromEnv");
-            self.map
-                .get(&env_key)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        } else {
-            None
-        };
-        match (direct, from_env) {
-            (Some(_), Some(_)) => {
-                self.problem(key, format!("give either {key} or {key}FromEnv, not both"));
-                direct
-            }
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn has(&mut self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Describes a bad value: truncated, and never a secret.
-    fn shown(key: &str, value: &str) -> String {
-        if SECRET_KEYS.contains(&key) {
-            "(value hidden)".to_string()
-        } else {
-            format!("got {}", shown(value))
-        }
-    }
-
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        let Some(v) = self.get(key) else {
-            return default;
-        };
-        parse_bool(v).unwrap_or_else(|| {
-            let shown = Self::shown(key, v);
-            self.problem(key, format!("must be true or false, {shown}"));
-            default
-        })
-    }
-
-    /// A finite number in `min..=max`.
-    fn number(&mut self, key: &str, default: f64, min: f64, max: f64) -> f64 {
-        let Some(v) = self.get(key) else {
-            return default;
-        };
-        parse_number(v, min, max).unwrap_or_else(|| {
-            let shown = Self::shown(key, v);
-            self.problem(
-                key,
-                format!("must be a number ≥ {min} and ≤ {max}, {shown}"),
-            );
-            default
-        })
-    }
-
-    fn secret(&mut self, key: &str) -> Option<Secret> {
-        self.get(key).map(Secret::new)
-    }
 }
 
 /// Parses and validates `metadata`; `connections` resolves the `connection` key.
@@ -421,10 +248,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 mod broker;
 mod cache;
+mod keys;
 pub mod limits;
+mod reader;
 mod watch;
 
 pub use cache::TriggerCache;
+pub use keys::{DEFAULT_QUEUE, DEFAULT_REDIS_PORT, DEFAULT_VISIBILITY_TIMEOUT_SECS, MIN_TARGET};
+use keys::{FROM_ENV_KEYS, KEDA_KEYS};
+use reader::Reader;
+pub use reader::{MetadataError, Problem};
 pub use watch::unescape;
 use watch::{check_watched_lists, parse_layout, parse_queues, parse_worker_hostnames};
 

@@ -4,6 +4,7 @@
 use super::*;
 use crate::spec::{Endpoint, HostPort, Secret};
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

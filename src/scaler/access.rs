@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::ScalerError;
+use super::error::ScalerError;
 use crate::broker::{AccessPolicy, BrokerError, BrokerMode, BrokerSpec, NamedConnections};
 
 /// Keys the ids: stable per broker within one process, not guessable from outside.

@@ -1,8 +1,9 @@
 //! The broker part of trigger metadata: a named `connection`, or an inline address, host and
 //! port, or Sentinel, with credentials and TLS. Host:port parsing is [`HostPort::parse`]'s.
 
+use super::keys::{DEFAULT_REDIS_PORT, INLINE_BROKER_KEYS};
 use super::limits::{MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES};
-use super::{Reader, DEFAULT_REDIS_PORT, INLINE_BROKER_KEYS};
+use super::reader::Reader;
 use crate::config::text::{parse_uint, shown};
 use crate::spec::{BrokerSpec, Endpoint, HostPort, NamedConnections, TlsSpec};
 

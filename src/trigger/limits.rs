@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::{MetadataError, Problem, KEDA_KEYS};
+use super::keys::KEDA_KEYS;
+use super::reader::{MetadataError, Problem};
 use crate::config::text::shown;
 
 /// Most keys one metadata map may hold (the parser knows about 40, counting `…FromEnv` forms).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::celery::{Layout, DEFAULT_SEPARATOR};
 use crate::policy::LatencySettings;
-use crate::spec::{Endpoint, HostPort, TlsSpec};
+use crate::spec::{Endpoint, HostPort, Secret, TlsSpec};
 
 fn md(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

@@ -1,7 +1,9 @@
 //! The watch part of trigger metadata: key layout (`keyPrefix`, `prioritySeparator`,
 //! `prioritySteps`), the queues, and `workerHostnames`, each within its limit.
 
-use super::{limits, Reader, DEFAULT_QUEUE};
+use super::keys::DEFAULT_QUEUE;
+use super::limits;
+use super::reader::Reader;
 use crate::celery::{Layout, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR};
 use crate::config::text::{parse_uint, shown};
 

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{list_items as items, or_list, Check, Raw, RawConfig};
+use super::check::{or_list, Check};
 use crate::broker::{
     AccessPolicy, BrokerLimits, BrokerMode, BrokerRule, BrokerSpec, ConnectionAccess,
     NamedConnections,
 };
 use crate::config::defs::{self, Kind};
+use crate::config::raw::{list_items as items, Raw, RawConfig};
 use crate::config::text::shown;
 use crate::config::Config;
 

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::{list_items, Check, Raw};
+use super::check::Check;
 use crate::broker::{BrokerSpec, Endpoint, HostPort, TlsSpec};
 use crate::config::defs;
+use crate::config::raw::{list_items, Raw};
 use crate::config::text::{parse_uint, shown};
 use crate::trigger::limits::{
     MAX_DATABASE_INDEX, MAX_NAME_BYTES, MAX_SENTINELS, MAX_USERNAME_BYTES,

@@ -2,8 +2,10 @@
 //! belongs to its certificate, a client CA only with a server certificate and usable by rustls
 //! as a trust anchor (checked before any port is bound).
 
-use super::{Check, Raw, RawConfig, RawValue, ServerTls};
+use super::check::Check;
 use crate::config::defs;
+use crate::config::raw::{Raw, RawConfig, RawValue};
+use crate::config::settings::ServerTls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
