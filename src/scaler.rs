@@ -11,7 +11,7 @@ use crate::broker::{
 };
 use crate::config::Config;
 use crate::policy::{decide_live, Decision, PolicySettings};
-use crate::signals::{Estimate, LiveSignals};
+use crate::signals::{Estimate, LiveSignals, Source};
 use crate::telemetry::Metrics;
 use crate::trigger::{MetadataError, TriggerCache, TriggerSettings};
 
@@ -51,7 +51,7 @@ fn live_signals(settings: &TriggerSettings, view: &WatchView) -> Vec<LiveSignals
     };
     if let Some(d) = configured.filter(|d| d.is_finite() && *d > 0.0) {
         for l in live.iter_mut().filter(|l| l.service_time.is_none()) {
-            l.service_time = Some(Estimate::new(d, "config"));
+            l.service_time = Some(Estimate::new(d, Source::Config));
         }
     }
     live

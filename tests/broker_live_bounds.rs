@@ -136,7 +136,9 @@ async fn forged_heartbeats_leave_the_latency_metric_bounded_and_expire() {
     let pattern = Some("forged@");
     let v = until(&registry, &spec, &watch, 10, |v| {
         let l = &v.live_signals(pattern)[0];
-        l.running.is_some() && l.service_time.is_some_and(|e| e.source == "heartbeat")
+        l.running.is_some()
+            && l.service_time
+                .is_some_and(|e| e.source.as_str() == "heartbeat")
     })
     .await;
     let live = v.live_signals(pattern);
@@ -195,11 +197,15 @@ async fn fast_forged_beats_without_busy_slots_leave_the_latency_metric_bounded()
     let pattern = Some("idle@");
     let v = until(&registry, &spec, &watch, 10, |v| {
         let l = &v.live_signals(pattern)[0];
-        l.dequeue_rate.is_some_and(|e| e.source == "heartbeat")
+        l.dequeue_rate
+            .is_some_and(|e| e.source.as_str() == "heartbeat")
     })
     .await;
     let live = v.live_signals(pattern);
-    assert_eq!(live[0].dequeue_rate.map(|e| e.source), Some("heartbeat"));
+    assert_eq!(
+        live[0].dequeue_rate.map(|e| e.source.as_str()),
+        Some("heartbeat")
+    );
     let capacity = (hosts.len() as u64 * MAX_WORKER_CONCURRENCY) as f64;
     // A configured task duration: the fallback a rate without a service time would meet.
     let settings = LatencySettings {

@@ -8,31 +8,39 @@ use std::collections::{BTreeSet, HashSet};
 use super::broker::BrokerMetrics;
 use crate::celery::InFlightState;
 use crate::signals::live::{single_queue_workers, LiveData, QueueEstimates};
-use crate::signals::Estimate;
+use crate::signals::{Estimate, SignalMode, Source, NO_ESTIMATE};
 use crate::spec::WatchSet;
 
-/// The (signal, modes) pairs exported by the sampler.
-const SAMPLER_MODES: [(&str, &[&str]); 4] = [
-    (
-        "arrival_rate",
-        &["exact", "estimated", "lower-bound", "none"],
-    ),
-    (
-        "dequeue_rate",
-        &["exact", "estimated", "lower-bound", "none"],
-    ),
-    ("wait", &["exact", "estimated", "none"]),
-    (
-        "service_time",
-        &[
-            "heartbeat",
-            "unacked-occupancy",
-            "unacked-residence",
-            "none",
-        ],
-    ),
+/// The `mode` labels of a rate: its [`SignalMode`], or none.
+const RATE_MODES: [&str; 4] = [
+    SignalMode::Exact.as_str(),
+    SignalMode::Estimated.as_str(),
+    SignalMode::LowerBound.as_str(),
+    NO_ESTIMATE,
 ];
-const RUNNING_MODES: [&str; 2] = ["heartbeat", "none"];
+/// The `mode` labels of the queue wait (never a lower bound).
+const WAIT_MODES: [&str; 3] = [
+    SignalMode::Exact.as_str(),
+    SignalMode::Estimated.as_str(),
+    NO_ESTIMATE,
+];
+/// The `mode` labels of the service time: the [`Source`] the sampler measured it from.
+const SERVICE_MODES: [&str; 4] = [
+    Source::Heartbeat.as_str(),
+    Source::UnackedOccupancy.as_str(),
+    Source::UnackedResidence.as_str(),
+    NO_ESTIMATE,
+];
+/// The `mode` labels of running tasks: from heartbeats, or none.
+const RUNNING_MODES: [&str; 2] = [Source::Heartbeat.as_str(), NO_ESTIMATE];
+
+/// The (signal, modes) pairs exported by the sampler (running apart, see [`set_running`]).
+const SAMPLER_MODES: [(&str, &[&str]); 4] = [
+    ("arrival_rate", &RATE_MODES),
+    ("dequeue_rate", &RATE_MODES),
+    ("wait", &WAIT_MODES),
+    ("service_time", &SERVICE_MODES),
+];
 
 /// The most series one queue's live signals create: four value gauges, running, and one
 /// `signal_mode` series per (signal, mode) pair. Reserved in the series budget as a whole.
@@ -71,7 +79,7 @@ fn count_reserved() -> usize {
 }
 
 fn mode_of(e: Option<&Estimate>) -> &'static str {
-    e.map_or("none", |e| e.mode.label())
+    e.map_or(NO_ESTIMATE, |e| e.mode.as_str())
 }
 
 fn set_modes(m: &BrokerMetrics, queue: &str, signal: &str, modes: &[&str], active: &str) {
@@ -123,30 +131,24 @@ fn set_live(m: &BrokerMetrics, queue: &str, e: &QueueEstimates) -> bool {
             }
         }
     }
-    let (_, arrival) = SAMPLER_MODES[0];
+    let rates = [e.arrival_rate, e.dequeue_rate];
     set_modes(
         m,
         queue,
         "arrival_rate",
-        arrival,
-        mode_of(e.arrival_rate.as_ref()),
+        &RATE_MODES,
+        mode_of(rates[0].as_ref()),
     );
     set_modes(
         m,
         queue,
         "dequeue_rate",
-        arrival,
-        mode_of(e.dequeue_rate.as_ref()),
+        &RATE_MODES,
+        mode_of(rates[1].as_ref()),
     );
-    set_modes(
-        m,
-        queue,
-        "wait",
-        SAMPLER_MODES[2].1,
-        mode_of(e.wait.as_ref()),
-    );
-    let service = e.service_time.map_or("none", |e| e.source);
-    set_modes(m, queue, "service_time", SAMPLER_MODES[3].1, service);
+    set_modes(m, queue, "wait", &WAIT_MODES, mode_of(e.wait.as_ref()));
+    let service = e.service_time.map_or(NO_ESTIMATE, |e| e.source.as_str());
+    set_modes(m, queue, "service_time", &SERVICE_MODES, service);
     true
 }
 
@@ -191,9 +193,9 @@ fn set_running(m: &BrokerMetrics, queue: &str, running: Option<f64>) {
         }
     }
     let active = if running.is_some() {
-        "heartbeat"
+        Source::Heartbeat.as_str()
     } else {
-        "none"
+        NO_ESTIMATE
     };
     set_modes(m, queue, "running", &RUNNING_MODES, active);
 }
