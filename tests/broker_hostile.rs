@@ -40,7 +40,7 @@ fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> Que
     }
 }
 
-/// A series of the default registry for `broker` (and `label=value` when given).
+/// A series of the registry's metrics for `broker` (and `label=value` when given).
 fn metric(registry: &Registry, name: &str, broker: &str, label: Option<(&str, &str)>) -> f64 {
     registry
         .metrics()

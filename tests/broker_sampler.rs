@@ -36,7 +36,7 @@ fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> Que
     }
 }
 
-/// A counter or gauge of the default registry for `broker`.
+/// A counter or gauge of the registry's metrics for `broker`.
 fn metric(registry: &Registry, name: &str, broker: &str) -> f64 {
     registry
         .metrics()
