@@ -25,7 +25,7 @@ use std::sync::Arc;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub use broker::{BrokerMetrics, SUSPECT_KINDS};
+pub use broker::{BrokerMetrics, Suspect};
 pub use budget::{SeriesBudget, DEFAULT_MAX_SERIES, WARN_INTERVAL};
 pub use grpc::{GrpcMetrics, StreamGuard};
 pub use objects::ObjectSeries;

@@ -24,7 +24,7 @@ use super::conn::Link;
 use super::error::BrokerError;
 use super::reply::{self, KeyKind, UnreadableKey};
 use crate::celery::{parse_binding_member, Binding, Layout, UnackedEntry};
-use crate::telemetry::BrokerMetrics;
+use crate::telemetry::{BrokerMetrics, Suspect};
 
 /// How long a binding set read with `SMEMBERS` is trusted.
 pub(crate) const BINDINGS_TTL: Duration = Duration::from_secs(30);
@@ -95,7 +95,7 @@ impl Bindings {
         }
         let over = seen.len().saturating_sub(MAX_EXCHANGES);
         if over > 0 {
-            self.metrics.suspect("too_many_exchanges", over as u64);
+            self.metrics.suspect(Suspect::TooManyExchanges, over as u64);
             warn!(broker = %self.label, exchanges = seen.len(), limit = MAX_EXCHANGES, "unacked entries name too many exchanges; the rest route nowhere");
         }
         let stale: Vec<String> = seen
@@ -152,8 +152,8 @@ impl Bindings {
                 kept.push(m);
             }
         }
-        self.metrics.suspect("binding_too_long", too_long);
-        self.metrics.suspect("too_many_bindings", too_many);
+        self.metrics.suspect(Suspect::BindingTooLong, too_long);
+        self.metrics.suspect(Suspect::TooManyBindings, too_many);
         kept
     }
 

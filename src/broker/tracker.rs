@@ -50,7 +50,7 @@ use crate::celery::{
     classify, delivery_score_ok, parse_unacked_value, InFlightState, Layout, UnackedEntry,
     MAX_TOPIC_LEN,
 };
-use crate::telemetry::BrokerMetrics;
+use crate::telemetry::{BrokerMetrics, Suspect};
 
 /// Seconds below the highest known score that the window re-lists every tick.
 pub(crate) const OVERLAP: f64 = 2.0;
@@ -417,15 +417,15 @@ impl Tracker {
     /// seen), a routing key too long for wildcard bindings.
     fn check(&mut self, tag: &Tag, entry: &UnackedEntry) {
         if entry.eta_malformed {
-            self.metrics.suspect("bad_eta", 1);
+            self.metrics.suspect(Suspect::BadEta, 1);
             debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), "unparseable ETA; counted as reserved");
         }
         if !entry.exchange.is_empty() && entry.routing_key.len() > MAX_TOPIC_LEN {
-            self.metrics.suspect("routing_key_too_long", 1);
+            self.metrics.suspect(Suspect::RoutingKeyTooLong, 1);
         }
         match self.index.pending_score(tag) {
             Some(score) if !delivery_score_ok(score, self.now) => {
-                self.metrics.suspect("bad_score", 1);
+                self.metrics.suspect(Suspect::BadScore, 1);
                 debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), score, "unacked_index score is not a delivery time; timed from first sighting");
                 self.first_seen.entry(tag.clone()).or_insert(self.now);
             }

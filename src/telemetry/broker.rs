@@ -18,15 +18,45 @@ use prometheus::{
 use super::budget::SeriesBudget;
 use crate::signals::heartbeat::Implausible;
 
-/// Kinds of `celery_scaler_broker_suspect_data_total`, a bounded label set.
-pub const SUSPECT_KINDS: [&str; 6] = [
-    "bad_eta",
-    "bad_score",
-    "binding_too_long",
-    "too_many_bindings",
-    "too_many_exchanges",
-    "routing_key_too_long",
-];
+/// Broker data handled by a documented fallback instead of being trusted: the `kind` of
+/// `celery_scaler_broker_suspect_data_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspect {
+    /// An `unacked` ETA that does not parse (counted as reserved).
+    BadEta,
+    /// An `unacked_index` score that is not a delivery time.
+    BadScore,
+    /// A binding member over the length limit.
+    BindingTooLong,
+    /// Binding members of one exchange over the count limit.
+    TooManyBindings,
+    /// Exchanges named by `unacked` entries over the limit.
+    TooManyExchanges,
+    /// An `unacked` routing key over the length limit.
+    RoutingKeyTooLong,
+}
+
+impl Suspect {
+    pub const ALL: [Suspect; 6] = [
+        Suspect::BadEta,
+        Suspect::BadScore,
+        Suspect::BindingTooLong,
+        Suspect::TooManyBindings,
+        Suspect::TooManyExchanges,
+        Suspect::RoutingKeyTooLong,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Suspect::BadEta => "bad_eta",
+            Suspect::BadScore => "bad_score",
+            Suspect::BindingTooLong => "binding_too_long",
+            Suspect::TooManyBindings => "too_many_bindings",
+            Suspect::TooManyExchanges => "too_many_exchanges",
+            Suspect::RoutingKeyTooLong => "routing_key_too_long",
+        }
+    }
+}
 
 /// Kinds of `celery_scaler_redis_errors_total` (`BrokerError::kind`).
 const ERROR_KINDS: [&str; 7] = [
@@ -172,12 +202,12 @@ impl BrokerMetrics {
             .inc();
     }
 
-    /// `n` pieces of broker data of `kind` (from [`SUSPECT_KINDS`]) handled by a fallback.
-    pub fn suspect(&self, kind: &'static str, n: u64) {
+    /// `n` pieces of broker data of `kind` handled by a fallback.
+    pub fn suspect(&self, kind: Suspect, n: u64) {
         if n > 0 {
             self.families
                 .suspect_data
-                .with_label_values(&[self.label(), kind])
+                .with_label_values(&[self.label(), kind.as_str()])
                 .inc_by(n);
         }
     }
@@ -256,8 +286,10 @@ impl BrokerMetrics {
         for kind in key_kinds {
             let _ = f.unreadable_keys.remove_label_values(&[self.label(), kind]);
         }
-        for kind in SUSPECT_KINDS {
-            let _ = f.suspect_data.remove_label_values(&[self.label(), kind]);
+        for kind in Suspect::ALL {
+            let _ = f
+                .suspect_data
+                .remove_label_values(&[self.label(), kind.as_str()]);
         }
     }
 }
