@@ -58,6 +58,8 @@ const METRIC_TYPES: &[&str] = &[
 const SKIP_DIRS: &[&str] = &[
     "target",
     ".git",
+    // Tools the deploy checks install (git-ignored): a venv cites its own absolute path.
+    ".tools",
     ".venv",
     ".work",
     "node_modules",
@@ -227,6 +229,18 @@ fn global_metrics(code: &str) -> Vec<(usize, String)> {
         at = end;
     }
     found
+}
+
+#[test]
+fn installed_tools_are_not_scanned() {
+    let root = std::env::temp_dir().join(format!("tidy-skip-{}", std::process::id()));
+    let venv = root.join(".tools/deploy-venv/bin");
+    std::fs::create_dir_all(&venv).unwrap();
+    std::fs::write(venv.join("pip"), "#!/abs/path/python3\n").unwrap();
+    std::fs::write(root.join("kept.rs"), "//! kept\n").unwrap();
+    let found = files(&root, &root);
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(found, vec![root.join("kept.rs")]);
 }
 
 #[test]
