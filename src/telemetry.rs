@@ -8,13 +8,15 @@
 //!
 //! - [`budget`]: the series budget (`max_series`) that per-ScaledObject and per-queue label
 //!   sets reserve their series in;
-//! - [`broker`]: the broker families and one sampler's handle on them ([`BrokerMetrics`]);
+//! - `families`: the broker families; [`broker`]: one sampler's handle on them
+//!   ([`BrokerMetrics`]);
 //! - [`queues`]: per-queue series (counts, live signals), removed when no longer watched;
 //! - [`objects`]: per-ScaledObject series, expired with the idle expiry;
 //! - [`grpc`] and [`ports`]: requests, latency, open streams; connections per port.
 
 pub mod broker;
 pub mod budget;
+pub(crate) mod families;
 pub mod grpc;
 pub mod objects;
 pub mod ports;
@@ -32,7 +34,7 @@ pub use objects::ObjectSeries;
 pub use ports::PortMetrics;
 pub use queues::QueueSeries;
 
-use broker::BrokerFamilies;
+use families::BrokerFamilies;
 
 /// Every metric of one scaler process (or of one test's server or broker registry).
 pub struct Metrics {

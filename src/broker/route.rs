@@ -258,6 +258,7 @@ mod tests {
         let count = |kind: &str| {
             b.metrics
                 .families
+                .data
                 .suspect_data
                 .with_label_values(&["route-test/0", kind])
                 .get()

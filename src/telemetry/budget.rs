@@ -38,7 +38,8 @@ impl SeriesBudget {
         let refused = IntCounterVec::new(
             Opts::new(
                 "celery_scaler_series_refused_total",
-                "Series not created because the series cap (max_series) was reached, by metric family.",
+                "Series not created because the series cap (max_series) was reached, \
+                 by metric family.",
             ),
             &["family"],
         )?;

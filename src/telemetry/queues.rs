@@ -85,6 +85,7 @@ fn mode_of(e: Option<&Estimate>) -> &'static str {
 fn set_modes(m: &BrokerMetrics, queue: &str, signal: &str, modes: &[&str], active: &str) {
     for mode in modes {
         m.families
+            .queues
             .signal_mode
             .with_label_values(&[m.label(), queue, signal, mode])
             .set(if *mode == active { 1.0 } else { 0.0 });
@@ -118,10 +119,10 @@ fn set_live(m: &BrokerMetrics, queue: &str, e: &QueueEstimates) -> bool {
     }
     let f = &m.families;
     let gauges = [
-        (&f.queue_arrival_rate, e.arrival_rate),
-        (&f.queue_dequeue_rate, e.dequeue_rate),
-        (&f.queue_wait, e.wait),
-        (&f.queue_service_time, e.service_time),
+        (&f.queues.arrival_rate, e.arrival_rate),
+        (&f.queues.dequeue_rate, e.dequeue_rate),
+        (&f.queues.wait, e.wait),
+        (&f.queues.service_time, e.service_time),
     ];
     for (gauge, est) in gauges {
         match est.and_then(|e| e.usable()) {
@@ -185,7 +186,7 @@ pub(crate) fn export_live(m: &BrokerMetrics, data: &LiveData, watches: &[WatchSe
 
 /// Sets a queue's running tasks from heartbeats (`None`: no matching worker).
 fn set_running(m: &BrokerMetrics, queue: &str, running: Option<f64>) {
-    let gauge = &m.families.queue_running;
+    let gauge = &m.families.queues.running;
     match running {
         Some(v) => gauge.with_label_values(&[m.label(), queue]).set(v),
         None => {
@@ -204,23 +205,25 @@ fn remove_live(m: &BrokerMetrics, queue: &str) {
     let f = &m.families;
     let broker = m.label();
     for g in [
-        &f.queue_arrival_rate,
-        &f.queue_dequeue_rate,
-        &f.queue_wait,
-        &f.queue_service_time,
-        &f.queue_running,
+        &f.queues.arrival_rate,
+        &f.queues.dequeue_rate,
+        &f.queues.wait,
+        &f.queues.service_time,
+        &f.queues.running,
     ] {
         let _ = g.remove_label_values(&[broker, queue]);
     }
     for (signal, modes) in SAMPLER_MODES {
         for mode in modes {
             let _ = f
+                .queues
                 .signal_mode
                 .remove_label_values(&[broker, queue, signal, mode]);
         }
     }
     for mode in RUNNING_MODES {
         let _ = f
+            .queues
             .signal_mode
             .remove_label_values(&[broker, queue, "running", mode]);
     }
@@ -282,7 +285,8 @@ impl QueueSeries {
             return;
         }
         m.families
-            .queue_backlog
+            .queues
+            .backlog
             .with_label_values(&[m.label(), queue])
             .set(backlog as f64);
         let states = [
@@ -292,7 +296,8 @@ impl QueueSeries {
         ];
         for (state, n) in states.iter().zip(counts) {
             m.families
-                .queue_in_flight
+                .queues
+                .in_flight
                 .with_label_values(&[m.label(), queue, state.label()])
                 .set(n as f64);
         }
@@ -306,14 +311,15 @@ impl QueueSeries {
         for queue in gone {
             let _ = m
                 .families
-                .queue_backlog
+                .queues
+                .backlog
                 .remove_label_values(&[m.label(), &queue]);
             for state in [
                 InFlightState::Reserved,
                 InFlightState::Scheduled,
                 InFlightState::Stale,
             ] {
-                let _ = m.families.queue_in_flight.remove_label_values(&[
+                let _ = m.families.queues.in_flight.remove_label_values(&[
                     m.label(),
                     &queue,
                     state.label(),
