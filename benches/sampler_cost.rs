@@ -20,8 +20,8 @@ use celery_scaler::celery::Layout;
 use support::celery_data::{key, unacked_value};
 use support::RedisServer;
 
-fn metric(name: &str, broker: &str) -> (f64, f64) {
-    for f in prometheus::gather() {
+fn metric(registry: &Registry, name: &str, broker: &str) -> (f64, f64) {
+    for f in registry.metrics().gather() {
         if f.name() != name {
             continue;
         }
@@ -90,13 +90,13 @@ async fn steady(
     let mut sub = registry.subscribe(spec, w).await.expect("subscribe");
     sub.next().await.expect("tick");
     sub.next().await.expect("tick");
-    let (s0, n0) = metric("celery_scaler_sample_duration_seconds", &label);
-    let (c0, _) = metric("celery_scaler_redis_commands_total", &label);
+    let (s0, n0) = metric(registry, "celery_scaler_sample_duration_seconds", &label);
+    let (c0, _) = metric(registry, "celery_scaler_redis_commands_total", &label);
     for _ in 0..ticks {
         sub.next().await.expect("tick");
     }
-    let (s1, n1) = metric("celery_scaler_sample_duration_seconds", &label);
-    let (c1, _) = metric("celery_scaler_redis_commands_total", &label);
+    let (s1, n1) = metric(registry, "celery_scaler_sample_duration_seconds", &label);
+    let (c1, _) = metric(registry, "celery_scaler_redis_commands_total", &label);
     let n = (n1 - n0).max(1.0);
     ((s1 - s0) / n, (c1 - c0) / n)
 }

@@ -4,17 +4,17 @@
 //! `/readyz` can report 503 while the gRPC server finishes in-flight work.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PortSettings;
+use crate::telemetry::Metrics;
 
 /// Where the service is in its life: drives `/readyz` (and the gRPC health status).
 #[derive(Debug, Default)]
@@ -50,32 +50,16 @@ impl Readiness {
     }
 }
 
-/// Registers the process-wide metrics of this module: `celery_scaler_build_info{version}` and
-/// the `process_*` collector. Safe to call more than once.
-pub fn init_metrics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Ok(g) = prometheus::IntGaugeVec::new(
-            prometheus::Opts::new(
-                "celery_scaler_build_info",
-                "Build of the running scaler (always 1).",
-            ),
-            &["version"],
-        ) {
-            g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-            let _ = prometheus::register(Box::new(g));
-        }
-        let _ = prometheus::register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
-    });
-}
-
-/// The admin routes.
-pub fn router(readiness: Arc<Readiness>) -> Router {
-    init_metrics();
+/// The admin routes; `/metrics` encodes `metrics`.
+pub fn router(readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { encode(&m) }
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -93,13 +77,11 @@ pub fn router(readiness: Arc<Readiness>) -> Router {
         )
 }
 
-async fn metrics() -> impl IntoResponse {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::new();
-    match encoder.encode(&prometheus::gather(), &mut body) {
-        Ok(()) => (
+fn encode(metrics: &Metrics) -> impl IntoResponse {
+    match metrics.encode_text() {
+        Ok(body) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+            [(header::CONTENT_TYPE, Metrics::TEXT_FORMAT.to_string())],
             body,
         ),
         Err(e) => (
@@ -115,9 +97,17 @@ async fn metrics() -> impl IntoResponse {
 pub async fn run(
     listener: TcpListener,
     readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    run_with(listener, readiness, PortSettings::default(), shutdown).await
+    run_with(
+        listener,
+        readiness,
+        metrics,
+        PortSettings::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the admin routes on `listener` until `shutdown` is cancelled, with the connection
@@ -126,10 +116,13 @@ pub async fn run(
 pub async fn run_with(
     listener: TcpListener,
     readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
     ports: PortSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve::serve(listener, router(readiness), &ports, shutdown).await
+    let port_metrics = metrics.ports().clone();
+    let routes = router(readiness, metrics);
+    serve::serve(listener, routes, &ports, port_metrics, shutdown).await
 }
 
 mod serve;

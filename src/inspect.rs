@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::broker::{KeyKind, UnreadableKey};
 use crate::scaler::Evaluation;
-use crate::signals::{Estimate, LiveSignals};
+use crate::signals::{Estimate, LiveSignals, Source, NO_ESTIMATE};
 
 /// Turns `KEY=VALUE` arguments into a metadata map; names the first malformed argument.
 pub fn parse_pairs(pairs: &[String]) -> Result<HashMap<String, String>, String> {
@@ -52,7 +52,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
 /// One live estimate as `{"value": v, "source": s, "mode": m}`, or null.
 fn estimate_json(e: Option<Estimate>) -> serde_json::Value {
     match e {
-        Some(e) => json!({"value": e.value, "source": e.source, "mode": mode_of(Some(e))}),
+        Some(e) => json!({"value": e.value, "source": e.source.as_str(), "mode": mode_of(Some(e))}),
         None => serde_json::Value::Null,
     }
 }
@@ -60,7 +60,7 @@ fn estimate_json(e: Option<Estimate>) -> serde_json::Value {
 /// `exact` for keyspace-counted signals, `lower-bound` for rates known to under-count,
 /// `estimated` for any other source, `none` without.
 fn mode_of(e: Option<Estimate>) -> &'static str {
-    e.map_or("none", |e| e.mode.label())
+    e.map_or(NO_ESTIMATE, |e| e.mode.as_str())
 }
 
 /// What to do about a queue whose arrival rate is a lower bound (`None` otherwise).
@@ -194,16 +194,15 @@ fn write_unreadable(out: &mut String, keys: &[UnreadableKey]) {
 }
 
 /// A short tag for a source in the text table.
-fn short(source: &str) -> &'static str {
+fn short(source: Source) -> &'static str {
     match source {
-        "keyspace" => "(exact)",
-        "conservation" => "(est)",
-        "list-position" => "(lpos)",
-        "tail-tag" => "(tail)",
-        "heartbeat" => "(hb)",
-        "unacked-residence" | "unacked-occupancy" => "(unacked)",
-        "config" => "(config)",
-        _ => "(?)",
+        Source::Keyspace => "(exact)",
+        Source::Conservation => "(est)",
+        Source::ListPosition => "(lpos)",
+        Source::TailTag => "(tail)",
+        Source::Heartbeat => "(hb)",
+        Source::UnackedResidence | Source::UnackedOccupancy => "(unacked)",
+        Source::Config => "(config)",
     }
 }
 

@@ -1,8 +1,6 @@
 //! The use case both the gRPC service and `inspect` run: trigger metadata → settings →
 //! the broker's latest view → the policy's decision. One code path for both.
 
-mod series;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +8,8 @@ use std::time::Duration;
 use crate::broker::{AccessPolicy, NamedConnections, Registry, Requester, Subscription, WatchView};
 use crate::config::Config;
 use crate::policy::{decide_live, Decision, PolicySettings};
-use crate::signals::{Estimate, LiveSignals};
+use crate::signals::{Estimate, LiveSignals, Source};
+use crate::telemetry::Metrics;
 use crate::trigger::{TriggerCache, TriggerSettings};
 
 mod access;
@@ -38,7 +37,7 @@ fn live_signals(settings: &TriggerSettings, view: &WatchView) -> Vec<LiveSignals
     };
     if let Some(d) = configured.filter(|d| d.is_finite() && *d > 0.0) {
         for l in live.iter_mut().filter(|l| l.service_time.is_none()) {
-            l.service_time = Some(Estimate::new(d, "config"));
+            l.service_time = Some(Estimate::new(d, Source::Config));
         }
     }
     live
@@ -59,7 +58,6 @@ impl Scaler {
     /// A scaler that accepts any inline broker and uses each named connection on its own DB
     /// only (see [`Scaler::with_access`]).
     pub fn new(registry: Arc<Registry>, connections: NamedConnections) -> Self {
-        series::init();
         let mut access = AccessPolicy::default();
         access.fill_defaults(&connections);
         Self {
@@ -74,7 +72,13 @@ impl Scaler {
     /// The scaler of `config`: its registry (sampler timing, broker bounds), named
     /// connections and broker policy. No RPC deadline (see [`Scaler::with_rpc_timeout`]).
     pub fn from_config(config: &Config) -> Self {
-        let registry = Registry::with_limits(config.sampler_settings(), config.broker_limits());
+        Self::from_config_with_metrics(config, Metrics::with_max_series(config.max_series))
+    }
+
+    /// [`Scaler::from_config`] exporting to `metrics` (whose series cap is the caller's).
+    pub fn from_config_with_metrics(config: &Config, metrics: Arc<Metrics>) -> Self {
+        let registry =
+            Registry::with_metrics(config.sampler_settings(), config.broker_limits(), metrics);
         Self::new(Arc::new(registry), config.connections.clone()).with_access(config.access.clone())
     }
 
@@ -93,6 +97,11 @@ impl Scaler {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The metrics of this scaler (its registry's).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.registry.metrics()
     }
 
     /// The broker policy in force.
@@ -198,7 +207,9 @@ impl Scaler {
     /// ScaledObject has not been answered for the sampler's idle expiry (the time after which
     /// its watch set stops being sampled), and count against the series cap.
     pub fn record(&self, namespace: &str, scaled_object: &str, decision: &Decision) {
-        series::record(namespace, scaled_object, decision, self.series_expiry());
+        self.metrics()
+            .objects()
+            .record(namespace, scaled_object, decision, self.series_expiry());
     }
 
     /// How long a ScaledObject's series outlive its latest answer.

@@ -30,6 +30,7 @@ use crate::config::{Config, PortSettings};
 use crate::grpc::proto::external_scaler_server::ExternalScalerServer;
 use crate::grpc::{self, ScalerService};
 use crate::scaler::Scaler;
+use crate::telemetry::Metrics;
 
 pub mod accept;
 pub mod tls;
@@ -59,21 +60,33 @@ pub fn install_crypto_provider() {
 }
 
 /// Serves gRPC on `grpc` and the admin port on `admin` until `shutdown` is cancelled, then
-/// drains (see the module docs).
+/// drains (see the module docs). Every metric goes to a fresh [`Metrics`].
 pub async fn run(
     config: Config,
     grpc: TcpListener,
     admin: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    run_with_metrics(config, metrics, grpc, admin, shutdown).await
+}
+
+/// [`run`] exporting to `metrics` (its series cap is set to `max_series`), which the caller
+/// can read too.
+pub async fn run_with_metrics(
+    config: Config,
+    metrics: Arc<Metrics>,
+    grpc: TcpListener,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     install_crypto_provider();
-    admin::init_metrics();
-    grpc::init_metrics();
-    crate::telemetry::series_budget().set_cap(config.max_series);
+    metrics.budget().set_cap(config.max_series);
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (grpc_addr, admin_addr) = (addr(&grpc), addr(&admin));
 
-    let scaler = Arc::new(Scaler::from_config(&config).with_rpc_timeout(config.rpc_timeout));
+    let scaler = Scaler::from_config_with_metrics(&config, metrics.clone());
+    let scaler = Arc::new(scaler.with_rpc_timeout(config.rpc_timeout));
     let registry = scaler.registry().clone();
     scaler.log_access_policy();
     let readiness = Readiness::new();
@@ -85,6 +98,7 @@ pub async fn run(
     let mut admin_task = tokio::spawn(admin::run_with(
         admin,
         readiness.clone(),
+        metrics.clone(),
         ports.clone(),
         admin_stop.clone(),
     ));
@@ -130,20 +144,7 @@ pub async fn run(
     drain.cancel();
     let result = match early {
         Some(r) => r,
-        None => {
-            info!(
-                grace_seconds = config.shutdown_grace.as_secs_f64(),
-                "draining"
-            );
-            match tokio::time::timeout(config.shutdown_grace, &mut grpc_task).await {
-                Ok(r) => r,
-                Err(_) => {
-                    warn!("grace period over: closing the remaining gRPC connections");
-                    grpc_task.abort();
-                    Ok(Ok(()))
-                }
-            }
-        }
+        None => drain_grpc(&mut grpc_task, config.shutdown_grace).await,
     };
     stop_background(&registry, &admin_stop, &mut admin_task).await;
     info!("stopped");
@@ -172,6 +173,25 @@ async fn stop_background(
     }
 }
 
+/// How the gRPC server task ended.
+type GrpcOutcome = Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>;
+
+/// Waits up to `grace` for the draining gRPC server, then closes what is left.
+async fn drain_grpc(
+    task: &mut JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+) -> GrpcOutcome {
+    info!(grace_seconds = grace.as_secs_f64(), "draining");
+    match tokio::time::timeout(grace, &mut *task).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!("grace period over: closing the remaining gRPC connections");
+            task.abort();
+            Ok(Ok(()))
+        }
+    }
+}
+
 /// Spawns the gRPC server (health + ExternalScaler, both SERVING) on the bounded incoming
 /// connections of `grpc`; it stops accepting and drains when `drain` is cancelled.
 async fn start_grpc(
@@ -190,6 +210,11 @@ async fn start_grpc(
                 .grpc_max_streams
                 .saturating_add(UNARY_STREAMS_PER_CONNECTION),
         ));
+    let limiter = accept::Limiter::new(
+        "grpc",
+        ports.grpc_max_connections,
+        scaler.metrics().ports().clone(),
+    );
     let router = builder
         .add_service(grpc::health_server(health, drain.clone()))
         .add_service(
@@ -204,7 +229,7 @@ async fn start_grpc(
     let incoming = accept::grpc_incoming(
         grpc,
         accept::GrpcAccept {
-            limiter: accept::Limiter::new("grpc", ports.grpc_max_connections),
+            limiter,
             tls,
             handshake_timeout: ports.grpc_handshake_timeout,
             tcp_keepalive: ports.tcp_keepalive,

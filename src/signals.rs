@@ -5,9 +5,12 @@
 pub mod estimate;
 pub mod heartbeat;
 pub mod live;
+pub mod source;
 pub mod visibility;
 
 use serde::Serialize;
+
+pub use source::{SignalMode, Source, NO_ESTIMATE};
 
 /// Per-queue signals read from the broker.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -24,57 +27,27 @@ pub struct QueueSignals {
     pub stale: u64,
 }
 
-/// How far a live estimate can be trusted. Bounded set: the `mode` label of
-/// `celery_scaler_signal_mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignalMode {
-    /// Counted from every event (keyspace notifications).
-    Exact,
-    /// Counted or estimated from samples, without a known bias.
-    Estimated,
-    /// Known to under-count: the true value may be much higher (a rate whose events mostly
-    /// happen between two samples and leave no trace in Redis).
-    LowerBound,
-}
-
-impl SignalMode {
-    pub fn label(self) -> &'static str {
-        match self {
-            SignalMode::Exact => "exact",
-            SignalMode::Estimated => "estimated",
-            SignalMode::LowerBound => "lower-bound",
-        }
-    }
-}
-
-/// One live estimate, where it came from (e.g. `keyspace`, `conservation`, `heartbeat`,
-/// `unacked-residence`, `config`) and how far it can be trusted. The source is a bounded
-/// label: it ends up on `/metrics`.
+/// One live estimate, where it came from ([`Source`]) and how far it can be trusted
+/// ([`SignalMode`]). Both are bounded labels: they end up on `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Estimate {
     pub value: f64,
-    pub source: &'static str,
+    pub source: Source,
     pub mode: SignalMode,
 }
 
 impl Estimate {
-    /// An estimate in the mode its source implies: `keyspace` is exact, any other estimated.
-    pub fn new(value: f64, source: &'static str) -> Self {
-        let mode = if source == "keyspace" {
-            SignalMode::Exact
-        } else {
-            SignalMode::Estimated
-        };
+    /// An estimate in the mode its source implies ([`Source::mode`]).
+    pub fn new(value: f64, source: Source) -> Self {
         Self {
             value,
             source,
-            mode,
+            mode: source.mode(),
         }
     }
 
     /// An estimate known to under-count.
-    pub fn lower_bound(value: f64, source: &'static str) -> Self {
+    pub fn lower_bound(value: f64, source: Source) -> Self {
         Self {
             value,
             source,

@@ -1,185 +1,135 @@
-//! The series budget: one process-wide cap on the label sets that requests and broker data
-//! can create (per-ScaledObject and per-queue series), so that no tenant can grow `/metrics`
-//! and the scaler's memory without bound.
+//! Every metric of the scaler, in one place: [`Metrics`] owns a `prometheus::Registry` built
+//! at start-up and every family registered in it (in the style of kube-rs' controller-rs).
+//! `server::run` builds one and hands an `Arc` of it down: the broker registry (samplers,
+//! pub/sub tasks), the scaler (per-ScaledObject series), the gRPC service and both ports;
+//! the admin port encodes it on `/metrics`. Nothing registers in the prometheus crate's
+//! default registry, and no metric is a global static (`tests/tidy.rs` fails on one), so
+//! each in-process server or broker registry a test builds has its own series.
 //!
-//! A new label set reserves the series it may create before any of them exists, and gives
-//! them back when it is removed. When a reservation would pass the cap it is refused: the
-//! series are not created, `celery_scaler_series_refused_total{family}` counts them, and a
-//! warning is logged at most once per [`WARN_INTERVAL`] per family. Fixed series (one per
-//! broker, per RPC, per process) are not counted: they are bounded by other limits.
+//! - [`budget`]: the series budget (`max_series`) that per-ScaledObject and per-queue label
+//!   sets reserve their series in;
+//! - `families`: the broker families; [`broker`]: one sampler's handle on them
+//!   ([`BrokerMetrics`]);
+//! - [`queues`]: per-queue series (counts, live signals), removed when no longer watched;
+//! - [`objects`]: per-ScaledObject series, expired with the idle expiry;
+//! - [`grpc`] and [`ports`]: requests, latency, open streams; connections per port.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+pub mod broker;
+pub mod budget;
+pub(crate) mod families;
+pub mod grpc;
+pub mod objects;
+pub mod ports;
+pub mod queues;
 
-use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
-use tracing::warn;
+use std::sync::Arc;
 
-/// Default cap on per-ScaledObject and per-queue series.
-pub const DEFAULT_MAX_SERIES: usize = 10_000;
-/// A refusal is logged at most this often per family.
-pub const WARN_INTERVAL: Duration = Duration::from_secs(60);
-/// Characters of a refused label set quoted in the warning.
-const SAMPLE_CHARS: usize = 64;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
-static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "celery_scaler_series_refused_total",
-        "Series not created because the series cap (max_series) was reached, by metric family.",
-        &["family"]
-    )
-    .expect("metric registers once")
-});
+pub use broker::{BrokerMetrics, Suspect};
+pub use budget::{SeriesBudget, DEFAULT_MAX_SERIES, WARN_INTERVAL};
+pub use grpc::{GrpcMetrics, StreamGuard};
+pub use objects::ObjectSeries;
+pub use ports::PortMetrics;
+pub use queues::QueueSeries;
 
-static RESERVED: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "celery_scaler_series_reserved",
-        "Per-ScaledObject and per-queue series counted against the series cap (max_series)."
-    )
-    .expect("metric registers once")
-});
+use families::BrokerFamilies;
 
-static BUDGET: LazyLock<SeriesBudget> = LazyLock::new(|| {
-    LazyLock::force(&REFUSED);
-    LazyLock::force(&RESERVED);
-    SeriesBudget::new(DEFAULT_MAX_SERIES)
-});
-
-/// The process-wide series budget.
-pub fn series_budget() -> &'static SeriesBudget {
-    &BUDGET
+/// Every metric of one scaler process (or of one test's server or broker registry).
+pub struct Metrics {
+    registry: Registry,
+    budget: Arc<SeriesBudget>,
+    broker: Arc<BrokerFamilies>,
+    grpc: GrpcMetrics,
+    ports: PortMetrics,
+    objects: ObjectSeries,
 }
 
-/// Counts reserved series against a cap.
-pub struct SeriesBudget {
-    cap: AtomicUsize,
-    used: AtomicUsize,
-    warned: Mutex<HashMap<&'static str, Instant>>,
-}
+impl Metrics {
+    /// The content type of [`Metrics::encode_text`].
+    pub const TEXT_FORMAT: &'static str = prometheus::TEXT_FORMAT;
 
-impl SeriesBudget {
-    fn new(cap: usize) -> Self {
-        Self {
-            cap: AtomicUsize::new(cap),
-            used: AtomicUsize::new(0),
-            warned: Mutex::new(HashMap::new()),
+    /// A fresh registry with every family, and a series budget of [`DEFAULT_MAX_SERIES`].
+    pub fn new() -> Arc<Self> {
+        Self::with_max_series(DEFAULT_MAX_SERIES)
+    }
+
+    /// A fresh registry with every family, and a series budget of `max_series`.
+    pub fn with_max_series(max_series: usize) -> Arc<Self> {
+        match Self::build(max_series) {
+            Ok(m) => Arc::new(m),
+            // Only a programming error (two families of one name, a bad name) gets here.
+            Err(e) => panic!("metric families do not register: {e}"),
         }
     }
 
-    /// Sets the cap (series already reserved stay; new ones wait until they fit).
-    pub fn set_cap(&self, cap: usize) {
-        self.cap.store(cap, Ordering::SeqCst);
+    fn build(max_series: usize) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let budget = Arc::new(SeriesBudget::new(max_series, &registry)?);
+        let objects = ObjectSeries::new(budget.clone());
+        registry.register(Box::new(objects.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "celery_scaler_build_info",
+                "Build of the running scaler (always 1).",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            broker: Arc::new(BrokerFamilies::new(&registry)?),
+            grpc: GrpcMetrics::new(&registry)?,
+            ports: PortMetrics::new(&registry)?,
+            objects,
+            budget,
+            registry,
+        })
     }
 
-    pub fn cap(&self) -> usize {
-        self.cap.load(Ordering::SeqCst)
+    /// The prometheus registry every family is registered in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
-    /// Series reserved now.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::SeqCst)
+    /// Every family with its current series.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
     }
 
-    /// Reserves `n` series if they fit, without counting or logging a refusal (for a caller
-    /// that can free room and then [`reserve`](Self::reserve)).
-    pub fn try_reserve(&self, n: usize) -> bool {
-        let cap = self.cap();
-        let fits = self
-            .used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                used.checked_add(n).filter(|total| *total <= cap)
-            })
-            .is_ok();
-        if fits {
-            RESERVED.set(i64::try_from(self.used()).unwrap_or(i64::MAX));
-        }
-        fits
+    /// The Prometheus text exposition of [`Metrics::gather`].
+    pub fn encode_text(&self) -> prometheus::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        TextEncoder::new().encode(&self.gather(), &mut body)?;
+        Ok(body)
     }
 
-    /// Reserves the series of one new label set: `families` lists each metric family it
-    /// adds series to and how many. `sample` names the label set (quoted truncated in the
-    /// warning). Returns false, counts and warns when the cap would be passed.
-    pub fn reserve(&self, families: &[(&'static str, usize)], sample: &str) -> bool {
-        let n: usize = families.iter().map(|(_, k)| k).sum();
-        let fits = self.try_reserve(n);
-        if !fits {
-            self.refused(families, sample, self.cap());
-        }
-        fits
+    /// The series budget of the per-ScaledObject and per-queue series.
+    pub fn budget(&self) -> &SeriesBudget {
+        &self.budget
     }
 
-    /// Gives back `n` reserved series.
-    pub fn release(&self, n: usize) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                Some(used.saturating_sub(n))
-            });
-        RESERVED.set(i64::try_from(self.used()).unwrap_or(i64::MAX));
+    /// The handle of the broker labelled `label` (`BrokerSpec::label`).
+    pub fn broker(&self, label: &str) -> BrokerMetrics {
+        BrokerMetrics::new(label, self.broker.clone(), self.budget.clone())
     }
 
-    fn refused(&self, families: &[(&'static str, usize)], sample: &str, cap: usize) {
-        for (family, k) in families {
-            REFUSED.with_label_values(&[family]).inc_by(*k as u64);
-        }
-        let Some((family, _)) = families.first() else {
-            return;
-        };
-        let now = Instant::now();
-        let due = {
-            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-            let due = warned
-                .get(family)
-                .is_none_or(|at| now.duration_since(*at) >= WARN_INTERVAL);
-            if due {
-                warned.insert(family, now);
-            }
-            due
-        };
-        if due {
-            warn!(
-                family,
-                cap,
-                sample = ?truncate(sample, SAMPLE_CHARS),
-                "series cap reached: new series of this family are not created (raise max_series, or look for a client creating many ScaledObjects or queues); logged once per minute"
-            );
-        }
-    }
-}
-
-/// The first `max` characters of `s`, with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reservations_stop_at_the_cap_and_come_back_on_release() {
-        let b = SeriesBudget::new(10);
-        assert!(b.reserve(&[("a", 4)], "x"));
-        assert!(b.reserve(&[("a", 1), ("b", 5)], "y"));
-        assert_eq!(b.used(), 10);
-        let before = REFUSED.with_label_values(&["unit_c"]).get();
-        assert!(!b.reserve(&[("unit_c", 1)], "z"));
-        assert_eq!(REFUSED.with_label_values(&["unit_c"]).get(), before + 1);
-        assert_eq!(b.used(), 10);
-        b.release(4);
-        assert!(b.reserve(&[("a", 3)], "x"));
-        assert_eq!(b.used(), 9);
-        b.release(100);
-        assert_eq!(b.used(), 0);
+    pub fn grpc(&self) -> &GrpcMetrics {
+        &self.grpc
     }
 
-    #[test]
-    fn samples_are_truncated_on_a_character_boundary() {
-        assert_eq!(truncate("abc", 5), "abc");
-        assert_eq!(truncate("ééééé", 2), "éé…");
+    pub fn ports(&self) -> &PortMetrics {
+        &self.ports
+    }
+
+    /// The per-ScaledObject series.
+    pub fn objects(&self) -> &ObjectSeries {
+        &self.objects
     }
 }

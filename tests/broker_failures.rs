@@ -118,8 +118,10 @@ async fn a_redis_that_never_answers_times_out() {
     drop(listener);
 }
 
-fn sample_age(broker: &str) -> Option<f64> {
-    prometheus::gather()
+fn sample_age(registry: &Registry, broker: &str) -> Option<f64> {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == "celery_scaler_sample_age_seconds")
         .flat_map(|f| f.get_metric().to_vec())
@@ -139,12 +141,12 @@ async fn sample_age_grows_at_scrape_time_while_the_sampler_is_stuck() {
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     registry.view(&spec, &watch()).await.expect("first view");
     let label = spec.label();
-    assert!(sample_age(&label).expect("series") < 1.0);
+    assert!(sample_age(&registry, &label).expect("series") < 1.0);
     server.pause();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let a = sample_age(&label).expect("series");
+    let a = sample_age(&registry, &label).expect("series");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let b = sample_age(&label).expect("series");
+    let b = sample_age(&registry, &label).expect("series");
     server.resume();
     eprintln!("sample age while frozen: {a:.3} s, then {b:.3} s");
     assert!(
@@ -153,12 +155,16 @@ async fn sample_age_grows_at_scrape_time_while_the_sampler_is_stuck() {
     );
     // Back to fresh once Redis answers again.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sample_age(&label).expect("series") > 1.0 {
+    while sample_age(&registry, &label).expect("series") > 1.0 {
         assert!(Instant::now() < deadline, "sampler never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     registry.shutdown().await;
-    assert_eq!(sample_age(&label), None, "series removed with the sampler");
+    assert_eq!(
+        sample_age(&registry, &label),
+        None,
+        "series removed with the sampler"
+    );
 }
 
 #[tokio::test]

@@ -40,9 +40,11 @@ fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> Que
     }
 }
 
-/// A series of the default registry for `broker` (and `label=value` when given).
-fn metric(name: &str, broker: &str, label: Option<(&str, &str)>) -> f64 {
-    prometheus::gather()
+/// A series of the registry's metrics for `broker` (and `label=value` when given).
+fn metric(registry: &Registry, name: &str, broker: &str, label: Option<(&str, &str)>) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().to_vec())
@@ -180,6 +182,7 @@ async fn a_key_of_the_wrong_type_is_skipped_reported_and_counted() {
         assert_eq!(v.queues, want, "db {db}");
         assert_eq!(v.unreadable, vec![unreadable.clone()], "db {db}");
         let gauge = metric(
+            &registry,
             "celery_scaler_broker_unreadable_keys",
             &spec.label(),
             Some(("key_kind", unreadable.kind.as_str())),
@@ -306,13 +309,19 @@ async fn unparseable_etas_count_as_reserved() {
     assert_eq!(v.queues[0], q("celery", 0, 4, 1, 0));
     let label = spec.label();
     let bad = metric(
+        &registry,
         "celery_scaler_broker_suspect_data_total",
         &label,
         Some(("kind", "bad_eta")),
     );
     assert_eq!(bad, 4.0);
     assert_eq!(
-        metric("celery_scaler_unacked_malformed_total", &label, None),
+        metric(
+            &registry,
+            "celery_scaler_unacked_malformed_total",
+            &label,
+            None
+        ),
         0.0
     );
     registry.shutdown().await;
@@ -361,6 +370,7 @@ async fn out_of_range_index_scores_turn_stale_after_the_visibility_timeout() {
     assert_eq!(later.queues[0], q("celery", 0, 0, 0, 4));
     assert_eq!(later.queues[1], q("qa", 0, 0, 0, 1));
     let bad = metric(
+        &registry,
         "celery_scaler_broker_suspect_data_total",
         &spec.label(),
         Some(("kind", "bad_score")),
@@ -428,6 +438,7 @@ async fn a_huge_binding_set_is_never_read_whole() {
     let v = registry.view(&spec, &watch(3_600_000)).await.unwrap();
     assert_eq!(v.queues, vec![q("celery", 3, 1, 0, 0), q("qa", 2, 1, 0, 0)]);
     let unread = metric(
+        &registry,
         "celery_scaler_broker_suspect_data_total",
         &spec.label(),
         Some(("kind", "too_many_bindings")),

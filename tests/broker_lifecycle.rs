@@ -13,8 +13,10 @@ use futures_util::future::join_all;
 use support::celery_data::{deliver, key, now, push, unacked_value};
 use support::RedisServer;
 
-fn metric(name: &str, broker: &str) -> Option<f64> {
-    let values: Vec<f64> = prometheus::gather()
+fn metric(registry: &Registry, name: &str, broker: &str) -> Option<f64> {
+    let values: Vec<f64> = registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().to_vec())
@@ -60,11 +62,11 @@ async fn commands_per_tick(registry: &Arc<Registry>, spec: &BrokerSpec, w: &Watc
     let label = spec.label();
     let mut sub = registry.subscribe(spec, w).await.expect("subscribe");
     sub.next().await.expect("tick");
-    let before = metric("celery_scaler_redis_commands_total", &label).unwrap_or(0.0);
+    let before = metric(registry, "celery_scaler_redis_commands_total", &label).unwrap_or(0.0);
     for _ in 0..3 {
         sub.next().await.expect("tick");
     }
-    (metric("celery_scaler_redis_commands_total", &label).unwrap_or(0.0) - before) / 3.0
+    (metric(registry, "celery_scaler_redis_commands_total", &label).unwrap_or(0.0) - before) / 3.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,28 +154,31 @@ async fn idle_watch_sets_expire_and_the_sampler_stops() {
         .await
         .expect("view");
     let sub = registry.subscribe(&spec, &held).await.expect("subscribe");
-    assert_eq!(metric("celery_scaler_watch_sets", &label), Some(2.0));
+    assert_eq!(
+        metric(&registry, "celery_scaler_watch_sets", &label),
+        Some(2.0)
+    );
     // The unheld set expires; the subscribed one stays.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric("celery_scaler_watch_sets", &label) != Some(1.0) {
+    while metric(&registry, "celery_scaler_watch_sets", &label) != Some(1.0) {
         assert!(Instant::now() < deadline, "idle watch set never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
-        metric("celery_scaler_watch_sets", &label),
+        metric(&registry, "celery_scaler_watch_sets", &label),
         Some(1.0),
         "held set expired"
     );
-    assert!(metric("celery_scaler_queue_backlog", &label).is_some());
+    assert!(metric(&registry, "celery_scaler_queue_backlog", &label).is_some());
     // Without holders or requests the sampler stops and removes its series.
     drop(sub);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric("celery_scaler_watch_sets", &label).is_some() {
+    while metric(&registry, "celery_scaler_watch_sets", &label).is_some() {
         assert!(Instant::now() < deadline, "sampler never stopped");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(metric("celery_scaler_queue_backlog", &label).is_none());
+    assert!(metric(&registry, "celery_scaler_queue_backlog", &label).is_none());
     // A new request starts a fresh sampler.
     push(&mut server.conn(0), &key("", "celery"), 1);
     let v = registry

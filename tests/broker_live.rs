@@ -122,8 +122,11 @@ async fn exact_mode_counts_lpush_and_rpop_not_rpush() {
     assert_eq!(counts.arrived - base.arrived, 20, "{counts:?}");
     assert_eq!(counts.dequeued - base.dequeued, 3, "{counts:?}");
     let live = &v.live[0];
-    assert_eq!(live.arrival_rate.map(|e| e.source), Some("keyspace"));
-    assert_eq!(live.wait.map(|e| e.source), Some("keyspace"));
+    assert_eq!(
+        live.arrival_rate.map(|e| e.source.as_str()),
+        Some("keyspace")
+    );
+    assert_eq!(live.wait.map(|e| e.source.as_str()), Some("keyspace"));
     registry.shutdown().await;
 }
 
@@ -155,12 +158,15 @@ async fn estimated_mode_without_notifications() {
     assert!(!counts.exact);
     assert_eq!((counts.arrived, counts.dequeued), (5, 2), "{counts:?}");
     let live = &v.live[0];
-    assert_eq!(live.arrival_rate.map(|e| e.source), Some("conservation"));
+    assert_eq!(
+        live.arrival_rate.map(|e| e.source.as_str()),
+        Some("conservation")
+    );
     // The wait comes from the tail message's delivery tag, and grows.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let v = registry.view(&spec, &watch).await.expect("view");
     let wait = v.live[0].wait.expect("wait");
-    assert_eq!(wait.source, "tail-tag");
+    assert_eq!(wait.source.as_str(), "tail-tag");
     assert!(wait.value >= 0.5, "{wait:?}");
     registry.shutdown().await;
 }
@@ -178,11 +184,11 @@ async fn estimated_mode_counts_exactly_while_the_list_has_a_backlog() {
     // A backlog deep enough that no tick drains past the previous tick's head.
     push(&mut c, b"celery", 100);
     let v = until(&registry, &spec, &watch, 10, |v| {
-        v.live[0].arrival_rate.map(|e| e.source) == Some("list-position")
+        v.live[0].arrival_rate.map(|e| e.source.as_str()) == Some("list-position")
     })
     .await;
     assert_eq!(
-        v.live[0].arrival_rate.map(|e| e.source),
+        v.live[0].arrival_rate.map(|e| e.source.as_str()),
         Some("list-position"),
         "{:?}",
         v.live[0]
@@ -222,7 +228,7 @@ async fn estimated_mode_counts_exactly_while_the_list_has_a_backlog() {
         "{counts:?}"
     );
     assert_eq!(
-        v.live[0].dequeue_rate.map(|e| e.source),
+        v.live[0].dequeue_rate.map(|e| e.source.as_str()),
         Some("list-position")
     );
     registry.shutdown().await;
@@ -260,7 +266,7 @@ async fn config_denied_by_acl_means_estimated_mode() {
     assert!(!v.counts[0].exact, "{:?}", v.counts);
     assert_eq!(v.counts[0].arrived, 3);
     assert_eq!(
-        v.live[0].arrival_rate.map(|e| e.source),
+        v.live[0].arrival_rate.map(|e| e.source.as_str()),
         Some("conservation")
     );
     registry.shutdown().await;
@@ -346,12 +352,12 @@ async fn heartbeats_give_running_and_service_time_for_matching_workers() {
     let v = until(&registry, &spec, &watch, 5, |v| {
         v.live_signals(Some("celery@w-"))[0]
             .service_time
-            .is_some_and(|e| e.source == "heartbeat")
+            .is_some_and(|e| e.source.as_str() == "heartbeat")
     })
     .await;
     let live = v.live_signals(Some("celery@w-*"));
     assert_eq!(
-        live[0].running.map(|e| (e.value, e.source)),
+        live[0].running.map(|e| (e.value, e.source.as_str())),
         Some((3.0, "heartbeat"))
     );
     let s = live[0].service_time.expect("service time");
@@ -384,7 +390,7 @@ async fn exact_wait_is_the_age_of_the_oldest_push() {
     let v = until(&registry, &spec, &watch, 5, |v| v.queues[0].backlog == 2).await;
     let age = first.elapsed().as_secs_f64();
     let wait = v.live[0].wait.expect("wait");
-    assert_eq!(wait.source, "keyspace");
+    assert_eq!(wait.source.as_str(), "keyspace");
     // Within one tick (200 ms) of the true age of the oldest message.
     assert!(
         (wait.value - age).abs() <= 0.25,

@@ -136,7 +136,9 @@ async fn forged_heartbeats_leave_the_latency_metric_bounded_and_expire() {
     let pattern = Some("forged@");
     let v = until(&registry, &spec, &watch, 10, |v| {
         let l = &v.live_signals(pattern)[0];
-        l.running.is_some() && l.service_time.is_some_and(|e| e.source == "heartbeat")
+        l.running.is_some()
+            && l.service_time
+                .is_some_and(|e| e.source.as_str() == "heartbeat")
     })
     .await;
     let live = v.live_signals(pattern);
@@ -195,11 +197,15 @@ async fn fast_forged_beats_without_busy_slots_leave_the_latency_metric_bounded()
     let pattern = Some("idle@");
     let v = until(&registry, &spec, &watch, 10, |v| {
         let l = &v.live_signals(pattern)[0];
-        l.dequeue_rate.is_some_and(|e| e.source == "heartbeat")
+        l.dequeue_rate
+            .is_some_and(|e| e.source.as_str() == "heartbeat")
     })
     .await;
     let live = v.live_signals(pattern);
-    assert_eq!(live[0].dequeue_rate.map(|e| e.source), Some("heartbeat"));
+    assert_eq!(
+        live[0].dequeue_rate.map(|e| e.source.as_str()),
+        Some("heartbeat")
+    );
     let capacity = (hosts.len() as u64 * MAX_WORKER_CONCURRENCY) as f64;
     // A configured task duration: the fallback a rate without a service time would meet.
     let settings = LatencySettings {
@@ -237,11 +243,11 @@ async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
             .collect();
         publish(&mut c, &batch);
         let expected = (start + chunk).saturating_sub(MAX_TRACKED_WORKERS) as f64;
-        wait_refused(&broker, expected, 3).await;
+        wait_refused(&registry, &broker, expected, 3).await;
     }
     // Wait (bounded) until the whole flood has been heard.
     let expected = (forged_hosts - MAX_TRACKED_WORKERS) as f64;
-    wait_refused(&broker, expected, 30).await;
+    wait_refused(&registry, &broker, expected, 30).await;
     // Every tracked worker reported one running task: running counts the tracked workers.
     let v = registry.view(&spec, &watch).await.expect("view");
     let tracked = v.live_signals(Some("flood@"))[0]
@@ -254,7 +260,7 @@ async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
         MAX_TRACKED_WORKERS
     );
     // Every eviction is counted.
-    assert_eq!(refused(&broker), expected);
+    assert_eq!(refused(&registry, &broker), expected);
     // A new worker pod (a new hostname) is heard despite the full book of forged ones.
     publish(&mut c, &[forged("real@pod-1", "3", "0", "2")]);
     let pattern = Some("real@");
@@ -267,18 +273,20 @@ async fn a_flood_of_forged_hostnames_tracks_at_most_the_bound() {
     registry.shutdown().await;
 }
 
-/// Waits (at most `secs`) until `refused(broker)` reaches `expected`.
-async fn wait_refused(broker: &str, expected: f64, secs: u64) {
+/// Waits (at most `secs`) until `refused(registry, broker)` reaches `expected`.
+async fn wait_refused(registry: &Registry, broker: &str, expected: f64, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while refused(broker) < expected && Instant::now() < deadline {
+    while refused(registry, broker) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// `celery_scaler_heartbeats_implausible_total{reason="too_many_workers"}` of `broker`: workers
 /// evicted to make room for new hostnames.
-fn refused(broker: &str) -> f64 {
-    prometheus::gather()
+fn refused(registry: &Registry, broker: &str) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == "celery_scaler_heartbeats_implausible_total")
         .flat_map(|f| f.get_metric().to_vec())
@@ -361,8 +369,16 @@ async fn evaluate_until(
 }
 
 /// `celery_scaler_signal_mode{broker, queue, signal, mode}`.
-fn signal_mode(broker: &str, queue: &str, signal: &str, mode: &str) -> Option<f64> {
-    prometheus::gather()
+fn signal_mode(
+    registry: &Registry,
+    broker: &str,
+    queue: &str,
+    signal: &str,
+    mode: &str,
+) -> Option<f64> {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == "celery_scaler_signal_mode")
         .flat_map(|f| f.get_metric().to_vec())
@@ -417,7 +433,7 @@ async fn a_queue_kept_empty_without_notifications_is_a_lower_bound_until_they_ar
     let json = inspect::to_json(&e);
     assert_eq!(json["queues"][0]["counting_mode"], "lower-bound", "{json}");
     assert_eq!(
-        signal_mode(&broker, "celery", "arrival_rate", "lower-bound"),
+        signal_mode(&registry, &broker, "celery", "arrival_rate", "lower-bound"),
         Some(1.0)
     );
 
@@ -438,7 +454,7 @@ async fn a_queue_kept_empty_without_notifications_is_a_lower_bound_until_they_ar
     assert_eq!(arrival_mode(&e), Some(SignalMode::Exact), "{:?}", e.live[0]);
     assert!(!inspect::to_text(&e).contains("lower bound"));
     assert_eq!(
-        signal_mode(&broker, "celery", "arrival_rate", "exact"),
+        signal_mode(&registry, &broker, "celery", "arrival_rate", "exact"),
         Some(1.0)
     );
     assert!(sent > 0);

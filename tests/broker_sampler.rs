@@ -36,9 +36,11 @@ fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> Que
     }
 }
 
-/// A counter or gauge of the default registry for `broker`.
-fn metric(name: &str, broker: &str) -> f64 {
-    prometheus::gather()
+/// A counter or gauge of the registry's metrics for `broker`.
+fn metric(registry: &Registry, name: &str, broker: &str) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().to_vec())
@@ -175,15 +177,18 @@ async fn exact_values_from_celery_shaped_data() {
     let view = registry.view(&spec, &short).await.expect("view");
     assert_eq!(view.queues[0], q("celery", 7, 2, 2, 2));
     let label = spec.label();
-    assert_eq!(metric("celery_scaler_unacked_malformed_total", &label), 1.0);
     assert_eq!(
-        metric("celery_scaler_broker_suspect_data_total", &label),
+        metric(&registry, "celery_scaler_unacked_malformed_total", &label),
         1.0
     );
-    assert!(metric("celery_scaler_watch_sets", &label) >= 2.0);
+    assert_eq!(
+        metric(&registry, "celery_scaler_broker_suspect_data_total", &label),
+        1.0
+    );
+    assert!(metric(&registry, "celery_scaler_watch_sets", &label) >= 2.0);
     registry.shutdown().await;
     assert_eq!(
-        metric("celery_scaler_watch_sets", &label),
+        metric(&registry, "celery_scaler_watch_sets", &label),
         0.0,
         "series removed on stop"
     );
@@ -325,13 +330,13 @@ async fn commands_per_steady_tick_do_not_grow_with_the_hash() {
     );
     let measure = async |sub: &mut celery_scaler::broker::Subscription| -> (f64, f64) {
         sub.next().await.expect("tick");
-        let before = metric("celery_scaler_redis_commands_total", &label);
+        let before = metric(&registry, "celery_scaler_redis_commands_total", &label);
         let t0 = Instant::now();
         for _ in 0..4 {
             let view = sub.next().await.expect("tick");
             assert_eq!(view.queues[0].backlog, 0);
         }
-        let per = (metric("celery_scaler_redis_commands_total", &label) - before) / 4.0;
+        let per = (metric(&registry, "celery_scaler_redis_commands_total", &label) - before) / 4.0;
         (per, t0.elapsed().as_secs_f64() / 4.0)
     };
     let (at_10k, _) = measure(&mut sub).await;
@@ -408,8 +413,10 @@ async fn reconciliation_catches_what_counts_cannot() {
     registry.shutdown().await;
 }
 
-fn histogram_sum(name: &str, broker: &str) -> f64 {
-    prometheus::gather()
+fn histogram_sum(registry: &Registry, name: &str, broker: &str) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().to_vec())
@@ -462,8 +469,8 @@ async fn measure_sampling_with_100k_unacked_entries() {
         started.elapsed()
     );
     sub.next().await.expect("tick");
-    let before = metric("celery_scaler_redis_commands_total", &label);
-    let sum_before = histogram_sum("celery_scaler_sample_duration_seconds", &label);
+    let before = metric(&registry, "celery_scaler_redis_commands_total", &label);
+    let sum_before = histogram_sum(&registry, "celery_scaler_sample_duration_seconds", &label);
     let mut ticks = 0.0;
     for i in 0..5u64 {
         ack(
@@ -478,8 +485,8 @@ async fn measure_sampling_with_100k_unacked_entries() {
             }
         }
     }
-    let sum_after = histogram_sum("celery_scaler_sample_duration_seconds", &label);
-    let per = (metric("celery_scaler_redis_commands_total", &label) - before) / ticks;
+    let sum_after = histogram_sum(&registry, "celery_scaler_sample_duration_seconds", &label);
+    let per = (metric(&registry, "celery_scaler_redis_commands_total", &label) - before) / ticks;
     eprintln!(
         "100k entries, one ack in the middle per tick: {per} commands per tick, {:.1} ms per sample",
         (sum_after - sum_before) / ticks * 1000.0

@@ -38,12 +38,14 @@ fn watch() -> WatchSet {
     }
 }
 
-fn restarts() -> f64 {
-    restarts_of("sampler")
+fn restarts(registry: &Registry) -> f64 {
+    restarts_of(registry, "sampler")
 }
 
-fn restarts_of(task: &str) -> f64 {
-    prometheus::gather()
+fn restarts_of(registry: &Registry, task: &str) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == "celery_scaler_task_restarts_total")
         .flat_map(|f| f.get_metric().to_vec())
@@ -70,14 +72,14 @@ async fn a_panicking_sampler_is_restarted_and_answers_again() {
     push(&mut c, b"celery", 3);
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     let registry = Registry::new(fast());
-    let before = restarts();
+    let before = restarts(&registry);
     celery_scaler::broker::set_test_sampler_panics(2);
     let v = registry
         .view(&spec, &watch())
         .await
         .expect("answers after two restarts");
     assert_eq!(v.queues[0].backlog, 3);
-    assert_eq!(restarts() - before, 2.0);
+    assert_eq!(restarts(&registry) - before, 2.0);
     // And it keeps sampling.
     push(&mut c, b"celery", 2);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,24 +129,26 @@ async fn a_panicking_pubsub_task_is_restarted_and_subscribes_again() {
     push(&mut c, b"celery", 1);
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     let registry = Registry::new(fast());
-    let before = restarts_of("events");
+    let before = restarts_of(&registry, "events");
     celery_scaler::broker::set_test_events_panics(1);
     registry.view(&spec, &watch()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while restarts_of("events") - before < 1.0 || pattern_subscribers(&mut c) == 0 {
+    while restarts_of(&registry, "events") - before < 1.0 || pattern_subscribers(&mut c) == 0 {
         assert!(
             Instant::now() < deadline,
             "pub/sub task not back: {} restarts",
-            restarts_of("events") - before
+            restarts_of(&registry, "events") - before
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(restarts_of("events") - before, 1.0);
+    assert_eq!(restarts_of(&registry, "events") - before, 1.0);
     registry.shutdown().await;
 }
 
-fn series_reserved() -> f64 {
-    prometheus::gather()
+fn series_reserved(registry: &Registry) -> f64 {
+    registry
+        .metrics()
+        .gather()
         .iter()
         .filter(|f| f.name() == "celery_scaler_series_reserved")
         .flat_map(|f| f.get_metric().to_vec())
@@ -161,13 +165,13 @@ async fn a_restarted_sampler_does_not_leak_series_reservations() {
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     let registry = Registry::new(fast());
     registry.view(&spec, &watch()).await.unwrap();
-    let reserved = series_reserved();
+    let reserved = series_reserved(&registry);
     assert!(reserved >= 1.0, "the queue's series are reserved");
-    let before = restarts();
+    let before = restarts(&registry);
     celery_scaler::broker::set_test_sampler_panics(1);
     // Wait for the restart, then for a sample of the new sampler (it sets the series again).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while restarts() == before {
+    while restarts(&registry) == before {
         assert!(Instant::now() < deadline, "the sampler did not panic");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -184,6 +188,6 @@ async fn a_restarted_sampler_does_not_leak_series_reservations() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(series_reserved(), reserved);
+    assert_eq!(series_reserved(&registry), reserved);
     registry.shutdown().await;
 }

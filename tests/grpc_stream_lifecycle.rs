@@ -2,29 +2,31 @@
 //! stream at once; on shutdown the remaining streams end with status OK (so KEDA reconnects
 //! after ~2 s instead of backing off) and the server returns within the grace period.
 //!
-//! One test per file: it reads the process-wide open-streams gauge.
+//! The open-streams gauge is read from the server's own metrics.
 #![allow(clippy::unwrap_used)]
 
 mod service_support;
 
 use std::time::Duration;
 
-use celery_scaler::grpc::observe_stream_open;
+use celery_scaler::telemetry::Metrics;
 use service_support::*;
 
-async fn wait_for_open_streams(n: i64) {
+async fn wait_for_open_streams(metrics: &Metrics, n: i64) {
+    let open = || metrics.grpc().streams_open();
     for _ in 0..200 {
-        if observe_stream_open() == n {
+        if open() == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("open streams: {} (wanted {n})", observe_stream_open());
+    panic!("open streams: {} (wanted {n})", open());
 }
 
 #[tokio::test]
 async fn cancel_frees_the_stream_and_shutdown_ends_the_rest_with_ok() {
     let server = TestServer::start(test_config()).await;
+    let metrics = server.metrics.clone();
     let mut client = server.client().await;
     // The broker is unreachable: the streams stay open (errors are logged, not fatal).
     let dead = dead_address();
@@ -32,10 +34,10 @@ async fn cancel_frees_the_stream_and_shutdown_ends_the_rest_with_ok() {
     let a = client.stream_is_active(so(&md)).await.unwrap().into_inner();
     let mut b = client.stream_is_active(so(&md)).await.unwrap().into_inner();
     // Streams are driven by the connection: they count as open once polled.
-    wait_for_open_streams(2).await;
+    wait_for_open_streams(&metrics, 2).await;
 
     drop(a);
-    wait_for_open_streams(1).await;
+    wait_for_open_streams(&metrics, 1).await;
 
     let grace = test_config().shutdown_grace;
     server.shutdown.cancel();
@@ -51,5 +53,5 @@ async fn cancel_frees_the_stream_and_shutdown_ends_the_rest_with_ok() {
         .expect("server returns within the grace period")
         .unwrap()
         .unwrap();
-    wait_for_open_streams(0).await;
+    wait_for_open_streams(&metrics, 0).await;
 }

@@ -5,6 +5,7 @@
 mod service_support;
 
 use celery_scaler::admin::{self, Readiness};
+use celery_scaler::telemetry::Metrics;
 use service_support::http_get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,13 @@ async fn readyz_follows_the_lifecycle() {
     let addr = listener.local_addr().unwrap();
     let readiness = Readiness::new();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(admin::run(listener, readiness.clone(), stop.clone()));
+    let metrics = Metrics::new();
+    let task = tokio::spawn(admin::run(
+        listener,
+        readiness.clone(),
+        metrics,
+        stop.clone(),
+    ));
 
     assert_eq!(http_get(addr, "/readyz").await.unwrap().0, 503);
     assert_eq!(http_get(addr, "/healthz").await.unwrap().0, 200);

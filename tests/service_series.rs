@@ -3,7 +3,8 @@
 //! metadata changed keeps no old components, per-queue series go when one watch set expires
 //! while the broker stays up, and the live gauges follow heartbeats without any RPC.
 //!
-//! The tests share the process-wide series budget, so they run one at a time.
+//! Each test starts its own server, whose metrics and series budget are its own, so the
+//! tests run in parallel.
 #![allow(clippy::unwrap_used)]
 
 mod service_support;
@@ -19,9 +20,6 @@ use support::RedisServer;
 use tonic::transport::Channel;
 
 const LIMIT: Duration = Duration::from_secs(15);
-
-/// One test at a time: they all count series in one process-wide registry and budget.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn config() -> Config {
     Config {
@@ -69,7 +67,6 @@ async fn is_active(client: &mut ExternalScalerClient<Channel>, so: ScaledObjectR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaled_object_series_expire_and_keep_only_current_components() {
-    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let server = TestServer::start(config()).await;
     let mut client = server.client().await;
@@ -123,7 +120,6 @@ async fn scaled_object_series_expire_and_keep_only_current_components() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scaled_object_whose_metadata_changed_keeps_only_its_current_components() {
-    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let server = TestServer::start(config()).await;
     let mut client = server.client().await;
@@ -162,7 +158,6 @@ async fn a_scaled_object_whose_metadata_changed_keeps_only_its_current_component
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_hostile_names_leave_nothing_after_expiry() {
-    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let server = TestServer::start(config()).await;
     let client = server.client().await;
@@ -199,7 +194,6 @@ async fn twenty_thousand_hostile_names_leave_nothing_after_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_series_go_when_their_watch_set_expires_and_the_broker_stays() {
-    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let server = TestServer::start(config()).await;
     let mut client = server.client().await;
@@ -297,7 +291,6 @@ async fn wait_subscribed(c: &mut redis::Connection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_gauge_follows_heartbeats_without_any_rpc() {
-    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let server = TestServer::start(Config {
         idle_expiry: Duration::from_secs(60),

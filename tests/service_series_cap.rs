@@ -1,6 +1,6 @@
 //! The series cap (`max_series`): per-ScaledObject and per-queue label sets that would pass it
 //! are not created and are counted in `celery_scaler_series_refused_total{family}`; room
-//! comes back when series expire. Alone in its test binary because the cap is process-wide.
+//! comes back when series expire. The cap and its counters are the test server's own.
 #![allow(clippy::unwrap_used)]
 
 mod service_support;

@@ -5,6 +5,9 @@
 //!   tracing, no `Instant`/`SystemTime`, no `std::fs` and no `std::net`;
 //! - `redis::` appears only under `src/broker/`;
 //! - generated protobuf types appear only under `src/grpc/`;
+//! - the prometheus crate is named only in the telemetry module (`src/telemetry*`), and no
+//!   metric is a global: no `register_*!` macro (they register in the crate's default
+//!   registry), no `lazy_static!`, no `static` of a metric type anywhere in `src/`;
 //! - every `src/**/*.rs` file starts with a `//!` doc comment;
 //! - nothing cites a document outside the repository (the outside notes folder, an absolute
 //!   `/work` path, or a `*.md` file that no file in the repository is named after).
@@ -36,10 +39,27 @@ const GENERATED: &[&str] = &[
     "external_scaler_server",
     "external_scaler_client",
 ];
+/// The one module that owns every metric.
+const TELEMETRY: &str = "src/telemetry";
+/// Type names that make a `static` a global metric (or a holder of metrics).
+const METRIC_TYPES: &[&str] = &[
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Registry",
+    "Collector",
+    "Metrics",
+    "SeriesBudget",
+    "ObjectSeries",
+    "SampleAge",
+];
+
 /// Directories never scanned.
 const SKIP_DIRS: &[&str] = &[
     "target",
     ".git",
+    // Tools the deploy checks install (git-ignored): a venv cites its own absolute path.
+    ".tools",
     ".venv",
     ".work",
     "node_modules",
@@ -136,6 +156,7 @@ fn check_rust(root: &Path, path: &Path, out: &mut Vec<Finding>) {
             }
         }
     }
+    check_metrics(&rel, &code, in_module(TELEMETRY), out);
     if !in_module("src/broker") {
         for line in path_uses(&code, "redis") {
             out.push(finding(
@@ -161,6 +182,82 @@ fn check_rust(root: &Path, path: &Path, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// Metrics live in the telemetry module, and none is a global static.
+fn check_metrics(rel: &str, code: &str, in_telemetry: bool, out: &mut Vec<Finding>) {
+    if !in_telemetry {
+        for line in path_uses(code, "prometheus") {
+            out.push(finding(
+                rel,
+                line,
+                "metrics-in-telemetry",
+                "uses `prometheus::` outside the telemetry module".into(),
+            ));
+        }
+    }
+    for (line, what) in global_metrics(code) {
+        out.push(finding(rel, line, "no-global-metrics", what));
+    }
+}
+
+/// Lines that make a global metric: a `register_*!` or `lazy_static!` macro call, or a
+/// `static` whose type names a metric type ([`METRIC_TYPES`]).
+fn global_metrics(code: &str) -> Vec<(usize, String)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !is_ident(bytes[at]) || (at > 0 && is_ident(bytes[at - 1])) {
+            at += 1;
+            continue;
+        }
+        let end = at + bytes[at..].iter().take_while(|b| is_ident(**b)).count();
+        let word = &code[at..end];
+        let bang = code[end..].trim_start().starts_with('!');
+        if bang && (word.starts_with("register_") || word == "lazy_static") {
+            found.push((line_of(code, at), format!("calls `{word}!`")));
+        } else if word == "static" && (at == 0 || bytes[at - 1] != b'\'') {
+            let decl = code[end..].split(['=', ';']).next().unwrap_or_default();
+            if let Some(t) = METRIC_TYPES.iter().find(|t| decl.contains(*t)) {
+                found.push((
+                    line_of(code, at),
+                    format!("a `static` of a metric type ({t})"),
+                ));
+            }
+        }
+        at = end;
+    }
+    found
+}
+
+#[test]
+fn installed_tools_are_not_scanned() {
+    let root = std::env::temp_dir().join(format!("tidy-skip-{}", std::process::id()));
+    let venv = root.join(".tools/deploy-venv/bin");
+    std::fs::create_dir_all(&venv).unwrap();
+    std::fs::write(venv.join("pip"), "#!/abs/path/python3\n").unwrap();
+    std::fs::write(root.join("kept.rs"), "//! kept\n").unwrap();
+    let found = files(&root, &root);
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(found, vec![root.join("kept.rs")]);
+}
+
+#[test]
+fn global_metrics_are_found() {
+    let code = "static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {\n    register_int_counter_vec!(\"x\", \"y\", &[\"a\"]).unwrap()\n});\nlazy_static! { static ref G: Gauge = todo!(); }\nstatic LABEL_KEY: LazyLock<RandomState> = LazyLock::new(RandomState::new);\nfn f(_: &'static str) { let _ = not_register_x(); }";
+    let lines: Vec<usize> = global_metrics(code).iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![1, 2, 4, 4]);
+    let mut out = Vec::new();
+    check_metrics("src/admin.rs", "use prometheus::Encoder;", false, &mut out);
+    check_metrics(
+        "src/telemetry/grpc.rs",
+        "use prometheus::Encoder;",
+        true,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].file, "src/admin.rs");
 }
 
 /// No file cites the outside notes folder, an absolute `/work` path, or a missing `*.md`.

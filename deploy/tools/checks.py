@@ -20,7 +20,7 @@ import sys
 
 import yaml
 
-# Every metric celery-scaler registers (src/**/metrics.rs, src/scaler.rs, src/admin.rs; live
+# Every metric celery-scaler registers (all in src/telemetry.rs and src/telemetry/; live
 # signals since issue 4). `checks.py exported-source ROOT/src` proves this list equals the
 # names registered in the source; check-metrics.sh proves each used one has a series.
 EXPORTED_NOW = {

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::config::PortSettings;
 use crate::server::accept::{self, Limiter};
+use crate::telemetry::PortMetrics;
 
 const PORT: &str = "admin";
 
@@ -22,9 +23,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     ports: &PortSettings,
+    metrics: PortMetrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let limiter = Limiter::new(PORT, ports.admin_max_connections);
+    let limiter = Limiter::new(PORT, ports.admin_max_connections, metrics);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(ports.admin_header_timeout);
@@ -49,7 +51,8 @@ pub async fn serve(
             http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
         let stop = shutdown.clone();
         conns.spawn(async move {
-            let _slot = slot;
+            // Held until the connection ends: it frees the port's slot when dropped.
+            let slot = &slot;
             let mut conn = pin!(conn);
             let done = tokio::select! {
                 r = conn.as_mut() => r,
@@ -60,7 +63,7 @@ pub async fn serve(
             };
             if let Err(e) = done {
                 if e.is_timeout() {
-                    accept::refused(PORT, "header_timeout");
+                    slot.refused("header_timeout");
                 }
                 debug!(error = %e, "admin connection ended with an error");
             }

@@ -25,8 +25,8 @@ use redis::{
 use tracing::{debug, info, warn};
 
 use super::error::{map_error, millis, BrokerError};
-use super::metrics::REDIS_COMMANDS;
 use crate::spec::{BrokerSpec, Endpoint, HostPort, Secret, TlsSpec};
+use crate::telemetry::BrokerMetrics;
 
 /// Timeouts of every network step.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +42,7 @@ const SENTINEL_RECHECK_EVERY: u32 = 2;
 pub(crate) struct Link {
     spec: BrokerSpec,
     label: String,
+    metrics: BrokerMetrics,
     timeouts: Timeouts,
     conn: Option<(MultiplexedConnection, HostPort)>,
     sentinel_conn: Option<MultiplexedConnection>,
@@ -49,10 +50,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(spec: BrokerSpec, label: String, timeouts: Timeouts) -> Self {
+    pub(crate) fn new(spec: BrokerSpec, metrics: BrokerMetrics, timeouts: Timeouts) -> Self {
         Self {
             spec,
-            label,
+            label: metrics.label().to_string(),
+            metrics,
             timeouts,
             conn: None,
             sentinel_conn: None,
@@ -68,6 +70,11 @@ impl Link {
 
     pub(crate) fn spec(&self) -> &BrokerSpec {
         &self.spec
+    }
+
+    /// The broker's series.
+    pub(crate) fn metrics(&self) -> &BrokerMetrics {
+        &self.metrics
     }
 
     /// The address of the open connection (the current master with Sentinel).
@@ -97,9 +104,7 @@ impl Link {
                 conn
             }
         };
-        REDIS_COMMANDS
-            .with_label_values(&[self.label.as_str()])
-            .inc_by(pipe.len() as u64);
+        self.metrics.commands(pipe.len() as u64);
         let result = tokio::time::timeout(
             self.timeouts.command,
             pipe.clone()
@@ -179,9 +184,7 @@ impl Link {
             self.spec.password.as_ref(),
         )
         .await?;
-        REDIS_COMMANDS
-            .with_label_values(&[self.label.as_str()])
-            .inc_by(handshake);
+        self.metrics.commands(handshake);
         debug!(broker = %self.label, addr = %addr, "connected");
         Ok((conn, addr))
     }
@@ -203,9 +206,7 @@ impl Link {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg("get-master-addr-by-name").arg(master);
         if let Some(conn) = self.sentinel_conn.as_mut() {
-            REDIS_COMMANDS
-                .with_label_values(&[self.label.as_str()])
-                .inc();
+            self.metrics.commands(1);
             let asked = tokio::time::timeout(
                 self.timeouts.command,
                 cmd.query_async::<Option<(String, u16)>>(conn),
@@ -239,9 +240,7 @@ impl Link {
                     continue;
                 }
             };
-            REDIS_COMMANDS
-                .with_label_values(&[self.label.as_str()])
-                .inc();
+            self.metrics.commands(1);
             let asked = tokio::time::timeout(
                 self.timeouts.command,
                 cmd.query_async::<Option<(String, u16)>>(&mut conn),

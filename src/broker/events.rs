@@ -24,11 +24,11 @@ use tracing::{debug, info, warn};
 use super::clock::epoch_now;
 use super::conn::{build_client, redis_settings, Timeouts};
 use super::error::{map_error, BrokerError};
-use super::metrics::{HEARTBEATS_IMPLAUSIBLE, PUBSUB_COMMANDS};
 use crate::celery::parse_worker_event;
 use crate::signals::heartbeat::{HeartbeatLimits, Implausible};
 pub(crate) use crate::signals::live::events::{EventState, KeyEvents};
 use crate::spec::{BrokerSpec, HostPort};
+use crate::telemetry::BrokerMetrics;
 
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -83,7 +83,7 @@ impl Events {
     /// Starts the task; it ends when `cancel` fires.
     pub(crate) fn spawn(
         spec: BrokerSpec,
-        (label, wake): (String, Arc<Notify>),
+        (metrics, wake): (BrokerMetrics, Arc<Notify>),
         timeouts: Timeouts,
         window: f64,
         limits: HeartbeatLimits,
@@ -92,7 +92,8 @@ impl Events {
         let state = Arc::new(Mutex::new(EventState::default()));
         let (desired, rx) = watch::channel(Desired::default());
         let listener = Listener {
-            label,
+            label: metrics.label().to_string(),
+            metrics,
             spec,
             wake,
             timeouts,
@@ -150,6 +151,7 @@ fn lock(m: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
 
 struct Listener {
     label: String,
+    metrics: BrokerMetrics,
     spec: BrokerSpec,
     /// Wakes the sampler (an `lpush` on an idle queue).
     wake: Arc<Notify>,
@@ -222,9 +224,7 @@ impl Listener {
     }
 
     fn count(&self, n: usize) {
-        PUBSUB_COMMANDS
-            .with_label_values(&[self.label.as_str()])
-            .inc_by(n as u64);
+        self.metrics.pubsub_commands(n as u64);
     }
 
     /// One connection's life: connect, follow `desired`, dispatch messages. `Ok` when the
@@ -405,9 +405,7 @@ impl Listener {
 
     /// Counts an implausible heartbeat and warns about its kind at most once a minute.
     fn implausible(&self, reason: Implausible) {
-        HEARTBEATS_IMPLAUSIBLE
-            .with_label_values(&[self.label.as_str(), reason.label()])
-            .inc();
+        self.metrics.implausible(reason);
         let mut warned = match self.warned.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -373,7 +373,7 @@ pub(crate) fn attribute_churn(
 }
 
 /// Warns about queues whose rates became lower bounds (at most once per queue per
-/// [`UNOBSERVABLE_WARN_PERIOD`]); the gauges themselves are set by `metrics::export_live`.
+/// [`UNOBSERVABLE_WARN_PERIOD`]); the gauges themselves are set by `telemetry::queues::export_live`.
 pub(crate) fn warn_unobservable(broker: &str, data: &LiveData) {
     for (layout, q) in &data.unobservable {
         let queue = format!("{}{q}", String::from_utf8_lossy(&layout.prefix));

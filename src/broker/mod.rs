@@ -22,7 +22,6 @@ mod events;
 mod index;
 mod limits;
 mod live;
-mod metrics;
 mod reply;
 mod route;
 mod sampler;
@@ -43,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 use limits::{normalised, watched_lists};
 use shared::{Shared, Snapshot, WatchEntry};
+
+use crate::telemetry::Metrics;
 
 pub use crate::spec::{
     BrokerSpec, Endpoint, HostPort, NamedConnections, Secret, TlsSpec, WatchSet,
@@ -133,17 +134,28 @@ pub struct Registry {
     samplers: Arc<Mutex<Samplers>>,
     cancel: CancellationToken,
     runtime: SamplerRuntime,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
     /// Creates an empty registry with its own sampler runtime (samplers start on the first
-    /// `view` of a broker). Installs rustls' ring crypto provider (idempotent).
+    /// `view` of a broker) and its own [`Metrics`]. Installs rustls' ring crypto provider
+    /// (idempotent).
     pub fn new(settings: SamplerSettings) -> Self {
         Self::with_limits(settings, BrokerLimits::default())
     }
 
     /// [`Registry::new`] with explicit bounds on the number of brokers sampled.
     pub fn with_limits(settings: SamplerSettings, limits: BrokerLimits) -> Self {
+        Self::with_metrics(settings, limits, Metrics::new())
+    }
+
+    /// [`Registry::with_limits`] exporting its series to `metrics`.
+    pub fn with_metrics(
+        settings: SamplerSettings,
+        limits: BrokerLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         // Already installed (by us or by the gRPC TLS setup) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         test_hook::test_tick_burn_from_env();
@@ -153,11 +165,17 @@ impl Registry {
             samplers: Arc::new(Mutex::new(Samplers::default())),
             cancel: CancellationToken::new(),
             runtime: SamplerRuntime::new(),
+            metrics,
         }
     }
 
     pub fn settings(&self) -> &SamplerSettings {
         &self.settings
+    }
+
+    /// The metrics the samplers export to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Registers `watch` on `spec`'s broker (starting its sampler if needed, within the
@@ -182,7 +200,8 @@ impl Registry {
             Some(h) => h.shared.clone(),
             None => {
                 self.limits.admit(spec, samplers.running.keys())?;
-                let shared = Arc::new(Shared::new(spec.label()));
+                let label = spec.label();
+                let shared = Arc::new(Shared::new(self.metrics.broker(&label)));
                 let registry = Arc::downgrade(&self.samplers);
                 let task = self.runtime.spawn(sampler::supervised(
                     spec.clone(),

@@ -24,9 +24,9 @@ use tracing::{debug, warn};
 
 use super::conn::Link;
 use super::error::BrokerError;
-use super::metrics::suspect;
 use super::reply::{self, KeyKind, UnreadableKey};
 use crate::celery::{parse_binding_member, Binding, Layout, UnackedEntry};
+use crate::telemetry::{BrokerMetrics, Suspect};
 
 /// How long a binding set once read is trusted.
 pub(crate) const BINDINGS_TTL: Duration = Duration::from_secs(30);
@@ -51,6 +51,7 @@ type Parsed = Arc<HashMap<String, Vec<Binding>>>;
 /// The binding sets of one key prefix, read for the exchanges its entries name.
 pub(crate) struct Bindings {
     label: String,
+    metrics: BrokerMetrics,
     prefix: Vec<u8>,
     sets: HashMap<String, BindingSet>,
     /// The sets parsed per separator, until the next change of `sets`.
@@ -58,9 +59,10 @@ pub(crate) struct Bindings {
 }
 
 impl Bindings {
-    pub(crate) fn new(label: &str, prefix: &[u8]) -> Self {
+    pub(crate) fn new(metrics: &BrokerMetrics, prefix: &[u8]) -> Self {
         Self {
-            label: label.to_string(),
+            label: metrics.label().to_string(),
+            metrics: metrics.clone(),
             prefix: prefix.to_vec(),
             sets: HashMap::new(),
             parsed: Mutex::new(HashMap::new()),
@@ -95,7 +97,7 @@ impl Bindings {
         }
         let over = seen.len().saturating_sub(MAX_EXCHANGES);
         if over > 0 {
-            suspect(&self.label, "too_many_exchanges", over as u64);
+            self.metrics.suspect(Suspect::TooManyExchanges, over as u64);
             warn!(broker = %self.label, exchanges = seen.len(), limit = MAX_EXCHANGES, "unacked entries name too many exchanges; the rest route nowhere");
         }
         let stale: Vec<String> = seen
@@ -139,7 +141,7 @@ impl Bindings {
             } else {
                 let members = reply::optional_strings(&self.label, answer)?;
                 let unread = reply::int(&self.label, size)?.saturating_sub(members.len() as u64);
-                suspect(&self.label, "too_many_bindings", unread);
+                self.metrics.suspect(Suspect::TooManyBindings, unread);
                 BindingSet {
                     members: self.bounded(members.into_iter().flatten()),
                     read_at: Instant::now(),
@@ -164,8 +166,8 @@ impl Bindings {
                 kept.push(m);
             }
         }
-        suspect(&self.label, "binding_too_long", too_long);
-        suspect(&self.label, "too_many_bindings", too_many);
+        self.metrics.suspect(Suspect::BindingTooLong, too_long);
+        self.metrics.suspect(Suspect::TooManyBindings, too_many);
         kept
     }
 
@@ -258,7 +260,8 @@ mod tests {
 
     #[test]
     fn binding_sets_are_bounded_and_overflow_is_counted() {
-        let b = Bindings::new("route-test/0", b"");
+        let metrics = crate::telemetry::Metrics::new();
+        let b = Bindings::new(&metrics.broker("route-test/0"), b"");
         let mut members: Vec<Vec<u8>> = (0..MAX_BINDINGS_PER_EXCHANGE + 10)
             .map(|i| format!("rk{i}\x06\x16\x06\x16q").into_bytes())
             .collect();
@@ -267,7 +270,10 @@ mod tests {
         assert_eq!(kept.len(), MAX_BINDINGS_PER_EXCHANGE);
         assert!(kept.iter().all(|m| m.len() <= MAX_MEMBER_LEN));
         let count = |kind: &str| {
-            super::super::metrics::SUSPECT_DATA
+            b.metrics
+                .families
+                .data
+                .suspect_data
                 .with_label_values(&["route-test/0", kind])
                 .get()
         };
@@ -277,7 +283,8 @@ mod tests {
 
     #[test]
     fn router_dedups_queues_and_routes_the_default_exchange_by_key() {
-        let mut b = Bindings::new("route-test/1", b"");
+        let metrics = crate::telemetry::Metrics::new();
+        let mut b = Bindings::new(&metrics.broker("route-test/1"), b"");
         let members = [
             "a.#\x06\x16\x06\x16q1",
             "*.b\x06\x16\x06\x16q1",

@@ -15,8 +15,6 @@ use super::conn::{Link, Timeouts};
 use super::error::BrokerError;
 use super::events::Events;
 use super::live::{self, LiveBook, LiveData, Plan, TickExtras};
-use super::metrics::TASK_RESTARTS;
-use super::metrics::{self, QueueSeries, REDIS_ERRORS, SAMPLE_AGE, SAMPLE_DURATION, WATCH_SETS};
 use super::reply::{self, KeyKind, UnreadableKey};
 use super::settings::SamplerSettings;
 use super::shared::{FlightGroup, SampleData, Shared};
@@ -26,6 +24,8 @@ use super::supervise::{
 use super::tracker::Tracker;
 use crate::celery::Layout;
 use crate::spec::{BrokerSpec, WatchSet};
+use crate::telemetry::queues::{export_live, remove_broker};
+use crate::telemetry::{BrokerMetrics, QueueSeries};
 
 /// The registry's retire check, shared by every incarnation of one sampler.
 pub(crate) type Retire = Arc<dyn Fn(&Arc<Shared>) -> bool + Send + Sync>;
@@ -60,7 +60,7 @@ pub(crate) async fn supervised(
         if started.elapsed() >= HEALTHY_AFTER {
             backoff = FIRST_BACKOFF;
         }
-        TASK_RESTARTS.with_label_values(&["sampler"]).inc();
+        shared.metrics.restarted("sampler");
         let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
         error!(broker = %shared.label, panic = %why, backoff_ms, "sampler task failed; restarting it");
         tokio::select! {
@@ -90,10 +90,15 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(spec: BrokerSpec, label: &str, timeouts: Timeouts, reconcile_period: Duration) -> Self {
+    fn new(
+        spec: BrokerSpec,
+        metrics: &BrokerMetrics,
+        timeouts: Timeouts,
+        reconcile_period: Duration,
+    ) -> Self {
         Self {
-            label: label.to_string(),
-            link: Link::new(spec, label.to_string(), timeouts),
+            label: metrics.label().to_string(),
+            link: Link::new(spec, metrics.clone(), timeouts),
             trackers: HashMap::new(),
             reconcile_period,
             plan: Plan::default(),
@@ -167,7 +172,7 @@ impl Reader {
             let tracker = self
                 .trackers
                 .entry(prefix.to_vec())
-                .or_insert_with(|| Tracker::new(&self.label, prefix));
+                .or_insert_with(|| Tracker::new(self.link.metrics(), prefix));
             probes.push((
                 prefix.to_vec(),
                 tracker.probe(&mut pipe, now, self.reconcile_period),
@@ -247,13 +252,14 @@ pub(crate) async fn run(
         connect: settings.connect_timeout,
         command: settings.command_timeout,
     };
-    let mut reader = Reader::new(spec, &label, timeouts, settings.reconcile_period);
+    let metrics = shared.metrics.clone();
+    let mut reader = Reader::new(spec, &metrics, timeouts, settings.reconcile_period);
     let events_cancel = cancel.child_token();
     // Ends the pub/sub task also when this task panics.
     let _events_guard = events_cancel.clone().drop_guard();
     let mut events = SupervisedEvents::spawn(
         reader.link.spec().clone(),
-        (shared.label.clone(), shared.wake.clone()),
+        (metrics.clone(), shared.wake.clone()),
         timeouts,
         settings.signal_window.as_secs_f64(),
         settings.heartbeat_limits,
@@ -262,7 +268,7 @@ pub(crate) async fn run(
     let mut live = LiveBook::new(settings.signal_window.as_secs_f64());
     let mut keyspace_checked: Option<Instant> = None;
     let mut live_data = Arc::new(LiveData::default());
-    let mut series = QueueSeries::default();
+    let mut series = QueueSeries::new(metrics.clone());
     let mut next = Instant::now();
     loop {
         tokio::select! {
@@ -271,9 +277,7 @@ pub(crate) async fn run(
             () = shared.wake.notified() => {}
         }
         let (watches, covers_upto) = shared.current_watches(settings.idle_expiry);
-        WATCH_SETS
-            .with_label_values(&[label.as_str()])
-            .set(watches.len() as f64);
+        metrics.watch_sets(watches.len());
         if watches.is_empty() {
             if retire(&shared) {
                 break;
@@ -292,14 +296,12 @@ pub(crate) async fn run(
             r = reader.sample(&watches) => r,
         };
         let elapsed = started.elapsed();
-        SAMPLE_DURATION
-            .with_label_values(&[label.as_str()])
-            .observe(elapsed.as_secs_f64());
+        metrics.sample_took(elapsed.as_secs_f64());
         match &outcome {
             Ok(data) => {
-                SAMPLE_AGE.sampled(&label, Instant::now());
-                export(&label, &watches, data, &mut series);
-                data.export_unreadable(&label);
+                metrics.sampled(Instant::now());
+                export(&watches, data, &mut series);
+                data.export_unreadable(&metrics);
                 live_data = Arc::new(update_live(
                     &mut live,
                     &mut reader,
@@ -309,13 +311,11 @@ pub(crate) async fn run(
                     &mut keyspace_checked,
                 ));
                 live::warn_unobservable(&label, &live_data);
-                metrics::export_live(&label, &live_data, &watches, epoch_now());
+                export_live(&metrics, &live_data, &watches, epoch_now());
                 debug!(broker = %label, watch_sets = watches.len(), ms = elapsed.as_millis() as u64, "sampled");
             }
             Err(e) => {
-                REDIS_ERRORS
-                    .with_label_values(&[label.as_str(), e.kind()])
-                    .inc();
+                metrics.error(e.kind());
                 warn!(broker = %label, kind = e.kind(), error = %e, "sample failed");
             }
         }
@@ -328,13 +328,12 @@ pub(crate) async fn run(
     }
     events_cancel.cancel();
     events.join().await;
-    metrics::remove_broker(&label, &mut series);
-    metrics::remove_broker_data(&label);
+    remove_broker(&mut series, &KeyKind::ALL.map(KeyKind::as_str));
     debug!(broker = %label, "sampler stopped");
 }
 
 /// Sets the per-queue gauges from one sample (first watch set wins for a queue label).
-fn export(label: &str, watches: &[WatchSet], data: &SampleData, series: &mut QueueSeries) {
+fn export(watches: &[WatchSet], data: &SampleData, series: &mut QueueSeries) {
     let mut done = BTreeSet::new();
     for w in watches {
         let flights = data.in_flight.get(&FlightGroup::of(w));
@@ -350,11 +349,11 @@ fn export(label: &str, watches: &[WatchSet], data: &SampleData, series: &mut Que
                 .copied()
                 .unwrap_or(0);
             let counts = flights.and_then(|f| f.get(q)).copied().unwrap_or_default();
-            series.set(label, &name, backlog, counts);
+            series.set(&name, backlog, counts);
             done.insert(name);
         }
     }
-    series.retain(label, &done);
+    series.retain(&done);
 }
 
 /// Folds a good tick into the live state (see `live`).

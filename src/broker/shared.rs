@@ -9,7 +9,7 @@ use tokio::sync::{watch, Notify};
 
 use super::clock::epoch_now;
 use super::error::BrokerError;
-use super::metrics;
+use super::reply::KeyKind;
 use super::reply::UnreadableKey;
 use super::tracker::Counts;
 use super::view::{Heartbeats, LiveCounts, WatchView};
@@ -17,6 +17,7 @@ use crate::celery::Layout;
 use crate::signals::live::LiveData;
 use crate::signals::QueueSignals;
 use crate::spec::WatchSet;
+use crate::telemetry::BrokerMetrics;
 
 /// A registered watch set.
 pub(crate) struct WatchEntry {
@@ -37,6 +38,8 @@ pub(crate) struct WatchTable {
 /// State shared between one broker's sampler and the requests that read it.
 pub(crate) struct Shared {
     pub label: String,
+    /// The broker's series, under its label.
+    pub metrics: BrokerMetrics,
     pub watches: Mutex<WatchTable>,
     pub wake: Arc<Notify>,
     pub snapshots: watch::Sender<Option<Arc<Snapshot>>>,
@@ -74,9 +77,10 @@ impl Shared {
         (table.entries.keys().cloned().collect(), ids)
     }
 
-    pub(crate) fn new(label: String) -> Self {
+    pub(crate) fn new(metrics: BrokerMetrics) -> Self {
         Self {
-            label,
+            label: metrics.label().to_string(),
+            metrics,
             watches: Mutex::new(WatchTable::default()),
             wake: Arc::new(Notify::new()),
             snapshots: watch::channel(None).0,
@@ -112,13 +116,18 @@ pub(crate) struct SampleData {
 }
 
 impl SampleData {
-    /// Sets the unreadable-key gauges of `label` from this sample.
-    pub(crate) fn export_unreadable(&self, label: &str) {
-        let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        for (_, _, k) in &self.unreadable {
-            *counts.entry(k.kind.as_str()).or_default() += 1;
-        }
-        metrics::set_unreadable(label, &counts);
+    /// Sets the unreadable-key gauges of the broker from this sample (every kind, zeros
+    /// included).
+    pub(crate) fn export_unreadable(&self, metrics: &BrokerMetrics) {
+        let counts = KeyKind::ALL.map(|kind| {
+            let n = self
+                .unreadable
+                .iter()
+                .filter(|(_, _, k)| k.kind == kind)
+                .count();
+            (kind.as_str(), n)
+        });
+        metrics.set_unreadable(&counts);
     }
 }
 

@@ -19,9 +19,9 @@ use tracing::error;
 
 use super::conn::Timeouts;
 use super::events::Events;
-use super::metrics::TASK_RESTARTS;
 use crate::signals::heartbeat::HeartbeatLimits;
 use crate::spec::BrokerSpec;
+use crate::telemetry::BrokerMetrics;
 
 /// Wait before the first restart.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -58,8 +58,8 @@ pub(crate) fn reason(e: JoinError) -> String {
 pub(crate) struct SupervisedEvents {
     events: Events,
     spec: BrokerSpec,
-    /// The broker's label and its sampler's wake-up.
-    owner: (String, Arc<Notify>),
+    /// The broker's series (and label) and its sampler's wake-up.
+    owner: (BrokerMetrics, Arc<Notify>),
     timeouts: Timeouts,
     window: f64,
     limits: HeartbeatLimits,
@@ -72,7 +72,7 @@ pub(crate) struct SupervisedEvents {
 impl SupervisedEvents {
     pub(crate) fn spawn(
         spec: BrokerSpec,
-        owner: (String, Arc<Notify>),
+        owner: (BrokerMetrics, Arc<Notify>),
         timeouts: Timeouts,
         window: f64,
         limits: HeartbeatLimits,
@@ -136,8 +136,8 @@ impl SupervisedEvents {
         };
         self.retry_at = None;
         self.started = now;
-        TASK_RESTARTS.with_label_values(&["events"]).inc();
-        error!(broker = %self.owner.0, panic = %why, "pub/sub task failed; restarted it");
+        self.owner.0.restarted("events");
+        error!(broker = %self.owner.0.label(), panic = %why, "pub/sub task failed; restarted it");
     }
 
     pub(crate) async fn join(self) {

@@ -44,13 +44,13 @@ use tracing::{debug, warn};
 use super::conn::Link;
 use super::error::BrokerError;
 use super::index::{Index, ScoreRange, Tag, Value};
-use super::metrics::{suspect, UNACKED_MALFORMED};
 use super::reply::{self, KeyKind, UnreadableKey};
 use super::route::Bindings;
 use crate::celery::{
     classify, delivery_score_ok, parse_unacked_value, InFlightState, Layout, UnackedEntry,
     MAX_TOPIC_LEN,
 };
+use crate::telemetry::{BrokerMetrics, Suspect};
 
 /// Seconds below the highest known score that the window re-lists every tick.
 pub(crate) const OVERLAP: f64 = 2.0;
@@ -82,6 +82,7 @@ pub(crate) type Counts = [u64; 3];
 /// One prefix's tracker.
 pub(crate) struct Tracker {
     label: String,
+    metrics: BrokerMetrics,
     index_key: Vec<u8>,
     hash_key: Vec<u8>,
     index: Index,
@@ -109,7 +110,8 @@ pub(crate) struct Churn {
 }
 
 impl Tracker {
-    pub(crate) fn new(label: &str, prefix: &[u8]) -> Self {
+    pub(crate) fn new(metrics: &BrokerMetrics, prefix: &[u8]) -> Self {
+        let label = metrics.label();
         let layout = Layout {
             prefix: prefix.to_vec(),
             ..Layout::default()
@@ -121,7 +123,8 @@ impl Tracker {
             index: Index::default(),
             last_full: None,
             force_full: true,
-            bindings: Bindings::new(label, prefix),
+            bindings: Bindings::new(metrics, prefix),
+            metrics: metrics.clone(),
             now: 0.0,
             first_seen: HashMap::new(),
             index_unreadable: false,
@@ -400,9 +403,7 @@ impl Tracker {
                     Value::Parsed(entry)
                 }
                 Err(e) => {
-                    UNACKED_MALFORMED
-                        .with_label_values(&[self.label.as_str()])
-                        .inc();
+                    self.metrics.malformed();
                     debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), reason = e.label(), "malformed unacked value skipped");
                     Value::Malformed
                 }
@@ -416,15 +417,15 @@ impl Tracker {
     /// seen), a routing key too long for wildcard bindings.
     fn check(&mut self, tag: &Tag, entry: &UnackedEntry) {
         if entry.eta_malformed {
-            suspect(&self.label, "bad_eta", 1);
+            self.metrics.suspect(Suspect::BadEta, 1);
             debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), "unparseable ETA; counted as reserved");
         }
         if !entry.exchange.is_empty() && entry.routing_key.len() > MAX_TOPIC_LEN {
-            suspect(&self.label, "routing_key_too_long", 1);
+            self.metrics.suspect(Suspect::RoutingKeyTooLong, 1);
         }
         match self.index.pending_score(tag) {
             Some(score) if !delivery_score_ok(score, self.now) => {
-                suspect(&self.label, "bad_score", 1);
+                self.metrics.suspect(Suspect::BadScore, 1);
                 debug!(broker = %self.label, tag = %String::from_utf8_lossy(tag), score, "unacked_index score is not a delivery time; timed from first sighting");
                 self.first_seen.entry(tag.clone()).or_insert(self.now);
             }

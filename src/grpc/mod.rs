@@ -5,13 +5,11 @@
 //! status codes.
 
 mod health;
-mod metrics;
 mod service;
 pub mod status;
 mod stream;
 
 pub use health::health_server;
-pub use metrics::{init as init_metrics, observe_stream_open};
 pub use service::ScalerService;
 
 /// Code generated from `proto/externalscaler.proto`.

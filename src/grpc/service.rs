@@ -8,13 +8,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
-use super::metrics;
 use super::proto::external_scaler_server::{ExternalScaler, ExternalScalerServer};
 use super::proto::{
     GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
     MetricValue, ScaledObjectRef,
 };
-use super::status::to_status;
+use super::status::{code_label, to_status};
 use super::stream::{self, ActiveStream, StreamSpec};
 use crate::broker::{BrokerError, Requester};
 use crate::policy::decide;
@@ -34,7 +33,6 @@ pub struct ScalerService {
 
 impl ScalerService {
     pub fn new(scaler: Arc<Scaler>, shutdown: CancellationToken) -> Self {
-        metrics::init();
         let max_streams = crate::config::Config::default().ports.grpc_max_streams;
         Self {
             scaler,
@@ -49,6 +47,16 @@ impl ScalerService {
         self.max_streams = max.max(1);
         self.streams = Arc::new(Semaphore::new(self.max_streams as usize));
         self
+    }
+
+    /// Records one finished request of `rpc` that started at `started`.
+    fn observe<T>(&self, rpc: &'static str, started: Instant, result: &Result<T, Status>) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        let grpc = self.scaler.metrics().grpc();
+        grpc.observe(rpc, started, code_label(code));
     }
 
     /// The tonic service, ready to add to a router.
@@ -193,7 +201,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<IsActiveResponse>, Status> {
         let started = Instant::now();
         let result = self.is_active_inner(request.get_ref()).await;
-        metrics::observe("IsActive", started, &result);
+        self.observe("IsActive", started, &result);
         result.map(Response::new)
     }
 
@@ -203,7 +211,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
         let started = Instant::now();
         let result = self.stream_is_active_inner(request.into_inner());
-        metrics::observe("StreamIsActive", started, &result);
+        self.observe("StreamIsActive", started, &result);
         result.map(Response::new)
     }
 
@@ -213,7 +221,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<GetMetricSpecResponse>, Status> {
         let started = Instant::now();
         let result = self.get_metric_spec_inner(request.get_ref());
-        metrics::observe("GetMetricSpec", started, &result);
+        self.observe("GetMetricSpec", started, &result);
         result.map(Response::new)
     }
 
@@ -223,7 +231,7 @@ impl ExternalScaler for ScalerService {
     ) -> Result<Response<GetMetricsResponse>, Status> {
         let started = Instant::now();
         let result = self.get_metrics_inner(request.into_inner()).await;
-        metrics::observe("GetMetrics", started, &result);
+        self.observe("GetMetrics", started, &result);
         result.map(Response::new)
     }
 }

@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use super::metrics::StreamGuard;
 use super::proto::IsActiveResponse;
 use super::status::to_status;
 use crate::broker::{BrokerError, Subscription};
 use crate::scaler::{Scaler, ScalerError};
+use crate::telemetry::StreamGuard;
 use crate::trigger::TriggerSettings;
 
 /// The response stream type of `StreamIsActive`.
@@ -55,6 +55,7 @@ struct State {
 /// Opens the stream in `slot`; it yields only `true` messages.
 pub fn open(spec: StreamSpec, slot: OwnedSemaphorePermit) -> ActiveStream {
     debug!(scaled_object = %spec.scaled_object, "StreamIsActive opened");
+    let guard = spec.scaler.metrics().grpc().stream_guard();
     let state = State {
         spec,
         sub: None,
@@ -62,7 +63,7 @@ pub fn open(spec: StreamSpec, slot: OwnedSemaphorePermit) -> ActiveStream {
         ended: false,
         was_active: false,
         last_error: None,
-        _guard: StreamGuard::new(),
+        _guard: guard,
         _slot: slot,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {

@@ -77,7 +77,7 @@ fn positive_or(value: f64, fallback: f64) -> f64 {
 fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals) -> QueueTerms {
     let (service_time, service_source) = match live
         .service_time
-        .and_then(|e| e.usable().map(|v| (v, e.source)))
+        .and_then(|e| e.usable().map(|v| (v, e.source.as_str())))
     {
         Some((v, src)) => (v, src),
         None => match s.task_duration.filter(|d| d.is_finite() && *d > 0.0) {
@@ -88,9 +88,9 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let service_time = service_time.max(MIN_SERVICE_TIME);
     let (rate, rate_source) = match (
         live.arrival_rate
-            .and_then(|e| e.usable().map(|v| (v, e.source))),
+            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
         live.dequeue_rate
-            .and_then(|e| e.usable().map(|v| (v, e.source))),
+            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
     ) {
         (Some(a), _) => a,
         (None, Some(d)) => d,
@@ -104,7 +104,9 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         _ => rate,
     };
     let reserved = q.reserved as f64;
-    let running = live.running.and_then(|e| e.usable().map(|v| (v, e.source)));
+    let running = live
+        .running
+        .and_then(|e| e.usable().map(|v| (v, e.source.as_str())));
     let (in_flight, in_flight_source, held) = match running {
         // Prefetched tasks (reserved beyond the running ones) wait for a slot: drain them.
         Some((r, src)) => (r, src, reserved),

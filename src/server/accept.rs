@@ -8,12 +8,11 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -24,6 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, warn};
 
+use crate::telemetry::PortMetrics;
+
 /// The HTTP/2 client preface (24 bytes) plus the header of the SETTINGS frame that must
 /// follow it (9 bytes): what a gRPC client sends first.
 const PREFACE_LEN: usize = 24 + 9;
@@ -32,36 +33,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one "connection limit reached" warning per port this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-static OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
-        "celery_scaler_connections_open",
-        "Connections open now, by port (grpc, admin).",
-        &["port"]
-    )
-    .expect("metric registers once")
-});
-
-static CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "celery_scaler_connections_refused_total",
-        "Connections closed by the server before serving them, by port and reason \
-         (limit, handshake_timeout, header_timeout).",
-        &["port", "reason"]
-    )
-    .expect("metric registers once")
-});
-
-/// Registers the metrics so they show on `/metrics` before the first connection.
-pub fn init_metrics() {
-    LazyLock::force(&OPEN);
-    LazyLock::force(&CLOSED);
-}
-
-/// Counts one connection of `port` closed for `reason`.
-pub fn refused(port: &'static str, reason: &'static str) {
-    CLOSED.with_label_values(&[port, reason]).inc();
-}
-
 /// The connection limit of one port.
 #[derive(Clone)]
 pub struct Limiter {
@@ -69,16 +40,18 @@ pub struct Limiter {
     max: u32,
     slots: Arc<Semaphore>,
     last_warning: Arc<Mutex<Option<Instant>>>,
+    metrics: PortMetrics,
 }
 
 impl Limiter {
-    pub fn new(port: &'static str, max: u32) -> Self {
-        init_metrics();
+    /// The limit of `port`, counted in `metrics`.
+    pub fn new(port: &'static str, max: u32, metrics: PortMetrics) -> Self {
         Self {
             port,
             max,
             slots: Arc::new(Semaphore::new(max as usize)),
             last_warning: Arc::new(Mutex::new(None)),
+            metrics,
         }
     }
 
@@ -87,14 +60,15 @@ impl Limiter {
     pub fn admit(&self) -> Option<Slot> {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                OPEN.with_label_values(&[self.port]).inc();
+                self.metrics.opened(self.port, 1);
                 Some(Slot {
                     port: self.port,
+                    metrics: self.metrics.clone(),
                     _permit: permit,
                 })
             }
             Err(_) => {
-                refused(self.port, "limit");
+                self.metrics.refused(self.port, "limit");
                 self.warn_full();
                 None
             }
@@ -120,12 +94,20 @@ impl Limiter {
 /// One admitted connection; frees its slot when dropped.
 pub struct Slot {
     port: &'static str,
+    metrics: PortMetrics,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Counts this connection as closed by the server for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        self.metrics.refused(self.port, reason);
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        OPEN.with_label_values(&[self.port]).dec();
+        self.metrics.opened(self.port, -1);
     }
 }
 
@@ -213,7 +195,7 @@ async fn handshake(
                 return;
             }
             Err(_) => {
-                refused("grpc", "handshake_timeout");
+                slot.refused("handshake_timeout");
                 return;
             }
         },
@@ -235,7 +217,7 @@ pub struct Guarded {
     deadline: Option<Pin<Box<Sleep>>>,
     missing: usize,
     expired: bool,
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl Guarded {
@@ -245,7 +227,7 @@ impl Guarded {
             deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             missing: PREFACE_LEN,
             expired: false,
-            _slot: slot,
+            slot,
         }
     }
 
@@ -255,7 +237,7 @@ impl Guarded {
             if sleep.as_mut().poll(cx).is_ready() {
                 self.deadline = None;
                 self.expired = true;
-                refused("grpc", "handshake_timeout");
+                self.slot.refused("handshake_timeout");
             }
         }
         if self.expired {

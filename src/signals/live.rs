@@ -11,19 +11,17 @@ use std::sync::Arc;
 
 use crate::celery::Layout;
 use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary, MAX_STARTS_PER_SLOT};
-use crate::signals::{Estimate, LiveSignals, SignalMode};
+use crate::signals::{Estimate, LiveSignals, SignalMode, Source};
 use crate::spec::WatchSet;
 
-/// Source labels (bounded: they end up on `/metrics`).
-pub(crate) const KEYSPACE: &str = "keyspace";
-pub(crate) const CONSERVATION: &str = "conservation";
-/// Arrivals and dequeues counted from where last tick's head message is now (`LPOS`).
-pub(crate) const LIST_POSITION: &str = "list-position";
-pub(crate) const TAIL_TAG: &str = "tail-tag";
-pub(crate) const RESIDENCE: &str = "unacked-residence";
-/// Source label of service time from Little's law over `unacked` (exact mode).
-pub(crate) const OCCUPANCY: &str = "unacked-occupancy";
-pub(crate) const HEARTBEAT: &str = "heartbeat";
+// Short names of the sources the sampler's estimates use (see `signals/source.rs`).
+pub(crate) const KEYSPACE: Source = Source::Keyspace;
+pub(crate) const CONSERVATION: Source = Source::Conservation;
+pub(crate) const LIST_POSITION: Source = Source::ListPosition;
+pub(crate) const TAIL_TAG: Source = Source::TailTag;
+pub(crate) const RESIDENCE: Source = Source::UnackedResidence;
+pub(crate) const OCCUPANCY: Source = Source::UnackedOccupancy;
+pub(crate) const HEARTBEAT: Source = Source::Heartbeat;
 
 /// One queue's estimates in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -17,7 +17,7 @@ use super::rng::Rng;
 use super::scenario::{Deletion, Scenario};
 use super::workload::{streams, Stream, Task, TaskMaker};
 use crate::policy::{decide_live, Decision, PolicySettings};
-use crate::signals::{Estimate, LiveSignals, QueueSignals};
+use crate::signals::{Estimate, LiveSignals, QueueSignals, Source};
 
 /// Which scaler drives the Deployment.
 #[derive(Clone, Debug, PartialEq)]
@@ -774,18 +774,21 @@ impl Sim<'_> {
                 name: spec.name.clone(),
                 running: s
                     .heartbeats
-                    .then(|| Estimate::new(c.running as f64, "heartbeat")),
-                arrival_rate: Some(Estimate::new(slow.max(fast), "keyspace")),
+                    .then(|| Estimate::new(c.running as f64, Source::Heartbeat)),
+                arrival_rate: Some(Estimate::new(slow.max(fast), Source::Keyspace)),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
-                    "keyspace",
+                    Source::Keyspace,
                 )),
                 service_time: (n > 0.0).then(|| {
-                    Estimate::new(st.done_sum.sum(self.now, s.service_window) / n, "heartbeat")
+                    Estimate::new(
+                        st.done_sum.sum(self.now, s.service_window) / n,
+                        Source::Heartbeat,
+                    )
                 }),
                 wait: oldest
                     .is_finite()
-                    .then(|| Estimate::new(self.now - oldest, "counters")),
+                    .then(|| Estimate::new(self.now - oldest, Source::Keyspace)),
             });
         }
         self.view = (queues, live);

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use celery_scaler::config::Config;
 use celery_scaler::grpc::proto::external_scaler_client::ExternalScalerClient;
 use celery_scaler::grpc::proto::{GetMetricsRequest, ScaledObjectRef};
 use celery_scaler::server::{self, ServeError};
+use celery_scaler::telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -33,6 +35,8 @@ pub struct TestServer {
     pub admin: SocketAddr,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<Result<(), ServeError>>,
+    /// The server's metrics (what its `/metrics` shows).
+    pub metrics: Arc<Metrics>,
 }
 
 impl TestServer {
@@ -42,8 +46,10 @@ impl TestServer {
         let grpc = grpc_listener.local_addr().unwrap();
         let admin = admin_listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(server::run(
+        let metrics = Metrics::new();
+        let handle = tokio::spawn(server::run_with_metrics(
             config,
+            metrics.clone(),
             grpc_listener,
             admin_listener,
             shutdown.clone(),
@@ -53,6 +59,7 @@ impl TestServer {
             admin,
             shutdown,
             handle,
+            metrics,
         };
         server.wait_ready().await;
         server

@@ -2,7 +2,7 @@
 //! mode.
 
 use super::*;
-use crate::signals::Estimate;
+use crate::signals::{Estimate, Source};
 use proptest::prelude::*;
 
 fn q(backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> QueueSignals {
@@ -18,11 +18,11 @@ fn q(backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> QueueSignals {
 fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f64>) -> LiveSignals {
     LiveSignals {
         name: "q".into(),
-        running: running.map(|v| Estimate::new(v, "heartbeat")),
-        arrival_rate: rate.map(|v| Estimate::new(v, "keyspace")),
+        running: running.map(|v| Estimate::new(v, Source::Heartbeat)),
+        arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
         dequeue_rate: None,
-        service_time: s.map(|v| Estimate::new(v, "heartbeat")),
-        wait: wait.map(|v| Estimate::new(v, "counters")),
+        service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
+        wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
     }
 }
 
@@ -109,7 +109,7 @@ fn fallbacks_are_named() {
     assert_eq!(d.breakdown[3].source, "config");
     // Dequeue rate stands in for a missing arrival rate.
     let mut l = live(None, None, Some(2.0), None);
-    l.dequeue_rate = Some(Estimate::new(4.0, "heartbeat"));
+    l.dequeue_rate = Some(Estimate::new(4.0, Source::Heartbeat));
     let d = decide(&s, &[q(0, 0, 0, 0)], &[l]);
     assert!(d.metric_value >= 8.0 && d.active);
 }
@@ -272,9 +272,9 @@ proptest! {
 fn with_rates(mut l: LiveSignals, arrival: f64, dequeue: Option<f64>, lower: bool) -> LiveSignals {
     let mark = |v: f64| {
         if lower {
-            Estimate::lower_bound(v, "conservation")
+            Estimate::lower_bound(v, Source::Conservation)
         } else {
-            Estimate::new(v, "conservation")
+            Estimate::new(v, Source::Conservation)
         }
     };
     l.arrival_rate = Some(mark(arrival));

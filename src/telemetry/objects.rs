@@ -6,17 +6,17 @@
 //! ScaledObject nobody asked about for that long (deleted, renamed, or its watch set
 //! expired) leaves nothing behind, and a ScaledObject whose metadata changed shows only the
 //! components of its latest answer. Each ScaledObject reserves its series in the series
-//! budget ([`crate::telemetry`]); one that does not fit is not exported.
+//! budget ([`super::budget`]); one that does not fit is not exported.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
+use super::budget::SeriesBudget;
 use crate::policy::Decision;
-use crate::telemetry::series_budget;
 
 const METRIC_VALUE: &str = "celery_scaler_metric_value";
 const ACTIVE: &str = "celery_scaler_active";
@@ -24,24 +24,6 @@ const DECISION_SLOTS: &str = "celery_scaler_decision_slots";
 
 /// Expired entries are swept at most this often while answering (and at every scrape).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// The process-wide per-ScaledObject series, registered on first use.
-static OBJECT_SERIES: LazyLock<ObjectSeries> = LazyLock::new(|| {
-    let series = ObjectSeries::new();
-    prometheus::register(Box::new(series.clone())).expect("metric registers once");
-    series
-});
-
-/// Records the latest answer for one ScaledObject; its series live until `expiry` passes
-/// without another answer.
-pub(crate) fn record(namespace: &str, scaled_object: &str, decision: &Decision, expiry: Duration) {
-    OBJECT_SERIES.record(namespace, scaled_object, decision, expiry);
-}
-
-/// Registers the families so that `/metrics` describes them before the first answer.
-pub(crate) fn init() {
-    LazyLock::force(&OBJECT_SERIES);
-}
 
 /// One ScaledObject's latest answer.
 struct Entry {
@@ -53,10 +35,10 @@ struct Entry {
     reserved: usize,
 }
 
-#[derive(Default)]
 struct Objects {
     entries: HashMap<(String, String), Entry>,
     last_sweep: Option<Instant>,
+    budget: Arc<SeriesBudget>,
 }
 
 impl Objects {
@@ -71,7 +53,7 @@ impl Objects {
             keep
         });
         if freed > 0 {
-            series_budget().release(freed);
+            self.budget.release(freed);
         }
         self.last_sweep = Some(now);
     }
@@ -79,7 +61,7 @@ impl Objects {
 
 /// The collector of the three per-ScaledObject families.
 #[derive(Clone)]
-struct ObjectSeries {
+pub struct ObjectSeries {
     descs: Arc<[Desc; 3]>,
     objects: Arc<Mutex<Objects>>,
 }
@@ -94,7 +76,8 @@ fn families(components: usize) -> [(&'static str, usize); 3] {
 }
 
 impl ObjectSeries {
-    fn new() -> Self {
+    /// The families, counting their series in `budget`.
+    pub(crate) fn new(budget: Arc<SeriesBudget>) -> Self {
         let so = ["namespace", "scaled_object"];
         // Names written out: deploy/tools/checks.py finds registered names in the source.
         let descs = [
@@ -120,7 +103,11 @@ impl ObjectSeries {
         .map(|d| d.expect("valid metric description"));
         Self {
             descs: Arc::new(descs),
-            objects: Arc::default(),
+            objects: Arc::new(Mutex::new(Objects {
+                entries: HashMap::new(),
+                last_sweep: None,
+                budget,
+            })),
         }
     }
 
@@ -128,7 +115,9 @@ impl ObjectSeries {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, namespace: &str, name: &str, decision: &Decision, expiry: Duration) {
+    /// Records the latest answer for one ScaledObject; its series live until `expiry`
+    /// passes without another answer.
+    pub fn record(&self, namespace: &str, name: &str, decision: &Decision, expiry: Duration) {
         let now = Instant::now();
         let mut objects = self.lock();
         if objects
@@ -143,15 +132,16 @@ impl ObjectSeries {
             .map(|c| (c.component, c.value))
             .collect();
         let key = (namespace.to_string(), name.to_string());
+        let budget = objects.budget.clone();
         let reserved = match objects.entries.get(&key) {
-            Some(e) => grow(e.reserved, &mut breakdown, namespace, name),
+            Some(e) => grow(&budget, e.reserved, &mut breakdown, namespace, name),
             None => {
                 let need = 2 + breakdown.len();
-                if !series_budget().try_reserve(need) {
+                if !budget.try_reserve(need) {
                     // Expired entries may still hold room: sweep, then reserve or refuse.
                     objects.sweep(now);
                     let sample = format!("{namespace}/{name}");
-                    if !series_budget().reserve(&families(breakdown.len()), &sample) {
+                    if !budget.reserve(&families(breakdown.len()), &sample) {
                         return;
                     }
                 }
@@ -174,6 +164,7 @@ impl ObjectSeries {
 /// An existing ScaledObject's reservation for a new `breakdown`: grown when the breakdown
 /// has more components (cut to what fits when refused), kept otherwise.
 fn grow(
+    budget: &SeriesBudget,
     reserved: usize,
     breakdown: &mut Vec<(&'static str, f64)>,
     namespace: &str,
@@ -184,7 +175,7 @@ fn grow(
         return reserved;
     }
     let more = need - reserved;
-    if series_budget().reserve(&[(DECISION_SLOTS, more)], &format!("{namespace}/{name}")) {
+    if budget.reserve(&[(DECISION_SLOTS, more)], &format!("{namespace}/{name}")) {
         need
     } else {
         breakdown.truncate(reserved.saturating_sub(2));
@@ -256,7 +247,8 @@ mod tests {
 
     #[test]
     fn budget_families_are_the_described_ones() {
-        let s = ObjectSeries::new();
+        let budget = SeriesBudget::new(10, &prometheus::Registry::new()).unwrap();
+        let s = ObjectSeries::new(Arc::new(budget));
         let names: Vec<&str> = s.descs.iter().map(|d| d.fq_name.as_str()).collect();
         let families: Vec<&str> = families(1).iter().map(|(f, _)| *f).collect();
         assert_eq!(names, families);
