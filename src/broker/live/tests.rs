@@ -1,9 +1,13 @@
 //! Tests of the live state with synthetic ticks and a fake clock.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::broker::events::KeyEvents;
 use crate::signals::heartbeat::HeartbeatBook;
+use crate::signals::live::events::EventState;
 use crate::signals::live::queue::QueueChurn;
+use crate::signals::live::single_queue_workers;
 use crate::signals::live::{
     live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
     TAIL_TAG,
