@@ -308,8 +308,9 @@ arrivals = [{ kind = "poisson", rate = 1 }]
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    assert_eq!(v["policies"].as_array().map(Vec::len), Some(3));
-    assert_eq!(v["policies"][2]["policy"], LATENCY_ORACLE);
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(4));
+    assert_eq!(v["policies"][2]["policy"], LATENCY_REAL);
+    assert_eq!(v["policies"][3]["policy"], LATENCY_ORACLE);
     // Baselines: 0.5 slots of work on one slot a pod, so one static pod meets the target.
     let base = &v["baselines"];
     assert_eq!(base["static_best"]["replicas"], 1, "{base}");

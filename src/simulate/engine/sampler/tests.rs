@@ -1,0 +1,1 @@
+//! Tests of the simulated sampler: it sees what the real one would.
