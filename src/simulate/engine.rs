@@ -91,6 +91,7 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
         heap: BinaryHeap::new(),
         seq: 0,
         token: 0,
+        cadence: 0,
         next_id: 0,
         streams: all_streams,
         makers,
@@ -125,7 +126,7 @@ impl Sim<'_> {
                 self.at(t, Ev::Arrive(i as u32));
             }
         }
-        self.at(0.0, Ev::Tick);
+        self.at(0.0, Ev::Tick(0));
         self.at(0.0, Ev::Poll);
         self.at(0.0, Ev::Sync);
         self.at(0.0, Ev::Series);
@@ -174,11 +175,16 @@ impl Sim<'_> {
                 self.key_event(task.queue as usize, task.step as usize, b"rpush");
                 self.wake();
             }
-            Ev::Tick => {
+            Ev::Tick(c) if c == self.cadence => {
                 self.tick();
-                self.at(self.now + sc.sampler.tick, Ev::Tick);
+                self.at(self.now + sc.sampler.tick, Ev::Tick(c));
             }
-            Ev::Wake => self.tick(),
+            Ev::Tick(_) => {}
+            Ev::Wake => {
+                self.tick();
+                self.cadence += 1;
+                self.at(self.now + sc.sampler.tick, Ev::Tick(self.cadence));
+            }
             Ev::Beat => {
                 self.beat();
                 self.at(self.now + sampler::HEARTBEAT_FREQ, Ev::Beat);
@@ -352,6 +358,12 @@ impl Sim<'_> {
 
     /// Closes the books at the end of the run: censored waits and the pods still alive.
     fn finish(&mut self) {
+        if let Some(sampler) = &self.sampler {
+            let seen = &mut self.out.seen;
+            seen.unacked_new = sampler.seen.unacked_new;
+            seen.keyspace_events = sampler.seen.keyspace_events;
+            seen.heartbeats = sampler.seen.heartbeats;
+        }
         let end = self.end;
         let mut censored = Vec::new();
         for l in self.lists.iter().flatten() {

@@ -69,4 +69,46 @@ pub struct Outcome {
     pub scale_events: u64,
     pub cold_starts: Vec<f64>,
     pub series: Vec<SeriesRow>,
+    /// What the sampler saw and showed the policy.
+    pub seen: Seen,
+}
+
+/// What the sampler saw over a run and what it showed the policy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    /// Sampler ticks (woken ones included).
+    pub ticks: u64,
+    /// The arrival rate shown (summed over queues; none counts as 0) integrated over time,
+    /// each tick's value held until the next tick, and the time it covers.
+    pub arrival_rate_integral: f64,
+    pub span: f64,
+    /// The time and arrival rate of the latest tick.
+    pub last: Option<(f64, f64)>,
+    /// New `unacked` entries the real sampler saw (0 on oracle signals).
+    pub unacked_new: u64,
+    /// Keyspace events the real sampler heard.
+    pub keyspace_events: u64,
+    /// Worker heartbeats the real sampler heard.
+    pub heartbeats: u64,
+}
+
+impl Seen {
+    /// Records the arrival rate shown at a tick at `now`.
+    pub fn shown(&mut self, now: f64, arrival_rate: f64) {
+        if let Some((t, l)) = self.last {
+            self.arrival_rate_integral += l * (now - t);
+            self.span += now - t;
+        }
+        self.ticks += 1;
+        self.last = Some((now, arrival_rate));
+    }
+
+    /// The time-weighted mean arrival rate shown to the policy, tasks/s.
+    pub fn arrival_rate_mean(&self) -> f64 {
+        if self.span > 0.0 {
+            self.arrival_rate_integral / self.span
+        } else {
+            0.0
+        }
+    }
 }

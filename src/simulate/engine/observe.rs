@@ -25,6 +25,12 @@ impl Sim<'_> {
         } else {
             self.oracle_live()
         };
+        let shown: f64 = live
+            .iter()
+            .filter_map(|l| l.arrival_rate)
+            .map(|e| e.value)
+            .sum();
+        self.out.seen.shown(self.now, shown);
         self.view = (queues, live);
     }
 

@@ -16,6 +16,7 @@ use crate::signals::live::events::{EventState, KeyEvents};
 use crate::signals::live::live_signals;
 use crate::signals::live::queue::{Keyspace, QueueChurn, TickExtras};
 use crate::signals::{Estimate, LiveSignals, QueueSignals};
+use crate::simulate::outcome::Seen;
 use crate::simulate::scenario::SamplerSpec;
 use crate::simulate::workload::Task;
 use crate::spec::WatchSet;
@@ -69,6 +70,8 @@ pub(crate) struct SimSampler {
     window: f64,
     /// `taskDuration`: the service time where none was measured (source `config`).
     task_duration: Option<f64>,
+    /// What it saw so far (`unacked_new`, `keyspace_events`, `heartbeats`).
+    pub seen: Seen,
 }
 
 /// The hostname of pod `p`.
@@ -124,6 +127,7 @@ impl SimSampler {
             unacked: HashMap::new(),
             window: spec.signal_window,
             task_duration,
+            seen: Seen::default(),
         }
     }
 
@@ -132,6 +136,9 @@ impl SimSampler {
     /// idle at the last tick).
     pub(crate) fn key_event(&mut self, queue: usize, step: usize, event: &[u8], now: f64) -> bool {
         let key = &self.keys[queue][step];
+        if self.events.keys.contains_key(key) {
+            self.seen.keyspace_events += 1;
+        }
         self.events.key_event(key, event, now)
     }
 
@@ -146,6 +153,7 @@ impl SimSampler {
             .heartbeats
             .entry(self.watch.layout.prefix.clone())
             .or_insert_with(|| HeartbeatBook::new(window));
+        self.seen.heartbeats += beats.len() as u64;
         for b in beats {
             book.record(
                 now,
@@ -218,6 +226,7 @@ impl SimSampler {
             }
             let c = out.entry(usize::from(u.queue)).or_default();
             c.new += 1;
+            self.seen.unacked_new += 1;
             if !u.eta {
                 c.new_scores.push(u.score);
             }

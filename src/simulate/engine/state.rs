@@ -24,9 +24,10 @@ pub(crate) enum Ev {
     /// A scheduled stop (`workers.stops`): SIGTERM to one pod, not replaced.
     Stop,
     Restore(Task),
-    Tick,
-    /// A sampler tick woken by an `lpush` on an idle queue (keyspace notifications); the
-    /// regular ticks go on at their own pace.
+    /// A regular sampler tick of the given cadence (a woken tick starts a new one).
+    Tick(u64),
+    /// A sampler tick woken by an `lpush` on an idle queue (keyspace notifications): the
+    /// sampler's next regular tick comes one interval after it, as in `broker::sampler`.
     Wake,
     /// Worker heartbeats (every `HEARTBEAT_FREQ` seconds).
     Beat,
@@ -101,6 +102,8 @@ pub(crate) struct Sim<'a> {
     pub heap: BinaryHeap<Entry>,
     pub seq: u64,
     pub token: u64,
+    /// The cadence of regular ticks now (older `Tick`s are stale).
+    pub cadence: u64,
     /// The next task's delivery tag.
     pub next_id: u64,
     pub streams: Vec<(u16, Stream)>,
