@@ -260,6 +260,8 @@ impl SimSampler {
             extras.churn.insert(id, c);
         }
         let reading = |name: &str| queues.iter().find(|s| s.name == name);
+        // In flight as `broker::sampler` passes it: reserved and stale entries (ETA-held
+        // ones are not work now).
         let watches = std::slice::from_ref(&self.watch);
         let data = self.book.update(
             now,
@@ -267,7 +269,7 @@ impl SimSampler {
             &mut extras,
             &mut self.events,
             |_, q| reading(q).map_or(0, |s| s.backlog),
-            |_, q| reading(q).map_or(0, |s| s.reserved + s.scheduled),
+            |_, q| reading(q).map_or(0, |s| s.reserved + s.stale),
         );
         self.plan = self.book.plan(watches);
         let sampled: Vec<LiveSignals> = self
