@@ -206,3 +206,6 @@ fn memoised_heartbeats(
     }
     out
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
