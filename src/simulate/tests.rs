@@ -418,7 +418,7 @@ fn without_notifications_a_fast_consumer_hides_arrivals_from_the_real_estimators
     // Keyspace notifications count every push: nothing is hidden any more. (The estimate
     // overshoots here: each push on the idle queue wakes the sampler, and the rate
     // estimator's burst path reads one arrival over the short interval since the previous
-    // tick as a burst, held for a whole tick; see docs/simulate.md, "Real signals".)
+    // tick as a burst, held for a whole tick; see docs/simulate.md, "Sampler".)
     let heard = fixed_fleet(0.05, "heartbeats = false\nnotifications = true");
     let real = latency_on(&heard, Signals::Real).seen.arrival_rate_mean();
     assert!(real > 0.85 * oracle, "real λ {real} vs oracle {oracle}");
