@@ -265,6 +265,11 @@ arrivals = [{ kind = "ramp", from = 1, to = 2, start = 10, end = 5 }]
         assert!(e.contains(needle), "{needle} missing in {e}");
     }
     assert!(Scenario::parse("name = 1").is_err());
+    // `policies.signals` takes only "real" and "oracle".
+    let mut text = fixed_fleet_text();
+    text.push_str("\n[policies]\nsignals = [\"exact\"]\n");
+    let e = Scenario::parse(&text).err().unwrap_or_default();
+    assert!(e.contains("exact"), "{e}");
 }
 
 #[test]
@@ -335,7 +340,16 @@ arrivals = [{ kind = "poisson", rate = 1 }]
 /// A fixed fleet of two pods (four slots each, `acks_late`, prefetch 1) under Poisson
 /// arrivals at 2/s of tasks lasting `task` seconds, with the given `[sampler]` lines.
 fn fixed_fleet(task: f64, sampler: &str) -> Scenario {
-    let text = format!(
+    let text = fixed_fleet_toml(task, sampler);
+    Scenario::parse(&text).unwrap_or_else(|e| panic!("test scenario: {e}"))
+}
+
+fn fixed_fleet_text() -> String {
+    fixed_fleet_toml(1.0, "")
+}
+
+fn fixed_fleet_toml(task: f64, sampler: &str) -> String {
+    format!(
         r#"
 name = "fleet"
 seed = 3
@@ -357,8 +371,7 @@ name = "celery"
 duration = {{ kind = "constant", value = {task} }}
 arrivals = [{{ kind = "poisson", rate = 2 }}]
 "#
-    );
-    Scenario::parse(&text).unwrap_or_else(|e| panic!("test scenario: {e}"))
+    )
 }
 
 fn latency_on(sc: &Scenario, signals: Signals) -> Outcome {

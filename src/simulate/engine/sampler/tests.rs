@@ -139,3 +139,25 @@ fn heartbeats_are_heard_only_when_the_workers_are_named() {
         assert_eq!(live[0].running.map(|e| e.value), named.then_some(1.0));
     }
 }
+
+#[test]
+fn every_priority_sub_queue_is_read_under_its_own_key() {
+    let spec = SamplerSpec::default();
+    let s = SimSampler::new(&["celery".to_string()], &[0, 3, 6], &spec, None);
+    let lists = vec![vec![
+        VecDeque::new(),
+        [task(1, 0.0, false), task(2, 0.0, false)].into(),
+        [task(3, 0.0, false)].into(),
+    ]];
+    let x = s.reads(&lists);
+    let key = |suffix: &str| format!("celery{suffix}").into_bytes();
+    assert_eq!(x.llen[&key("")], 0);
+    assert_eq!(x.llen[&key("\x06\x163")], 2);
+    assert_eq!(x.llen[&key("\x06\x166")], 1);
+    // Before the first tick every key's ends are read; an empty key has none.
+    assert_eq!(x.ends[&key("")], (None, None));
+    assert_eq!(
+        x.ends[&key("\x06\x163")],
+        (Some("2".into()), Some("1".into()))
+    );
+}
