@@ -1,4 +1,4 @@
-//! Simulator speed: one simulated day at 50 tasks/s (latency policy) against a baseline
+//! Simulator speed: one simulated day at 50 tasks/s (latency policy on real signals) against a baseline
 //! measured in the same run — generating the same arrivals and pushing/popping them through
 //! a binary heap, the least any event-driven simulation of that day must do. Prints the
 //! ratio; the target (issue 5) is a day in under 10 s on one core.
@@ -7,7 +7,9 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use celery_scaler::simulate::rng::Rng;
-use celery_scaler::simulate::{latency_settings, simulate, PolicyKind, PolicyRun, Scenario};
+use celery_scaler::simulate::{
+    latency_settings, simulate, PolicyKind, PolicyRun, Scenario, Signals,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const DAY: &str = r#"
@@ -56,7 +58,7 @@ fn bench(c: &mut Criterion) {
     };
     let run = PolicyRun {
         label: "latency".into(),
-        kind: PolicyKind::Ours(latency_settings(&sc)),
+        kind: PolicyKind::Ours(latency_settings(&sc), Signals::Real),
     };
     let started = Instant::now();
     let out = simulate(&sc, &run).map_err(|e| e.to_string());

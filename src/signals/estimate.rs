@@ -45,11 +45,22 @@ impl RateEstimator {
     /// Events per second, or `None` before two samples.
     pub fn rate(&self) -> Option<f64> {
         let n = self.samples.len();
-        rate_of(
-            *self.samples.front()?,
-            *self.samples.get(n.checked_sub(2)?)?,
-            *self.samples.back()?,
-        )
+        let first = *self.samples.front()?;
+        let last = *self.samples.back()?;
+        // The burst path's interval spans about one regular gap at least (0.9 × the
+        // window's mean gap between samples, which absorbs a regular tick's jitter): a tick
+        // woken moments after the previous one (an `lpush` on an idle queue) must not read
+        // one arrival over a few milliseconds as a burst of 1/δ, held for a whole tick.
+        let gap = (last.0 - first.0) / n.checked_sub(1).filter(|g| *g > 0)? as f64;
+        let previous = self
+            .samples
+            .iter()
+            .rev()
+            .skip(1)
+            .find(|(t, _)| last.0 - t >= 0.9 * gap)
+            .copied()
+            .unwrap_or(first);
+        rate_of(first, previous, last)
     }
 }
 

@@ -3,6 +3,7 @@
 //! tasks and service time (Little's law over the workers' busy slots), bounded by the
 //! workers' capacity. Pure: time is passed in.
 
+pub mod book;
 pub mod events;
 pub mod queue;
 

@@ -1,213 +1,36 @@
 //! The discrete-event core: a broker (FIFO lists per queue and priority step), worker pods
-//! (prefetch, early ack or `acks_late`, ETA holds, start-up delay, warm shutdown and SIGKILL
-//! at the end of the grace period), a stand-in for the scaler's sampler, and KEDA + the HPA
-//! driving the replica count from one policy.
+//! (`pods`: prefetch, early ack or `acks_late`, ETA holds, start-up delay, warm shutdown and
+//! SIGKILL at the end of the grace period), the scaler's sampler, and KEDA + the HPA driving
+//! the replica count from one policy.
 //!
-//! The stand-in is an oracle, not the real sampler: `Sim::sample` computes the
-//! signals exactly from the simulator's own state and tags them with the source the real
-//! sampler would use. The scaler's estimators (`signals::estimate`, `broker::live`) do not
-//! run here, so simulated results are what the policy does with perfect estimates.
+//! On signals "real" (`PolicyKind::Ours(_, Signals::Real)`) the sampler is the scaler's own:
+//! `sampler` builds at each tick what the broker module would read from Redis (list lengths,
+//! ends and `LPOS` anchors, the `unacked` entries present at that instant, keyspace events
+//! when the scenario turns notifications on, heartbeats every 2 s when it names the
+//! workers) and runs the pure core of `signals::live` on it, so the policy sees the
+//! estimates the scaler would compute, noise included. On signals "oracle" the live
+//! signals are computed exactly from the model (`observe`): what the policy does with
+//! perfect estimates.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+mod buckets;
+mod observe;
+mod pods;
+mod sampler;
+mod state;
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use buckets::QueueStats;
+use sampler::SimSampler;
+use state::{Counts, Ev, PodState, Sim, BRPOP_TIMEOUT};
 
 use super::autoscale::{Autoscaler, MetricSample};
 use super::error::SimError;
+use super::outcome::{Outcome, PolicyKind, PolicyRun, SeriesRow, Signals};
 use super::rng::Rng;
-use super::scenario::{Deletion, Scenario};
-use super::workload::{streams, Stream, Task, TaskMaker};
+use super::scenario::Scenario;
+use super::workload::{streams, Task, TaskMaker};
 use crate::policy::{decide_live, Decision, PolicySettings};
-use crate::signals::{Estimate, LiveSignals, QueueSignals, Source};
-
-/// Which scaler drives the Deployment.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PolicyKind {
-    /// KEDA's `redis` scaler: one trigger per queue on the bare key (`LLEN` only).
-    KedaRedis { list_length: f64, activation: f64 },
-    /// One of our modes, fed the sampler's view.
-    Ours(PolicySettings),
-}
-
-/// A policy run: a label for reports and what it runs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PolicyRun {
-    pub label: String,
-    pub kind: PolicyKind,
-}
-
-/// One row of the time series.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct SeriesRow {
-    pub t: f64,
-    pub replicas: u32,
-    pub ready: u32,
-    pub backlog: u64,
-    pub running: u64,
-    pub oldest_wait: f64,
-    pub metric: f64,
-}
-
-/// What one run measured.
-#[derive(Clone, Debug, Default)]
-pub struct Outcome {
-    pub label: String,
-    /// Wait of every task (start − due), including censored waits of tasks never started.
-    pub waits: Vec<f32>,
-    pub unfinished: u64,
-    pub pod_seconds: f64,
-    /// Σ task durations of all published tasks.
-    pub work: f64,
-    pub interrupted: u64,
-    pub lost: u64,
-    pub restored_at_shutdown: u64,
-    pub scale_events: u64,
-    pub cold_starts: Vec<f64>,
-    pub series: Vec<SeriesRow>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Ev {
-    Arrive(u32),
-    Ready(u32),
-    Finish(u32, u64),
-    EtaDue(u32, u64),
-    Kill(u32),
-    /// A scheduled stop (`workers.stops`): SIGTERM to one pod, not replaced.
-    Stop,
-    Restore(Task),
-    Tick,
-    Poll,
-    Sync,
-    Series,
-}
-
-struct Entry {
-    t: f64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Min-heap on (time, sequence).
-        o.t.total_cmp(&self.t).then(o.seq.cmp(&self.seq))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PodState {
-    Starting,
-    Ready,
-    Terminating,
-    Gone,
-}
-
-struct Pod {
-    created: f64,
-    ready_at: f64,
-    state: PodState,
-    running: Vec<(u64, Task, f64)>,
-    reserved: VecDeque<Task>,
-    eta: Vec<(u64, Task)>,
-    waiting: bool,
-    /// When its current BRPOP was issued (it re-issues every `BRPOP_TIMEOUT`).
-    blocked_at: f64,
-}
-
-/// kombu's Redis `brpop_timeout`: a worker blocked on an empty queue re-issues its BRPOP
-/// every second, joining the back of Redis' queue of blocked clients each time.
-const BRPOP_TIMEOUT: f64 = 1.0;
-
-#[derive(Clone, Copy, Default)]
-struct Counts {
-    reserved: u64,
-    running: u64,
-    scheduled: u64,
-    orphan: u64,
-}
-
-/// Per-second buckets over a ring (sums over trailing windows).
-struct Buckets {
-    stamp: Vec<u64>,
-    v: Vec<f64>,
-}
-
-impl Buckets {
-    fn new(n: usize) -> Self {
-        Self {
-            stamp: vec![u64::MAX; n],
-            v: vec![0.0; n],
-        }
-    }
-    fn add(&mut self, t: f64, x: f64) {
-        let s = t as u64;
-        let i = (s % self.v.len() as u64) as usize;
-        if self.stamp[i] != s {
-            self.stamp[i] = s;
-            self.v[i] = 0.0;
-        }
-        self.v[i] += x;
-    }
-    /// Sum over the `window` whole seconds before `now`.
-    fn sum(&self, now: f64, window: u32) -> f64 {
-        let end = now as u64;
-        let n = self.v.len() as u64;
-        (end.saturating_sub(u64::from(window))..end)
-            .map(|s| {
-                let i = (s % n) as usize;
-                if self.stamp[i] == s {
-                    self.v[i]
-                } else {
-                    0.0
-                }
-            })
-            .sum()
-    }
-}
-
-struct QueueStats {
-    arrivals: Buckets,
-    starts: Buckets,
-    done_n: Buckets,
-    done_sum: Buckets,
-}
-
-struct Sim<'a> {
-    sc: &'a Scenario,
-    policy: &'a PolicyKind,
-    now: f64,
-    end: f64,
-    heap: BinaryHeap<Entry>,
-    seq: u64,
-    token: u64,
-    streams: Vec<(u16, Stream)>,
-    makers: Vec<TaskMaker>,
-    lists: Vec<Vec<VecDeque<Task>>>,
-    bare_step: usize,
-    pods: Vec<Pod>,
-    live: Vec<u32>,
-    waiters: VecDeque<u32>,
-    counts: Vec<Counts>,
-    stats: Vec<QueueStats>,
-    scaler: Autoscaler,
-    rng: Rng,
-    prefetch: usize,
-    view: (Vec<QueueSignals>, Vec<LiveSignals>),
-    last_metric: f64,
-    idle_arrival: Option<f64>,
-    out: Outcome,
-}
 
 /// The ordered priority steps of a scenario (always including 0, the bare key).
 pub fn steps_of(sc: &Scenario) -> Vec<u8> {
@@ -220,6 +43,19 @@ pub fn steps_of(sc: &Scenario) -> Vec<u8> {
     steps.sort_unstable();
     steps.dedup();
     steps
+}
+
+/// The scaler's sampler, for a run of our policy on real signals.
+fn real_sampler(sc: &Scenario, kind: &PolicyKind, steps: &[u8]) -> Option<SimSampler> {
+    let PolicyKind::Ours(settings, Signals::Real) = kind else {
+        return None;
+    };
+    let task_duration = match settings {
+        PolicySettings::Latency(l) => l.task_duration,
+        PolicySettings::Backlog { .. } => None,
+    };
+    let names: Vec<String> = sc.queues.iter().map(|q| q.name.clone()).collect();
+    Some(SimSampler::new(&names, steps, &sc.sampler, task_duration))
 }
 
 /// Runs `policy` on `sc` and measures it.
@@ -255,6 +91,8 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
         heap: BinaryHeap::new(),
         seq: 0,
         token: 0,
+        cadence: 0,
+        next_id: 0,
         streams: all_streams,
         makers,
         lists: vec![vec![VecDeque::new(); steps.len()]; nq],
@@ -263,14 +101,9 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
         live: Vec::new(),
         waiters: VecDeque::new(),
         counts: vec![Counts::default(); nq],
-        stats: (0..nq)
-            .map(|_| QueueStats {
-                arrivals: Buckets::new(window),
-                starts: Buckets::new(window),
-                done_n: Buckets::new(window),
-                done_sum: Buckets::new(window),
-            })
-            .collect(),
+        stats: (0..nq).map(|_| QueueStats::new(window)).collect(),
+        stranded: HashMap::new(),
+        sampler: real_sampler(sc, &policy.kind, &steps),
         scaler: Autoscaler::new(sc.keda.clone()),
         rng: Rng::derive(sc.seed, 0x3000),
         prefetch,
@@ -287,25 +120,19 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
 }
 
 impl Sim<'_> {
-    fn at(&mut self, t: f64, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Entry {
-            t,
-            seq: self.seq,
-            ev,
-        });
-    }
-
     fn run(&mut self) {
         for i in 0..self.streams.len() {
             if let Some((t, _)) = self.streams[i].1.next {
                 self.at(t, Ev::Arrive(i as u32));
             }
         }
-        self.at(0.0, Ev::Tick);
+        self.at(0.0, Ev::Tick(0));
         self.at(0.0, Ev::Poll);
         self.at(0.0, Ev::Sync);
         self.at(0.0, Ev::Series);
+        if self.sampler.is_some() {
+            self.at(0.0, Ev::Beat);
+        }
         for t in &self.sc.workers.stops {
             self.at(*t, Ev::Stop);
         }
@@ -343,26 +170,30 @@ impl Sim<'_> {
             }
             Ev::Restore(task) => {
                 self.counts[task.queue as usize].orphan -= 1;
+                self.stranded.remove(&task.id);
                 self.lists[task.queue as usize][task.step as usize].push_front(task);
+                self.key_event(task.queue as usize, task.step as usize, b"rpush");
                 self.wake();
             }
-            Ev::Tick => {
-                self.sample();
-                if sc.keda.external_push
-                    && matches!(self.policy, PolicyKind::Ours(_))
-                    && self.decision().active
-                {
-                    if let Some(r) = self.scaler.push(self.now) {
-                        self.reconcile(r);
-                    }
-                }
-                self.at(self.now + sc.sampler.tick, Ev::Tick);
+            Ev::Tick(c) if c == self.cadence => {
+                self.tick();
+                self.at(self.now + sc.sampler.tick, Ev::Tick(c));
+            }
+            Ev::Tick(_) => {}
+            Ev::Wake => {
+                self.tick();
+                self.cadence += 1;
+                self.at(self.now + sc.sampler.tick, Ev::Tick(self.cadence));
+            }
+            Ev::Beat => {
+                self.beat();
+                self.at(self.now + sampler::HEARTBEAT_FREQ, Ev::Beat);
             }
             Ev::Poll => {
                 let active = match self.policy {
                     PolicyKind::KedaRedis { activation, .. } => (0..sc.queues.len())
                         .any(|q| self.lists[q][self.bare_step].len() as f64 > *activation),
-                    PolicyKind::Ours(_) => self.decision().active,
+                    PolicyKind::Ours(..) => self.decision().active,
                 };
                 if let Some(r) = self.scaler.poll(self.now, active) {
                     self.reconcile(r);
@@ -377,7 +208,7 @@ impl Sim<'_> {
                             target: list_length.floor().max(1.0),
                         })
                         .collect(),
-                    PolicyKind::Ours(_) => {
+                    PolicyKind::Ours(..) => {
                         let d = self.decision();
                         vec![MetricSample {
                             value: d.metric_value,
@@ -402,9 +233,22 @@ impl Sim<'_> {
         }
     }
 
+    /// A sampler tick, and KEDA's `external-push` activation when our policy is active.
+    fn tick(&mut self) {
+        self.sample();
+        if self.sc.keda.external_push
+            && matches!(self.policy, PolicyKind::Ours(..))
+            && self.decision().active
+        {
+            if let Some(r) = self.scaler.push(self.now) {
+                self.reconcile(r);
+            }
+        }
+    }
+
     fn decision(&self) -> Decision {
         match self.policy {
-            PolicyKind::Ours(s) => decide_live(s, &self.view.0, &self.view.1),
+            PolicyKind::Ours(s, _) => decide_live(s, &self.view.0, &self.view.1),
             PolicyKind::KedaRedis { .. } => Decision {
                 metric_value: 0.0,
                 target: 1.0,
@@ -422,7 +266,9 @@ impl Sim<'_> {
         };
         stream.step();
         let next = stream.next;
-        let task = self.makers[q as usize].make(q, t, given);
+        let mut task = self.makers[q as usize].make(q, t, given);
+        task.id = self.next_id;
+        self.next_id += 1;
         self.out.work += task.duration;
         self.stats[q as usize].arrivals.add(t, 1.0);
         if self.idle_arrival.is_none()
@@ -434,6 +280,7 @@ impl Sim<'_> {
             self.idle_arrival = Some(t);
         }
         self.lists[q as usize][task.step as usize].push_back(task);
+        self.key_event(q as usize, task.step as usize, b"lpush");
         if let Some((t2, _)) = next {
             self.at(t2, Ev::Arrive(i as u32));
         }
@@ -465,333 +312,17 @@ impl Sim<'_> {
         }
     }
 
-    fn can_fetch(&self, p: &Pod) -> bool {
-        let held = if self.sc.workers.acks_late {
-            p.running.len() + p.reserved.len()
-        } else {
-            p.reserved.len()
-        };
-        p.state == PodState::Ready && held < self.prefetch
-    }
-
     /// kombu's BRPOP order: priority steps first, then queues in order.
     fn pop_task(&mut self) -> Option<Task> {
         for step in 0..self.lists.first().map_or(0, Vec::len) {
             for q in 0..self.lists.len() {
                 if let Some(t) = self.lists[q][step].pop_front() {
+                    self.key_event(q, step, b"rpop");
                     return Some(t);
                 }
             }
         }
         None
-    }
-
-    /// Fetches while the pod's prefetch allows, then starts what it can.
-    fn pump(&mut self, p: u32) {
-        loop {
-            self.try_start(p);
-            if !self.can_fetch(&self.pods[p as usize]) {
-                return;
-            }
-            let Some(mut task) = self.pop_task() else {
-                let pod = &mut self.pods[p as usize];
-                if !pod.waiting {
-                    pod.waiting = true;
-                    pod.blocked_at = self.now;
-                    self.waiters.push_back(p);
-                }
-                return;
-            };
-            let q = task.queue as usize;
-            task.fetched = self.now;
-            if task.due > self.now {
-                self.token += 1;
-                let token = self.token;
-                self.pods[p as usize].eta.push((token, task));
-                self.counts[q].scheduled += 1;
-                self.at(task.due, Ev::EtaDue(p, token));
-            } else {
-                self.pods[p as usize].reserved.push_back(task);
-                self.counts[q].reserved += 1;
-            }
-        }
-    }
-
-    fn try_start(&mut self, p: u32) {
-        let c = self.sc.workers.concurrency as usize;
-        while self.pods[p as usize].state == PodState::Ready
-            && self.pods[p as usize].running.len() < c
-        {
-            let Some(mut task) = self.pods[p as usize].reserved.pop_front() else {
-                return;
-            };
-            let q = task.queue as usize;
-            self.counts[q].reserved -= 1;
-            self.counts[q].running += 1;
-            self.stats[q].starts.add(self.now, 1.0);
-            if !task.started {
-                task.started = true;
-                self.out.waits.push((self.now - task.due).max(0.0) as f32);
-            }
-            if let Some(t0) = self.idle_arrival.take() {
-                self.out.cold_starts.push(self.now - t0);
-            }
-            self.token += 1;
-            let token = self.token;
-            self.pods[p as usize].running.push((token, task, self.now));
-            self.at(self.now + task.duration, Ev::Finish(p, token));
-        }
-    }
-
-    fn finish_task(&mut self, p: u32, token: u64) {
-        let pod = &mut self.pods[p as usize];
-        let Some(i) = pod.running.iter().position(|(t, _, _)| *t == token) else {
-            return;
-        };
-        let (_, task, _) = pod.running.swap_remove(i);
-        let q = task.queue as usize;
-        self.counts[q].running -= 1;
-        self.stats[q].done_n.add(self.now, 1.0);
-        self.stats[q].done_sum.add(self.now, task.duration);
-        match self.pods[p as usize].state {
-            PodState::Terminating if self.pods[p as usize].running.is_empty() => {
-                self.restore_held(p);
-                self.gone(p);
-            }
-            PodState::Ready => self.pump(p),
-            _ => {}
-        }
-    }
-
-    fn eta_due(&mut self, p: u32, token: u64) {
-        let pod = &mut self.pods[p as usize];
-        let Some(i) = pod.eta.iter().position(|(t, _)| *t == token) else {
-            return;
-        };
-        let (_, task) = pod.eta.swap_remove(i);
-        pod.reserved.push_back(task);
-        let q = task.queue as usize;
-        self.counts[q].scheduled -= 1;
-        self.counts[q].reserved += 1;
-        self.try_start(p);
-    }
-
-    fn gone(&mut self, p: u32) {
-        let pod = &mut self.pods[p as usize];
-        pod.state = PodState::Gone;
-        self.out.pod_seconds += self.now - pod.created;
-        self.live.retain(|x| *x != p);
-    }
-
-    /// Sets the Deployment to `target` replicas (the ReplicaSet creates or deletes pods).
-    fn reconcile(&mut self, target: u32) {
-        self.out.scale_events += 1;
-        let current = self
-            .live
-            .iter()
-            .filter(|p| {
-                matches!(
-                    self.pods[**p as usize].state,
-                    PodState::Starting | PodState::Ready
-                )
-            })
-            .count() as u32;
-        for _ in current..target {
-            let delay = self.sc.workers.startup.sample(&mut self.rng);
-            let id = self.pods.len() as u32;
-            self.pods.push(Pod {
-                created: self.now,
-                ready_at: self.now + delay,
-                state: PodState::Starting,
-                running: Vec::new(),
-                reserved: VecDeque::new(),
-                eta: Vec::new(),
-                waiting: false,
-                blocked_at: 0.0,
-            });
-            self.live.push(id);
-            self.at(self.now + delay, Ev::Ready(id));
-        }
-        if target < current {
-            for _ in target..current {
-                if let Some(p) = self.victim() {
-                    self.terminate(p);
-                }
-            }
-        }
-    }
-
-    /// The ReplicaSet's choice: pending pods first, then by the scenario's ranking.
-    fn victim(&mut self) -> Option<u32> {
-        let cands: Vec<u32> = self
-            .live
-            .iter()
-            .copied()
-            .filter(|p| {
-                matches!(
-                    self.pods[*p as usize].state,
-                    PodState::Starting | PodState::Ready
-                )
-            })
-            .collect();
-        if let Some(p) = cands
-            .iter()
-            .rev()
-            .find(|p| self.pods[**p as usize].state == PodState::Starting)
-        {
-            return Some(*p);
-        }
-        let load = |p: &Pod| p.running.len() + p.reserved.len() + p.eta.len();
-        match self.sc.workers.deletion {
-            Deletion::Newest => cands.iter().copied().max_by(|a, b| {
-                self.pods[*a as usize]
-                    .ready_at
-                    .total_cmp(&self.pods[*b as usize].ready_at)
-            }),
-            Deletion::Oldest => cands.iter().copied().min_by(|a, b| {
-                self.pods[*a as usize]
-                    .ready_at
-                    .total_cmp(&self.pods[*b as usize].ready_at)
-            }),
-            Deletion::Random => {
-                let n = cands.len();
-                (n > 0).then(|| cands[(self.rng.next_u64() % n as u64) as usize])
-            }
-            Deletion::LeastBusy => cands
-                .iter()
-                .rev()
-                .copied()
-                .min_by_key(|p| load(&self.pods[*p as usize])),
-        }
-    }
-
-    /// SIGTERM: warm shutdown. The pod stops consuming and finishes its running tasks; the
-    /// messages it holds (reserved, ETA) stay in `unacked` until the channel closes as the
-    /// worker exits (`restore_held`), so a SIGKILL before that strands them (`kill`).
-    fn terminate(&mut self, p: u32) {
-        if self.pods[p as usize].state == PodState::Starting {
-            self.gone(p);
-            return;
-        }
-        self.pods[p as usize].state = PodState::Terminating;
-        if self.pods[p as usize].running.is_empty() {
-            self.restore_held(p);
-            self.gone(p);
-        } else {
-            self.at(self.now + self.sc.workers.termination_grace, Ev::Kill(p));
-        }
-    }
-
-    /// The end of a completed warm shutdown: kombu restores the pod's held messages to the
-    /// head of their lists.
-    fn restore_held(&mut self, p: u32) {
-        let pod = &mut self.pods[p as usize];
-        let reserved: Vec<Task> = pod.reserved.drain(..).collect();
-        let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
-        for task in reserved.into_iter().rev() {
-            self.counts[task.queue as usize].reserved -= 1;
-            self.out.restored_at_shutdown += 1;
-            self.lists[task.queue as usize][task.step as usize].push_front(task);
-        }
-        for task in eta {
-            self.counts[task.queue as usize].scheduled -= 1;
-            self.out.restored_at_shutdown += 1;
-            self.lists[task.queue as usize][task.step as usize].push_front(task);
-        }
-        self.wake();
-    }
-
-    /// SIGKILL at the end of the grace period.
-    fn kill(&mut self, p: u32) {
-        if self.pods[p as usize].state != PodState::Terminating {
-            return;
-        }
-        let vt = self.sc.workers.visibility_timeout;
-        let pod = &mut self.pods[p as usize];
-        let running: Vec<(u64, Task, f64)> = pod.running.drain(..).collect();
-        let held: Vec<Task> = pod.reserved.drain(..).collect();
-        let eta: Vec<Task> = pod.eta.drain(..).map(|(_, t)| t).collect();
-        for (_, task, _) in running {
-            let q = task.queue as usize;
-            self.counts[q].running -= 1;
-            self.out.interrupted += 1;
-            if self.sc.workers.acks_late {
-                // Still in `unacked`: restored after the visibility timeout, then re-run.
-                self.counts[q].orphan += 1;
-                self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
-            } else {
-                self.out.lost += 1;
-            }
-        }
-        // Held messages the warm shutdown never got to restore stay in `unacked` too.
-        for (task, eta) in held
-            .into_iter()
-            .map(|t| (t, false))
-            .chain(eta.into_iter().map(|t| (t, true)))
-        {
-            let c = &mut self.counts[task.queue as usize];
-            if eta {
-                c.scheduled -= 1;
-            } else {
-                c.reserved -= 1;
-            }
-            c.orphan += 1;
-            self.at((task.fetched + vt).max(self.now), Ev::Restore(task));
-        }
-        self.gone(p);
-    }
-
-    /// The signals at this tick, computed exactly (an oracle, not the scaler's estimators):
-    /// backlog and in-flight counts from the lists and pods, λ and the dequeue rate from
-    /// counted arrivals and starts over the configured windows, S from completed tasks, the
-    /// wait from the oldest list head. Tags name the source the real sampler would use.
-    fn sample(&mut self) {
-        let sc = self.sc;
-        let s = &sc.sampler;
-        let mut queues = Vec::with_capacity(sc.queues.len());
-        let mut live = Vec::with_capacity(sc.queues.len());
-        for (qi, spec) in sc.queues.iter().enumerate() {
-            let c = self.counts[qi];
-            let backlog: usize = self.lists[qi].iter().map(VecDeque::len).sum();
-            let in_unacked_running = if sc.workers.acks_late { c.running } else { 0 };
-            queues.push(QueueSignals {
-                name: spec.name.clone(),
-                backlog: backlog as u64,
-                reserved: c.reserved + in_unacked_running + c.orphan,
-                scheduled: c.scheduled,
-                stale: 0,
-            });
-            let st = &self.stats[qi];
-            let slow = st.arrivals.sum(self.now, s.rate_window) / f64::from(s.rate_window);
-            let fast = st.arrivals.sum(self.now, s.fast_window) / f64::from(s.fast_window);
-            let n = st.done_n.sum(self.now, s.service_window);
-            let oldest = self.lists[qi]
-                .iter()
-                .filter_map(|l| l.front())
-                .map(|t| t.arrival)
-                .fold(f64::INFINITY, f64::min);
-            live.push(LiveSignals {
-                name: spec.name.clone(),
-                running: s
-                    .heartbeats
-                    .then(|| Estimate::new(c.running as f64, Source::Heartbeat)),
-                arrival_rate: Some(Estimate::new(slow.max(fast), Source::Keyspace)),
-                dequeue_rate: Some(Estimate::new(
-                    st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
-                    Source::Keyspace,
-                )),
-                service_time: (n > 0.0).then(|| {
-                    Estimate::new(
-                        st.done_sum.sum(self.now, s.service_window) / n,
-                        Source::Heartbeat,
-                    )
-                }),
-                wait: oldest
-                    .is_finite()
-                    .then(|| Estimate::new(self.now - oldest, Source::Keyspace)),
-            });
-        }
-        self.view = (queues, live);
     }
 
     fn series_row(&self) -> SeriesRow {
@@ -827,6 +358,12 @@ impl Sim<'_> {
 
     /// Closes the books at the end of the run: censored waits and the pods still alive.
     fn finish(&mut self) {
+        if let Some(sampler) = &self.sampler {
+            let seen = &mut self.out.seen;
+            seen.unacked_new = sampler.seen.unacked_new;
+            seen.keyspace_events = sampler.seen.keyspace_events;
+            seen.heartbeats = sampler.seen.heartbeats;
+        }
         let end = self.end;
         let mut censored = Vec::new();
         for l in self.lists.iter().flatten() {

@@ -173,6 +173,8 @@ fn sampler(p: &mut Problems, sc: &Scenario) {
     p.count("sampler.rate_window", s.rate_window, MAX_WINDOW);
     p.count("sampler.fast_window", s.fast_window, MAX_WINDOW);
     p.count("sampler.service_window", s.service_window, MAX_WINDOW);
+    // The scaler's own bounds on `signal_window_seconds`.
+    p.range("sampler.signal_window", s.signal_window, 1.0, 3600.0);
     let horizon = sc.duration + sc.drain;
     let points = horizon / s.series_step;
     if !(s.series_step.is_finite() && s.series_step > 0.0)
@@ -207,6 +209,15 @@ fn policies(p: &mut Problems, sc: &Scenario) {
     ];
     for (what, v) in thresholds {
         p.range(what, v, 0.0, MAX_THRESHOLD);
+    }
+    if ps.signals.is_empty() {
+        p.0.push("policies.signals must name at least one of \"real\", \"oracle\"".into());
+    }
+    if ps.signals.len() == 2 && ps.signals[0] == ps.signals[1] || ps.signals.len() > 2 {
+        p.0.push(format!(
+            "policies.signals must name \"real\" and \"oracle\" at most once each, got {:?}",
+            ps.signals.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+        ));
     }
     if let Some(d) = ps.latency_task_duration {
         p.range("policies.latency_task_duration", d, 0.0, MAX_DIST_VALUE);
@@ -356,6 +367,17 @@ arrivals = [ARRIVAL]
                 poisson,
                 "\n[sampler]\nrate_window = 4294967295\n",
                 "sampler.rate_window",
+            ),
+            (
+                poisson,
+                "\n[sampler]\nsignal_window = 0.5\n",
+                "sampler.signal_window",
+            ),
+            (poisson, "\n[policies]\nsignals = []\n", "policies.signals"),
+            (
+                poisson,
+                "\n[policies]\nsignals = [\"real\", \"real\"]\n",
+                "policies.signals",
             ),
             (
                 poisson,

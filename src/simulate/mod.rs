@@ -15,16 +15,18 @@ pub mod engine;
 mod error;
 pub mod limits;
 mod load;
+pub mod outcome;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod summary;
 pub mod workload;
 
-pub use baseline::StaticBest;
-pub use engine::{simulate, Outcome, PolicyKind, PolicyRun};
+pub use engine::simulate;
 pub use error::SimError;
-pub use report::Summary;
+pub use outcome::{Outcome, PolicyKind, PolicyRun, Signals};
 pub use scenario::Scenario;
+pub use summary::{Comparison, StaticBest, Summary, LATENCY_ORACLE, LATENCY_REAL};
 
 use crate::policy::{LatencySettings, PolicySettings};
 
@@ -51,22 +53,6 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub all_grid: bool,
 }
-
-/// All runs of one comparison, in report order.
-pub struct Comparison {
-    pub summaries: Vec<Summary>,
-    pub outcomes: Vec<Outcome>,
-    /// The keda-redis runs of the grid (summaries), best first.
-    pub grid: Vec<Summary>,
-    /// The `listLength` of each entry of `grid`, in the same order.
-    pub grid_list_lengths: Vec<f64>,
-    /// The best static replica count in hindsight.
-    pub static_best: StaticBest,
-}
-
-/// The label of the latency-mode run: it is fed the simulator's exact signals (see
-/// `docs/simulate.md`, "Sampler"), not the scaler's estimators.
-pub const LATENCY_ORACLE: &str = "latency (oracle signals)";
 
 /// The latency policy as the scenario configures it.
 pub fn latency_settings(sc: &Scenario) -> PolicySettings {
@@ -97,7 +83,8 @@ fn best_first(sc: &Scenario, grid: &mut [(f64, Summary, Outcome)]) {
     });
 }
 
-/// Runs keda-redis over its `listLength` grid, then `backlog` and `latency`, then the
+/// Runs keda-redis over its `listLength` grid, then `backlog` and `latency` (on each of the
+/// scenario's `policies.signals`), then the
 /// static-fleet search of [`baseline::best_static`].
 pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
     let mut grid = Vec::new();
@@ -114,19 +101,27 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
         grid.push((*l, s, o));
     }
     best_first(sc, &mut grid);
-    let ours = [
-        PolicyRun {
-            label: "backlog".into(),
-            kind: PolicyKind::Ours(PolicySettings::Backlog {
+    // Backlog mode reads only what the sampler reads exactly (`LLEN`, `unacked` counts):
+    // the same on either signals, so it runs once.
+    let mut ours = vec![PolicyRun {
+        label: "backlog".into(),
+        kind: PolicyKind::Ours(
+            PolicySettings::Backlog {
                 list_length: sc.policies.backlog_list_length,
                 activation_list_length: sc.policies.backlog_activation,
-            }),
-        },
-        PolicyRun {
-            label: LATENCY_ORACLE.into(),
-            kind: PolicyKind::Ours(latency_settings(sc)),
-        },
-    ];
+            },
+            Signals::Real,
+        ),
+    }];
+    for signals in &sc.policies.signals {
+        ours.push(PolicyRun {
+            label: match signals {
+                Signals::Real => LATENCY_REAL.into(),
+                Signals::Oracle => LATENCY_ORACLE.into(),
+            },
+            kind: PolicyKind::Ours(latency_settings(sc), *signals),
+        });
+    }
     let mut summaries = Vec::new();
     let mut outcomes = Vec::new();
     let grid_summaries: Vec<Summary> = grid.iter().map(|(_, s, _)| s.clone()).collect();

@@ -4,83 +4,11 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
-use super::baseline::{anything_meets, cheapest_keda, latency_shortfalls};
-use super::engine::Outcome;
+use super::baseline::{anything_meets, cheapest_keda, latency_judged, latency_shortfalls};
+use super::outcome::{Outcome, SeriesRow};
 use super::scenario::Scenario;
-use super::Comparison;
-
-/// The summary of one policy run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Summary {
-    pub policy: String,
-    pub tasks: u64,
-    pub unfinished: u64,
-    pub wait_p50: f64,
-    pub wait_p95: f64,
-    pub wait_p99: f64,
-    pub wait_max: f64,
-    pub share_over_target: f64,
-    pub pod_seconds: f64,
-    /// Lower bound on pod-seconds: total task work ÷ concurrency.
-    pub lower_bound: f64,
-    /// `lower_bound / pod_seconds` (1 = no idle slot ever).
-    pub cost_efficiency: f64,
-    pub interrupted: u64,
-    pub lost: u64,
-    pub restored_at_shutdown: u64,
-    pub scale_events: u64,
-    /// Worst time from the first arrival after idle to the first task start, seconds.
-    pub cold_start_max: Option<f64>,
-    pub cold_starts: u64,
-}
-
-fn percentile(sorted: &[f32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    f64::from(sorted[rank - 1])
-}
-
-/// Summarises `o` (consumes its waits).
-pub fn summarize(sc: &Scenario, o: &mut Outcome) -> Summary {
-    o.waits.sort_unstable_by(f32::total_cmp);
-    let w = &o.waits;
-    let over = w
-        .iter()
-        .filter(|x| f64::from(**x) > sc.target_latency)
-        .count();
-    let lower = o.work / f64::from(sc.workers.concurrency);
-    Summary {
-        policy: o.label.clone(),
-        tasks: w.len() as u64,
-        unfinished: o.unfinished,
-        wait_p50: percentile(w, 0.50),
-        wait_p95: percentile(w, 0.95),
-        wait_p99: percentile(w, 0.99),
-        wait_max: w.last().map_or(0.0, |x| f64::from(*x)),
-        share_over_target: if w.is_empty() {
-            0.0
-        } else {
-            over as f64 / w.len() as f64
-        },
-        pod_seconds: o.pod_seconds,
-        lower_bound: lower,
-        cost_efficiency: if o.pod_seconds > 0.0 {
-            lower / o.pod_seconds
-        } else {
-            0.0
-        },
-        interrupted: o.interrupted,
-        lost: o.lost,
-        restored_at_shutdown: o.restored_at_shutdown,
-        scale_events: o.scale_events,
-        cold_start_max: o.cold_starts.iter().copied().reduce(f64::max),
-        cold_starts: o.cold_starts.len() as u64,
-    }
-}
+use super::summary::Comparison;
+pub use super::summary::{summarize, Summary};
 
 /// The default text table.
 pub fn table(sc: &Scenario, rows: &[Summary]) -> String {
@@ -169,9 +97,13 @@ pub fn baselines_text(sc: &Scenario, cmp: &Comparison) -> String {
     }
     let short = latency_shortfalls(sc, cmp);
     if short.is_empty() {
-        s.push_str("latency (oracle signals): meets the bar (target, keda-redis, 1.15× static)\n");
+        let _ = writeln!(
+            s,
+            "{}: meets the bar (target, keda-redis, 1.15× static)",
+            latency_judged(cmp)
+        );
     } else {
-        let _ = writeln!(s, "latency (oracle signals): {}", short.join("; "));
+        let _ = writeln!(s, "{}: {}", latency_judged(cmp), short.join("; "));
     }
     s
 }
@@ -228,7 +160,7 @@ pub fn svg(sc: &Scenario, outcomes: &[Outcome]) -> String {
         r#"<rect width="100%" height="100%" fill="white"/><text x="{pad}" y="16">{} — replicas (top), oldest waiting task in s (bottom)</text>"#,
         escape(&sc.name)
     );
-    type Getter = fn(&super::engine::SeriesRow) -> f64;
+    type Getter = fn(&SeriesRow) -> f64;
     let panels: [(&str, Getter); 2] = [
         ("replicas", |r| f64::from(r.replicas)),
         ("oldest wait s", |r| r.oldest_wait),
@@ -293,18 +225,4 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f32> = (1..=100).map(|x| x as f32).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.95), 95.0);
-        assert_eq!(percentile(&v, 1.0), 100.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-    }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::outcome::Signals;
 use super::rng::Dist;
 
 /// One simulated worker Deployment and its workload.
@@ -217,6 +218,9 @@ pub struct PolicySpec {
     /// `taskDuration` for the latency policy (fallback service time).
     pub latency_task_duration: Option<f64>,
     pub latency_min_headroom: f64,
+    /// The signals latency mode is run on, one run each: `"real"` (the scaler's estimators
+    /// on what its sampler would read) and/or `"oracle"` (exact values from the model).
+    pub signals: Vec<Signals>,
 }
 
 impl Default for PolicySpec {
@@ -228,11 +232,13 @@ impl Default for PolicySpec {
             backlog_activation: 0.0,
             latency_task_duration: None,
             latency_min_headroom: 0.0,
+            signals: vec![Signals::Real, Signals::Oracle],
         }
     }
 }
 
-/// What the modelled sampler (issue 4) estimates and how often.
+/// The scaler's sampler: how often it reads, what the broker lets it hear, and the windows
+/// of its estimators (`signal_window` for the real ones, the others for the oracle).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerSpec {
@@ -242,8 +248,14 @@ pub struct SamplerSpec {
     pub fast_window: u32,
     /// Service-time window (mean of tasks completed in it), seconds.
     pub service_window: u32,
-    /// Worker heartbeats configured (`running` is known); otherwise `reserved` stands in.
+    /// The workers send heartbeats and the trigger names them (`workerHostnames`): running
+    /// tasks, start rate and Little's-law service time are known.
     pub heartbeats: bool,
+    /// The broker publishes list keyspace events (`notify-keyspace-events Kl`): real signals
+    /// count every push and pop (exact mode) instead of estimating from samples.
+    pub notifications: bool,
+    /// The scaler's `signal_window_seconds`: the window of its real estimators.
+    pub signal_window: f64,
     /// Time-series resolution for CSV/SVG, seconds.
     pub series_step: f64,
 }
@@ -256,6 +268,8 @@ impl Default for SamplerSpec {
             fast_window: 10,
             service_window: 300,
             heartbeats: true,
+            notifications: false,
+            signal_window: 30.0,
             series_step: 10.0,
         }
     }

@@ -265,6 +265,11 @@ arrivals = [{ kind = "ramp", from = 1, to = 2, start = 10, end = 5 }]
         assert!(e.contains(needle), "{needle} missing in {e}");
     }
     assert!(Scenario::parse("name = 1").is_err());
+    // `policies.signals` takes only "real" and "oracle".
+    let mut text = fixed_fleet_text();
+    text.push_str("\n[policies]\nsignals = [\"exact\"]\n");
+    let e = Scenario::parse(&text).err().unwrap_or_default();
+    assert!(e.contains("exact"), "{e}");
 }
 
 #[test]
@@ -308,8 +313,9 @@ arrivals = [{ kind = "poisson", rate = 1 }]
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    assert_eq!(v["policies"].as_array().map(Vec::len), Some(3));
-    assert_eq!(v["policies"][2]["policy"], LATENCY_ORACLE);
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(4));
+    assert_eq!(v["policies"][2]["policy"], LATENCY_REAL);
+    assert_eq!(v["policies"][3]["policy"], LATENCY_ORACLE);
     // Baselines: 0.5 slots of work on one slot a pod, so one static pod meets the target.
     let base = &v["baselines"];
     assert_eq!(base["static_best"]["replicas"], 1, "{base}");
@@ -329,4 +335,129 @@ arrivals = [{ kind = "poisson", rate = 1 }]
         ..SimulateArgs::default()
     });
     assert!(matches!(missing, Err(SimError::Io { .. })));
+}
+
+/// A fixed fleet of two pods (four slots each, `acks_late`, prefetch 1) under Poisson
+/// arrivals at 2/s of tasks lasting `task` seconds, with the given `[sampler]` lines.
+fn fixed_fleet(task: f64, sampler: &str) -> Scenario {
+    let text = fixed_fleet_toml(task, sampler);
+    Scenario::parse(&text).unwrap_or_else(|e| panic!("test scenario: {e}"))
+}
+
+fn fixed_fleet_text() -> String {
+    fixed_fleet_toml(1.0, "")
+}
+
+fn fixed_fleet_toml(task: f64, sampler: &str) -> String {
+    format!(
+        r#"
+name = "fleet"
+seed = 3
+duration = 600
+drain = 60
+target_latency = 10
+[keda]
+min_replicas = 2
+max_replicas = 2
+[workers]
+concurrency = 4
+prefetch_multiplier = 1
+acks_late = true
+startup = {{ kind = "constant", value = 0 }}
+[sampler]
+{sampler}
+[[queues]]
+name = "celery"
+duration = {{ kind = "constant", value = {task} }}
+arrivals = [{{ kind = "poisson", rate = 2 }}]
+"#
+    )
+}
+
+fn latency_on(sc: &Scenario, signals: Signals) -> Outcome {
+    let run = PolicyRun {
+        label: signals.as_str().into(),
+        kind: PolicyKind::Ours(latency_settings(sc), signals),
+    };
+    simulate(sc, &run).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_task_shorter_than_a_tick_is_mostly_never_seen_in_unacked() {
+    let short = latency_on(&fixed_fleet(0.05, ""), Signals::Real);
+    let tasks = short.waits.len() as u64;
+    // A 0.05 s task is in `unacked` at a 1 s tick about 5 % of the time.
+    assert!(
+        short.seen.unacked_new > 0 && short.seen.unacked_new * 5 < tasks,
+        "{} of {tasks} seen",
+        short.seen.unacked_new
+    );
+    let long = latency_on(&fixed_fleet(3.0, ""), Signals::Real);
+    let tasks = long.waits.len() as u64;
+    assert!(
+        long.seen.unacked_new * 10 >= tasks * 9,
+        "{} of {tasks} seen",
+        long.seen.unacked_new
+    );
+    assert_eq!(
+        latency_on(&fixed_fleet(3.0, ""), Signals::Oracle)
+            .seen
+            .unacked_new,
+        0
+    );
+}
+
+#[test]
+fn keyspace_events_and_heartbeats_reach_the_sampler_only_when_the_scenario_enables_them() {
+    let off = latency_on(&fixed_fleet(0.5, "heartbeats = false"), Signals::Real);
+    assert_eq!((off.seen.keyspace_events, off.seen.heartbeats), (0, 0));
+    let on = latency_on(
+        &fixed_fleet(0.5, "notifications = true\nheartbeats = true"),
+        Signals::Real,
+    );
+    // Every task pushed and popped once; two pods beat every 2 s for 660 s.
+    let tasks = on.waits.len() as u64;
+    assert_eq!(on.seen.keyspace_events, 2 * tasks);
+    assert!(on.seen.heartbeats >= 2 * 300, "{}", on.seen.heartbeats);
+}
+
+#[test]
+fn without_notifications_a_fast_consumer_hides_arrivals_from_the_real_estimators() {
+    let blind = fixed_fleet(0.05, "heartbeats = false");
+    let oracle = latency_on(&blind, Signals::Oracle).seen.arrival_rate_mean();
+    let real = latency_on(&blind, Signals::Real).seen.arrival_rate_mean();
+    assert!(oracle > 1.5, "oracle λ {oracle}");
+    assert!(real < 0.5 * oracle, "real λ {real} vs oracle {oracle}");
+    // Keyspace notifications count every push: the estimate is back within 15 %. (Each
+    // push on the idle queue wakes the sampler; the rate estimator once read that one
+    // arrival over the short interval since the previous tick as a burst, 3.4× the rate.)
+    let heard = fixed_fleet(0.05, "heartbeats = false\nnotifications = true");
+    let real = latency_on(&heard, Signals::Real).seen.arrival_rate_mean();
+    assert!(
+        (real - oracle).abs() < 0.15 * oracle,
+        "real λ {real} vs oracle {oracle}"
+    );
+}
+
+#[test]
+fn real_and_oracle_signals_agree_on_a_steady_scenario() {
+    for notifications in [false, true] {
+        let mut sc = scenario(
+            "prefetch_multiplier = 1\nacks_late = true",
+            r#"{ kind = "exponential", mean = 2.0 }"#,
+            r#"{ kind = "poisson", rate = 4 }"#,
+        );
+        sc.sampler.notifications = notifications;
+        let (r, o) = (
+            report::summarize(&sc, &mut latency_on(&sc, Signals::Real)),
+            report::summarize(&sc, &mut latency_on(&sc, Signals::Oracle)),
+        );
+        assert!(r.wait_p95 <= sc.target_latency, "{r:?}");
+        assert!(
+            (r.pod_seconds - o.pod_seconds).abs() < 0.15 * o.pod_seconds,
+            "real {:.0} pod-s vs oracle {:.0}",
+            r.pod_seconds,
+            o.pod_seconds
+        );
+    }
 }

@@ -20,6 +20,8 @@ pub struct Task {
     pub duration: f64,
     /// Set once the task has started (re-runs after a SIGKILL do not count twice).
     pub started: bool,
+    /// Unique per run, in publish order: its delivery tag in the simulated broker.
+    pub id: u64,
     /// When a worker last fetched it (kombu's `unacked_index` score: the visibility
     /// timeout counts from here).
     pub fetched: f64,
@@ -347,6 +349,7 @@ impl TaskMaker {
             due: if eta { arrival + delay } else { arrival },
             duration: given.duration.unwrap_or(sampled),
             started: false,
+            id: 0,
             fetched: arrival,
         }
     }

@@ -18,6 +18,27 @@ fn rate_of_a_steady_counter() {
 }
 
 #[test]
+fn a_tick_woken_just_after_the_previous_one_reads_no_burst_from_one_arrival() {
+    // One arrival every 10 s, sampled every second; then a tick woken 0.05 s after the
+    // last regular one by a new arrival (keyspace notifications). Found by the simulator:
+    // the burst path read it as 20 tasks/s, held for a whole tick.
+    let mut r = RateEstimator::new(30.0);
+    let mut c = 0;
+    for s in 0..=60u64 {
+        if s % 10 == 5 {
+            c += 1;
+        }
+        r.observe(s as f64, c);
+    }
+    r.observe(60.05, c + 1);
+    let woken = r.rate().unwrap();
+    assert!(woken < 1.0, "{woken}");
+    // A real burst in a regular tick still shows at once.
+    r.observe(61.0, c + 201);
+    assert!(r.rate().unwrap() > 100.0, "{:?}", r.rate());
+}
+
+#[test]
 fn a_burst_shows_in_the_first_tick_and_a_lull_fades_over_the_window() {
     let mut r = RateEstimator::new(10.0);
     let mut c = 0;

@@ -1,8 +1,8 @@
 //! One queue's live state and its tick: arrival and dequeue counting (keyspace events,
 //! `LPOS` anchors, or conservation with a debt), the wait clocks, residence and Little's
 //! law, from one tick's observations (list lengths, heads and positions, `unacked` churn,
-//! what the pub/sub connection heard) with the time passed in. Pure: the broker's sampler
-//! reads Redis and calls [`QueueLive::tick`]; the modes are described in `broker/live.rs`.
+//! what the pub/sub connection heard) with the time passed in. Pure: [`super::book`] calls
+//! [`QueueLive::tick`] for every watched queue and describes the modes.
 
 use std::collections::HashMap;
 
@@ -124,10 +124,10 @@ pub(crate) struct TickExtras {
     pub llen: HashMap<Vec<u8>, u64>,
     /// Delivery tags at the head (`LINDEX 0`) and tail (`LINDEX -1`) of keys read for it.
     pub ends: HashMap<Vec<u8>, (Option<String>, Option<String>)>,
-    /// The head message of keys read for it (at most [`MAX_ANCHOR`] bytes): next tick's anchor.
+    /// The head message of keys read for it (at most `broker::live::MAX_ANCHOR` bytes): next tick's anchor.
     pub heads: HashMap<Vec<u8>, Vec<u8>>,
     /// Where the previous tick's anchor of a key is now (`None`: consumed, or not found
-    /// within [`LPOS_MAXLEN`] messages).
+    /// within [`super::book::LPOS_MAXLEN`] messages).
     pub positions: HashMap<Vec<u8>, Option<u64>>,
     /// The server refused `LPOS` (Redis < 6.0.6).
     pub lpos_refused: bool,
@@ -148,19 +148,67 @@ pub(crate) struct QueueChurn {
     pub left: Vec<f64>,
 }
 
+/// One queue's observations in one tick: what the sampler read of it (time passed in).
+pub(crate) struct QueueTick<'a> {
+    pub now: f64,
+    /// Ready messages: Σ `LLEN` over the queue's keys.
+    pub backlog: u64,
+    /// `unacked` entries of the queue that are prefetched, running or held for an ETA.
+    pub in_flight: u64,
+    /// What entered and left `unacked` since the previous tick.
+    pub churn: QueueChurn,
+    /// The tick's reads of the list keys (lengths, ends, heads, anchor positions).
+    pub reads: &'a TickExtras,
+    /// The server publishes list keyspace events and the pub/sub connection is up.
+    pub keyspace_on: bool,
+    /// Nothing queued or in flight: the next `lpush` should wake the sampler.
+    pub idle: bool,
+}
+
 impl QueueLive {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn tick(
-        &mut self,
-        now: f64,
-        backlog: u64,
-        in_flight: u64,
-        churn: QueueChurn,
-        extras: &TickExtras,
-        events: &mut EventState,
-        keyspace_on: bool,
-        idle: bool,
-    ) -> QueueEstimates {
+    /// The state of queue `q` of `layout` before its first tick (estimators over `window`
+    /// seconds).
+    pub(crate) fn new(layout: &Layout, q: &str, window: f64) -> Self {
+        Self {
+            keys: layout
+                .queue_keys(q)
+                .into_iter()
+                .map(|key| KeyLive {
+                    key,
+                    tail: TailClock::default(),
+                    seen: None,
+                    mismatch: 0,
+                    llen: 0,
+                    filled_at: None,
+                    anchor: None,
+                })
+                .collect(),
+            arrivals: RateEstimator::new(window),
+            dequeues: RateEstimator::new(window),
+            arrived: 0,
+            dequeued: 0,
+            debt: 0,
+            surplus: 0,
+            prev: None,
+            residence: Residence::new(window),
+            occupancy: Occupancy::new(window),
+            visibility: Visibility::new(window),
+            exact: false,
+        }
+    }
+
+    /// Folds one tick's observations of the queue (and what the pub/sub connection heard,
+    /// `events`) into its state and returns its estimates.
+    pub(crate) fn tick(&mut self, obs: QueueTick<'_>, events: &mut EventState) -> QueueEstimates {
+        let QueueTick {
+            now,
+            backlog,
+            in_flight,
+            churn,
+            reads,
+            keyspace_on,
+            idle,
+        } = obs;
         let KeysTick {
             continuous,
             pushed,
@@ -172,7 +220,7 @@ impl QueueLive {
             idle_keys,
             pushed_after,
             popped_from,
-        } = self.observe_keys(now, extras, events, keyspace_on, idle);
+        } = self.observe_keys(now, reads, events, keyspace_on, idle);
         let new_tags = churn.new;
         let anchored = !continuous && anchored && any_anchor;
         let (arrived, dequeued, missed) = self.count(

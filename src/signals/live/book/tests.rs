@@ -1,0 +1,693 @@
+//! Tests of the live core with synthetic ticks and a fake clock: counting modes, wait
+//! clocks, heartbeats credited to queues, lower bounds and their warning.
+
+use super::*;
+use crate::signals::heartbeat::HeartbeatBook;
+use crate::signals::live::events::KeyEvents;
+use crate::signals::live::queue::QueueChurn;
+use crate::signals::live::{
+    live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
+    TAIL_TAG,
+};
+use crate::signals::Estimate;
+use crate::signals::{LiveSignals, SignalMode};
+
+pub(crate) fn watch(queues: &[&str]) -> WatchSet {
+    WatchSet {
+        layout: Layout {
+            priority_steps: vec![0],
+            ..Layout::default()
+        },
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
+    }
+}
+
+pub(crate) fn tick(
+    book: &mut LiveBook,
+    now: f64,
+    w: &WatchSet,
+    backlog: u64,
+    new_tags: u64,
+    state: &mut EventState,
+) -> QueueEstimates {
+    let mut extras = TickExtras::default();
+    extras.llen.insert(b"celery".to_vec(), backlog);
+    extras.churn.insert(
+        (w.layout.clone(), "celery".into()),
+        QueueChurn {
+            new: new_tags,
+            ..QueueChurn::default()
+        },
+    );
+    let data = book.update(
+        now,
+        std::slice::from_ref(w),
+        &mut extras,
+        state,
+        |_, _| backlog,
+        |_, _| 0,
+    );
+    data.queues[&(w.layout.clone(), "celery".to_string())].clone()
+}
+
+#[test]
+fn estimated_mode_conserves_backlog_and_new_tags() {
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    let mut st = EventState::default();
+    // 10 tasks/s arrive, 6/s are taken: backlog grows by 4/s.
+    let mut backlog = 0;
+    let mut last = QueueEstimates::default();
+    for t in 0..12 {
+        last = tick(
+            &mut book,
+            f64::from(t),
+            &w,
+            backlog,
+            if t == 0 { 0 } else { 6 },
+            &mut st,
+        );
+        backlog += 4;
+    }
+    let a = last.arrival_rate.unwrap();
+    assert_eq!(a.source, CONSERVATION);
+    assert!((a.value - 10.0).abs() < 1e-9, "{a:?}");
+    assert!((last.dequeue_rate.unwrap().value - 6.0).abs() < 1e-9);
+    // A dip (restored later) is carried as a debt, not counted twice.
+    let mut book = LiveBook::new(100.0);
+    tick(&mut book, 0.0, &w, 10, 0, &mut st);
+    tick(&mut book, 1.0, &w, 5, 0, &mut st);
+    let e = tick(&mut book, 2.0, &w, 10, 0, &mut st);
+    assert_eq!(e.arrival_rate.unwrap().value, 0.0);
+    let e = tick(&mut book, 3.0, &w, 12, 0, &mut st);
+    // 2 arrivals in 3 s, nothing double-counted (2/s in the last tick is under the burst
+    // factor, so the smoothed rate stands).
+    assert!(
+        (e.arrival_rate.unwrap().value - 2.0 / 3.0).abs() < 1e-9,
+        "{e:?}"
+    );
+}
+
+#[test]
+fn exact_mode_counts_events_once_continuous() {
+    let mut book = LiveBook::new(10.0);
+    book.keyspace = Keyspace::Enabled;
+    let w = watch(&["celery"]);
+    let mut st = EventState {
+        generation: 1,
+        up: true,
+        ..EventState::default()
+    };
+    st.keys.insert(
+        b"celery".to_vec(),
+        KeyEvents {
+            generation: 1,
+            ..KeyEvents::default()
+        },
+    );
+    // First tick: no baseline yet, no rate.
+    let e = tick(&mut book, 0.0, &w, 0, 0, &mut st);
+    assert_eq!(e.arrival_rate, None);
+    let k = st.keys.get_mut(b"celery".as_slice()).unwrap();
+    for i in 0..5 {
+        k.lpush += 1;
+        k.clock.arrive(0.5 + f64::from(i) * 0.01);
+    }
+    k.rpop += 1;
+    k.clock.dequeue();
+    k.rpush += 1;
+    k.clock.restore(0.9);
+    let e = tick(&mut book, 1.0, &w, 5, 99, &mut st);
+    assert_eq!(e.arrival_rate.unwrap(), Estimate::new(5.0, KEYSPACE));
+    assert_eq!(e.dequeue_rate.unwrap(), Estimate::new(1.0, KEYSPACE));
+    let wait = e.wait.unwrap();
+    assert_eq!(wait.source, KEYSPACE);
+    assert!((wait.value - 0.49).abs() < 1e-9, "{wait:?}");
+    assert!(book.plan(std::slice::from_ref(&w)).tail_keys.is_empty());
+    // The subscription dropped: estimated again, and LINDEX is planned.
+    st.up = false;
+    st.keys.clear();
+    let e = tick(&mut book, 2.0, &w, 5, 0, &mut st);
+    assert_eq!(e.arrival_rate.unwrap().source, CONSERVATION);
+    assert_eq!(
+        book.plan(std::slice::from_ref(&w)).tail_keys,
+        vec![b"celery".to_vec()]
+    );
+}
+
+#[test]
+fn tail_tags_give_the_wait_in_estimated_mode() {
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    let mut st = EventState::default();
+    let mut at = |now: f64, backlog: u64, head: &str, tail: &str, book: &mut LiveBook| {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), backlog);
+        extras.ends.insert(
+            b"celery".to_vec(),
+            (Some(head.to_string()), Some(tail.to_string())),
+        );
+        let d = book.update(
+            now,
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| backlog,
+            |_, _| 0,
+        );
+        d.queues[&(w.layout.clone(), "celery".to_string())]
+            .wait
+            .unwrap()
+    };
+    assert_eq!(at(10.0, 1, "a", "a", &mut book).value, 0.0);
+    assert_eq!(at(11.0, 2, "b", "a", &mut book).value, 1.0);
+    let e = at(12.0, 2, "c", "b", &mut book);
+    assert_eq!(e, Estimate::new(1.0, TAIL_TAG));
+}
+
+#[test]
+fn heartbeats_add_running_and_service_time() {
+    use crate::signals::heartbeat::Heartbeat;
+    let mut hb = HeartbeatBook::new(10.0);
+    for (t, processed) in [(0.0, 0), (2.0, 8)] {
+        hb.record(
+            t,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 4,
+                processed,
+                freq: 2.0,
+            },
+        );
+    }
+    let sampled = vec![
+        QueueEstimates {
+            dequeue_rate: Some(Estimate::new(3.0, CONSERVATION)),
+            arrival_rate: Some(Estimate::new(3.0, CONSERVATION)),
+            ..QueueEstimates::default()
+        }
+        .signals("a"),
+        QueueEstimates {
+            dequeue_rate: Some(Estimate::new(1.0, CONSERVATION)),
+            ..QueueEstimates::default()
+        }
+        .signals("b"),
+    ];
+    let out = live_signals(2.0, &sampled, Some(&hb), Some("celery@w-*"));
+    assert_eq!(out[0].running, Some(Estimate::new(3.0, HEARTBEAT)));
+    assert_eq!(out[1].running, Some(Estimate::new(1.0, HEARTBEAT)));
+    assert_eq!(out[0].service_time, Some(Estimate::new(1.0, HEARTBEAT)));
+    // No pattern or no match: untouched.
+    assert_eq!(live_signals(2.0, &sampled, Some(&hb), None), sampled);
+    assert_eq!(live_signals(2.0, &sampled, Some(&hb), Some("x@*")), sampled);
+    // A service time the sampler already credited from heartbeats is kept.
+    let mut credited = sampled.clone();
+    credited[0].service_time = Some(Estimate::new(0.3, HEARTBEAT));
+    let out = live_signals(2.0, &credited, Some(&hb), Some("celery@w-*"));
+    assert_eq!(out[0].service_time, Some(Estimate::new(0.3, HEARTBEAT)));
+    assert_eq!(out[1].service_time, Some(Estimate::new(1.0, HEARTBEAT)));
+}
+
+/// Heartbeats of `celery@w-1`: 2 busy slots, 50 starts per second, every 2 s from 0 to `end`.
+pub(crate) fn busy_worker(end: u32) -> EventState {
+    let mut st = EventState::default();
+    let book = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::new(10.0));
+    for beat in 0..=end / 2 {
+        book.record(
+            f64::from(2 * beat),
+            &crate::signals::heartbeat::Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 2,
+                processed: u64::from(100 * beat),
+                freq: 2.0,
+            },
+        );
+    }
+    st
+}
+
+#[test]
+fn a_single_queue_watch_set_with_worker_hostnames_credits_their_starts() {
+    // A worker that keeps up: nothing is ever waiting or seen in `unacked` at a tick, so
+    // conservation alone reads 0 arrivals; the heartbeats say 50 tasks start per second.
+    let mut st = busy_worker(20);
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=20 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    assert_eq!(e.arrival_rate, Some(Estimate::new(50.0, HEARTBEAT)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(50.0, HEARTBEAT)));
+    // Little's law over the workers: 2 busy slots / 50 starts per second.
+    let s = e.service_time.unwrap();
+    assert_eq!(s.source, HEARTBEAT);
+    assert!((s.value - 0.04).abs() < 1e-9, "{s:?}");
+    // Without the pattern, or over two queues (whose share of the workers is unknown),
+    // the sampler credits nothing.
+    for w in [watch(&["celery"]), {
+        let mut two = watch(&["celery", "other"]);
+        two.worker_hostnames = Some("celery@w-*".into());
+        two
+    }] {
+        let mut st = busy_worker(20);
+        let mut book = LiveBook::new(10.0);
+        for t in 0..=20 {
+            e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+        }
+        assert_eq!(e.arrival_rate, Some(Estimate::new(0.0, CONSERVATION)));
+        assert_eq!(e.service_time, None);
+    }
+}
+
+#[test]
+fn exact_counts_are_not_replaced_by_heartbeats() {
+    let mut st = busy_worker(4);
+    st.generation = 1;
+    st.up = true;
+    st.keys.insert(
+        b"celery".to_vec(),
+        KeyEvents {
+            generation: 1,
+            ..KeyEvents::default()
+        },
+    );
+    let mut book = LiveBook::new(10.0);
+    book.keyspace = Keyspace::Enabled;
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-1".into());
+    tick(&mut book, 3.0, &w, 0, 0, &mut st);
+    let k = st.keys.get_mut(b"celery".as_slice()).unwrap();
+    k.lpush += 7;
+    k.rpop += 7;
+    let e = tick(&mut book, 4.0, &w, 0, 0, &mut st);
+    assert_eq!(e.arrival_rate, Some(Estimate::new(7.0, KEYSPACE)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(7.0, KEYSPACE)));
+    assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
+}
+
+/// One estimated-mode tick of the `celery` key: its length, the head read (`LINDEX 0`), where
+/// the previous head is now (`LPOS`), and two tasks in flight.
+pub(crate) fn anchored_tick(
+    book: &mut LiveBook,
+    now: f64,
+    w: &WatchSet,
+    llen: u64,
+    head: Option<&str>,
+    position: Option<Option<u64>>,
+) -> QueueEstimates {
+    let mut extras = TickExtras::default();
+    let key = b"celery".to_vec();
+    extras.llen.insert(key.clone(), llen);
+    if let Some(h) = head {
+        extras.heads.insert(key.clone(), h.as_bytes().to_vec());
+        extras.ends.insert(key.clone(), (None, None));
+    }
+    if let Some(p) = position {
+        extras.positions.insert(key, p);
+    }
+    let data = book.update(
+        now,
+        std::slice::from_ref(w),
+        &mut extras,
+        &mut EventState::default(),
+        |_, _| llen,
+        |_, _| 2,
+    );
+    data.queues[&(w.layout.clone(), "celery".to_string())].clone()
+}
+
+#[test]
+fn the_previous_head_counts_arrivals_and_dequeues_without_notifications() {
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    // Every second 3 messages are pushed and 4 taken (4 per second with 2 in flight: 0.5 s
+    // tasks), from a backlog of 40; the head read at each tick is found 3 deep at the next.
+    let mut llen = 40;
+    anchored_tick(&mut book, 0.0, &w, llen, None, None);
+    // Filled since the previous tick (head not read yet): the next tick reads the head.
+    assert_eq!(
+        book.plan(std::slice::from_ref(&w)).tail_keys,
+        vec![b"celery".to_vec()]
+    );
+    let mut e = anchored_tick(&mut book, 1.0, &w, llen, Some("m1"), None);
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+    for t in 2..=14 {
+        let plan = book.plan(std::slice::from_ref(&w));
+        let want = format!("m{}", t - 1);
+        assert_eq!(
+            plan.anchors,
+            HashMap::from([(b"celery".to_vec(), want.into_bytes())])
+        );
+        llen -= 1;
+        e = anchored_tick(
+            &mut book,
+            f64::from(t),
+            &w,
+            llen,
+            Some(&format!("m{t}")),
+            Some(Some(3)),
+        );
+    }
+    assert_eq!(e.arrival_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(4.0, LIST_POSITION)));
+    // Little's law over counted dequeues: 2 in flight / 4 per second.
+    assert_eq!(e.service_time, Some(Estimate::new(0.5, OCCUPANCY)));
+    assert!(!e.exact, "counted, but not keyspace-exact");
+    // The anchor was consumed (the list drained past it): back to conservation, and
+    // Little's law stops until every dequeue of its window is counted again.
+    let e = anchored_tick(&mut book, 15.0, &w, 2, Some("m15"), Some(None));
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+    assert_ne!(e.service_time.map(|s| s.source), Some(OCCUPANCY));
+}
+
+#[test]
+fn tasks_through_a_priority_key_empty_at_both_ticks_are_not_lost() {
+    // Two priority keys: `celery` keeps a backlog (anchored), the other stays empty while a
+    // worker keeps up with it: 5 new `unacked` tags per tick, 1 dequeue seen by LPOS.
+    let mut w = watch(&["celery"]);
+    w.layout.priority_steps = vec![0, 3];
+    let keys = w.layout.queue_keys("celery");
+    assert_eq!(keys.len(), 2);
+    let mut book = LiveBook::new(10.0);
+    let mut e = QueueEstimates::default();
+    let mut llen = 100;
+    for t in 0..=12u32 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(keys[0].clone(), llen);
+        extras.llen.insert(keys[1].clone(), 0);
+        extras
+            .heads
+            .insert(keys[0].clone(), format!("m{t}").into_bytes());
+        if t >= 1 {
+            extras.positions.insert(keys[0].clone(), Some(0));
+        }
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: if t >= 1 { 5 } else { 0 },
+                ..QueueChurn::default()
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut EventState::default(),
+            |_, _| llen,
+            |_, _| 2,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+        llen -= 1;
+    }
+    // 1 from the anchored key + 4 through the empty one, each taken as it came.
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(5.0, LIST_POSITION)));
+    assert_eq!(e.arrival_rate, Some(Estimate::new(4.0, LIST_POSITION)));
+    // Dequeues inferred from tags are not a count: no Little's law over them.
+    assert_ne!(e.service_time.map(|s| s.source), Some(OCCUPANCY));
+}
+
+#[test]
+fn heartbeats_do_not_replace_counted_rates() {
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut st = busy_worker(20);
+    let mut e = QueueEstimates::default();
+    for t in 0..=20u32 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 100);
+        extras
+            .heads
+            .insert(b"celery".to_vec(), format!("m{t}").into_bytes());
+        if t >= 1 {
+            extras.positions.insert(b"celery".to_vec(), Some(3));
+        }
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 100,
+            |_, _| 2,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    // LPOS counted 3 in and 3 out per second; the heartbeats' 50 starts/s do not override it.
+    assert_eq!(e.arrival_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.dequeue_rate, Some(Estimate::new(3.0, LIST_POSITION)));
+    assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
+}
+
+#[test]
+fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
+    // Every few ticks one short-lived `unacked` entry (delivered 2 ms before the tick) is
+    // caught, and gone at the next tick; the list is always empty.
+    let w = watch(&["celery"]);
+    let mut book = LiveBook::new(30.0);
+    let mut st = EventState::default();
+    let mut warnings = 0;
+    let mut e = QueueEstimates::default();
+    for t in 0..=40 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 0);
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: u64::from(t % 3 == 0),
+                new_scores: [f64::from(t) - 0.002]
+                    .into_iter()
+                    .filter(|_| t % 3 == 0)
+                    .collect(),
+                left: [f64::from(t) - 1.002]
+                    .into_iter()
+                    .filter(|_| t % 3 == 1)
+                    .collect(),
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 0,
+            |_, _| 0,
+        );
+        warnings += data.unobservable.len();
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    let a = e.arrival_rate.expect("rate");
+    assert!(a.is_lower_bound(), "{a:?}");
+    assert!(e.dequeue_rate.is_some_and(|d| d.is_lower_bound()));
+    assert_eq!(warnings, 1, "warned once per period");
+    // Entries that outlive a tick (long tasks, all seen) are not a sign of missed traffic.
+    let mut book = LiveBook::new(30.0);
+    for t in 0..=40 {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 0);
+        extras.churn.insert(
+            (w.layout.clone(), "celery".into()),
+            QueueChurn {
+                new: u64::from(t % 3 == 0),
+                new_scores: [f64::from(t) - 0.5]
+                    .into_iter()
+                    .filter(|_| t % 3 == 0)
+                    .collect(),
+                left: [f64::from(t) - 5.0]
+                    .into_iter()
+                    .filter(|_| t % 3 == 1)
+                    .collect(),
+            },
+        );
+        let data = book.update(
+            f64::from(t),
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| 0,
+            |_, _| 0,
+        );
+        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    }
+    assert_eq!(e.arrival_rate.map(|a| a.mode), Some(SignalMode::Estimated));
+    // Heartbeats of the queue's workers see every start: not a lower bound any more.
+    let mut st = busy_worker(40);
+    let mut book = LiveBook::new(30.0);
+    let mut named = watch(&["celery"]);
+    named.worker_hostnames = Some("celery@w-*".into());
+    for t in 0..=40 {
+        e = tick(
+            &mut book,
+            f64::from(t),
+            &named,
+            0,
+            u64::from(t % 3 == 0),
+            &mut st,
+        );
+    }
+    assert_eq!(e.arrival_rate.map(|a| a.mode), Some(SignalMode::Estimated));
+    assert_eq!(e.arrival_rate.map(|a| a.source), Some(HEARTBEAT));
+}
+
+#[test]
+fn forged_heartbeats_cannot_credit_more_than_the_workers_capacity() {
+    use crate::signals::heartbeat::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut st = EventState::default();
+    let hb = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::with_limits(10.0, limits));
+    // Beats closer together than their interval, each claiming as many starts as a full
+    // worker makes in a whole interval.
+    for beat in 0..=6u64 {
+        hb.record(
+            0.5 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: u64::MAX,
+                processed: beat.saturating_mul(u64::MAX / 8),
+                freq: 2.0,
+            },
+        );
+    }
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=3 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    let rate = e.arrival_rate.expect("credited").value;
+    let s = e.service_time.expect("service time").value;
+    // One worker of at most 4 slots: the flow its starts imply is at most 4 slots.
+    assert!(rate * s.max(0.001) <= 4.0 + 1e-9, "rate {rate} × S {s}");
+}
+
+#[test]
+fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
+    use crate::signals::heartbeat::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // One forged worker: 4 slots (the maximum) always busy, one start in 10 s: Little's law
+    // says 40 s per task. Real traffic, counted from keyspace, is 100 tasks/s.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut book = HeartbeatBook::with_limits(30.0, limits);
+    for beat in 0..=5u64 {
+        book.record(
+            2.0 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@forged".into(),
+                active: 4,
+                processed: u64::from(beat == 5),
+                freq: 2.0,
+            },
+        );
+    }
+    let sampled = [LiveSignals {
+        name: "celery".into(),
+        arrival_rate: Some(Estimate::new(100.0, KEYSPACE)),
+        ..LiveSignals::default()
+    }];
+    let live = live_signals(10.0, &sampled, Some(&book), Some("celery@"));
+    let s = live[0].service_time.expect("heartbeat service time");
+    assert_eq!(s.source, HEARTBEAT);
+    // λ·S within the 4 slots the worker may have (it was 100 × 40 = 4,000).
+    assert!(100.0 * s.value <= 4.0 + 1e-9, "{s:?}");
+    // Without a pattern nothing changes.
+    assert_eq!(
+        live_signals(10.0, &sampled, Some(&book), None)[0],
+        sampled[0]
+    );
+}
+
+#[test]
+fn starts_without_busy_slots_carry_a_service_time_that_bounds_their_flow() {
+    use crate::signals::heartbeat::Heartbeat;
+    use crate::signals::heartbeat::HeartbeatLimits;
+    // A forged worker: never a busy slot (`active: 0`, so no Little's law), yet `processed`
+    // grows as fast as the bounds allow. Without a service time of its own, the policy would
+    // pair the credited rate with `taskDuration`.
+    let limits = HeartbeatLimits {
+        max_active: 4,
+        max_workers: 10,
+    };
+    let mut st = EventState::default();
+    let hb = st
+        .heartbeats
+        .entry(Vec::new())
+        .or_insert_with(|| HeartbeatBook::with_limits(10.0, limits));
+    for beat in 0..=300u64 {
+        hb.record(
+            0.01 * beat as f64,
+            &Heartbeat {
+                hostname: "celery@w-1".into(),
+                active: 0,
+                processed: beat.saturating_mul(u64::MAX / 512),
+                freq: 2.0,
+            },
+        );
+    }
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    let mut e = QueueEstimates::default();
+    for t in 0..=3 {
+        e = tick(&mut book, f64::from(t), &w, 0, 0, &mut st);
+    }
+    let rate = e.arrival_rate.expect("credited").value;
+    let s = e.service_time.expect("a service time paired with the rate");
+    assert_eq!(s.source, HEARTBEAT);
+    assert!(
+        rate * s.value.max(0.001) <= 4.0 + 1e-9,
+        "rate {rate} × S {s:?}"
+    );
+}
+
+#[test]
+fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
+    // The owner's trigger names its workers; another trigger on the same queue names `*`.
+    let mut owner = watch(&["celery"]);
+    owner.worker_hostnames = Some("celery@w-*".into());
+    let mut other = owner.clone();
+    other.worker_hostnames = Some("*".into());
+    let id = (owner.layout.clone(), "celery".to_string());
+    let same = [owner.clone(), owner.clone()];
+    assert_eq!(single_queue_workers(&same).get(&id), Some(&"celery@w-*"));
+    for watches in [
+        [owner.clone(), other.clone()],
+        [other.clone(), owner.clone()],
+    ] {
+        assert_eq!(single_queue_workers(&watches).get(&id), None);
+        let mut st = busy_worker(20);
+        let mut book = LiveBook::new(10.0);
+        let mut e = QueueEstimates::default();
+        for t in 0..=20 {
+            let mut extras = TickExtras::default();
+            extras.llen.insert(b"celery".to_vec(), 0);
+            let data = book.update(
+                f64::from(t),
+                &watches,
+                &mut extras,
+                &mut st,
+                |_, _| 0,
+                |_, _| 0,
+            );
+            e = data.queues[&id].clone();
+        }
+        assert_eq!(e.arrival_rate.map(|a| a.source), Some(CONSERVATION));
+        assert_eq!(e.service_time, None);
+    }
+}

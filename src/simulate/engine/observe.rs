@@ -1,0 +1,137 @@
+//! What the policy is shown at each sampler tick. The readings the real sampler takes
+//! exactly (backlog: Σ `LLEN`; `unacked` counts) come from the model's state either way; the
+//! live signals come from the scaler's own estimators fed the sampler's observations
+//! (`sampler`, signals "real") or are computed exactly from the model (signals "oracle":
+//! rates from counted arrivals and starts, S from completed tasks, the wait from the oldest
+//! list head, tagged with the source the real sampler would use).
+
+use std::collections::VecDeque;
+
+use super::sampler::{Beat, Unacked};
+use super::state::{PodState, Sim};
+use crate::signals::{Estimate, LiveSignals, QueueSignals, Source};
+
+impl Sim<'_> {
+    /// One sampler tick: refreshes `view`.
+    pub(crate) fn sample(&mut self) {
+        let queues = self.queue_signals();
+        let live = if self.sampler.is_some() {
+            let unacked = self.unacked_entries();
+            let now = self.now;
+            match self.sampler.as_mut() {
+                Some(s) => s.tick(now, &queues, &self.lists, unacked.into_iter()),
+                None => Vec::new(),
+            }
+        } else {
+            self.oracle_live()
+        };
+        let shown: f64 = live
+            .iter()
+            .filter_map(|l| l.arrival_rate)
+            .map(|e| e.value)
+            .sum();
+        self.out.seen.shown(self.now, shown);
+        self.view = (queues, live);
+    }
+
+    /// The readings of each queue: backlog over its priority keys, and its `unacked`
+    /// entries (prefetched, running under `acks_late`, stranded by a kill; held for an ETA).
+    fn queue_signals(&self) -> Vec<QueueSignals> {
+        let acks_late = self.sc.workers.acks_late;
+        self.sc
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(qi, spec)| {
+                let c = self.counts[qi];
+                let backlog: usize = self.lists[qi].iter().map(VecDeque::len).sum();
+                let in_unacked_running = if acks_late { c.running } else { 0 };
+                QueueSignals {
+                    name: spec.name.clone(),
+                    backlog: backlog as u64,
+                    reserved: c.reserved + in_unacked_running + c.orphan,
+                    scheduled: c.scheduled,
+                    stale: 0,
+                }
+            })
+            .collect()
+    }
+
+    /// The `unacked` entries present now: what pods hold (prefetched, held for an ETA,
+    /// running under `acks_late`: early ack removes a task as it starts) and what killed pods
+    /// left behind.
+    pub(crate) fn unacked_entries(&self) -> Vec<Unacked> {
+        let acks_late = self.sc.workers.acks_late;
+        let mut out: Vec<Unacked> = self.stranded.values().map(Unacked::of).collect();
+        for p in &self.live {
+            let pod = &self.pods[*p as usize];
+            out.extend(pod.reserved.iter().map(Unacked::of));
+            out.extend(pod.eta.iter().map(|(_, t)| Unacked::of(t)));
+            if acks_late {
+                out.extend(pod.running.iter().map(|(_, t, _)| Unacked::of(t)));
+            }
+        }
+        out
+    }
+
+    /// Worker heartbeats: every pod whose worker is up (ready, or finishing its tasks in a
+    /// warm shutdown) reports its running tasks and the tasks it started.
+    pub(crate) fn beat(&mut self) {
+        let beats: Vec<Beat> = self
+            .live
+            .iter()
+            .filter_map(|p| {
+                let pod = &self.pods[*p as usize];
+                matches!(pod.state, PodState::Ready | PodState::Terminating).then(|| Beat {
+                    pod: *p,
+                    active: pod.running.len() as u64,
+                    processed: pod.processed,
+                })
+            })
+            .collect();
+        let now = self.now;
+        if let Some(s) = self.sampler.as_mut() {
+            s.beat(now, &beats);
+        }
+    }
+
+    /// The oracle's live signals: exact, from the model's own counters.
+    fn oracle_live(&self) -> Vec<LiveSignals> {
+        let sc = self.sc;
+        let s = &sc.sampler;
+        let mut live = Vec::with_capacity(sc.queues.len());
+        for (qi, spec) in sc.queues.iter().enumerate() {
+            let c = self.counts[qi];
+            let st = &self.stats[qi];
+            let slow = st.arrivals.sum(self.now, s.rate_window) / f64::from(s.rate_window);
+            let fast = st.arrivals.sum(self.now, s.fast_window) / f64::from(s.fast_window);
+            let n = st.done_n.sum(self.now, s.service_window);
+            let oldest = self.lists[qi]
+                .iter()
+                .filter_map(|l| l.front())
+                .map(|t| t.arrival)
+                .fold(f64::INFINITY, f64::min);
+            live.push(LiveSignals {
+                name: spec.name.clone(),
+                running: s
+                    .heartbeats
+                    .then(|| Estimate::new(c.running as f64, Source::Heartbeat)),
+                arrival_rate: Some(Estimate::new(slow.max(fast), Source::Keyspace)),
+                dequeue_rate: Some(Estimate::new(
+                    st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
+                    Source::Keyspace,
+                )),
+                service_time: (n > 0.0).then(|| {
+                    Estimate::new(
+                        st.done_sum.sum(self.now, s.service_window) / n,
+                        Source::Heartbeat,
+                    )
+                }),
+                wait: oldest
+                    .is_finite()
+                    .then(|| Estimate::new(self.now - oldest, Source::Keyspace)),
+            });
+        }
+        live
+    }
+}
