@@ -181,6 +181,8 @@ struct QueueStats {
     starts: Buckets,
     done_n: Buckets,
     done_sum: Buckets,
+    /// (completion time, duration) of the tasks completed in the service window: the p95.
+    done_recent: VecDeque<(f64, f64)>,
 }
 
 struct Sim<'a> {
@@ -269,6 +271,7 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
                 starts: Buckets::new(window),
                 done_n: Buckets::new(window),
                 done_sum: Buckets::new(window),
+                done_recent: VecDeque::new(),
             })
             .collect(),
         scaler: Autoscaler::new(sc.keda.clone()),
@@ -553,6 +556,9 @@ impl Sim<'_> {
         self.counts[q].running -= 1;
         self.stats[q].done_n.add(self.now, 1.0);
         self.stats[q].done_sum.add(self.now, task.duration);
+        self.stats[q]
+            .done_recent
+            .push_back((self.now, task.duration));
         match self.pods[p as usize].state {
             PodState::Terminating if self.pods[p as usize].running.is_empty() => {
                 self.restore_held(p);
@@ -761,9 +767,12 @@ impl Sim<'_> {
                 scheduled: c.scheduled,
                 stale: 0,
             });
+            let p95 = self.service_p95(qi);
             let st = &self.stats[qi];
             let slow = st.arrivals.sum(self.now, s.rate_window) / f64::from(s.rate_window);
-            let fast = st.arrivals.sum(self.now, s.fast_window) / f64::from(s.fast_window);
+            // λ over `rate_window` only: the backlog shows a burst at once (the drain term),
+            // and a fast path would hold a burst's peak rate as pods for the HPA's 5-minute
+            // scale-down window. (`fast_window` no longer feeds the oracle.)
             let n = st.done_n.sum(self.now, s.service_window);
             let oldest = self.lists[qi]
                 .iter()
@@ -775,7 +784,7 @@ impl Sim<'_> {
                 running: s
                     .heartbeats
                     .then(|| Estimate::new(c.running as f64, "heartbeat")),
-                arrival_rate: Some(Estimate::new(slow.max(fast), "keyspace")),
+                arrival_rate: Some(Estimate::new(slow, "keyspace")),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
                     "keyspace",
@@ -783,12 +792,26 @@ impl Sim<'_> {
                 service_time: (n > 0.0).then(|| {
                     Estimate::new(st.done_sum.sum(self.now, s.service_window) / n, "heartbeat")
                 }),
+                service_time_p95: p95.map(|v| Estimate::new(v, "heartbeat")),
                 wait: oldest
                     .is_finite()
                     .then(|| Estimate::new(self.now - oldest, "counters")),
             });
         }
         self.view = (queues, live);
+    }
+
+    /// The p95 duration of the tasks of queue `qi` completed in the service window.
+    fn service_p95(&mut self, qi: usize) -> Option<f64> {
+        let horizon = self.now - f64::from(self.sc.sampler.service_window);
+        let recent = &mut self.stats[qi].done_recent;
+        while recent.front().is_some_and(|(t, _)| *t <= horizon) {
+            recent.pop_front();
+        }
+        let mut d: Vec<f64> = recent.iter().map(|(_, d)| *d).collect();
+        let k = ((d.len() as f64) * 0.95).ceil() as usize;
+        let k = k.checked_sub(1)?;
+        Some(*d.select_nth_unstable_by(k, f64::total_cmp).1)
     }
 
     fn series_row(&self) -> SeriesRow {
