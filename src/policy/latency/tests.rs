@@ -410,3 +410,32 @@ proptest! {
         prop_assert!((parts - lower.metric_value).abs() <= 1e-9 * lower.metric_value.max(1.0));
     }
 }
+
+proptest! {
+    /// `steady_slots` is what makes the metric monotone in λ, S and S95: non-decreasing in
+    /// the load and the tail scale, non-increasing in the target, and above the load.
+    #[test]
+    fn steady_slots_is_monotone(
+        load in 0.0f64..5_000.0,
+        tail in 0.001f64..1_000.0,
+        target in 0.001f64..1_000.0,
+        more in 0.0f64..100.0,
+    ) {
+        let c = steady_slots(load, tail, target);
+        prop_assert!(c.is_finite() && (c > load || load == 0.0));
+        prop_assert!(steady_slots(load + more, tail, target) >= c);
+        prop_assert!(steady_slots(load, tail + more, target) >= c);
+        prop_assert!(steady_slots(load, tail, target + more) <= c);
+    }
+
+    /// A heavier service-time tail (p95) never lowers the metric.
+    #[test]
+    fn monotone_in_the_service_time_p95(i in arb_input(), s in arb_settings(), p95 in 0.0f64..10_000.0, more in 0.0f64..10_000.0) {
+        let with = |v: f64| {
+            let mut l = live(i.running, i.rate, i.s, i.wait);
+            l.service_time_p95 = Some(Estimate::new(v, "heartbeat"));
+            decide(&s, std::slice::from_ref(&i.q), &[l])
+        };
+        prop_assert!(with(p95 + more).metric_value >= with(p95).metric_value);
+    }
+}
