@@ -79,6 +79,9 @@ pub struct LiveSignals {
     pub dequeue_rate: Option<Estimate>,
     /// Mean service time S, in seconds.
     pub service_time: Option<Estimate>,
+    /// The 95th percentile of the service time, in seconds: how heavy the tail of task
+    /// durations is (optional; the policy falls back to the mean alone).
+    pub service_time_p95: Option<Estimate>,
     /// Age of the oldest waiting task, in seconds.
     pub wait: Option<Estimate>,
 }

@@ -1,16 +1,17 @@
-//! `latency` mode: the number of busy worker slots needed so that tasks start within
+//! `latency` mode: the fewest busy worker slots whose predicted p95 wait stays within
 //! `targetLatency`, from the queue's backlog and in-flight counts and the sampler's live
-//! estimates (arrival rate λ, service time S, running tasks, oldest wait).
+//! estimates (arrival rate λ, service time S and its p95, running tasks, oldest wait).
 //!
 //! ```text
-//! metric = max(in_flight, flow + headroom) + drain        target = concurrency
-//! flow     = Σ_q λ_q · S_q
-//! drain    = Σ_q waiting_q · S_q / (S_q + T_eff,q)      T_eff,q = max(T − wait_q, T/2)
-//! headroom = max(minHeadroom, min(ln 20 · S_max / T, √flow))   (0 when idle)
+//! metric = max(in_flight, steady, drain)                target = concurrency
+//! steady = the fewest slots c > a = Σ λ_q·S_q with ErlangC(c, a)·e^{−(c−a)·T/θ} ≤ 5 %
+//!          θ = Σ λ_q·max(S_q, S95_q/3) / Σ λ_q   (the tail's time scale)
+//! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
 //!
-//! The derivation and the fallbacks are in `docs/scaling.md`. Pure: no I/O, no clock; the
-//! only notion of time is the wait age the sampler measured.
+//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target
+//! (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
+//! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
 use crate::signals::{LiveSignals, QueueSignals};
@@ -19,9 +20,13 @@ use crate::signals::{LiveSignals, QueueSignals};
 pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 /// Service times are clamped to at least this (seconds), so arrivals always ask for capacity.
 pub const MIN_SERVICE_TIME: f64 = 0.001;
-/// `ln(1/0.05)`: with `N − λS` spare slots an M/M/N queue keeps P(wait > T) ≤
-/// 0.05 · e^{3 − (N−λS)·T/S}, so `3·S/T` spare slots bound the p95 wait by T.
+/// `ln(1/0.05)`: the tail factor of the p95 (P(wait > T) ≤ 5 %).
 pub const P95_FACTOR: f64 = 2.995_732_273_553_991;
+/// The share of tasks allowed to wait longer than the target.
+pub const TAIL_SHARE: f64 = 0.05;
+/// Above this offered load (slots) the exact Erlang search gives way to square-root staffing
+/// with β = 3 (P(wait) ≈ 0.15 %), which is never below the exact answer there.
+pub const ERLANG_EXACT_MAX_LOAD: f64 = 2_000.0;
 
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`).
@@ -54,16 +59,19 @@ impl LatencySettings {
 
 /// One queue's inputs after fallbacks.
 struct QueueTerms {
-    service_time: f64,
+    /// The tail's time scale: max(S, S95/3) (S95/3 = S for exponential service times).
+    tail_scale: f64,
     rate: f64,
     rate_source: &'static str,
     /// Slots the arrivals keep busy: λ·S, and at least `in_flight` when λ is a lower bound.
     flow: f64,
+    lower_bound: bool,
     in_flight: f64,
     in_flight_source: &'static str,
     drain: f64,
     drain_source: &'static str,
-    busy: bool,
+    /// Tasks waiting, held, running or stale: something is in the system now.
+    present: bool,
 }
 
 fn positive_or(value: f64, fallback: f64) -> f64 {
@@ -74,8 +82,8 @@ fn positive_or(value: f64, fallback: f64) -> f64 {
     }
 }
 
-fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals) -> QueueTerms {
-    let (service_time, service_source) = match live
+fn service_time(s: &LatencySettings, target: f64, live: &LiveSignals) -> (f64, &'static str) {
+    let (v, src) = match live
         .service_time
         .and_then(|e| e.usable().map(|v| (v, e.source.as_str())))
     {
@@ -85,7 +93,16 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
             None => (target, "target-latency"),
         },
     };
-    let service_time = service_time.max(MIN_SERVICE_TIME);
+    (v.max(MIN_SERVICE_TIME), src)
+}
+
+fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals) -> QueueTerms {
+    let (service_time, service_source) = service_time(s, target, live);
+    let p95 = live
+        .service_time_p95
+        .and_then(|e| e.usable())
+        .unwrap_or(0.0);
+    let tail_scale = service_time.max(p95 / 3.0);
     let (rate, rate_source) = match (
         live.arrival_rate
             .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
@@ -125,15 +142,50 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         rate * service_time
     };
     QueueTerms {
-        service_time,
+        tail_scale,
         rate,
         rate_source,
         flow,
+        lower_bound,
         in_flight,
         in_flight_source,
         drain,
         drain_source: service_source,
-        busy: waiting > 0.0 || in_flight > 0.0 || rate > 0.0,
+        present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
+    }
+}
+
+/// The fewest slots `c > load` for which an M/M/c queue with offered `load` (slots) and
+/// exponential tail scale `tail` keeps P(wait > `target`) = ErlangC(c, load)·e^{−(c−load)·target/tail}
+/// within [`TAIL_SHARE`]. 0 for no load. Non-decreasing in `load` and `tail`, non-increasing
+/// in `target`.
+pub fn steady_slots(load: f64, tail: f64, target: f64) -> f64 {
+    if load.is_nan() || load <= 0.0 {
+        return 0.0;
+    }
+    if !load.is_finite() || !tail.is_finite() {
+        return f64::MAX;
+    }
+    // C ≤ 1, so this many spare slots always suffice; √-staffing with β = 3 too (large load).
+    let enough = load + P95_FACTOR * tail / target;
+    if load > ERLANG_EXACT_MAX_LOAD {
+        return enough.min(load + 3.0 * load.sqrt()).ceil();
+    }
+    // Erlang B by recursion up to c, then C from B; c runs over integers above the load.
+    let mut b = 1.0;
+    let mut c = 0.0;
+    while c < load.floor() {
+        c += 1.0;
+        b = load * b / (c + load * b);
+    }
+    loop {
+        c += 1.0;
+        b = load * b / (c + load * b);
+        let erlang_c = c * b / (c - load * (1.0 - b));
+        let tail_share = erlang_c * (-(c - load) * target / tail).exp();
+        if tail_share <= TAIL_SHARE || c >= enough {
+            return c;
+        }
     }
 }
 
@@ -163,36 +215,46 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
         .collect();
     let sum = |f: fn(&QueueTerms) -> f64| all.iter().map(f).sum::<f64>();
     let in_flight = sum(|t| t.in_flight);
-    let flow = sum(|t| t.flow);
+    let rate = sum(|t| t.rate);
+    let present = all.iter().any(|t| t.present);
+    // Nothing in the system and under one arrival per target: a cold start serves the next
+    // task within the target, so no pod is kept for it (unless λ is a lower bound: then the
+    // quiet is not evidence).
+    let sparse = !present && rate * target < 1.0 && !all.iter().any(|t| t.lower_bound);
+    let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
-    let busy = all.iter().any(|t| t.busy);
-    let s_max = all.iter().map(|t| t.service_time).fold(0.0, f64::max);
+    let tail = if rate > 0.0 {
+        all.iter().map(|t| t.rate * t.tail_scale).sum::<f64>() / rate
+    } else {
+        all.iter().map(|t| t.tail_scale).fold(0.0, f64::max)
+    };
     let min_headroom = if s.min_headroom.is_finite() {
         s.min_headroom.max(0.0)
     } else {
         0.0
     };
-    let headroom = if busy {
-        min_headroom.max((P95_FACTOR * s_max / target).min(flow.sqrt()))
+    let headroom_floor = if present || flow > 0.0 {
+        flow + min_headroom
     } else {
         0.0
     };
-    let base = in_flight.max(flow + headroom);
-    let flow_extra = (flow - in_flight).max(0.0);
-    let headroom_extra = (base - in_flight - flow_extra).max(0.0);
-    let metric_value = base + drain;
+    let model = steady_slots(flow, tail, target);
+    let steady = model.max(headroom_floor);
+    let metric_value = in_flight.max(steady).max(drain);
     let metric_value = if metric_value.is_finite() {
         metric_value
     } else {
         f64::MAX
     };
+    // The breakdown: each component is what it adds beyond the ones before it.
+    let flow_extra = (flow - in_flight).max(0.0);
+    let headroom_extra = (steady - in_flight.max(flow)).max(0.0);
+    let drain_extra = (metric_value - in_flight - flow_extra - headroom_extra).max(0.0);
 
     let backlog: u64 = queues.iter().map(|q| q.backlog).sum();
     let in_unacked = queues.iter().any(|q| q.reserved > 0 || q.stale > 0);
-    let active = backlog as f64 > s.activation_list_length
-        || in_unacked
-        || in_flight > 0.0
-        || all.iter().any(|t| t.rate > 0.0);
+    let active =
+        backlog as f64 > s.activation_list_length || in_unacked || in_flight > 0.0 || flow > 0.0;
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())
@@ -215,7 +277,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
             Component {
                 component: "headroom",
                 value: headroom_extra,
-                source: if min_headroom >= headroom && busy {
+                source: if headroom_floor > model {
                     "config"
                 } else {
                     "model"
@@ -223,7 +285,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
             },
             Component {
                 component: "drain",
-                value: drain,
+                value: drain_extra,
                 source: pick(|t| (t.drain, t.drain_source)),
             },
         ],

@@ -125,6 +125,7 @@ impl QueueEstimates {
             arrival_rate: self.arrival_rate,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
+            service_time_p95: None,
             wait: self.wait,
         }
     }

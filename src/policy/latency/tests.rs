@@ -22,6 +22,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
+        service_time_p95: None,
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
     }
 }
@@ -38,21 +39,79 @@ fn part(d: &Decision, name: &str) -> f64 {
 }
 
 #[test]
-fn steady_flow_is_lambda_times_s_plus_headroom() {
-    // λ = 10/s, S = 2 s: 20 busy slots; headroom min(3·2/30, √20) ≈ 0.2.
+fn steady_flow_asks_for_the_erlang_slots_of_lambda_times_s() {
+    // λ = 10/s, S = 2 s: 20 busy slots; the fewest c > 20 whose p95 wait is ≤ 30 s.
     let d = decide(
         &settings(),
         &[q(0, 0, 0, 0)],
         &[live(Some(20.0), Some(10.0), Some(2.0), None)],
     );
-    let h = P95_FACTOR * 2.0 / 30.0;
-    assert!((d.metric_value - (20.0 + h)).abs() < 1e-9, "{d:?}");
+    let c = steady_slots(20.0, 2.0, 30.0);
+    assert_eq!(c, 21.0, "one spare slot keeps P(wait > 30 s) far below 5 %");
+    assert_eq!(d.metric_value, c, "{d:?}");
     assert_eq!(d.target, 4.0);
     assert!(d.active);
     assert_eq!(part(&d, "in_flight"), 20.0);
-    assert!((part(&d, "headroom") - h).abs() < 1e-9);
+    assert_eq!(part(&d, "headroom"), 1.0);
     assert_eq!(part(&d, "flow"), 0.0); // flow adds nothing beyond in-flight
     assert_eq!(d.breakdown[1].source, "keyspace");
+}
+
+#[test]
+fn erlang_slots_match_known_values() {
+    // M/M/c, a = 10 slots, S = 1: ErlangC(11, 10) ≈ 0.682, ErlangC(12, 10) ≈ 0.449.
+    // T = 1 s: P(wait > 1) = 0.682·e^{−1} = 0.25 (11), 0.449·e^{−2} = 0.061 (12),
+    // 13 slots: 0.280·e^{−3} = 0.014 → 13.
+    assert_eq!(steady_slots(10.0, 1.0, 1.0), 13.0);
+    // A long target needs only the first slot above the load.
+    assert_eq!(steady_slots(10.0, 1.0, 100.0), 11.0);
+    assert_eq!(steady_slots(0.0, 1.0, 1.0), 0.0);
+    assert_eq!(steady_slots(0.2, 1.0, 30.0), 1.0);
+    // Huge loads use √-staffing with β = 3, never more than the C ≤ 1 bound.
+    let big = steady_slots(1.0e6, 1.0, 10.0);
+    assert!((1.0e6..=1.0e6 + 3.0 * 1.0e3 + 1.0).contains(&big));
+}
+
+#[test]
+fn a_heavier_tail_asks_for_more_slots() {
+    let mut light = live(Some(0.0), Some(2.0), Some(2.0), None);
+    light.service_time_p95 = Some(Estimate::new(6.0, Source::Heartbeat)); // exponential: 3 × mean
+    let mut heavy = light.clone();
+    heavy.service_time_p95 = Some(Estimate::new(60.0, Source::Heartbeat));
+    let s = LatencySettings::new(4.0, 10.0);
+    let a = decide(&s, &[q(0, 0, 0, 0)], &[light]);
+    let b = decide(&s, &[q(0, 0, 0, 0)], &[heavy]);
+    assert_eq!(a.metric_value, steady_slots(4.0, 2.0, 10.0));
+    assert_eq!(b.metric_value, steady_slots(4.0, 20.0, 10.0));
+    assert!(b.metric_value > a.metric_value, "{a:?} {b:?}");
+}
+
+#[test]
+fn a_standing_queue_within_the_target_adds_no_slots() {
+    // 8 slots busy, 20 waiting 1 s tasks, the oldest 5 s old, T = 30 s: the slots running
+    // start them all within ~3 s; the metric stays at the busy slots.
+    let d = decide(
+        &settings(),
+        &[q(20, 0, 0, 0)],
+        &[live(Some(8.0), Some(7.0), Some(1.0), Some(5.0))],
+    );
+    assert_eq!(d.metric_value, 8.0, "{d:?}");
+    assert_eq!(part(&d, "drain"), 0.0);
+}
+
+#[test]
+fn a_lone_task_on_an_idle_queue_keeps_no_pod() {
+    // One task in the last minute (λ = 1/60), done; T = 30 s: under one arrival per target.
+    let idle = live(Some(0.0), Some(1.0 / 60.0), Some(20.0), None);
+    let d = decide(&settings(), &[q(0, 0, 0, 0)], std::slice::from_ref(&idle));
+    assert_eq!((d.metric_value, d.active), (0.0, false), "{d:?}");
+    // While it waits or runs it has its slot.
+    let d = decide(&settings(), &[q(1, 0, 0, 0)], &[idle]);
+    assert!(d.metric_value >= 1.0 && d.active);
+    // One arrival every 10 s is not sparse for a 30 s target: a slot stays.
+    let busy = live(Some(0.0), Some(0.1), Some(1.0), None);
+    let d = decide(&settings(), &[q(0, 0, 0, 0)], &[busy]);
+    assert_eq!((d.metric_value, d.active), (1.0, true));
 }
 
 #[test]
@@ -103,7 +162,9 @@ fn fallbacks_are_named() {
     assert_eq!(part(&d, "in_flight"), 5.0);
     assert_eq!(d.breakdown[0].source, "unacked");
     assert_eq!(d.breakdown[3].source, "target-latency");
-    assert!((part(&d, "drain") - 30.0 * 30.0 / 60.0).abs() < 1e-9);
+    // 30 waiting × S/(S + T) = 15 slots, 10 beyond the 5 in flight.
+    assert!((d.metric_value - 30.0 * 30.0 / 60.0).abs() < 1e-9);
+    assert!((part(&d, "drain") - 10.0).abs() < 1e-9);
     s.task_duration = Some(3.0);
     let d = decide(&s, &[q(30, 5, 0, 0)], &[]);
     assert_eq!(d.breakdown[3].source, "config");
@@ -215,8 +276,11 @@ proptest! {
         let d = i.eval(&s);
         prop_assert!(d.metric_value.is_finite() && d.metric_value >= 0.0);
         prop_assert!(d.target.is_finite() && d.target > 0.0);
+        // Idle: nothing waiting, reserved, stale or running, and under one arrival per
+        // target (docs/scaling.md: a cold start serves such a queue).
         let idle = i.q.backlog == 0 && i.q.reserved == 0 && i.q.stale == 0
-            && i.running.unwrap_or(0.0) == 0.0 && i.rate.unwrap_or(0.0) == 0.0;
+            && i.running.unwrap_or(0.0) == 0.0
+            && i.rate.unwrap_or(0.0) * s.target_latency < 1.0;
         prop_assert_eq!(d.metric_value == 0.0, idle, "{:?}", d);
         prop_assert_eq!(d.active, !idle);
         let parts: f64 = d.breakdown.iter().map(|c| c.value).sum();
@@ -344,5 +408,34 @@ proptest! {
         prop_assert!(lower.active || !exact.active);
         let parts: f64 = lower.breakdown.iter().map(|c| c.value).sum();
         prop_assert!((parts - lower.metric_value).abs() <= 1e-9 * lower.metric_value.max(1.0));
+    }
+}
+
+proptest! {
+    /// `steady_slots` is what makes the metric monotone in λ, S and S95: non-decreasing in
+    /// the load and the tail scale, non-increasing in the target, and above the load.
+    #[test]
+    fn steady_slots_is_monotone(
+        load in 0.0f64..5_000.0,
+        tail in 0.001f64..1_000.0,
+        target in 0.001f64..1_000.0,
+        more in 0.0f64..100.0,
+    ) {
+        let c = steady_slots(load, tail, target);
+        prop_assert!(c.is_finite() && (c > load || load == 0.0));
+        prop_assert!(steady_slots(load + more, tail, target) >= c);
+        prop_assert!(steady_slots(load, tail + more, target) >= c);
+        prop_assert!(steady_slots(load, tail, target + more) <= c);
+    }
+
+    /// A heavier service-time tail (p95) never lowers the metric.
+    #[test]
+    fn monotone_in_the_service_time_p95(i in arb_input(), s in arb_settings(), p95 in 0.0f64..10_000.0, more in 0.0f64..10_000.0) {
+        let with = |v: f64| {
+            let mut l = live(i.running, i.rate, i.s, i.wait);
+            l.service_time_p95 = Some(Estimate::new(v, Source::Heartbeat));
+            decide(&s, std::slice::from_ref(&i.q), &[l])
+        };
+        prop_assert!(with(p95 + more).metric_value >= with(p95).metric_value);
     }
 }

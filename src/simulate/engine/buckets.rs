@@ -48,15 +48,45 @@ pub(crate) struct QueueStats {
     pub starts: Buckets,
     pub done_n: Buckets,
     pub done_sum: Buckets,
+    /// (completion time, duration) of the tasks completed in the service window: the p95.
+    pub done_recent: std::collections::VecDeque<(f64, f64)>,
 }
 
 impl QueueStats {
+    /// Records a completion at `now` and forgets those older than `window` seconds.
+    pub(crate) fn completed(&mut self, now: f64, duration: f64, window: f64) {
+        self.done_n.add(now, 1.0);
+        self.done_sum.add(now, duration);
+        self.done_recent.push_back((now, duration));
+        while self
+            .done_recent
+            .front()
+            .is_some_and(|(t, _)| *t <= now - window)
+        {
+            self.done_recent.pop_front();
+        }
+    }
+
+    /// The p95 duration of the completions within `window` seconds of `now`.
+    pub(crate) fn service_p95(&self, now: f64, window: f64) -> Option<f64> {
+        let mut d: Vec<f64> = self
+            .done_recent
+            .iter()
+            .filter(|(t, _)| *t > now - window)
+            .map(|(_, d)| *d)
+            .collect();
+        let k = ((d.len() as f64) * 0.95).ceil() as usize;
+        let k = k.checked_sub(1)?;
+        Some(*d.select_nth_unstable_by(k, f64::total_cmp).1)
+    }
+
     pub(crate) fn new(window: usize) -> Self {
         Self {
             arrivals: Buckets::new(window),
             starts: Buckets::new(window),
             done_n: Buckets::new(window),
             done_sum: Buckets::new(window),
+            done_recent: std::collections::VecDeque::new(),
         }
     }
 }

@@ -104,7 +104,10 @@ impl Sim<'_> {
             let c = self.counts[qi];
             let st = &self.stats[qi];
             let slow = st.arrivals.sum(self.now, s.rate_window) / f64::from(s.rate_window);
-            let fast = st.arrivals.sum(self.now, s.fast_window) / f64::from(s.fast_window);
+            // λ over `rate_window` only: the backlog shows a burst at once (the drain term),
+            // and a fast path would hold a burst's peak rate as pods for the HPA's 5-minute
+            // scale-down window. (`fast_window` no longer feeds the oracle.)
+            let p95 = st.service_p95(self.now, f64::from(s.service_window));
             let n = st.done_n.sum(self.now, s.service_window);
             let oldest = self.lists[qi]
                 .iter()
@@ -116,7 +119,7 @@ impl Sim<'_> {
                 running: s
                     .heartbeats
                     .then(|| Estimate::new(c.running as f64, Source::Heartbeat)),
-                arrival_rate: Some(Estimate::new(slow.max(fast), Source::Keyspace)),
+                arrival_rate: Some(Estimate::new(slow, Source::Keyspace)),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
                     Source::Keyspace,
@@ -127,6 +130,7 @@ impl Sim<'_> {
                         Source::Heartbeat,
                     )
                 }),
+                service_time_p95: p95.map(|v| Estimate::new(v, Source::Heartbeat)),
                 wait: oldest
                     .is_finite()
                     .then(|| Estimate::new(self.now - oldest, Source::Keyspace)),

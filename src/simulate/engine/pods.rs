@@ -85,8 +85,8 @@ impl Sim<'_> {
         let (_, task, _) = pod.running.swap_remove(i);
         let q = task.queue as usize;
         self.counts[q].running -= 1;
-        self.stats[q].done_n.add(self.now, 1.0);
-        self.stats[q].done_sum.add(self.now, task.duration);
+        let window = f64::from(self.sc.sampler.service_window);
+        self.stats[q].completed(self.now, task.duration, window);
         match self.pods[p as usize].state {
             PodState::Terminating if self.pods[p as usize].running.is_empty() => {
                 self.restore_held(p);
