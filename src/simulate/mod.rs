@@ -16,6 +16,7 @@ mod error;
 pub mod limits;
 mod load;
 pub mod outcome;
+pub mod recommended;
 pub mod report;
 pub mod rng;
 pub mod scenario;
