@@ -303,6 +303,7 @@ impl QueueLive {
         };
         QueueEstimates {
             arrival_rate: self.arrivals.rate().map(rate),
+            arrival_rate_steady: self.arrivals.smoothed_rate().map(rate),
             dequeue_rate: self.dequeues.rate().map(rate),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
