@@ -31,6 +31,9 @@ pub(crate) struct QueueEstimates {
     /// The arrival rate over the window without the burst fast path (the policy's λ).
     pub arrival_rate_steady: Option<Estimate>,
     pub dequeue_rate: Option<Estimate>,
+    /// The dequeue rate over the window without the burst fast path (pairs with
+    /// `arrival_rate_steady` when heartbeats credit starts).
+    pub dequeue_rate_steady: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
@@ -113,13 +116,17 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         // (a beat with two starts on a worker that averages one per minute) biases the
         // start rate upwards, and the policy would hold that as pods.
         let steady_starts = workers.bounded_rate(workers.busy_start_rate, s);
-        if steady_starts > dequeued {
+        let dequeued_steady = est
+            .dequeue_rate_steady
+            .filter(|_| est.dequeue_rate.is_some())
+            .unwrap_or(0.0);
+        if steady_starts > dequeued_steady {
             let arrived = est
                 .arrival_rate_steady
                 .and_then(|e| e.usable())
                 .unwrap_or(0.0);
             est.arrival_rate_steady = Some(Estimate::new(
-                arrived + (steady_starts - dequeued),
+                arrived + (steady_starts - dequeued_steady),
                 HEARTBEAT,
             ));
         }

@@ -712,4 +712,16 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
     assert_eq!(value(est.arrival_rate), Some(3.0));
     assert_eq!(value(est.arrival_rate_steady), Some(1.0));
     assert_eq!(value(est.service_time), Some(4.0));
+    // Conservation's own dequeues are subtracted window for window: the steady starts
+    // beyond the queue's smoothed dequeues, not beyond its one-tick burst.
+    let mut est = QueueEstimates {
+        arrival_rate: Some(Estimate::new(2.0, CONSERVATION)),
+        arrival_rate_steady: Some(Estimate::new(0.5, CONSERVATION)),
+        dequeue_rate: Some(Estimate::new(2.0, CONSERVATION)),
+        dequeue_rate_steady: Some(0.5),
+        ..QueueEstimates::default()
+    };
+    credit_heartbeats(&mut est, &workers);
+    assert_eq!(value(est.arrival_rate), Some(3.0));
+    assert_eq!(value(est.arrival_rate_steady), Some(1.0));
 }
