@@ -1,6 +1,6 @@
 //! `latency` mode: the fewest busy worker slots whose predicted p95 wait stays within
 //! `targetLatency`, from the queue's backlog and in-flight counts and the sampler's live
-//! estimates (arrival rate λ, service time S and its p95, running tasks, oldest wait).
+//! estimates (steady arrival rate λ, service time S and its p95, running tasks, oldest wait).
 //!
 //! ```text
 //! metric = max(in_flight, steady, drain)                target = concurrency
