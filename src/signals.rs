@@ -75,6 +75,10 @@ pub struct LiveSignals {
     pub running: Option<Estimate>,
     /// Arrival rate λ, in tasks per second.
     pub arrival_rate: Option<Estimate>,
+    /// λ without the burst fast path: the window's mean arrival rate, which the latency
+    /// policy sizes its steady flow on (a burst reaches it through the backlog). `None`
+    /// falls back to `arrival_rate`.
+    pub arrival_rate_steady: Option<Estimate>,
     /// Dequeue (start) rate, in tasks per second.
     pub dequeue_rate: Option<Estimate>,
     /// Mean service time S, in seconds.

@@ -1,6 +1,6 @@
 //! `latency` mode: the fewest busy worker slots whose predicted p95 wait stays within
 //! `targetLatency`, from the queue's backlog and in-flight counts and the sampler's live
-//! estimates (arrival rate λ, service time S and its p95, running tasks, oldest wait).
+//! estimates (steady arrival rate λ, service time S and its p95, running tasks, oldest wait).
 //!
 //! ```text
 //! metric = max(in_flight, steady, drain)                target = concurrency
@@ -103,9 +103,12 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         .and_then(|e| e.usable())
         .unwrap_or(0.0);
     let tail_scale = service_time.max(p95 / 3.0);
+    // λ without the burst fast path when the sampler has it: a burst shows in the backlog
+    // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
+    // window would cost more than it serves.
+    let arrival = live.arrival_rate_steady.or(live.arrival_rate);
     let (rate, rate_source) = match (
-        live.arrival_rate
-            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
+        arrival.and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
         live.dequeue_rate
             .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
     ) {
@@ -115,7 +118,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     };
     // A lower-bound λ (traffic mostly unseen) only ever raises the estimate: the dequeue
     // count under-counts too, so the larger of the two is used.
-    let lower_bound = live.arrival_rate.is_some_and(|e| e.is_lower_bound());
+    let lower_bound = arrival.is_some_and(|e| e.is_lower_bound());
     let rate = match live.dequeue_rate.and_then(|e| e.usable()) {
         Some(d) if lower_bound => rate.max(d),
         _ => rate,

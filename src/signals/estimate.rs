@@ -62,6 +62,15 @@ impl RateEstimator {
             .unwrap_or(first);
         rate_of(first, previous, last)
     }
+
+    /// Events per second over the window, without the burst fast path: what the latency
+    /// policy sizes a steady flow on (its drain term sees a burst in the backlog at once).
+    /// `None` before two samples.
+    pub fn smoothed_rate(&self) -> Option<f64> {
+        let (t0, c0) = *self.samples.front()?;
+        let (t1, c1) = *self.samples.back()?;
+        (t1 > t0).then(|| c1.saturating_sub(c0) as f64 / (t1 - t0))
+    }
 }
 
 /// Rate of a cumulative counter sampled at `first` … `previous`, `last` (time, count): the

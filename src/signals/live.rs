@@ -28,7 +28,12 @@ pub(crate) const HEARTBEAT: Source = Source::Heartbeat;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct QueueEstimates {
     pub arrival_rate: Option<Estimate>,
+    /// The arrival rate over the window without the burst fast path (the policy's λ).
+    pub arrival_rate_steady: Option<Estimate>,
     pub dequeue_rate: Option<Estimate>,
+    /// The dequeue rate over the window without the burst fast path (pairs with
+    /// `arrival_rate_steady` when heartbeats credit starts).
+    pub dequeue_rate_steady: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
@@ -84,7 +89,11 @@ pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, Str
 pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
     // Heartbeats see every task start: the counted rates are no longer the only evidence.
     if workers.start_rate.is_some() {
-        for rate in [&mut est.arrival_rate, &mut est.dequeue_rate] {
+        for rate in [
+            &mut est.arrival_rate,
+            &mut est.arrival_rate_steady,
+            &mut est.dequeue_rate,
+        ] {
             if let Some(r) = rate.as_mut().filter(|r| r.is_lower_bound()) {
                 r.mode = SignalMode::Estimated;
             }
@@ -103,6 +112,24 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         // forged heartbeat moves λ·S only within the workers' capacity.
         let starts = workers.bounded_rate(rate, s);
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
+        // The steady λ takes the smoothed starts: summing each worker's burst fast path
+        // (a beat with two starts on a worker that averages one per minute) biases the
+        // start rate upwards, and the policy would hold that as pods.
+        let steady_starts = workers.bounded_rate(workers.busy_start_rate, s);
+        let dequeued_steady = est
+            .dequeue_rate_steady
+            .filter(|_| est.dequeue_rate.is_some())
+            .unwrap_or(0.0);
+        if steady_starts > dequeued_steady {
+            let arrived = est
+                .arrival_rate_steady
+                .and_then(|e| e.usable())
+                .unwrap_or(0.0);
+            est.arrival_rate_steady = Some(Estimate::new(
+                arrived + (steady_starts - dequeued_steady),
+                HEARTBEAT,
+            ));
+        }
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
             est.dequeue_rate = Some(Estimate::new(starts, HEARTBEAT));
@@ -123,6 +150,7 @@ impl QueueEstimates {
             name: name.to_string(),
             running: None,
             arrival_rate: self.arrival_rate,
+            arrival_rate_steady: self.arrival_rate_steady,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
             service_time_p95: None,

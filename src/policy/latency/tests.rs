@@ -20,6 +20,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         name: "q".into(),
         running: running.map(|v| Estimate::new(v, Source::Heartbeat)),
         arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
+        arrival_rate_steady: None,
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
@@ -438,4 +439,21 @@ proptest! {
         };
         prop_assert!(with(p95 + more).metric_value >= with(p95).metric_value);
     }
+}
+
+#[test]
+fn the_steady_rate_sizes_the_flow_not_the_burst_rate() {
+    // The exported λ reads a one-tick burst (30/s); the steady λ over the window is 10/s.
+    // The flow is sized on the steady one: a burst reaches the policy through the backlog.
+    let mut l = live(Some(20.0), Some(30.0), Some(2.0), None);
+    l.arrival_rate_steady = Some(Estimate::new(10.0, Source::Keyspace));
+    let d = decide(&settings(), &[q(0, 0, 0, 0)], &[l]);
+    assert_eq!(d.metric_value, steady_slots(20.0, 2.0, 30.0), "{d:?}");
+    // Without a steady λ, the exported one is used.
+    let d = decide(
+        &settings(),
+        &[q(0, 0, 0, 0)],
+        &[live(Some(20.0), Some(30.0), Some(2.0), None)],
+    );
+    assert_eq!(d.metric_value, steady_slots(60.0, 2.0, 30.0), "{d:?}");
 }

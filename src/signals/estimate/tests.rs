@@ -361,3 +361,18 @@ fn heartbeat_service_time_is_right_as_soon_as_load_starts_after_idling() {
     );
     assert_eq!(b.summary(40.0, "svc@").unwrap().service_time(), None);
 }
+
+#[test]
+fn the_smoothed_rate_has_no_burst_fast_path() {
+    // 1 task/s for a minute, then 40 in one tick: the fast path shows the burst at once,
+    // the smoothed rate (the latency policy's λ) only as its share of the window.
+    let mut r = RateEstimator::new(60.0);
+    for s in 0..=60u64 {
+        r.observe(s as f64, s);
+    }
+    assert!(close(r.smoothed_rate().unwrap(), 1.0, 1e-9));
+    r.observe(61.0, 60 + 40);
+    assert!(r.rate().unwrap() > 30.0, "{:?}", r.rate());
+    let smoothed = r.smoothed_rate().unwrap();
+    assert!(close(smoothed, 99.0 / 60.0, 1e-9), "{smoothed}");
+}

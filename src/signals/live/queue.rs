@@ -303,7 +303,9 @@ impl QueueLive {
         };
         QueueEstimates {
             arrival_rate: self.arrivals.rate().map(rate),
+            arrival_rate_steady: self.arrivals.smoothed_rate().map(rate),
             dequeue_rate: self.dequeues.rate().map(rate),
+            dequeue_rate_steady: self.dequeues.smoothed_rate(),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.

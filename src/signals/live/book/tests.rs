@@ -691,3 +691,37 @@ fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
         assert_eq!(e.service_time, None);
     }
 }
+
+#[test]
+fn the_steady_rate_credits_the_workers_smoothed_starts() {
+    // The workers' summed burst fast paths read 3 starts/s; over their window they started
+    // 1 per second. The exported λ keeps the fast path, the policy's steady λ does not.
+    use crate::signals::heartbeat::WorkerSummary;
+    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    let mut est = QueueEstimates::default();
+    let workers = WorkerSummary {
+        workers: 2,
+        running: 4,
+        start_rate: Some(3.0),
+        busy: 4.0,
+        busy_start_rate: 1.0,
+        capacity: 16.0,
+    };
+    credit_heartbeats(&mut est, &workers);
+    let value = |e: Option<Estimate>| e.map(|e| e.value);
+    assert_eq!(value(est.arrival_rate), Some(3.0));
+    assert_eq!(value(est.arrival_rate_steady), Some(1.0));
+    assert_eq!(value(est.service_time), Some(4.0));
+    // Conservation's own dequeues are subtracted window for window: the steady starts
+    // beyond the queue's smoothed dequeues, not beyond its one-tick burst.
+    let mut est = QueueEstimates {
+        arrival_rate: Some(Estimate::new(2.0, CONSERVATION)),
+        arrival_rate_steady: Some(Estimate::new(0.5, CONSERVATION)),
+        dequeue_rate: Some(Estimate::new(2.0, CONSERVATION)),
+        dequeue_rate_steady: Some(0.5),
+        ..QueueEstimates::default()
+    };
+    credit_heartbeats(&mut est, &workers);
+    assert_eq!(value(est.arrival_rate), Some(3.0));
+    assert_eq!(value(est.arrival_rate_steady), Some(1.0));
+}
