@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use celery_scaler::broker::{BrokerSpec, Registry, SamplerSettings, Secret, WatchSet, WatchView};
 use celery_scaler::celery::Layout;
-use support::celery_data::{deliver, envelope, now, push, unacked_value};
+use support::celery_data::{
+    ack, deliver, envelope, now, push, redelivered, redelivered_unacked_value, unacked_value,
+};
 use support::RedisServer;
 
 fn settings(interval_ms: u64) -> SamplerSettings {
@@ -168,6 +170,68 @@ async fn estimated_mode_without_notifications() {
     let wait = v.live[0].wait.expect("wait");
     assert_eq!(wait.source.as_str(), "tail-tag");
     assert!(wait.value >= 0.5, "{wait:?}");
+    registry.shutdown().await;
+}
+
+/// A message kombu restores (warm shutdown, visibility timeout) goes back on the list and is
+/// fetched again under the same tag, marked `redelivered`. Conservation read its push as a
+/// new task (the scaler over-counted arrivals on every scale-down); the re-fetch of a marked
+/// copy now discounts it. 8 tasks are sent in all; the restore must not make it 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_message_is_not_counted_as_a_new_arrival() {
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(settings(200)));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let watch = celery_watch();
+    registry.view(&spec, &watch).await.expect("first view");
+    let mut c = server.conn(0);
+    push(&mut c, b"celery", 5);
+    let fetch = |c: &mut redis::Connection| -> String {
+        redis::cmd("RPOP").arg("celery").query(c).expect("rpop")
+    };
+    let first = fetch(&mut c);
+    deliver(
+        &mut c,
+        "",
+        "r1",
+        now(),
+        &unacked_value("r1", None, "", "celery"),
+    );
+    until(&registry, &spec, &watch, 10, |v| v.counts[0].dequeued >= 1).await;
+    // The restore: out of `unacked`, RPUSHed back marked (consumed next).
+    ack(&mut c, "", "r1");
+    let back = redelivered(&first);
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("celery")
+        .arg(&back)
+        .query(&mut c)
+        .expect("rpush");
+    let v = until(&registry, &spec, &watch, 10, |v| v.counts[0].arrived >= 6).await;
+    eprintln!(
+        "DBG after restore {:?} {:?}",
+        v.counts[0], v.live[0].arrival_rate
+    );
+    // The re-fetch of the restored copy, then 3 genuinely new tasks.
+    assert_eq!(fetch(&mut c), back);
+    deliver(
+        &mut c,
+        "",
+        "r1",
+        now(),
+        &redelivered_unacked_value("r1", "", "celery"),
+    );
+    let v = until(&registry, &spec, &watch, 10, |v| v.counts[0].dequeued >= 2).await;
+    eprintln!(
+        "DBG after refetch {:?} {:?}",
+        v.counts[0], v.live[0].arrival_rate
+    );
+    push(&mut c, b"celery", 3);
+    until(&registry, &spec, &watch, 10, |v| v.counts[0].arrived >= 8).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let v = registry.view(&spec, &watch).await.expect("view");
+    let counts = &v.counts[0];
+    assert!(!counts.exact);
+    assert_eq!((counts.arrived, counts.dequeued), (8, 2), "{counts:?}");
     registry.shutdown().await;
 }
 

@@ -162,17 +162,21 @@ pub(crate) fn attribute_churn(
                 if watched.contains(q.as_str()) {
                     let c = extras.churn.entry((layout.clone(), q)).or_default();
                     c.new += 1;
+                    c.redelivered += u64::from(entry.redelivered);
                     if entry.eta.is_none() {
                         c.new_scores.push(*score);
                     }
                 }
             }
         }
-        for (score, entry) in churn.left.iter().filter(|(_, e)| e.eta.is_none()) {
+        for (score, entry) in &churn.left {
             for q in tracker.queues_of(sep, entry) {
                 if watched.contains(q.as_str()) {
                     let c = extras.churn.entry((layout.clone(), q)).or_default();
-                    c.left.push(*score);
+                    c.gone += 1;
+                    if entry.eta.is_none() {
+                        c.left.push(*score);
+                    }
                 }
             }
         }

@@ -255,6 +255,7 @@ mod tests {
             routing_key: routing_key.into(),
             eta: None,
             eta_malformed: false,
+            redelivered: false,
         }
     }
 

@@ -18,6 +18,11 @@ pub struct UnackedEntry {
     /// garbage). The entry is then read as due now (`eta: None`), so it counts as reserved
     /// instead of vanishing; the tracker counts it as malformed.
     pub eta_malformed: bool,
+    /// kombu marked the message `redelivered` (`headers.redelivered` or
+    /// `properties.delivery_info.redelivered`): a copy restored to its queue (warm shutdown,
+    /// visibility timeout) and fetched again, under the same delivery tag. Its restore showed
+    /// as a push on the list, not as a new task.
+    pub redelivered: bool,
 }
 
 /// Why an `unacked` value was skipped. Bounded set: doubles as a metric label.
@@ -43,6 +48,8 @@ impl EntryError {
 struct Envelope<'a> {
     #[serde(default, borrow)]
     headers: Option<Headers<'a>>,
+    #[serde(default, borrow)]
+    properties: Option<Properties<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -50,15 +57,44 @@ struct Headers<'a> {
     /// Kept raw: a number or an object here must not make the whole entry unreadable.
     #[serde(default, borrow)]
     eta: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    redelivered: Option<&'a RawValue>,
 }
 
-/// Parses one `unacked` value. The message body is not decoded; only `headers.eta` is read.
+#[derive(Deserialize)]
+struct Properties<'a> {
+    #[serde(default, borrow)]
+    delivery_info: Option<DeliveryInfo<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeliveryInfo<'a> {
+    #[serde(default, borrow)]
+    redelivered: Option<&'a RawValue>,
+}
+
+/// Whether a raw JSON value is `true` (anything else, malformed included, is not).
+fn is_true(v: Option<&RawValue>) -> bool {
+    v.is_some_and(|r| r.get().trim() == "true")
+}
+
+/// Parses one `unacked` value. The message body is not decoded; only `headers.eta` and the
+/// `redelivered` marks are read.
 /// An ETA that is not a timestamp does not fail the entry: see [`UnackedEntry::eta_malformed`].
 pub fn parse_unacked_value(raw: &[u8]) -> Result<UnackedEntry, EntryError> {
     let (message, exchange, routing_key): (&RawValue, String, String) =
         serde_json::from_slice(raw).map_err(|_| EntryError::NotTriple)?;
     let envelope: Envelope<'_> =
         serde_json::from_str(message.get()).map_err(|_| EntryError::BadEnvelope)?;
+    let redelivered = envelope
+        .headers
+        .as_ref()
+        .is_some_and(|h| is_true(h.redelivered))
+        || envelope
+            .properties
+            .as_ref()
+            .and_then(|p| p.delivery_info.as_ref())
+            .is_some_and(|d| is_true(d.redelivered));
     let raw_eta = envelope.headers.and_then(|h| h.eta);
     let (eta, eta_malformed) = match raw_eta.map(|r| r.get().trim()) {
         None | Some("null") => (None, false),
@@ -75,6 +111,7 @@ pub fn parse_unacked_value(raw: &[u8]) -> Result<UnackedEntry, EntryError> {
         routing_key,
         eta,
         eta_malformed,
+        redelivered,
     })
 }
 
@@ -169,6 +206,42 @@ mod tests {
         );
         let v = r#"[{"body": "x"}, "", "q"]"#;
         assert_eq!(parse_unacked_value(v.as_bytes()).unwrap().eta, None);
+    }
+
+    #[test]
+    fn a_restored_copy_is_marked_redelivered() {
+        assert!(!parse_unacked_value(REAL.as_bytes()).unwrap().redelivered);
+        // What kombu's restore writes: both marks.
+        let restored = REAL
+            .replace(r#""retries": 0}"#, r#""retries": 0, "redelivered": true}"#)
+            .replace(
+                r#""routing_key": "celery"}"#,
+                r#""routing_key": "celery", "redelivered": true}"#,
+            );
+        assert!(
+            parse_unacked_value(restored.as_bytes())
+                .unwrap()
+                .redelivered
+        );
+        // Either mark alone is enough; anything but `true` is not a mark.
+        for v in [
+            r#"[{"headers": {"redelivered": true}}, "", "q"]"#,
+            r#"[{"properties": {"delivery_info": {"redelivered": true}}}, "", "q"]"#,
+        ] {
+            assert!(
+                parse_unacked_value(v.as_bytes()).unwrap().redelivered,
+                "{v}"
+            );
+        }
+        for v in [
+            r#"[{"headers": {"redelivered": false}}, "", "q"]"#,
+            r#"[{"headers": {"redelivered": "true"}}, "", "q"]"#,
+            r#"[{"headers": {"redelivered": {"x": 1}}}, "", "q"]"#,
+            r#"[{"properties": {"delivery_info": null}}, "", "q"]"#,
+        ] {
+            let e = parse_unacked_value(v.as_bytes()).unwrap();
+            assert!(!e.redelivered, "{v}");
+        }
     }
 
     #[test]

@@ -168,7 +168,8 @@ impl Sim<'_> {
                     self.terminate(p);
                 }
             }
-            Ev::Restore(task) => {
+            Ev::Restore(mut task) => {
+                task.redelivered = true;
                 self.counts[task.queue as usize].orphan -= 1;
                 self.stranded.remove(&task.id);
                 self.lists[task.queue as usize][task.step as usize].push_front(task);

@@ -25,6 +25,8 @@ pub struct Task {
     /// When a worker last fetched it (kombu's `unacked_index` score: the visibility
     /// timeout counts from here).
     pub fetched: f64,
+    /// Restored to its queue once (kombu marks the copy `redelivered`).
+    pub redelivered: bool,
 }
 
 /// What a trace line fixes about its task (unset: drawn from the queue's distributions).
@@ -351,6 +353,7 @@ impl TaskMaker {
             started: false,
             id: 0,
             fetched: arrival,
+            redelivered: false,
         }
     }
 }

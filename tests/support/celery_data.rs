@@ -97,6 +97,24 @@ pub fn ack(conn: &mut redis::Connection, prefix: &str, tag: &str) {
         .expect("ack");
 }
 
+/// What kombu's `Channel._do_restore_message` makes of a message it puts back: the same
+/// envelope (same delivery tag) with `headers.redelivered` and
+/// `properties.delivery_info.redelivered` set.
+pub fn redelivered(envelope_json: &str) -> String {
+    let mut m: serde_json::Value = serde_json::from_str(envelope_json).expect("envelope json");
+    m["headers"]["redelivered"] = json!(true);
+    m["properties"]["delivery_info"]["redelivered"] = json!(true);
+    m.to_string()
+}
+
+/// The `unacked` value of a restored copy fetched again.
+pub fn redelivered_unacked_value(tag: &str, exchange: &str, routing_key: &str) -> String {
+    let message: serde_json::Value =
+        serde_json::from_str(&redelivered(&envelope(tag, None, exchange, routing_key)))
+            .expect("envelope json");
+    json!([message, exchange, routing_key]).to_string()
+}
+
 /// Adds a `_kombu.binding.<exchange>` member `rk sep pattern sep queue`.
 pub fn bind(
     conn: &mut redis::Connection,

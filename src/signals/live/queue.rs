@@ -97,6 +97,11 @@ impl KeyLive {
     }
 }
 
+/// How long arrivals counted by conservation may still be found to have been restores (a
+/// restored copy is pushed to the end consumed next: fetched again within seconds while
+/// any worker runs).
+pub(crate) const RESTORE_HORIZON: f64 = 60.0;
+
 /// One queue's live state.
 pub(crate) struct QueueLive {
     pub keys: Vec<KeyLive>,
@@ -106,6 +111,14 @@ pub(crate) struct QueueLive {
     pub dequeued: u64,
     /// Negative conservation arrivals not yet offset by later ticks.
     pub debt: u64,
+    /// Arrivals conservation counted in its latest ticks (at most [`RESTORE_HORIZON`] ago)
+    /// while entries left `unacked`: the most restores it can have read as new tasks, so the
+    /// most re-fetched copies a tick counted from anchors may discount (anchors never count
+    /// a restore).
+    pub restorable: (f64, u64),
+    /// Re-fetched copies discounted in ticks counted from anchors, not yet taken off their
+    /// arrivals (a tick may count none to take them from).
+    pub owed: u64,
     /// New `unacked` tags minus dequeues counted from anchors, over anchored ticks with a
     /// key empty at both ends (floored at minus one tick's count: tags may show a tick late).
     pub surplus: i128,
@@ -142,10 +155,15 @@ pub(crate) struct TickExtras {
 pub(crate) struct QueueChurn {
     /// New tags (deliveries seen for the first time).
     pub new: u64,
+    /// Of those, copies kombu restored to the list and a worker fetched again (marked
+    /// `redelivered`): their restore showed as a push, so conservation discounts them once.
+    pub redelivered: u64,
     /// Scores (delivery times) of the new entries without ETA.
     pub new_scores: Vec<f64>,
     /// Scores of the entries without ETA that left.
     pub left: Vec<f64>,
+    /// Entries that left, ETA or not (acked, or restored to the list).
+    pub gone: u64,
 }
 
 /// One queue's observations in one tick: what the sampler read of it (time passed in).
@@ -188,6 +206,8 @@ impl QueueLive {
             arrived: 0,
             dequeued: 0,
             debt: 0,
+            restorable: (0.0, 0),
+            owed: 0,
             surplus: 0,
             prev: None,
             residence: Residence::new(window),
@@ -227,8 +247,8 @@ impl QueueLive {
             (continuous, anchored, idle_keys),
             (pushed, popped),
             (pushed_after, popped_from),
-            backlog,
-            new_tags,
+            (now, backlog),
+            (new_tags, churn.redelivered, churn.gone),
         );
         let since = self.prev.map_or(now, |(t, _)| t);
         let sight = TickSight {
@@ -334,9 +354,16 @@ impl QueueLive {
         (continuous, anchored, idle_keys): (bool, bool, bool),
         (pushed, popped): (u64, u64),
         (pushed_after, popped_from): (u64, u64),
-        backlog: u64,
-        new_tags: u64,
+        (now, backlog): (f64, u64),
+        (new_tags, redelivered, gone): (u64, u64, u64),
     ) -> (u64, u64, u64) {
+        // Copies kombu restored and a worker fetched again (marked `redelivered`). Their
+        // restore was a push on the list: conservation read it as a new task, anchors and
+        // keyspace counting as none. Discounted once, against what conservation counted.
+        let redelivered = redelivered.min(new_tags);
+        if now - self.restorable.0 > RESTORE_HORIZON {
+            self.restorable.1 = 0;
+        }
         // A key empty at both ticks may still have carried tasks that were pushed and taken
         // in between (workers keeping up with one priority level): new `unacked` tags beyond
         // the anchored dequeues are such tasks (arrived and taken: both counts grow).
@@ -353,13 +380,31 @@ impl QueueLive {
         }
         let (arrived, dequeued) = if continuous {
             self.debt = 0;
+            (self.restorable.1, self.owed) = (0, 0);
             (pushed, popped)
         } else if anchored {
             self.debt = 0;
-            (pushed_after + missed, popped_from + missed)
+            let discount = redelivered.min(self.restorable.1);
+            self.restorable.1 -= discount;
+            self.owed = self.owed.saturating_add(discount);
+            let pushed = pushed_after + missed;
+            let off = self.owed.min(pushed);
+            self.owed -= off;
+            (pushed - off, popped_from + missed)
         } else {
+            self.debt = self.debt.saturating_add(std::mem::take(&mut self.owed));
             let delta = self.prev.map_or(0, |(_, b)| backlog as i128 - b as i128);
-            let mut a = delta + i128::from(new_tags);
+            let mut a = delta + i128::from(new_tags) - i128::from(redelivered);
+            // A restore leaves `unacked` and pushes: at most `gone` of this tick's counted
+            // arrivals can have been restores.
+            let counted = u64::try_from(delta + i128::from(new_tags)).unwrap_or(0);
+            self.restorable = (
+                now,
+                self.restorable
+                    .1
+                    .saturating_sub(redelivered)
+                    .saturating_add(counted.min(gone)),
+            );
             if a < 0 {
                 self.debt = self
                     .debt

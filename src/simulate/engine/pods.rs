@@ -238,7 +238,8 @@ impl Sim<'_> {
     }
 
     /// kombu's restore of a held message: `RPUSH` to the end consumed next.
-    fn push_back_to_broker(&mut self, task: Task) {
+    fn push_back_to_broker(&mut self, mut task: Task) {
+        task.redelivered = true;
         self.out.restored_at_shutdown += 1;
         self.lists[task.queue as usize][task.step as usize].push_front(task);
         self.key_event(task.queue as usize, task.step as usize, b"rpush");

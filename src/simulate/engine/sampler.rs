@@ -36,6 +36,8 @@ pub(crate) struct Unacked {
     /// Sent with an ETA (the broker counts it as scheduled, and its score says nothing of
     /// the service time).
     pub eta: bool,
+    /// A copy restored to its queue and fetched again (kombu's `redelivered` mark).
+    pub redelivered: bool,
 }
 
 impl Unacked {
@@ -45,6 +47,7 @@ impl Unacked {
             queue: t.queue,
             score: t.fetched,
             eta: t.due > t.arrival,
+            redelivered: t.redelivered,
         }
     }
 }
@@ -226,6 +229,7 @@ impl SimSampler {
             }
             let c = out.entry(usize::from(u.queue)).or_default();
             c.new += 1;
+            c.redelivered += u64::from(u.redelivered);
             self.seen.unacked_new += 1;
             if !u.eta {
                 c.new_scores.push(u.score);
@@ -233,11 +237,12 @@ impl SimSampler {
         }
         for old in self.unacked.values() {
             let gone = present.get(&old.id).is_none_or(|u| u.score != old.score);
-            if gone && !old.eta {
-                out.entry(usize::from(old.queue))
-                    .or_default()
-                    .left
-                    .push(old.score);
+            if gone {
+                let c = out.entry(usize::from(old.queue)).or_default();
+                c.gone += 1;
+                if !old.eta {
+                    c.left.push(old.score);
+                }
             }
         }
         self.unacked = present;

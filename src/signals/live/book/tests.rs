@@ -53,6 +53,47 @@ pub(crate) fn tick(
 }
 
 #[test]
+fn restored_copies_fetched_again_are_not_new_arrivals() {
+    // 5 tasks/s arrive and are taken, the backlog stays at 10; in every other tick a
+    // scaled-down pod's 4 held messages are restored (backlog +4), and the next tick a worker
+    // fetches them again under the same tags (4 new entries marked `redelivered`).
+    let w = watch(&["celery"]);
+    let run = |marked: bool| {
+        let (mut book, mut st) = (LiveBook::new(10.0), EventState::default());
+        let mut last = QueueEstimates::default();
+        for t in 0..21u32 {
+            let restoring = t % 2 == 1;
+            let mut extras = TickExtras::default();
+            let backlog = if restoring { 14 } else { 10 };
+            extras.llen.insert(b"celery".to_vec(), backlog);
+            let refetched = if t > 0 && !restoring { 4 } else { 0 };
+            extras.churn.insert(
+                (w.layout.clone(), "celery".into()),
+                QueueChurn {
+                    new: if t == 0 { 0 } else { 5 + refetched },
+                    redelivered: if marked { refetched } else { 0 },
+                    gone: if restoring { 4 } else { 0 },
+                    ..QueueChurn::default()
+                },
+            );
+            let data = book.update(
+                f64::from(t),
+                std::slice::from_ref(&w),
+                &mut extras,
+                &mut st,
+                |_, _| backlog,
+                |_, _| 0,
+            );
+            last = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+        }
+        last.arrival_rate.expect("a rate").value
+    };
+    // Unmarked (before kombu's mark was read): every restore counted as 4 new tasks.
+    assert!((run(false) - 7.0).abs() < 0.5, "{}", run(false));
+    assert!((run(true) - 5.0).abs() < 0.5, "{}", run(true));
+}
+
+#[test]
 fn estimated_mode_conserves_backlog_and_new_tags() {
     let mut book = LiveBook::new(10.0);
     let w = watch(&["celery"]);
@@ -469,6 +510,7 @@ fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
                     .into_iter()
                     .filter(|_| t % 3 == 1)
                     .collect(),
+                ..QueueChurn::default()
             },
         );
         let data = book.update(
@@ -503,6 +545,7 @@ fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
                     .into_iter()
                     .filter(|_| t % 3 == 1)
                     .collect(),
+                ..QueueChurn::default()
             },
         );
         let data = book.update(

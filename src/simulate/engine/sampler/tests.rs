@@ -12,6 +12,7 @@ fn task(id: u64, fetched: f64, eta: bool) -> Task {
         started: false,
         id,
         fetched,
+        redelivered: false,
     }
 }
 
