@@ -206,11 +206,7 @@ async fn a_restored_message_is_not_counted_as_a_new_arrival() {
         .arg(&back)
         .query(&mut c)
         .expect("rpush");
-    let v = until(&registry, &spec, &watch, 10, |v| v.counts[0].arrived >= 6).await;
-    eprintln!(
-        "DBG after restore {:?} {:?}",
-        v.counts[0], v.live[0].arrival_rate
-    );
+    until(&registry, &spec, &watch, 10, |v| v.counts[0].arrived >= 6).await;
     // The re-fetch of the restored copy, then 3 genuinely new tasks.
     assert_eq!(fetch(&mut c), back);
     deliver(
@@ -220,11 +216,7 @@ async fn a_restored_message_is_not_counted_as_a_new_arrival() {
         now(),
         &redelivered_unacked_value("r1", "", "celery"),
     );
-    let v = until(&registry, &spec, &watch, 10, |v| v.counts[0].dequeued >= 2).await;
-    eprintln!(
-        "DBG after refetch {:?} {:?}",
-        v.counts[0], v.live[0].arrival_rate
-    );
+    until(&registry, &spec, &watch, 10, |v| v.counts[0].dequeued >= 2).await;
     push(&mut c, b"celery", 3);
     until(&registry, &spec, &watch, 10, |v| v.counts[0].arrived >= 8).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
