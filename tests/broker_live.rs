@@ -33,6 +33,16 @@ fn celery_watch() -> WatchSet {
     }
 }
 
+/// A private Redis and a registry sampling it every 200 ms, already watching `celery`.
+async fn watching_celery() -> (RedisServer, Arc<Registry>, BrokerSpec, WatchSet) {
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(settings(200)));
+    let spec = BrokerSpec::direct("127.0.0.1", server.port);
+    let watch = celery_watch();
+    registry.view(&spec, &watch).await.expect("first view");
+    (server, registry, spec, watch)
+}
+
 /// Polls `view` until `done` holds (at most `secs`), returning the last view.
 async fn until(
     registry: &Registry,
@@ -134,11 +144,7 @@ async fn exact_mode_counts_lpush_and_rpop_not_rpush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn estimated_mode_without_notifications() {
-    let server = RedisServer::start();
-    let registry = Arc::new(Registry::new(settings(200)));
-    let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = celery_watch();
-    registry.view(&spec, &watch).await.expect("first view");
+    let (server, registry, spec, watch) = watching_celery().await;
     let mut c = server.conn(0);
     push(&mut c, b"celery", 5);
     // Two deliveries show up as new unacked tags: dequeues in estimated mode.
@@ -179,11 +185,7 @@ async fn estimated_mode_without_notifications() {
 /// copy now discounts it. 8 tasks are sent in all; the restore must not make it 9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_message_is_not_counted_as_a_new_arrival() {
-    let server = RedisServer::start();
-    let registry = Arc::new(Registry::new(settings(200)));
-    let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = celery_watch();
-    registry.view(&spec, &watch).await.expect("first view");
+    let (server, registry, spec, watch) = watching_celery().await;
     let mut c = server.conn(0);
     push(&mut c, b"celery", 5);
     let fetch = |c: &mut redis::Connection| -> String {
@@ -231,11 +233,7 @@ async fn a_restored_message_is_not_counted_as_a_new_arrival() {
 async fn estimated_mode_counts_exactly_while_the_list_has_a_backlog() {
     // No notifications, and consumers that leave nothing in `unacked` (plain RPOP): only
     // where last tick's head message is now (LPOS) tells how many came and went.
-    let server = RedisServer::start();
-    let registry = Arc::new(Registry::new(settings(200)));
-    let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = celery_watch();
-    registry.view(&spec, &watch).await.expect("first view");
+    let (server, registry, spec, watch) = watching_celery().await;
     let mut c = server.conn(0);
     // A backlog deep enough that no tick drains past the previous tick's head.
     push(&mut c, b"celery", 100);
@@ -387,11 +385,7 @@ fn heartbeat(host: &str, kind: &str, active: u64, processed: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_give_running_and_service_time_for_matching_workers() {
-    let server = RedisServer::start();
-    let registry = Arc::new(Registry::new(settings(200)));
-    let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = celery_watch();
-    registry.view(&spec, &watch).await.expect("first view");
+    let (server, registry, spec, watch) = watching_celery().await;
     wait_subscribed(&server, None);
     let mut c = server.conn(0);
     let publish = |c: &mut redis::Connection, payload: String| {

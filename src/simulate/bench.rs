@@ -10,7 +10,9 @@ use std::path::Path;
 use super::baseline::{anything_meets, cheapest_keda, latency_judged, latency_shortfalls};
 use super::recommended::recommended;
 use super::report::Summary;
-use super::{compare, Comparison, Scenario, SimError, LATENCY_ORACLE, LATENCY_REAL};
+use super::{
+    compare, compare_with_static, Comparison, Scenario, SimError, LATENCY_ORACLE, LATENCY_REAL,
+};
 
 const INTRO: &str = "# Scaling benchmark: keda-redis vs backlog vs latency
 
@@ -73,7 +75,7 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
         met += usize::from(shortfall_item(&mut short, &sc, &cmp));
         let mut rec = sc.clone();
         rec.keda = recommended(&sc.keda);
-        let cmp = compare(&rec)?;
+        let cmp = compare_with_static(&rec, cmp.static_best)?;
         baseline_row(&mut rec_base, &rec, &cmp);
         rec_met += usize::from(shortfall_item(&mut rec_short, &rec, &cmp));
     }

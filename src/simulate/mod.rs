@@ -88,6 +88,13 @@ fn best_first(sc: &Scenario, grid: &mut [(f64, Summary, Outcome)]) {
 /// scenario's `policies.signals`), then the
 /// static-fleet search of [`baseline::best_static`].
 pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
+    compare_with_static(sc, baseline::best_static(sc)?)
+}
+
+/// [`compare`] with the best static fleet already known: it depends on neither KEDA's
+/// timing nor its `behavior` (`min = max = N`), so a re-run of the same scenario under other
+/// ScaledObject settings need not search it again.
+pub fn compare_with_static(sc: &Scenario, static_best: StaticBest) -> Result<Comparison, SimError> {
     let mut grid = Vec::new();
     for l in &sc.policies.keda_redis_list_lengths {
         let run = PolicyRun {
@@ -141,7 +148,7 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
         outcomes,
         grid: grid_summaries,
         grid_list_lengths,
-        static_best: baseline::best_static(sc)?,
+        static_best,
     })
 }
 

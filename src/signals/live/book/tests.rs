@@ -32,15 +32,28 @@ pub(crate) fn tick(
     new_tags: u64,
     state: &mut EventState,
 ) -> QueueEstimates {
+    let churn = QueueChurn {
+        new: new_tags,
+        ..QueueChurn::default()
+    };
+    tick_churn(book, now, w, backlog, churn, state).0
+}
+
+/// One tick of queue `celery` with `backlog` ready messages and this `unacked` churn; also
+/// returns how many queues the tick warned about.
+pub(crate) fn tick_churn(
+    book: &mut LiveBook,
+    now: f64,
+    w: &WatchSet,
+    backlog: u64,
+    churn: QueueChurn,
+    state: &mut EventState,
+) -> (QueueEstimates, usize) {
     let mut extras = TickExtras::default();
     extras.llen.insert(b"celery".to_vec(), backlog);
-    extras.churn.insert(
-        (w.layout.clone(), "celery".into()),
-        QueueChurn {
-            new: new_tags,
-            ..QueueChurn::default()
-        },
-    );
+    extras
+        .churn
+        .insert((w.layout.clone(), "celery".into()), churn);
     let data = book.update(
         now,
         std::slice::from_ref(w),
@@ -49,7 +62,8 @@ pub(crate) fn tick(
         |_, _| backlog,
         |_, _| 0,
     );
-    data.queues[&(w.layout.clone(), "celery".to_string())].clone()
+    let e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+    (e, data.unobservable.len())
 }
 
 #[test]
@@ -63,28 +77,15 @@ fn restored_copies_fetched_again_are_not_new_arrivals() {
         let mut last = QueueEstimates::default();
         for t in 0..21u32 {
             let restoring = t % 2 == 1;
-            let mut extras = TickExtras::default();
             let backlog = if restoring { 14 } else { 10 };
-            extras.llen.insert(b"celery".to_vec(), backlog);
             let refetched = if t > 0 && !restoring { 4 } else { 0 };
-            extras.churn.insert(
-                (w.layout.clone(), "celery".into()),
-                QueueChurn {
-                    new: if t == 0 { 0 } else { 5 + refetched },
-                    redelivered: if marked { refetched } else { 0 },
-                    gone: if restoring { 4 } else { 0 },
-                    ..QueueChurn::default()
-                },
-            );
-            let data = book.update(
-                f64::from(t),
-                std::slice::from_ref(&w),
-                &mut extras,
-                &mut st,
-                |_, _| backlog,
-                |_, _| 0,
-            );
-            last = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+            let churn = QueueChurn {
+                new: if t == 0 { 0 } else { 5 + refetched },
+                redelivered: if marked { refetched } else { 0 },
+                gone: if restoring { 4 } else { 0 },
+                ..QueueChurn::default()
+            };
+            last = tick_churn(&mut book, f64::from(t), &w, backlog, churn, &mut st).0;
         }
         last.arrival_rate.expect("a rate").value
     };
@@ -486,6 +487,23 @@ fn heartbeats_do_not_replace_counted_rates() {
     assert_eq!(e.service_time.map(|s| s.source), Some(HEARTBEAT));
 }
 
+/// Every third tick one new `unacked` entry delivered `age_new` s before it, gone at the
+/// next tick having been delivered `age_left` s before that one.
+fn caught(t: u32, age_new: f64, age_left: f64) -> QueueChurn {
+    QueueChurn {
+        new: u64::from(t % 3 == 0),
+        new_scores: [f64::from(t) - age_new]
+            .into_iter()
+            .filter(|_| t % 3 == 0)
+            .collect(),
+        left: [f64::from(t) - age_left]
+            .into_iter()
+            .filter(|_| t % 3 == 1)
+            .collect(),
+        ..QueueChurn::default()
+    }
+}
+
 #[test]
 fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
     // Every few ticks one short-lived `unacked` entry (delivered 2 ms before the tick) is
@@ -496,33 +514,16 @@ fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
     let mut warnings = 0;
     let mut e = QueueEstimates::default();
     for t in 0..=40 {
-        let mut extras = TickExtras::default();
-        extras.llen.insert(b"celery".to_vec(), 0);
-        extras.churn.insert(
-            (w.layout.clone(), "celery".into()),
-            QueueChurn {
-                new: u64::from(t % 3 == 0),
-                new_scores: [f64::from(t) - 0.002]
-                    .into_iter()
-                    .filter(|_| t % 3 == 0)
-                    .collect(),
-                left: [f64::from(t) - 1.002]
-                    .into_iter()
-                    .filter(|_| t % 3 == 1)
-                    .collect(),
-                ..QueueChurn::default()
-            },
-        );
-        let data = book.update(
+        let warned;
+        (e, warned) = tick_churn(
+            &mut book,
             f64::from(t),
-            std::slice::from_ref(&w),
-            &mut extras,
+            &w,
+            0,
+            caught(t, 0.002, 1.002),
             &mut st,
-            |_, _| 0,
-            |_, _| 0,
         );
-        warnings += data.unobservable.len();
-        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+        warnings += warned;
     }
     let a = e.arrival_rate.expect("rate");
     assert!(a.is_lower_bound(), "{a:?}");
@@ -531,32 +532,7 @@ fn a_queue_kept_empty_with_some_new_tags_is_a_lower_bound_warned_once() {
     // Entries that outlive a tick (long tasks, all seen) are not a sign of missed traffic.
     let mut book = LiveBook::new(30.0);
     for t in 0..=40 {
-        let mut extras = TickExtras::default();
-        extras.llen.insert(b"celery".to_vec(), 0);
-        extras.churn.insert(
-            (w.layout.clone(), "celery".into()),
-            QueueChurn {
-                new: u64::from(t % 3 == 0),
-                new_scores: [f64::from(t) - 0.5]
-                    .into_iter()
-                    .filter(|_| t % 3 == 0)
-                    .collect(),
-                left: [f64::from(t) - 5.0]
-                    .into_iter()
-                    .filter(|_| t % 3 == 1)
-                    .collect(),
-                ..QueueChurn::default()
-            },
-        );
-        let data = book.update(
-            f64::from(t),
-            std::slice::from_ref(&w),
-            &mut extras,
-            &mut st,
-            |_, _| 0,
-            |_, _| 0,
-        );
-        e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
+        e = tick_churn(&mut book, f64::from(t), &w, 0, caught(t, 0.5, 5.0), &mut st).0;
     }
     assert_eq!(e.arrival_rate.map(|a| a.mode), Some(SignalMode::Estimated));
     // Heartbeats of the queue's workers see every start: not a lower bound any more.
