@@ -90,6 +90,7 @@ fn queues_json(e: &Evaluation) -> serde_json::Value {
                 obj.insert("arrival_rate".into(), estimate_json(l.arrival_rate));
                 obj.insert("dequeue_rate".into(), estimate_json(l.dequeue_rate));
                 obj.insert("service_time".into(), estimate_json(l.service_time));
+                obj.insert("service_time_p95".into(), estimate_json(l.service_time_p95));
                 obj.insert("wait".into(), estimate_json(l.wait));
                 obj.insert("running".into(), estimate_json(l.running));
                 obj.insert("counting_mode".into(), json!(mode_of(l.arrival_rate)));

@@ -6,6 +6,9 @@
 
 use std::collections::VecDeque;
 
+mod tail;
+pub use tail::ResidenceTail;
+
 /// How much faster than the smoothed rate the last tick must be to count as a burst.
 pub const BURST_FACTOR: f64 = 3.0;
 
@@ -226,6 +229,8 @@ pub struct Residence {
     done: VecDeque<(f64, f64, f64)>,
     /// (time, age when first seen) of new entries.
     seen: VecDeque<(f64, f64)>,
+    /// The distribution's tail, over a longer horizon than the mean's window.
+    tail: ResidenceTail,
 }
 
 impl Residence {
@@ -234,6 +239,7 @@ impl Residence {
             window: window_secs,
             done: VecDeque::new(),
             seen: VecDeque::new(),
+            tail: ResidenceTail::default(),
         }
     }
 
@@ -246,6 +252,7 @@ impl Residence {
     /// An entry `age` seconds old when last seen is gone at `now`, a tick `interval` later.
     pub fn left(&mut self, now: f64, age: f64, interval: f64) {
         self.done.push_back((now, age.max(0.0), interval.max(0.0)));
+        self.tail.left(now, age, interval);
         self.expire(now);
     }
 
@@ -279,6 +286,11 @@ impl Residence {
         )
         .or_else(|| mean(&mut done().map(|(_, _, i)| i / 2.0)))?;
         Some(last + remainder)
+    }
+
+    /// The 95th percentile residence of recent departures ([`ResidenceTail`]).
+    pub fn p95(&mut self, now: f64) -> Option<f64> {
+        self.tail.p95(now)
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct QueueEstimates {
     pub dequeue_rate_steady: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
+    /// The service time's 95th percentile (residence in `unacked`).
+    pub service_time_p95: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
     pub arrived: u64,
     pub dequeued: u64,
@@ -153,7 +155,7 @@ impl QueueEstimates {
             arrival_rate_steady: self.arrival_rate_steady,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
-            service_time_p95: None,
+            service_time_p95: self.service_time_p95,
             wait: self.wait,
         }
     }

@@ -339,6 +339,7 @@ impl QueueLive {
                         .mean(now)
                         .map(|s| Estimate::new(s, RESIDENCE))
                 }),
+            service_time_p95: self.residence.p95(now).map(|s| Estimate::new(s, RESIDENCE)),
             arrived: self.arrived,
             dequeued: self.dequeued,
             exact: continuous,

@@ -744,3 +744,27 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
     assert_eq!(value(est.arrival_rate), Some(3.0));
     assert_eq!(value(est.arrival_rate_steady), Some(1.0));
 }
+
+#[test]
+fn the_service_time_tail_comes_from_unacked_departures() {
+    // One entry leaves each tick, last seen 1, 2, …, 40 s after its delivery.
+    let w = watch(&["celery"]);
+    let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
+    let mut p95 = Vec::new();
+    for t in 0..=40u32 {
+        let age = f64::from(t);
+        let churn = QueueChurn {
+            left: [f64::from(t) - 1.0 - age]
+                .into_iter()
+                .filter(|_| t > 0)
+                .collect(),
+            gone: u64::from(t > 0),
+            ..QueueChurn::default()
+        };
+        let est = tick_churn(&mut book, f64::from(t), &w, 0, churn, &mut st).0;
+        p95.push(est.signals("celery").service_time_p95.map(|e| e.value));
+    }
+    // No quantile from fewer than 20 departures; then the nearest-rank p95 plus half a tick.
+    assert!(p95[..20].iter().all(Option::is_none), "{p95:?}");
+    assert_eq!(p95[40], Some(38.5));
+}
