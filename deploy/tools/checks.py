@@ -47,6 +47,7 @@ EXPORTED_NOW = {
     "celery_scaler_queue_arrival_rate",
     "celery_scaler_queue_dequeue_rate",
     "celery_scaler_queue_service_time_seconds",
+    "celery_scaler_queue_service_time_p95_seconds",
     "celery_scaler_queue_wait_seconds",
     "celery_scaler_queue_running",
     "celery_scaler_signal_mode",
@@ -381,7 +382,8 @@ def cmd_dashboard(path, panels_path=None):
     wanted = {"celery_scaler_queue_backlog", "celery_scaler_queue_in_flight", "celery_scaler_metric_value",
               "celery_scaler_active", "celery_scaler_decision_slots", "celery_scaler_queue_arrival_rate",
               "celery_scaler_queue_dequeue_rate", "celery_scaler_queue_wait_seconds",
-              "celery_scaler_queue_service_time_seconds", "celery_scaler_queue_running", "celery_scaler_signal_mode"}
+              "celery_scaler_queue_service_time_seconds", "celery_scaler_queue_service_time_p95_seconds",
+              "celery_scaler_queue_running", "celery_scaler_signal_mode"}
     for m in sorted(wanted - names):
         errors.append(f"{path}: no panel shows {m}")
     if panels_path:

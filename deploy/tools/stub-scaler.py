@@ -74,6 +74,9 @@ celery_scaler_queue_dequeue_rate{broker="stub",queue="high"} 0.5
 # HELP celery_scaler_queue_service_time_seconds Service time.
 # TYPE celery_scaler_queue_service_time_seconds gauge
 celery_scaler_queue_service_time_seconds{broker="stub",queue="high"} 2
+# HELP celery_scaler_queue_service_time_p95_seconds Service time p95.
+# TYPE celery_scaler_queue_service_time_p95_seconds gauge
+celery_scaler_queue_service_time_p95_seconds{broker="stub",queue="high"} 5
 # HELP celery_scaler_queue_wait_seconds Wait.
 # TYPE celery_scaler_queue_wait_seconds gauge
 celery_scaler_queue_wait_seconds{broker="stub",queue="high"} 1

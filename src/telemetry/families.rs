@@ -59,6 +59,7 @@ pub(crate) struct QueueFamilies {
     pub arrival_rate: GaugeVec,
     pub dequeue_rate: GaugeVec,
     pub service_time: GaugeVec,
+    pub service_time_p95: GaugeVec,
     pub wait: GaugeVec,
     pub running: GaugeVec,
     pub signal_mode: GaugeVec,
@@ -105,6 +106,15 @@ impl QueueFamilies {
                     "celery_scaler_queue_service_time_seconds",
                     "Mean task service time of a queue as the sampler estimates it \
                      (source: celery_scaler_signal_mode).",
+                ),
+                &BROKER_QUEUE,
+            )?,
+            service_time_p95: gauges(
+                r,
+                Opts::new(
+                    "celery_scaler_queue_service_time_p95_seconds",
+                    "95th percentile task service time of a queue: residence in unacked of \
+                     its last 128 departures within 10 minutes.",
                 ),
                 &BROKER_QUEUE,
             )?,

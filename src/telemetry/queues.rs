@@ -42,13 +42,14 @@ const SAMPLER_MODES: [(&str, &[&str]); 4] = [
     ("service_time", &SERVICE_MODES),
 ];
 
-/// The most series one queue's live signals create: four value gauges, running, and one
+/// The most series one queue's live signals create: five value gauges, running, and one
 /// `signal_mode` series per (signal, mode) pair. Reserved in the series budget as a whole.
-const LIVE_FAMILIES: [(&str, usize); 6] = [
+const LIVE_FAMILIES: [(&str, usize); 7] = [
     ("celery_scaler_queue_arrival_rate", 1),
     ("celery_scaler_queue_dequeue_rate", 1),
     ("celery_scaler_queue_wait_seconds", 1),
     ("celery_scaler_queue_service_time_seconds", 1),
+    ("celery_scaler_queue_service_time_p95_seconds", 1),
     ("celery_scaler_queue_running", 1),
     ("celery_scaler_signal_mode", mode_series()),
 ];
@@ -123,6 +124,7 @@ fn set_live(m: &BrokerMetrics, queue: &str, e: &QueueEstimates) -> bool {
         (&f.queues.dequeue_rate, e.dequeue_rate),
         (&f.queues.wait, e.wait),
         (&f.queues.service_time, e.service_time),
+        (&f.queues.service_time_p95, e.service_time_p95),
     ];
     for (gauge, est) in gauges {
         match est.and_then(|e| e.usable()) {
@@ -209,6 +211,7 @@ fn remove_live(m: &BrokerMetrics, queue: &str) {
         &f.queues.dequeue_rate,
         &f.queues.wait,
         &f.queues.service_time,
+        &f.queues.service_time_p95,
         &f.queues.running,
     ] {
         let _ = g.remove_label_values(&[broker, queue]);
