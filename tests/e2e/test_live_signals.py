@@ -72,6 +72,7 @@ def live_view(text: str, port: int, queues: list[str]) -> dict:
     gauges = {"celery_scaler_queue_arrival_rate": "arrival_rate",
               "celery_scaler_queue_dequeue_rate": "dequeue_rate",
               "celery_scaler_queue_service_time_seconds": "service_time",
+              "celery_scaler_queue_service_time_p95_seconds": "service_time_p95",
               "celery_scaler_queue_wait_seconds": "wait",
               "celery_scaler_queue_running": "running"}
     view = {q: {"modes": {}} for q in queues}
@@ -404,6 +405,16 @@ def test_service_time(live: Run, queue, record):
     assert all(x["source"] == expected for x in rows), (expected, rows)
     bad = [x for x in rows if x["ours"] is None or not within(x["ours"], truth, SERVICE_TOLERANCE * truth)]
     assert not bad, f"service time of {queue} outside ±25 % of the true mean {truth:.3f}s: {bad}"
+    # The p95 (residence in `unacked`, whatever the mean's source) is never below the true
+    # p95 and over-states it by at most one sampling tick (tasks shorter than a tick are seen
+    # at a random phase: their residence reads up to S + tick/2).
+    truth_p95 = statistics.quantiles(runtimes, n=20)[-1]
+    p95s = [r["view"][queue].get("service_time_p95") for r in live.readings if r["llen"][queue] > 0
+            and r["elapsed"] >= WINDOW / 2]
+    record("p95", {"truth": round(truth_p95, 4), "readings": p95s})
+    assert p95s and all(p is not None for p in p95s), p95s
+    bad = [p for p in p95s if not 0.9 * truth_p95 <= p <= truth_p95 + TICK + 0.25]
+    assert not bad, f"service-time p95 of {queue} outside [{0.9 * truth_p95:.3f}, truth + a tick]: {p95s}"
 
 
 def test_running_from_heartbeats(live: Run, record):
