@@ -9,6 +9,10 @@
 //! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
 //!
+//! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
+//! instead N·concurrency for the fewest pods N whose own M/M/c queue, offered a/N, meets the
+//! same rule.
+//!
 //! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target
 //! (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
@@ -23,7 +27,7 @@ pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 /// Service times are clamped to at least this (seconds), so arrivals always ask for capacity.
 pub const MIN_SERVICE_TIME: f64 = 0.001;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
-/// `taskDuration`, `minHeadroom`, `activationListLength`).
+/// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencySettings {
     /// Tasks one worker pod runs at once (> 0): the HPA target.
