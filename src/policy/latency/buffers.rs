@@ -97,8 +97,7 @@ pub fn per_pod_slots(load: f64, tail: f64, target: f64, concurrency: f64) -> f64
             lo = mid;
         }
     }
-    let n = hi;
-    n * concurrency
+    hi * concurrency
 }
 
 /// The steady requirement in slots under `prefetch`: one pool ([`steady_slots`]) unless the
