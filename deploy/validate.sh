@@ -152,7 +152,7 @@ sys.exit(1 if s[\"failed\"] or s[\"parsing_errors\"] or not s[\"passed\"] else 0
 done
 
 for e in "${OVERLAYS[@]}"; do
-  check "policy (tags, hardening, probes, secrets, ScaledObject<->worker queues/concurrency/hostnames) $e" \
+  check "policy (tags, hardening, probes, secrets, ScaledObject<->worker queues/concurrency/prefetch/hostnames) $e" \
     "$PY" "$CHECKS" policy "$WORK/render/${e//\//-}.yaml"
 done
 policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of the iks render
@@ -160,17 +160,21 @@ policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of t
   sed -e 's/^      concurrency: "4"$/      concurrency: "3"/' -e 's/^      targetLatency: "10"$/      targetLatency: "20"/' \
     -e 's/^      workerHostnames: default@celery-worker-default-\*$/      workerHostnames: "*"/' \
     -e 's/^      workerHostnames: high@celery-worker-high-\*$/      workerHostnames: celery@/' \
-    -e 's/^      queues: default,low$/      queues: default/' "$WORK/render/overlays-iks.yaml" >"$bad"
+    -e 's/^      queues: default,low$/      queues: default/' \
+    -e 's/^      prefetchMultiplier: "1"$/      prefetchMultiplier: "4"/' -e 's/^      acksLate: "true"$/      acksLate: "false"/' \
+    "$WORK/render/overlays-iks.yaml" >"$bad"
   out=$("$PY" "$CHECKS" policy "$bad" 2>&1) && { echo "broken render passed"; return 1; }
   for want in "celery-worker-high: concurrency '3' != worker --concurrency '4'" \
     "celery-worker-default: concurrency '3' != worker --concurrency '4'" \
     "celery-worker-high: queue high has targetLatency '20' but CeleryQueueWaitAboveTarget rules with target_seconds ['10']" \
     "celery-worker-default: workerHostnames '*' also matches celery-worker-high's worker" \
     "celery-worker-high: workerHostnames 'celery@' does not match the worker hostname 'high@celery-worker-high-" \
-    "celery-worker-default: queues 'default' != worker --queues 'default,low'"; do
+    "celery-worker-default: queues 'default' != worker --queues 'default,low'" \
+    "celery-worker-default: prefetchMultiplier '4' != worker --prefetch-multiplier '1'" \
+    "celery-worker-high: acksLate 'false' != the app's CELERY_TASK_ACKS_LATE (true)"; do
     grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
   done
-  [ "$rc" = 0 ] && echo "6 mismatches reported"
+  [ "$rc" = 0 ] && echo "8 mismatches reported"
   return "$rc"
 }
 [ -s "$WORK/render/overlays-iks.yaml" ] &&

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::spec::{BrokerSpec, NamedConnections, WatchSet};
 
-use crate::config::text::shown;
-use crate::policy::latency::DEFAULT_MIN_HEADROOM;
+use crate::config::text::{parse_uint, shown};
+use crate::policy::latency::{Prefetch, DEFAULT_MIN_HEADROOM};
 use crate::policy::{
     LatencySettings, PolicySettings, DEFAULT_ACTIVATION_LIST_LENGTH, DEFAULT_LIST_LENGTH,
 };
@@ -43,6 +43,8 @@ const KNOWN_KEYS: &[&str] = &[
     "targetLatency",
     "taskDuration",
     "minHeadroom",
+    "prefetchMultiplier",
+    "acksLate",
     "workerHostnames",
 ];
 
@@ -59,6 +61,8 @@ const LATENCY_KEYS: &[&str] = &[
     "targetLatency",
     "taskDuration",
     "minHeadroom",
+    "prefetchMultiplier",
+    "acksLate",
 ];
 
 /// Everything one trigger asks for, validated.
@@ -218,7 +222,32 @@ fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
         task_duration,
         min_headroom,
         activation_list_length: activation,
+        prefetch: parse_prefetch(r),
     })
+}
+
+/// `prefetchMultiplier` (an integer, 0 = unlimited) and `acksLate`, as the workers set
+/// Celery's `worker_prefetch_multiplier` and `task_acks_late`; absent, Celery's defaults.
+fn parse_prefetch(r: &mut Reader<'_>) -> Prefetch {
+    let default = Prefetch::default();
+    let multiplier = match r.get("prefetchMultiplier") {
+        None => default.multiplier,
+        Some(v) => match parse_uint(v, limits::MAX_PREFETCH_MULTIPLIER) {
+            Some(n) => n as f64,
+            None => {
+                let max = limits::MAX_PREFETCH_MULTIPLIER;
+                r.problem(
+                    "prefetchMultiplier",
+                    format!("must be an integer 0-{max}, got {}", shown(v)),
+                );
+                default.multiplier
+            }
+        },
+    };
+    Prefetch {
+        multiplier,
+        acks_late: r.bool("acksLate", default.acks_late),
+    }
 }
 
 /// `celery-<queues joined by ->`, lowercase and path-safe; a hash suffix keeps names that had

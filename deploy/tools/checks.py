@@ -157,14 +157,38 @@ def matcher_matches(matcher, value):
     return hit if op in ("=", "=~") else not hit
 
 
-def check_latency_trigger(n, md, dep, worker, other_workers, alert_targets, errors):
-    """latency mode: concurrency = worker --concurrency, targets, workerHostnames = the pods'
-    Celery hostnames (and no other worker Deployment's), wait alert threshold = targetLatency."""
+def worker_env(worker, objs):
+    """The worker container's environment: its envFrom ConfigMaps, then its literal env."""
+    cms = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    env = {}
+    for ef in worker.get("envFrom", []):
+        env.update(cms.get(ef.get("configMapRef", {}).get("name"), {}))
+    env.update({e["name"]: e["value"] for e in worker.get("env", []) if "value" in e})
+    return env
+
+
+def check_prefetch(n, md, args, env, errors):
+    """prefetchMultiplier = worker --prefetch-multiplier (else the app's env), acksLate = the
+    app's CELERY_TASK_ACKS_LATE (the sample app's defaults: 1 and true)."""
+    pm = flag_value(args, "--prefetch-multiplier") or env.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1")
+    if md.get("prefetchMultiplier") != pm:
+        errors.append(f"ScaledObject/{n}: prefetchMultiplier {md.get('prefetchMultiplier')!r} != worker --prefetch-multiplier {pm!r}")
+    truthy = ("1", "true", "yes", "on")
+    acks = env.get("CELERY_TASK_ACKS_LATE", "true").strip().lower() in truthy
+    if md.get("acksLate", "false").strip().lower() != str(acks).lower():
+        errors.append(f"ScaledObject/{n}: acksLate {md.get('acksLate')!r} != the app's CELERY_TASK_ACKS_LATE ({str(acks).lower()})")
+
+
+def check_latency_trigger(n, md, dep, worker, other_workers, alert_targets, errors, env=None):
+    """latency mode: concurrency = worker --concurrency, prefetch settings, targets,
+    workerHostnames = the pods' Celery hostnames (and no other worker Deployment's), wait alert
+    threshold = targetLatency."""
     args = [resolve_env(a, worker) for a in worker.get("command", []) + worker.get("args", [])]
     dname = dep["metadata"]["name"]
     conc = flag_value(args, "--concurrency")
     if md.get("concurrency") is None or conc is None or md["concurrency"] != conc:
         errors.append(f"ScaledObject/{n}: concurrency {md.get('concurrency')!r} != worker --concurrency {conc!r}")
+    check_prefetch(n, md, args, env or {}, errors)
     for key in ("targetLatency", "taskDuration"):
         try:
             if float(md.get(key, "x")) <= 0:
@@ -294,7 +318,7 @@ def cmd_policy(render):
             mode = md.get("mode", "backlog")
             if mode == "latency":
                 others = [w for w in workers if w[0] != ref["name"]]
-                check_latency_trigger(n, md, dep, worker, others, alert_targets, errors)
+                check_latency_trigger(n, md, dep, worker, others, alert_targets, errors, worker_env(worker, objs))
             elif mode != "backlog":
                 errors.append(f"ScaledObject/{n}: unknown mode {mode!r}")
     # 5. beat: singleton, Recreate, never scaled

@@ -9,27 +9,25 @@
 //! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
 //!
+//! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
+//! instead N·concurrency for the fewest pods N whose own M/M/c queue, offered a/N, meets the
+//! same rule.
+//!
 //! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target
 //! (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
 use crate::signals::{LiveSignals, QueueSignals};
+pub use buffers::Prefetch;
+pub use erlang::{steady_slots, ERLANG_EXACT_MAX_LOAD, P95_FACTOR, TAIL_SHARE};
 
 /// Default minimum headroom, in slots.
 pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 /// Service times are clamped to at least this (seconds), so arrivals always ask for capacity.
 pub const MIN_SERVICE_TIME: f64 = 0.001;
-/// `ln(1/0.05)`: the tail factor of the p95 (P(wait > T) ≤ 5 %).
-pub const P95_FACTOR: f64 = 2.995_732_273_553_991;
-/// The share of tasks allowed to wait longer than the target.
-pub const TAIL_SHARE: f64 = 0.05;
-/// Above this offered load (slots) the exact Erlang search gives way to square-root staffing
-/// with β = 3 (P(wait) ≈ 0.15 %), which is never below the exact answer there.
-pub const ERLANG_EXACT_MAX_LOAD: f64 = 2_000.0;
-
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
-/// `taskDuration`, `minHeadroom`, `activationListLength`).
+/// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencySettings {
     /// Tasks one worker pod runs at once (> 0): the HPA target.
@@ -42,6 +40,9 @@ pub struct LatencySettings {
     pub min_headroom: f64,
     /// Backlog strictly above this activates (like KEDA's `activationListLength`).
     pub activation_list_length: f64,
+    /// How the workers prefetch (`prefetchMultiplier`, `acksLate`): whether each pod holds
+    /// a private buffer, which changes the steady sizing (`buffers.rs`).
+    pub prefetch: Prefetch,
 }
 
 impl LatencySettings {
@@ -53,6 +54,7 @@ impl LatencySettings {
             task_duration: None,
             min_headroom: DEFAULT_MIN_HEADROOM,
             activation_list_length: 0.0,
+            prefetch: Prefetch::default(),
         }
     }
 }
@@ -158,40 +160,6 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     }
 }
 
-/// The fewest slots `c > load` for which an M/M/c queue with offered `load` (slots) and
-/// exponential tail scale `tail` keeps P(wait > `target`) = ErlangC(c, load)·e^{−(c−load)·target/tail}
-/// within [`TAIL_SHARE`]. 0 for no load. Non-decreasing in `load` and `tail`, non-increasing
-/// in `target`.
-pub fn steady_slots(load: f64, tail: f64, target: f64) -> f64 {
-    if load.is_nan() || load <= 0.0 {
-        return 0.0;
-    }
-    if !load.is_finite() || !tail.is_finite() {
-        return f64::MAX;
-    }
-    // C ≤ 1, so this many spare slots always suffice; √-staffing with β = 3 too (large load).
-    let enough = load + P95_FACTOR * tail / target;
-    if load > ERLANG_EXACT_MAX_LOAD {
-        return enough.min(load + 3.0 * load.sqrt()).ceil();
-    }
-    // Erlang B by recursion up to c, then C from B; c runs over integers above the load.
-    let mut b = 1.0;
-    let mut c = 0.0;
-    while c < load.floor() {
-        c += 1.0;
-        b = load * b / (c + load * b);
-    }
-    loop {
-        c += 1.0;
-        b = load * b / (c + load * b);
-        let erlang_c = c * b / (c - load * (1.0 - b));
-        let tail_share = erlang_c * (-(c - load) * target / tail).exp();
-        if tail_share <= TAIL_SHARE || c >= enough {
-            return c;
-        }
-    }
-}
-
 /// Picks one label for a sum: the source of its largest contributor.
 fn main_source(parts: &[(f64, &'static str)]) -> &'static str {
     parts
@@ -241,7 +209,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     } else {
         0.0
     };
-    let model = steady_slots(flow, tail, target);
+    let model = buffers::steady(&s.prefetch, flow, tail, target, concurrency);
     let steady = model.max(headroom_floor);
     let metric_value = in_flight.max(steady).max(drain);
     let metric_value = if metric_value.is_finite() {
@@ -295,5 +263,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     }
 }
 
+pub mod buffers;
+pub mod erlang;
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,12 @@ pub use outcome::{Outcome, PolicyKind, PolicyRun, Signals};
 pub use scenario::Scenario;
 pub use summary::{Comparison, StaticBest, Summary, LATENCY_ORACLE, LATENCY_REAL};
 
+use std::collections::HashMap;
+
+use crate::policy::latency::Prefetch;
 use crate::policy::{LatencySettings, PolicySettings};
+use crate::spec::NamedConnections;
+use crate::trigger;
 
 /// Errors of the simulator; [`SimError::exit_code`] is what the CLI exits with.
 /// Flags of `celery-scaler simulate`.
@@ -63,7 +68,40 @@ pub fn latency_settings(sc: &Scenario) -> PolicySettings {
         task_duration: sc.policies.latency_task_duration,
         min_headroom: sc.policies.latency_min_headroom,
         activation_list_length: 0.0,
+        prefetch: worker_prefetch(sc),
     })
+}
+
+/// The trigger metadata an operator writes for the scenario's workers: `prefetchMultiplier`
+/// and `acksLate` as their Celery settings, beside the keys latency mode requires.
+pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
+    [
+        ("address", "redis:6379".to_string()),
+        ("mode", "latency".to_string()),
+        ("concurrency", sc.workers.concurrency.to_string()),
+        ("targetLatency", sc.target_latency.to_string()),
+        (
+            "prefetchMultiplier",
+            sc.workers.prefetch_multiplier.to_string(),
+        ),
+        ("acksLate", sc.workers.acks_late.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// How the scenario's workers prefetch, read through the trigger parser from
+/// [`worker_metadata`]; the scenario's values directly if the parser refuses them.
+fn worker_prefetch(sc: &Scenario) -> Prefetch {
+    let parsed = trigger::parse(&worker_metadata(sc), &NamedConnections::default());
+    match parsed.map(|t| t.policy) {
+        Ok(PolicySettings::Latency(l)) => l.prefetch,
+        _ => Prefetch {
+            multiplier: f64::from(sc.workers.prefetch_multiplier),
+            acks_late: sc.workers.acks_late,
+        },
+    }
 }
 
 /// keda-redis' best grid entry: the fewest pod-seconds among runs meeting p95 ≤ target; when

@@ -461,3 +461,30 @@ fn real_and_oracle_signals_agree_on_a_steady_scenario() {
         );
     }
 }
+
+#[test]
+fn latency_runs_declare_the_scenarios_worker_prefetch_in_the_trigger_metadata() {
+    let exp = r#"{ kind = "exponential", mean = 1.0 }"#;
+    let poisson = r#"{ kind = "poisson", rate = 2 }"#;
+    for (workers, multiplier, acks_late) in [
+        ("prefetch_multiplier = 1\nacks_late = true", "1", "true"),
+        ("prefetch_multiplier = 4\nacks_late = false", "4", "false"),
+        ("prefetch_multiplier = 0\nacks_late = true", "0", "true"),
+    ] {
+        let sc = scenario(workers, exp, poisson);
+        let md = worker_metadata(&sc);
+        assert_eq!(md["prefetchMultiplier"], multiplier, "{workers}");
+        assert_eq!(md["acksLate"], acks_late, "{workers}");
+        // The policy gets what the trigger parser reads from that metadata.
+        let parsed = match trigger::parse(&md, &NamedConnections::default()) {
+            Ok(t) => t.policy,
+            Err(e) => panic!("{workers}: {e}"),
+        };
+        assert_eq!(latency_settings(&sc), parsed, "{workers}");
+        let PolicySettings::Latency(l) = parsed else {
+            panic!("{workers}: not latency mode");
+        };
+        assert_eq!(l.prefetch.multiplier.to_string(), multiplier);
+        assert_eq!(l.prefetch.acks_late.to_string(), acks_late);
+    }
+}

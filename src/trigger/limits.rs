@@ -56,6 +56,8 @@ pub const MAX_SCALED_OBJECT_NAME_BYTES: usize = 253;
 pub const VISIBILITY_TIMEOUT_RANGE: (f64, f64) = (1.0, 30.0 * 86_400.0);
 /// Largest `listLength`, `activationListLength` and `minHeadroom`.
 pub const MAX_TASK_COUNT: f64 = 1e6;
+/// Largest `prefetchMultiplier` (Celery's `worker_prefetch_multiplier`; 0 = unlimited).
+pub const MAX_PREFETCH_MULTIPLIER: u64 = 10_000;
 /// Largest `concurrency` (tasks one worker pod runs at once).
 pub const MAX_CONCURRENCY: f64 = 10_000.0;
 /// Largest `targetLatency` and `taskDuration`, seconds (one day).

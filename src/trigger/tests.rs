@@ -4,6 +4,7 @@ use super::*;
 use std::sync::Arc;
 
 use crate::celery::{Layout, DEFAULT_SEPARATOR};
+use crate::policy::latency::Prefetch;
 use crate::policy::LatencySettings;
 use crate::spec::{Endpoint, HostPort, Secret, TlsSpec};
 
@@ -290,6 +291,8 @@ fn latency_mode_reads_its_keys() {
                 ("taskDuration", "0.25"),
                 ("minHeadroom", "1"),
                 ("activationListLength", "3"),
+                ("prefetchMultiplier", "1"),
+                ("acksLate", "true"),
             ],
             LatencySettings {
                 concurrency: 8.0,
@@ -297,6 +300,24 @@ fn latency_mode_reads_its_keys() {
                 task_duration: Some(0.25),
                 min_headroom: 1.0,
                 activation_list_length: 3.0,
+                prefetch: Prefetch {
+                    multiplier: 1.0,
+                    acks_late: true,
+                },
+            },
+        ),
+        (
+            &[
+                ("concurrency", "4"),
+                ("targetLatency", "30"),
+                ("prefetchMultiplier", "0"),
+            ],
+            LatencySettings {
+                prefetch: Prefetch {
+                    multiplier: 0.0,
+                    acks_late: false,
+                },
+                ..LatencySettings::new(4.0, 30.0)
             },
         ),
     ];
@@ -334,7 +355,27 @@ fn latency_mode_problems_name_their_keys() {
             ],
             &["minHeadroom", "taskDuration"],
         ),
+        (
+            &[
+                ("mode", "latency"),
+                ("concurrency", "2"),
+                ("targetLatency", "5"),
+                ("prefetchMultiplier", "1.5"),
+                ("acksLate", "maybe"),
+            ],
+            &["acksLate", "prefetchMultiplier"],
+        ),
+        (
+            &[
+                ("mode", "latency"),
+                ("concurrency", "2"),
+                ("targetLatency", "5"),
+                ("prefetchMultiplier", "10001"),
+            ],
+            &["prefetchMultiplier"],
+        ),
         (&[("concurrency", "2")], &["concurrency"]),
+        (&[("prefetchMultiplier", "1")], &["prefetchMultiplier"]),
         (
             &[("mode", "backlog"), ("targetLatency", "2")],
             &["targetLatency"],

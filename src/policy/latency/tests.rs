@@ -28,8 +28,20 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
     }
 }
 
+/// One pool of slots (prefetch 1 with `acks_late`): the table tests below check the pooled
+/// Erlang sizing; `buffers.rs` tests the per-pod one.
+fn pooled() -> Prefetch {
+    Prefetch {
+        multiplier: 1.0,
+        acks_late: true,
+    }
+}
+
 fn settings() -> LatencySettings {
-    LatencySettings::new(4.0, 30.0)
+    LatencySettings {
+        prefetch: pooled(),
+        ..LatencySettings::new(4.0, 30.0)
+    }
 }
 
 fn part(d: &Decision, name: &str) -> f64 {
@@ -79,7 +91,10 @@ fn a_heavier_tail_asks_for_more_slots() {
     light.service_time_p95 = Some(Estimate::new(6.0, Source::Heartbeat)); // exponential: 3 × mean
     let mut heavy = light.clone();
     heavy.service_time_p95 = Some(Estimate::new(60.0, Source::Heartbeat));
-    let s = LatencySettings::new(4.0, 10.0);
+    let s = LatencySettings {
+        prefetch: pooled(),
+        ..LatencySettings::new(4.0, 10.0)
+    };
     let a = decide(&s, &[q(0, 0, 0, 0)], &[light]);
     let b = decide(&s, &[q(0, 0, 0, 0)], &[heavy]);
     assert_eq!(a.metric_value, steady_slots(4.0, 2.0, 10.0));
@@ -261,13 +276,18 @@ fn arb_settings() -> impl Strategy<Value = LatencySettings> {
         0.001f64..10_000.0,
         arb_opt(10_000.0),
         0.0f64..100.0,
+        (0u32..6, any::<bool>()),
     )
-        .prop_map(|(c, t, d, h)| LatencySettings {
+        .prop_map(|(c, t, d, h, (m, acks_late))| LatencySettings {
             concurrency: c,
             target_latency: t,
             task_duration: d.filter(|d| *d > 0.0),
             min_headroom: h,
             activation_list_length: 0.0,
+            prefetch: Prefetch {
+                multiplier: f64::from(m),
+                acks_late,
+            },
         })
 }
 
@@ -456,4 +476,34 @@ fn the_steady_rate_sizes_the_flow_not_the_burst_rate() {
         &[live(Some(20.0), Some(30.0), Some(2.0), None)],
     );
     assert_eq!(d.metric_value, steady_slots(60.0, 2.0, 30.0), "{d:?}");
+}
+
+#[test]
+fn pods_with_private_buffers_are_sized_one_m_m_c_queue_each() {
+    // Celery's defaults (prefetch 4, early ack): each pod reserves tasks for its own slots,
+    // so 4-slot pods fed λ/N each must keep P(wait > T) ≤ 5 %. λ = 5/s, S = 7.8 s: one pool
+    // would need 40 slots (10 pods), separate pods 12 (48 slots).
+    let l = live(Some(39.0), Some(5.0), Some(7.8), None);
+    let defaults = decide(
+        &LatencySettings::new(4.0, 30.0),
+        &[q(0, 0, 0, 0)],
+        std::slice::from_ref(&l),
+    );
+    assert_eq!(defaults.metric_value, 48.0, "{defaults:?}");
+    assert_eq!(part(&defaults, "headroom"), 9.0);
+    let early_ack_1 = LatencySettings {
+        prefetch: Prefetch {
+            multiplier: 1.0,
+            acks_late: false,
+        },
+        ..LatencySettings::new(4.0, 30.0)
+    };
+    let d = decide(&early_ack_1, &[q(0, 0, 0, 0)], std::slice::from_ref(&l));
+    assert_eq!(
+        d.metric_value, 48.0,
+        "early ack reserves beyond the running tasks"
+    );
+    // Prefetch 1 with acks_late: a pod fetches only for a free slot, one pool.
+    let d = decide(&settings(), &[q(0, 0, 0, 0)], &[l]);
+    assert_eq!(d.metric_value, 40.0, "{d:?}");
 }
