@@ -72,6 +72,9 @@ struct QueueTerms {
     drain_source: &'static str,
     /// Tasks waiting, held, running or stale: something is in the system now.
     present: bool,
+    /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
+    /// any reserved task when no running count is known (it cannot be told from a running one).
+    held: bool,
 }
 
 fn positive_or(value: f64, fallback: f64) -> f64 {
@@ -155,6 +158,10 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain,
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
+        held: match running {
+            Some((r, _)) => reserved > r,
+            None => reserved > 0.0,
+        },
     }
 }
 
@@ -223,7 +230,8 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // Nothing in the system and under one arrival per target: a cold start serves the next
     // task within the target, so no pod is kept for it (unless λ is a lower bound: then the
     // quiet is not evidence).
-    let sparse = !present && rate * target < 1.0 && !all.iter().any(|t| t.lower_bound);
+    let quiet = rate * target < 1.0 && !all.iter().any(|t| t.lower_bound);
+    let sparse = !present && quiet;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
     let tail = if rate > 0.0 {
@@ -254,10 +262,16 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let headroom_extra = (steady - in_flight.max(flow)).max(0.0);
     let drain_extra = (metric_value - in_flight - flow_extra - headroom_extra).max(0.0);
 
+    // Active while a task waits for a slot (listed, stale, or held beyond what runs) or a
+    // steady flow is counted. Tasks that only run, under one arrival per target, keep their
+    // slots through the metric but not the trigger active: KEDA's cooldown then starts when
+    // the last task left the list, as with its redis scaler, and a scale to zero lets them
+    // finish (warm shutdown within the termination grace), like any scale-down.
     let backlog: u64 = queues.iter().map(|q| q.backlog).sum();
-    let in_unacked = queues.iter().any(|q| q.reserved > 0 || q.stale > 0);
-    let active =
-        backlog as f64 > s.activation_list_length || in_unacked || in_flight > 0.0 || flow > 0.0;
+    let waiting = backlog as f64 > s.activation_list_length
+        || queues.iter().any(|q| q.stale > 0)
+        || all.iter().any(|t| t.held);
+    let active = waiting || (flow > 0.0 && !quiet);
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())
