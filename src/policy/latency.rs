@@ -9,8 +9,8 @@
 //! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
 //!
-//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target
-//! (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
+//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target, or
+//! the rate rests on a single arrival in its window (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
@@ -24,6 +24,9 @@ pub const MIN_SERVICE_TIME: f64 = 0.001;
 pub const P95_FACTOR: f64 = 2.995_732_273_553_991;
 /// The share of tasks allowed to wait longer than the target.
 pub const TAIL_SHARE: f64 = 0.05;
+/// A rate resting on fewer arrivals than this in its window is no evidence of a flow: one
+/// arrival reads λ·window ≈ 1, two read ≈ 2 (the window's span wobbles around its length).
+pub const LONE_ARRIVALS: f64 = 1.5;
 /// Above this offered load (slots) the exact Erlang search gives way to square-root staffing
 /// with β = 3 (P(wait) ≈ 0.15 %), which is never below the exact answer there.
 pub const ERLANG_EXACT_MAX_LOAD: f64 = 2_000.0;
@@ -63,6 +66,9 @@ struct QueueTerms {
     tail_scale: f64,
     rate: f64,
     rate_source: &'static str,
+    /// Arrivals the rate rests on (λ × the sampler's window); `None` when the window is
+    /// unknown.
+    counted: Option<f64>,
     /// Slots the arrivals keep busy: λ·S, and at least `in_flight` when λ is a lower bound.
     flow: f64,
     lower_bound: bool,
@@ -151,6 +157,11 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         tail_scale,
         rate,
         rate_source,
+        counted: if rate > 0.0 {
+            live.rate_window.filter(|w| w.is_finite()).map(|w| rate * w)
+        } else {
+            Some(0.0)
+        },
         flow,
         lower_bound,
         in_flight,
@@ -227,10 +238,13 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let in_flight = sum(|t| t.in_flight);
     let rate = sum(|t| t.rate);
     let present = all.iter().any(|t| t.present);
-    // Nothing in the system and under one arrival per target: a cold start serves the next
-    // task within the target, so no pod is kept for it (unless λ is a lower bound: then the
-    // quiet is not evidence).
-    let quiet = rate * target < 1.0 && !all.iter().any(|t| t.lower_bound);
+    // Quiet: under one arrival per target, or a rate that rests on a single arrival counted
+    // in the sampler's window (one arrival in a 30 s window reads λ·T = 2 for T = 60 s),
+    // unless λ is a lower bound (then the quiet is not evidence). Sparse: quiet with nothing
+    // in the system; a cold start serves the next task, so no pod is kept for it.
+    let counted: Option<f64> = all.iter().map(|t| t.counted).sum();
+    let quiet = (rate * target < 1.0 || counted.is_some_and(|n| n < LONE_ARRIVALS))
+        && !all.iter().any(|t| t.lower_bound);
     let sparse = !present && quiet;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);

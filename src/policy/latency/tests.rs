@@ -21,6 +21,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         running: running.map(|v| Estimate::new(v, Source::Heartbeat)),
         arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
         arrival_rate_steady: None,
+        rate_window: None,
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
@@ -520,5 +521,74 @@ proptest! {
         let d = decide(&s, &[q(0, reserved, 0, 0)], &[live(Some(running), Some(rate), service, wait)]);
         prop_assert!(!d.active, "{:?}", d);
         prop_assert!(d.metric_value >= running);
+    }
+}
+
+#[test]
+fn a_rate_resting_on_one_counted_arrival_is_no_flow() {
+    // One arrival in the sampler's 30 s window reads λ = 1/30 s: λ·T = 2 for T = 60 s, but
+    // it is one task, not a flow. Idle, it keeps no pod; running, it keeps the trigger off.
+    let s = LatencySettings::new(4.0, 60.0);
+    let windowed = |running, rate, window| {
+        let mut l = live(running, Some(rate), Some(20.0), None);
+        l.rate_window = window;
+        l
+    };
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 1.0 / 30.0, Some(30.0))],
+    );
+    assert_eq!((d.metric_value, d.active), (0.0, false), "{d:?}");
+    let d = decide(
+        &s,
+        &[q(0, 1, 0, 0)],
+        &[windowed(Some(1.0), 1.0 / 30.0, Some(30.0))],
+    );
+    assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
+    // Without the window the same rate is taken at its word: λ·T = 2 ≥ 1.
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 1.0 / 30.0, None)],
+    );
+    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    // Two arrivals in the window are a flow.
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 2.0 / 30.0, Some(30.0))],
+    );
+    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    // A lower-bound λ is never quiet.
+    let mut lower = with_rates(
+        live(Some(0.0), None, Some(20.0), None),
+        1.0 / 30.0,
+        None,
+        true,
+    );
+    lower.rate_window = Some(30.0);
+    assert!(decide(&s, &[q(0, 0, 0, 0)], &[lower]).active);
+}
+
+proptest! {
+    /// docs/scaling.md, invariants: an idle queue whose rate rests on under 1.5 arrivals
+    /// counted in its window is zero and inactive whatever the target; one more arrival per
+    /// window never lowers the metric.
+    #[test]
+    fn a_lone_counted_arrival_keeps_no_pod(
+        window in 1.0f64..3_600.0,
+        arrivals in 0.0f64..1.49,
+        service in arb_opt(10_000.0),
+        s in arb_settings(),
+    ) {
+        let with = |n: f64| {
+            let mut l = live(Some(0.0), Some(n / window), service, None);
+            l.rate_window = Some(window);
+            decide(&s, &[q(0, 0, 0, 0)], &[l])
+        };
+        let d = with(arrivals);
+        prop_assert_eq!((d.metric_value, d.active), (0.0, false), "{:?}", d);
+        prop_assert!(with(arrivals + 1.0).metric_value >= d.metric_value);
     }
 }
