@@ -79,6 +79,9 @@ pub struct LiveSignals {
     /// policy sizes its steady flow on (a burst reaches it through the backlog). `None`
     /// falls back to `arrival_rate`.
     pub arrival_rate_steady: Option<Estimate>,
+    /// Seconds the arrival rate is read over; `None` when unknown. With it the latency policy
+    /// can tell a rate that rests on a single arrival from a flow.
+    pub rate_window: Option<f64>,
     /// Dequeue (start) rate, in tasks per second.
     pub dequeue_rate: Option<Estimate>,
     /// Mean service time S, in seconds.

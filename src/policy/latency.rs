@@ -13,8 +13,8 @@
 //! instead N·concurrency for the fewest pods N whose own M/M/c queue, offered a/N, meets the
 //! same rule.
 //!
-//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target
-//! (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
+//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target, or
+//! the rate rests on a single arrival in its window (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
@@ -26,6 +26,9 @@ pub use erlang::{steady_slots, ERLANG_EXACT_MAX_LOAD, P95_FACTOR, TAIL_SHARE};
 pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 /// Service times are clamped to at least this (seconds), so arrivals always ask for capacity.
 pub const MIN_SERVICE_TIME: f64 = 0.001;
+/// A rate resting on fewer arrivals than this in its window is no evidence of a flow: one
+/// arrival reads λ·window ≈ 1, two read ≈ 2 (the window's span wobbles around its length).
+pub const LONE_ARRIVALS: f64 = 1.5;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +68,9 @@ struct QueueTerms {
     tail_scale: f64,
     rate: f64,
     rate_source: &'static str,
+    /// Arrivals the rate rests on (λ × the sampler's window); `None` when the window is
+    /// unknown.
+    counted: Option<f64>,
     /// Slots the arrivals keep busy: λ·S, and at least `in_flight` when λ is a lower bound.
     flow: f64,
     lower_bound: bool,
@@ -74,6 +80,9 @@ struct QueueTerms {
     drain_source: &'static str,
     /// Tasks waiting, held, running or stale: something is in the system now.
     present: bool,
+    /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
+    /// any reserved task when no running count is known (it cannot be told from a running one).
+    held: bool,
 }
 
 fn positive_or(value: f64, fallback: f64) -> f64 {
@@ -150,6 +159,11 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         tail_scale,
         rate,
         rate_source,
+        counted: if rate > 0.0 {
+            live.rate_window.filter(|w| w.is_finite()).map(|w| rate * w)
+        } else {
+            Some(0.0)
+        },
         flow,
         lower_bound,
         in_flight,
@@ -157,6 +171,10 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain,
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
+        held: match running {
+            Some((r, _)) => reserved > r,
+            None => reserved > 0.0,
+        },
     }
 }
 
@@ -188,10 +206,14 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let in_flight = sum(|t| t.in_flight);
     let rate = sum(|t| t.rate);
     let present = all.iter().any(|t| t.present);
-    // Nothing in the system and under one arrival per target: a cold start serves the next
-    // task within the target, so no pod is kept for it (unless λ is a lower bound: then the
-    // quiet is not evidence).
-    let sparse = !present && rate * target < 1.0 && !all.iter().any(|t| t.lower_bound);
+    // Quiet: under one arrival per target, or a rate that rests on a single arrival counted
+    // in the sampler's window (one arrival in a 30 s window reads λ·T = 2 for T = 60 s),
+    // unless λ is a lower bound (then the quiet is not evidence). Sparse: quiet with nothing
+    // in the system; a cold start serves the next task, so no pod is kept for it.
+    let counted: Option<f64> = all.iter().map(|t| t.counted).sum();
+    let quiet = (rate * target < 1.0 || counted.is_some_and(|n| n < LONE_ARRIVALS))
+        && !all.iter().any(|t| t.lower_bound);
+    let sparse = !present && quiet;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
     let tail = if rate > 0.0 {
@@ -222,10 +244,16 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let headroom_extra = (steady - in_flight.max(flow)).max(0.0);
     let drain_extra = (metric_value - in_flight - flow_extra - headroom_extra).max(0.0);
 
+    // Active while a task waits for a slot (listed, stale, or held beyond what runs) or a
+    // steady flow is counted. Tasks that only run, under one arrival per target, keep their
+    // slots through the metric but not the trigger active: KEDA's cooldown then starts when
+    // the last task left the list, as with its redis scaler, and a scale to zero lets them
+    // finish (warm shutdown within the termination grace), like any scale-down.
     let backlog: u64 = queues.iter().map(|q| q.backlog).sum();
-    let in_unacked = queues.iter().any(|q| q.reserved > 0 || q.stale > 0);
-    let active =
-        backlog as f64 > s.activation_list_length || in_unacked || in_flight > 0.0 || flow > 0.0;
+    let waiting = backlog as f64 > s.activation_list_length
+        || queues.iter().any(|q| q.stale > 0)
+        || all.iter().any(|t| t.held);
+    let active = waiting || (flow > 0.0 && !quiet);
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())

@@ -66,6 +66,11 @@ impl RateEstimator {
         rate_of(first, previous, last)
     }
 
+    /// Seconds the rates are read over.
+    pub fn window(&self) -> f64 {
+        self.window
+    }
+
     /// Events per second over the window, without the burst fast path: what the latency
     /// policy sizes a steady flow on (its drain term sees a burst in the backlog at once).
     /// `None` before two samples.

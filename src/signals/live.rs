@@ -34,6 +34,8 @@ pub(crate) struct QueueEstimates {
     /// The dequeue rate over the window without the burst fast path (pairs with
     /// `arrival_rate_steady` when heartbeats credit starts).
     pub dequeue_rate_steady: Option<f64>,
+    /// Seconds the rates are read over (the sampler's signal window).
+    pub rate_window: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
     /// The service time's 95th percentile (residence in `unacked`).
@@ -153,6 +155,7 @@ impl QueueEstimates {
             running: None,
             arrival_rate: self.arrival_rate,
             arrival_rate_steady: self.arrival_rate_steady,
+            rate_window: self.rate_window,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
             service_time_p95: self.service_time_p95,

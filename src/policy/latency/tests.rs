@@ -21,6 +21,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         running: running.map(|v| Estimate::new(v, Source::Heartbeat)),
         arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
         arrival_rate_steady: None,
+        rate_window: None,
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
@@ -214,7 +215,10 @@ fn activation_threshold_applies_to_backlog_only() {
     s.activation_list_length = 3.0;
     assert!(!decide(&s, &[q(3, 0, 0, 0)], &[]).active);
     assert!(decide(&s, &[q(4, 0, 0, 0)], &[]).active);
-    assert!(decide(&s, &[q(0, 0, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
+    // A reserved task beyond the running ones waits for a slot: active. A running task with
+    // no counted flow keeps its slot (metric) but not the trigger (docs/scaling.md).
+    assert!(decide(&s, &[q(0, 2, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
+    assert!(!decide(&s, &[q(0, 0, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
     assert!(decide(&s, &[q(0, 0, 0, 0)], &[live(None, Some(0.1), None, None)]).active);
 }
 
@@ -303,7 +307,16 @@ proptest! {
             && i.running.unwrap_or(0.0) == 0.0
             && i.rate.unwrap_or(0.0) * s.target_latency < 1.0;
         prop_assert_eq!(d.metric_value == 0.0, idle, "{:?}", d);
-        prop_assert_eq!(d.active, !idle);
+        // Active while a task waits for a slot (listed, stale, reserved beyond the running
+        // count or, with no running count, any reserved) or λ·T ≥ 1; tasks that only run do
+        // not activate. Never active with a zero metric.
+        let held = match i.running {
+            Some(r) => i.q.reserved as f64 > r,
+            None => i.q.reserved > 0,
+        };
+        let flowing = i.rate.unwrap_or(0.0) * s.target_latency >= 1.0;
+        prop_assert_eq!(d.active, i.q.backlog > 0 || i.q.stale > 0 || held || flowing, "{:?}", d);
+        prop_assert!(!d.active || d.metric_value > 0.0);
         let parts: f64 = d.breakdown.iter().map(|c| c.value).sum();
         prop_assert!((parts - d.metric_value).abs() <= 1e-9 * d.metric_value.max(1.0));
     }
@@ -332,7 +345,11 @@ proptest! {
         }
         let after = more.eval(&s);
         prop_assert!(after.metric_value >= before.metric_value * (1.0 - 1e-12), "{:?} -> {:?}", before, after);
-        prop_assert!(after.active || !before.active);
+        // Activity is monotone in every signal but the running count: with the same reserved
+        // count, more running tasks means fewer held ones (docs/scaling.md, "Activation").
+        if which != 3 {
+            prop_assert!(after.active || !before.active);
+        }
     }
 
     #[test]
@@ -506,4 +523,122 @@ fn pods_with_private_buffers_are_sized_one_m_m_c_queue_each() {
     // Prefetch 1 with acks_late: a pod fetches only for a free slot, one pool.
     let d = decide(&settings(), &[q(0, 0, 0, 0)], &[l]);
     assert_eq!(d.metric_value, 40.0, "{d:?}");
+}
+
+#[test]
+fn tasks_that_only_run_keep_their_slots_but_not_the_trigger() {
+    // Sparse arrivals (one 20 s task every ~3 min, T = 60 s, acks_late: the running task is
+    // also `reserved`): while it runs the metric keeps its slot, but the trigger is inactive,
+    // so KEDA's cooldown starts when it left the list, as with KEDA's redis scaler.
+    let s = LatencySettings::new(4.0, 60.0);
+    let running = live(Some(1.0), Some(1.0 / 180.0), Some(20.0), None);
+    let d = decide(&s, &[q(0, 1, 0, 0)], std::slice::from_ref(&running));
+    assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
+    // A second task reserved but not running yet waits for a slot: active.
+    let d = decide(&s, &[q(0, 2, 0, 0)], std::slice::from_ref(&running));
+    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    // Without a running count, a reserved task may be waiting: active.
+    let blind = live(None, Some(1.0 / 180.0), Some(20.0), None);
+    assert!(decide(&s, &[q(0, 1, 0, 0)], &[blind]).active);
+    // One arrival per target or more: the flow keeps the trigger active while tasks run.
+    let busy = live(Some(1.0), Some(1.0 / 60.0), Some(20.0), None);
+    assert!(decide(&s, &[q(0, 1, 0, 0)], &[busy]).active);
+    // A lower-bound λ is no evidence of quiet: the running task's flow keeps it active.
+    let lower = with_rates(
+        live(Some(1.0), None, Some(20.0), None),
+        1.0 / 180.0,
+        None,
+        true,
+    );
+    assert!(decide(&s, &[q(0, 1, 0, 0)], &[lower]).active);
+}
+
+proptest! {
+    /// docs/scaling.md, "Activation": on empty lists, under one arrival per target, tasks
+    /// that only run are inactive whatever their number, and the metric still covers them.
+    #[test]
+    fn running_alone_never_activates_but_keeps_its_slots(
+        running in 0.0f64..10_000.0,
+        extra_running in 0u64..100,
+        rate in 0.0f64..1.0,
+        service in arb_opt(10_000.0),
+        wait in arb_opt(100_000.0),
+        s in arb_settings(),
+    ) {
+        let rate = rate / s.target_latency; // λ·T < 1
+        // Reserved never above the running count: under acks_late every reserved task runs.
+        let reserved = (running.floor() as u64).saturating_sub(extra_running);
+        let d = decide(&s, &[q(0, reserved, 0, 0)], &[live(Some(running), Some(rate), service, wait)]);
+        prop_assert!(!d.active, "{:?}", d);
+        prop_assert!(d.metric_value >= running);
+    }
+}
+
+#[test]
+fn a_rate_resting_on_one_counted_arrival_is_no_flow() {
+    // One arrival in the sampler's 30 s window reads λ = 1/30 s: λ·T = 2 for T = 60 s, but
+    // it is one task, not a flow. Idle, it keeps no pod; running, it keeps the trigger off.
+    let s = LatencySettings::new(4.0, 60.0);
+    let windowed = |running, rate, window| {
+        let mut l = live(running, Some(rate), Some(20.0), None);
+        l.rate_window = window;
+        l
+    };
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 1.0 / 30.0, Some(30.0))],
+    );
+    assert_eq!((d.metric_value, d.active), (0.0, false), "{d:?}");
+    let d = decide(
+        &s,
+        &[q(0, 1, 0, 0)],
+        &[windowed(Some(1.0), 1.0 / 30.0, Some(30.0))],
+    );
+    assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
+    // Without the window the same rate is taken at its word: λ·T = 2 ≥ 1.
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 1.0 / 30.0, None)],
+    );
+    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    // Two arrivals in the window are a flow.
+    let d = decide(
+        &s,
+        &[q(0, 0, 0, 0)],
+        &[windowed(Some(0.0), 2.0 / 30.0, Some(30.0))],
+    );
+    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    // A lower-bound λ is never quiet.
+    let mut lower = with_rates(
+        live(Some(0.0), None, Some(20.0), None),
+        1.0 / 30.0,
+        None,
+        true,
+    );
+    lower.rate_window = Some(30.0);
+    assert!(decide(&s, &[q(0, 0, 0, 0)], &[lower]).active);
+}
+
+proptest! {
+    /// docs/scaling.md, invariants: an idle queue whose rate rests on under 1.5 arrivals
+    /// counted in its window is zero and inactive whatever the target; one more arrival per
+    /// window never lowers the metric.
+    #[test]
+    fn a_lone_counted_arrival_keeps_no_pod(
+        window in 1.0f64..3_600.0,
+        arrivals in 0.0f64..1.49,
+        service in arb_opt(10_000.0),
+        s in arb_settings(),
+    ) {
+        let with = |n: f64| {
+            let mut l = live(Some(0.0), Some(n / window), service, None);
+            l.rate_window = Some(window);
+            decide(&s, &[q(0, 0, 0, 0)], &[l])
+        };
+        let d = with(arrivals);
+        prop_assert_eq!((d.metric_value, d.active), (0.0, false), "{:?}", d);
+        prop_assert!(with(arrivals + 1.0).metric_value >= d.metric_value);
+    }
 }

@@ -326,6 +326,7 @@ impl QueueLive {
             arrival_rate_steady: self.arrivals.smoothed_rate().map(rate),
             dequeue_rate: self.dequeues.rate().map(rate),
             dequeue_rate_steady: self.dequeues.smoothed_rate(),
+            rate_window: Some(self.arrivals.window()),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.

@@ -121,6 +121,7 @@ impl Sim<'_> {
                     .then(|| Estimate::new(c.running as f64, Source::Heartbeat)),
                 arrival_rate: Some(Estimate::new(slow, Source::Keyspace)),
                 arrival_rate_steady: Some(Estimate::new(slow, Source::Keyspace)),
+                rate_window: Some(f64::from(s.rate_window)),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
                     Source::Keyspace,
