@@ -138,9 +138,19 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let running = live
         .running
         .and_then(|e| e.usable().map(|v| (v, e.source.as_str())));
+    // Reserved tasks not running wait for a slot: under `acks_late` those beyond the running
+    // ones (running tasks stay in `unacked` until done), under early ack all of them (a task
+    // is acked as it starts).
+    let not_running = |r: f64| {
+        if s.prefetch.acks_late {
+            (reserved - r).max(0.0)
+        } else {
+            reserved
+        }
+    };
     let (in_flight, in_flight_source, held) = match running {
-        // Prefetched tasks (reserved beyond the running ones) wait for a slot: drain them.
-        Some((r, src)) => (r, src, reserved),
+        // Prefetched tasks wait for a slot: drain them.
+        Some((r, src)) => (r, src, not_running(r)),
         // Without heartbeats, reserved stands for the running tasks.
         None => (reserved, "unacked", 0.0),
     };
@@ -172,7 +182,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
         held: match running {
-            Some((r, _)) => reserved > r,
+            Some(_) => held > 0.0,
             None => reserved > 0.0,
         },
     }

@@ -311,8 +311,8 @@ proptest! {
         // count or, with no running count, any reserved) or λ·T ≥ 1; tasks that only run do
         // not activate. Never active with a zero metric.
         let held = match i.running {
-            Some(r) => i.q.reserved as f64 > r,
-            None => i.q.reserved > 0,
+            Some(r) if s.prefetch.acks_late => i.q.reserved as f64 > r,
+            _ => i.q.reserved > 0,
         };
         let flowing = i.rate.unwrap_or(0.0) * s.target_latency >= 1.0;
         prop_assert_eq!(d.active, i.q.backlog > 0 || i.q.stale > 0 || held || flowing, "{:?}", d);
@@ -337,8 +337,15 @@ proptest! {
             0 => more.q.backlog += extra.ceil() as u64,
             1 => more.q.reserved += extra.ceil() as u64,
             2 => more.q.stale += extra.ceil() as u64,
-            // A heartbeat count replaces the `reserved` stand-in: monotone once present.
-            3 => more.running = i.running.map(|v| v + extra),
+            // A heartbeat count replaces the `reserved` stand-in: monotone once present. A
+            // task that starts under acks_late stays in `unacked` (reserved grows with it):
+            // more running with the same reserved would be fewer held ones.
+            3 => {
+                more.running = i.running.map(|v| v + extra);
+                if s.prefetch.acks_late && i.running.is_some() {
+                    more.q.reserved += extra.ceil() as u64;
+                }
+            }
             4 => more.rate = bump(i.rate),
             5 => more.s = i.s.map(|v| v + extra),
             _ => more.wait = bump(i.wait),
@@ -530,7 +537,10 @@ fn tasks_that_only_run_keep_their_slots_but_not_the_trigger() {
     // Sparse arrivals (one 20 s task every ~3 min, T = 60 s, acks_late: the running task is
     // also `reserved`): while it runs the metric keeps its slot, but the trigger is inactive,
     // so KEDA's cooldown starts when it left the list, as with KEDA's redis scaler.
-    let s = LatencySettings::new(4.0, 60.0);
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
     let running = live(Some(1.0), Some(1.0 / 180.0), Some(20.0), None);
     let d = decide(&s, &[q(0, 1, 0, 0)], std::slice::from_ref(&running));
     assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
@@ -565,6 +575,7 @@ proptest! {
         wait in arb_opt(100_000.0),
         s in arb_settings(),
     ) {
+        let s = LatencySettings { prefetch: pooled(), ..s };
         let rate = rate / s.target_latency; // λ·T < 1
         // Reserved never above the running count: under acks_late every reserved task runs.
         let reserved = (running.floor() as u64).saturating_sub(extra_running);
@@ -578,7 +589,10 @@ proptest! {
 fn a_rate_resting_on_one_counted_arrival_is_no_flow() {
     // One arrival in the sampler's 30 s window reads λ = 1/30 s: λ·T = 2 for T = 60 s, but
     // it is one task, not a flow. Idle, it keeps no pod; running, it keeps the trigger off.
-    let s = LatencySettings::new(4.0, 60.0);
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
     let windowed = |running, rate, window| {
         let mut l = live(running, Some(rate), Some(20.0), None);
         l.rate_window = window;
@@ -641,4 +655,24 @@ proptest! {
         prop_assert_eq!((d.metric_value, d.active), (0.0, false), "{:?}", d);
         prop_assert!(with(arrivals + 1.0).metric_value >= d.metric_value);
     }
+}
+
+#[test]
+fn running_tasks_in_unacked_are_not_drained_as_waiting_under_acks_late() {
+    // acks_late: the 40 running tasks stay in `unacked` (reserved 40) until done; only the
+    // 100 listed wait. S = 60 s, T = 30 s, nothing arriving: drain = 100·60/(60+30).
+    let l = live(Some(40.0), Some(0.0), Some(60.0), None);
+    let d = decide(&settings(), &[q(100, 40, 0, 0)], std::slice::from_ref(&l));
+    assert!((d.metric_value - 100.0 * 60.0 / 90.0).abs() < 1e-9, "{d:?}");
+    // Early ack: a started task is acked, so all 40 reserved wait behind the running ones.
+    let early = LatencySettings {
+        prefetch: Prefetch {
+            multiplier: 4.0,
+            acks_late: false,
+        },
+        ..LatencySettings::new(4.0, 30.0)
+    };
+    let d = decide(&early, &[q(100, 40, 0, 0)], &[l]);
+    assert!((d.metric_value - 140.0 * 60.0 / 90.0).abs() < 1e-9, "{d:?}");
+    assert!(d.active);
 }
