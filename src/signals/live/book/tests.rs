@@ -7,7 +7,7 @@ use crate::signals::live::events::KeyEvents;
 use crate::signals::live::queue::QueueChurn;
 use crate::signals::live::{
     live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
-    TAIL_TAG,
+    RESIDENCE, TAIL_TAG,
 };
 use crate::signals::Estimate;
 use crate::signals::{LiveSignals, SignalMode};
@@ -743,4 +743,35 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
     credit_heartbeats(&mut est, &workers);
     assert_eq!(value(est.arrival_rate), Some(3.0));
     assert_eq!(value(est.arrival_rate_steady), Some(1.0));
+}
+
+#[test]
+fn a_pooled_heartbeat_service_time_drops_the_queue_sizing_inputs() {
+    use crate::signals::heartbeat::Heartbeat;
+    let mut hb = HeartbeatBook::new(10.0);
+    for (t, processed) in [(0.0, 0), (2.0, 8)] {
+        let beat = Heartbeat {
+            hostname: "celery@w-1".into(),
+            active: 4,
+            processed,
+            freq: 2.0,
+        };
+        hb.record(t, &beat);
+    }
+    // The queue's own (residence) S and its long-window S̄: replaced by the workers' pooled
+    // S, the long-window one would size the flow on an estimate no longer shown.
+    let sampled = vec![QueueEstimates {
+        arrival_rate: Some(Estimate::new(3.0, CONSERVATION)),
+        service_time: Some(Estimate::new(9.0, RESIDENCE)),
+        service_time_sizing: Some(Estimate::new(9.0, RESIDENCE)),
+        service_rate: Some(3.0),
+        ..QueueEstimates::default()
+    }
+    .signals("a")];
+    let out = live_signals(2.0, &sampled, Some(&hb), Some("celery@w-*"));
+    assert_eq!(out[0].service_time, Some(Estimate::new(1.0, HEARTBEAT)));
+    assert_eq!(out[0].service_time_sizing, None);
+    assert_eq!(out[0].service_rate, None);
+    // Without workers the queue's own are kept.
+    assert_eq!(live_signals(2.0, &sampled, Some(&hb), None), sampled);
 }
