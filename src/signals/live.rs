@@ -230,9 +230,10 @@ pub(crate) fn live_signals(
 }
 
 /// Scales the heartbeat service times of `live` down so that the slots they imply, Σ λ·S
-/// over the queues whose S comes from heartbeats, stay within the matching workers'
-/// capacity: a worker claiming busy slots while starting next to nothing cannot make the
-/// queues look heavier than all the slots the workers may have.
+/// over the queues whose S comes from heartbeats (S or its long-window S̄, the larger),
+/// stay within the matching workers' capacity: a worker claiming busy slots while starting
+/// next to nothing cannot make the queues look heavier than all the slots the workers may
+/// have, now or in the long window latency mode sizes on.
 fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
     let rate = |l: &LiveSignals| {
         l.arrival_rate
@@ -244,7 +245,11 @@ fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
         .iter()
         .filter_map(|l| {
             let s = l.service_time.filter(|e| e.source == HEARTBEAT)?.usable()?;
-            Some(rate(l) * s)
+            let long = l
+                .service_time_sizing
+                .and_then(|e| e.usable())
+                .unwrap_or(0.0);
+            Some(rate(l) * s.max(long))
         })
         .sum();
     if flow.is_nan() || flow <= capacity {

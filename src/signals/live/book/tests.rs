@@ -625,6 +625,19 @@ fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
     assert_eq!(s.source, HEARTBEAT);
     // λ·S within the 4 slots the worker may have (it was 100 × 40 = 4,000).
     assert!(100.0 * s.value <= 4.0 + 1e-9, "{s:?}");
+    // The long-window S̄ a credited queue carries is held to the same bound: a worker that
+    // claimed busy slots for minutes cannot size the flow on them once it forges starts.
+    let credited = [LiveSignals {
+        service_time: Some(Estimate::new(0.01, HEARTBEAT)),
+        service_time_sizing: Some(Estimate::new(40.0, HEARTBEAT)),
+        service_rate: Some(100.0),
+        ..sampled[0].clone()
+    }];
+    let live = live_signals(10.0, &credited, Some(&book), Some("celery@"));
+    let long = live[0]
+        .service_time_sizing
+        .expect("long-window service time");
+    assert!(100.0 * long.value <= 4.0 + 1e-9, "{long:?}");
     // Without a pattern nothing changes.
     assert_eq!(
         live_signals(10.0, &sampled, Some(&book), None)[0],
