@@ -291,6 +291,11 @@ fn a_single_queue_watch_set_with_worker_hostnames_credits_their_starts() {
     let s = e.service_time.unwrap();
     assert_eq!(s.source, HEARTBEAT);
     assert!((s.value - 0.04).abs() < 1e-9, "{s:?}");
+    // The sizing inputs: the starts that S was measured against, and S over the long window.
+    assert_eq!(e.service_rate, Some(50.0));
+    let long = e.service_time_sizing.expect("long-window service time");
+    assert_eq!(long.source, HEARTBEAT);
+    assert!((long.value - 0.04).abs() < 1e-9, "{long:?}");
     // Without the pattern, or over two queues (whose share of the workers is unknown),
     // the sampler credits nothing.
     for w in [watch(&["celery"]), {
