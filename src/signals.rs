@@ -89,6 +89,13 @@ pub struct LiveSignals {
     /// The 95th percentile of the service time, in seconds: how heavy the tail of task
     /// durations is (optional; the policy falls back to the mean alone).
     pub service_time_p95: Option<Estimate>,
+    /// The mean service time over a long window (S̄, weighted by starts: Little's law over
+    /// it), which latency mode sizes its steady flow on; not exported. `None`: the policy
+    /// uses `service_time` alone.
+    pub service_time_sizing: Option<Estimate>,
+    /// The start rate `service_time` was measured against (its Little's law: S·r is the
+    /// slots busy over the window), tasks per second; not exported.
+    pub service_rate: Option<f64>,
     /// Age of the oldest waiting task, in seconds.
     pub wait: Option<Estimate>,
 }

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! metric = max(in_flight, steady, drain)                target = concurrency
-//! steady = the fewest slots c > a = Σ λ_q·S_q with ErlangC(c, a)·e^{−(c−a)·T/θ} ≤ 5 %
-//!          θ = Σ λ_q·max(S_q, S95_q/3) / Σ λ_q   (the tail's time scale)
+//! steady = the fewest slots c > a = Σ a_q with ErlangC(c, a)·e^{−(c−a)·T/θ} ≤ 5 %
+//!          a_q = S_q·r_q + (λ_q − r_q)·S̄_q  (occupancy; λ_q·S_q without S̄_q or r_q)
+//!          θ = Σ λ_q·max(S̄_q, S95_q/3) / Σ λ_q   (the tail's time scale; S̄ = S without it)
 //! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
 //!
@@ -109,11 +110,17 @@ fn service_time(s: &LatencySettings, target: f64, live: &LiveSignals) -> (f64, &
 
 fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals) -> QueueTerms {
     let (service_time, service_source) = service_time(s, target, live);
+    // The sizing inputs: S over a long window and the start rate S was measured against.
+    let long_s = live
+        .service_time_sizing
+        .and_then(|e| e.usable())
+        .map(|v| v.max(MIN_SERVICE_TIME));
+    let started = live.service_rate.filter(|r| r.is_finite() && *r >= 0.0);
     let p95 = live
         .service_time_p95
         .and_then(|e| e.usable())
         .unwrap_or(0.0);
-    let tail_scale = service_time.max(p95 / 3.0);
+    let tail_scale = long_s.unwrap_or(service_time).max(p95 / 3.0);
     // λ without the burst fast path when the sampler has it: a burst shows in the backlog
     // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
     // window would cost more than it serves.
@@ -160,10 +167,16 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let drain = waiting * service_time / (service_time + budget);
     // With a lower-bound λ the queue's own in-flight work is its evidence of flow: its flow
     // is never below it (λ·S alone, under-counted, never takes the queue below what runs).
-    let flow = if lower_bound {
-        (rate * service_time).max(in_flight)
-    } else {
-        rate * service_time
+    let flow = match (lower_bound, long_s, started) {
+        (true, ..) => (rate * service_time).max(in_flight),
+        // Occupancy: the slots busy over the window (S·r, Little's law) plus what arrivals
+        // beyond the starts add, at the long-window S: λ·S by conservation, without the
+        // product of two short-window estimates. Never below λ × the smaller S, so that
+        // arrivals always ask for capacity (a drain's starts can outrun them).
+        (false, Some(long_s), Some(r)) => {
+            (service_time * r + (rate - r) * long_s).max(rate * service_time.min(long_s))
+        }
+        _ => rate * service_time,
     };
     QueueTerms {
         tail_scale,

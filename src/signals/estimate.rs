@@ -355,6 +355,60 @@ impl Occupancy {
     }
 }
 
+/// A service time over a long window, from a short-window estimate and the start rate it
+/// pairs with: Σ S·r·dt / Σ r·dt over the window (S·r is the busy slots, so this is
+/// Little's law over the long window).
+#[derive(Clone, Debug)]
+pub struct LongService {
+    window: f64,
+    /// (time, ∫ S·r dt, ∫ r dt) up to then.
+    samples: VecDeque<(f64, f64, f64)>,
+    /// The pair recorded at the previous sample.
+    last: Option<(f64, f64)>,
+}
+
+impl LongService {
+    pub fn new(window_secs: f64) -> Self {
+        Self {
+            window: window_secs.max(0.001),
+            samples: VecDeque::new(),
+            last: None,
+        }
+    }
+
+    /// Records the short-window service time `s` and its start rate `rate` at `now`.
+    pub fn observe(&mut self, now: f64, s: Option<f64>, rate: Option<f64>) {
+        let (mut busy, mut starts) = (0.0, 0.0);
+        if let Some(&(t, b, r)) = self.samples.back() {
+            if now <= t {
+                return;
+            }
+            (busy, starts) = (b, r);
+            if let Some((s, r)) = self.last {
+                busy += s * r * (now - t);
+                starts += r * (now - t);
+            }
+        }
+        self.last = match (s, rate) {
+            (Some(s), Some(r)) if s.is_finite() && r.is_finite() && s >= 0.0 && r >= 0.0 => {
+                Some((s, r))
+            }
+            _ => None,
+        };
+        self.samples.push_back((now, busy, starts));
+        while self.samples.len() > 2 && self.samples[1].0 <= now - self.window {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The service time over the window, `None` without starts in it.
+    pub fn value(&self) -> Option<f64> {
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        let starts = last.2 - first.2;
+        (starts > 0.0).then(|| (last.1 - first.1) / starts)
+    }
+}
+
 /// Service time by Little's law over the running tasks: S = mean running / start rate.
 pub fn littles_law(running: f64, start_rate: f64) -> Option<f64> {
     (start_rate > 0.0 && running > 0.0).then(|| running / start_rate)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::celery::Layout;
+use crate::signals::estimate::LongService;
 use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary, MAX_STARTS_PER_SLOT};
 use crate::signals::{Estimate, LiveSignals, SignalMode, Source};
 use crate::spec::WatchSet;
@@ -23,6 +24,27 @@ pub(crate) const TAIL_TAG: Source = Source::TailTag;
 pub(crate) const RESIDENCE: Source = Source::UnackedResidence;
 pub(crate) const OCCUPANCY: Source = Source::UnackedOccupancy;
 pub(crate) const HEARTBEAT: Source = Source::Heartbeat;
+
+/// The window of the service time latency mode sizes its steady flow on (seconds, at least
+/// the signal window): long enough to hold many of a mix's long tasks, so that one of them
+/// starting or ending moves it little (`docs/scaling.md`).
+pub(crate) const SIZING_SERVICE_WINDOW: f64 = 600.0;
+
+/// Feeds a tick's final service time (heartbeats credited) and the start rate it was
+/// measured against (the workers' starts with heartbeats, else the queue's dequeues) to the
+/// queue's long-window one, and sets `est.service_time_sizing` from it.
+pub(crate) fn size_service(long: &mut LongService, now: f64, est: &mut QueueEstimates) {
+    est.service_rate = est.service_rate.or(est.dequeue_rate_steady);
+    long.observe(
+        now,
+        est.service_time.and_then(|e| e.usable()),
+        est.service_rate,
+    );
+    est.service_time_sizing = long
+        .value()
+        .zip(est.service_time)
+        .map(|(v, e)| Estimate::new(v, e.source));
+}
 
 /// One queue's estimates in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,6 +62,10 @@ pub(crate) struct QueueEstimates {
     pub service_time: Option<Estimate>,
     /// The service time's 95th percentile (residence in `unacked`).
     pub service_time_p95: Option<Estimate>,
+    /// The start rate `service_time` was measured against (its Little's law), tasks/s.
+    pub service_rate: Option<f64>,
+    /// The service time over [`queue::SIZING_SERVICE_WINDOW`], weighted by starts.
+    pub service_time_sizing: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
     pub arrived: u64,
     pub dequeued: u64,
@@ -145,6 +171,7 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
     }
     if let Some(s) = service {
         est.service_time = Some(Estimate::new(s, HEARTBEAT));
+        est.service_rate = Some(workers.busy_start_rate);
     }
 }
 
@@ -159,6 +186,8 @@ impl QueueEstimates {
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
             service_time_p95: self.service_time_p95,
+            service_time_sizing: self.service_time_sizing,
+            service_rate: self.service_rate,
             wait: self.wait,
         }
     }
@@ -196,6 +225,9 @@ pub(crate) fn live_signals(
         let credited = l.service_time.is_some_and(|e| e.source == HEARTBEAT);
         if let (Some(s), false) = (service, credited) {
             l.service_time = Some(Estimate::new(s, HEARTBEAT));
+            // The queue's long-window S and its start rate were of the estimate replaced.
+            l.service_time_sizing = None;
+            l.service_rate = None;
         }
     }
     bound_heartbeat_flow(&mut out, summary.capacity);
@@ -203,9 +235,10 @@ pub(crate) fn live_signals(
 }
 
 /// Scales the heartbeat service times of `live` down so that the slots they imply, Σ λ·S
-/// over the queues whose S comes from heartbeats, stay within the matching workers'
-/// capacity: a worker claiming busy slots while starting next to nothing cannot make the
-/// queues look heavier than all the slots the workers may have.
+/// over the queues whose S comes from heartbeats (S or its long-window S̄, the larger),
+/// stay within the matching workers' capacity: a worker claiming busy slots while starting
+/// next to nothing cannot make the queues look heavier than all the slots the workers may
+/// have, now or in the long window latency mode sizes on.
 fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
     let rate = |l: &LiveSignals| {
         l.arrival_rate
@@ -217,7 +250,11 @@ fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
         .iter()
         .filter_map(|l| {
             let s = l.service_time.filter(|e| e.source == HEARTBEAT)?.usable()?;
-            Some(rate(l) * s)
+            let long = l
+                .service_time_sizing
+                .and_then(|e| e.usable())
+                .unwrap_or(0.0);
+            Some(rate(l) * s.max(long))
         })
         .sum();
     if flow.is_nan() || flow <= capacity {
@@ -227,6 +264,9 @@ fn bound_heartbeat_flow(live: &mut [LiveSignals], capacity: f64) {
     for l in live.iter_mut() {
         if let Some(e) = l.service_time.as_mut().filter(|e| e.source == HEARTBEAT) {
             e.value *= factor;
+            if let Some(long) = l.service_time_sizing.as_mut() {
+                long.value *= factor;
+            }
         }
     }
 }

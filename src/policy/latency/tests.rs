@@ -25,6 +25,8 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
+        service_time_sizing: None,
+        service_rate: None,
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
     }
 }
@@ -245,6 +247,8 @@ struct Input {
     rate: Option<f64>,
     s: Option<f64>,
     wait: Option<f64>,
+    /// The sizing inputs: S̄ (long window) and the start rate S was measured against.
+    sizing: Option<(f64, f64)>,
 }
 
 impl Input {
@@ -252,7 +256,10 @@ impl Input {
         decide(
             set,
             std::slice::from_ref(&self.q),
-            &[live(self.running, self.rate, self.s, self.wait)],
+            &[with_sizing(
+                live(self.running, self.rate, self.s, self.wait),
+                self.sizing,
+            )],
         )
     }
 }
@@ -264,14 +271,25 @@ fn arb_input() -> impl Strategy<Value = Input> {
         arb_opt(1_000.0),
         arb_opt(10_000.0),
         arb_opt(100_000.0),
+        proptest::option::of((0.0f64..10_000.0, 0.0f64..1_000.0)),
     )
-        .prop_map(|((b, r, sc, st), running, rate, s, wait)| Input {
+        .prop_map(|((b, r, sc, st), running, rate, s, wait, sizing)| Input {
             q: q(b, r, sc, st),
             running,
             rate,
             s,
             wait,
+            sizing,
         })
+}
+
+/// `l` with the sizing inputs (S̄, start rate), when given.
+fn with_sizing(mut l: LiveSignals, sizing: Option<(f64, f64)>) -> LiveSignals {
+    if let Some((long_s, started)) = sizing {
+        l.service_time_sizing = Some(Estimate::new(long_s, Source::Heartbeat));
+        l.service_rate = Some(started);
+    }
+    l
 }
 
 fn arb_settings() -> impl Strategy<Value = LatencySettings> {
@@ -674,5 +692,37 @@ fn running_tasks_in_unacked_are_not_drained_as_waiting_under_acks_late() {
     };
     let d = decide(&early, &[q(100, 40, 0, 0)], &[l]);
     assert!((d.metric_value - 140.0 * 60.0 / 90.0).abs() < 1e-9, "{d:?}");
+}
+
+#[test]
+fn the_steady_flow_is_the_occupancy_at_the_long_window_service_time() {
+    // A saturated pod: the short window reads S = 60 s (four long tasks hold the slots while
+    // starts have all but stopped: 0.13/s) and λ = 3/s; the long window says S̄ = 5 s. λ·S
+    // would ask for 180 slots; occupancy is the 4 busy slots (S·r ≈ 7.8, Little's law over
+    // the short window) plus what arrivals beyond the starts add at S̄.
+    let mut l = live(Some(4.0), Some(3.0), Some(60.0), None);
+    l.service_time_sizing = Some(Estimate::new(5.0, Source::Heartbeat));
+    l.service_rate = Some(0.13);
+    let d = decide(&settings(), &[q(0, 4, 0, 0)], std::slice::from_ref(&l));
+    let a = 60.0 * 0.13 + (3.0 - 0.13) * 5.0;
+    assert_eq!(d.metric_value, steady_slots(a, 5.0, 30.0), "{d:?}");
+    assert!(d.metric_value < 30.0, "{d:?}");
+    // Without the sizing inputs, λ·S as before.
+    let plain = live(Some(4.0), Some(3.0), Some(60.0), None);
+    let d = decide(&settings(), &[q(0, 4, 0, 0)], &[plain]);
+    assert_eq!(d.metric_value, steady_slots(180.0, 60.0, 30.0), "{d:?}");
+    // When the starts keep up with the arrivals the two agree: S·r = λ·S.
+    let mut even = live(Some(4.0), Some(3.0), Some(2.0), None);
+    even.service_time_sizing = Some(Estimate::new(2.0, Source::Heartbeat));
+    even.service_rate = Some(3.0);
+    let d = decide(&settings(), &[q(0, 4, 0, 0)], &[even]);
+    assert_eq!(d.metric_value, steady_slots(6.0, 2.0, 30.0), "{d:?}");
+    // Starts outrunning arrivals (a drain just ended) never take arrivals to zero slots:
+    // S·r + (λ − r)·S̄ = 1 − 10 < 0, floored at λ × the smaller S.
+    let mut drained = live(Some(0.0), Some(1.0), Some(0.5), None);
+    drained.service_time_sizing = Some(Estimate::new(10.0, Source::Heartbeat));
+    drained.service_rate = Some(2.0);
+    let d = decide(&settings(), &[q(0, 0, 0, 0)], &[drained]);
+    assert_eq!(d.metric_value, steady_slots(0.5, 10.0, 30.0), "{d:?}");
     assert!(d.active);
 }

@@ -376,3 +376,36 @@ fn the_smoothed_rate_has_no_burst_fast_path() {
     let smoothed = r.smoothed_rate().unwrap();
     assert!(close(smoothed, 99.0 / 60.0, 1e-9), "{smoothed}");
 }
+
+#[test]
+fn long_service_is_littles_law_over_its_window_not_the_mean_of_its_samples() {
+    let mut l = LongService::new(100.0);
+    assert_eq!(l.value(), None);
+    // A short window that reads 60 s while the four busy slots are held by long tasks and
+    // starts have all but stopped (4 / 60 s), then 2 s at 3 starts/s: S weighted by starts
+    // is (60·1/15·10 + 2·3·90) / (1/15·10 + 3·90) ≈ 2.1 s, not the 9.8 s mean of the samples.
+    for t in 0..=100 {
+        let (s, r) = if t < 10 {
+            (60.0, 4.0 / 60.0)
+        } else {
+            (2.0, 3.0)
+        };
+        l.observe(t as f64, Some(s), Some(r));
+    }
+    let expected = (4.0 * 10.0 + 2.0 * 3.0 * 90.0) / (4.0 / 60.0 * 10.0 + 3.0 * 90.0);
+    assert!(close(l.value().unwrap(), expected, 1e-9), "{:?}", l.value());
+    // Ticks without an estimate add nothing; what left the window no longer counts.
+    l.observe(101.0, None, Some(3.0));
+    l.observe(102.0, Some(5.0), None);
+    for t in 103..=300 {
+        l.observe(t as f64, Some(4.0), Some(1.0));
+    }
+    assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
+    // No starts in the window: no estimate. Time going backwards is ignored.
+    for t in 301..=500 {
+        l.observe(t as f64, Some(4.0), Some(0.0));
+    }
+    assert_eq!(l.value(), None);
+    l.observe(10.0, Some(1.0), Some(1.0));
+    assert_eq!(l.value(), None);
+}

@@ -31,7 +31,9 @@ use std::sync::Arc;
 
 use super::events::EventState;
 use super::queue::{Keyspace, QueueLive, QueueTick, TickExtras};
-use super::{credit_heartbeats, single_queue_workers, LiveData, UNOBSERVABLE_WARN_PERIOD};
+use super::{
+    credit_heartbeats, single_queue_workers, size_service, LiveData, UNOBSERVABLE_WARN_PERIOD,
+};
 use crate::celery::Layout;
 use crate::spec::WatchSet;
 
@@ -161,6 +163,7 @@ impl LiveBook {
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
                 }
+                size_service(&mut ql.long_service, now, &mut est);
                 if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) && self.warn_due(&id, now) {
                     out.unobservable.push(id.clone());
                 }

@@ -8,10 +8,11 @@ use std::collections::HashMap;
 
 use super::events::EventState;
 use super::{
-    QueueEstimates, CONSERVATION, KEYSPACE, LIST_POSITION, OCCUPANCY, RESIDENCE, TAIL_TAG,
+    QueueEstimates, CONSERVATION, KEYSPACE, LIST_POSITION, OCCUPANCY, RESIDENCE,
+    SIZING_SERVICE_WINDOW, TAIL_TAG,
 };
 use crate::celery::Layout;
-use crate::signals::estimate::{Occupancy, RateEstimator, Residence, TailClock};
+use crate::signals::estimate::{LongService, Occupancy, RateEstimator, Residence, TailClock};
 use crate::signals::visibility::{TickSight, Visibility};
 use crate::signals::Estimate;
 
@@ -125,6 +126,8 @@ pub(crate) struct QueueLive {
     pub prev: Option<(f64, u64)>,
     pub residence: Residence,
     pub occupancy: Occupancy,
+    /// The service time over `SIZING_SERVICE_WINDOW`, weighted by starts.
+    pub long_service: LongService,
     /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
     pub visibility: Visibility,
     pub exact: bool,
@@ -212,6 +215,7 @@ impl QueueLive {
             prev: None,
             residence: Residence::new(window),
             occupancy: Occupancy::new(window),
+            long_service: LongService::new(SIZING_SERVICE_WINDOW.max(window)),
             visibility: Visibility::new(window),
             exact: false,
         }
@@ -344,6 +348,7 @@ impl QueueLive {
             arrived: self.arrived,
             dequeued: self.dequeued,
             exact: continuous,
+            ..QueueEstimates::default()
         }
     }
 

@@ -132,6 +132,8 @@ impl Sim<'_> {
                         Source::Heartbeat,
                     )
                 }),
+                service_time_sizing: None,
+                service_rate: None,
                 service_time_p95: p95.map(|v| Estimate::new(v, Source::Heartbeat)),
                 wait: oldest
                     .is_finite()

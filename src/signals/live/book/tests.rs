@@ -7,7 +7,7 @@ use crate::signals::live::events::KeyEvents;
 use crate::signals::live::queue::QueueChurn;
 use crate::signals::live::{
     live_signals, QueueEstimates, CONSERVATION, HEARTBEAT, KEYSPACE, LIST_POSITION, OCCUPANCY,
-    TAIL_TAG,
+    RESIDENCE, TAIL_TAG,
 };
 use crate::signals::Estimate;
 use crate::signals::{LiveSignals, SignalMode};
@@ -291,6 +291,11 @@ fn a_single_queue_watch_set_with_worker_hostnames_credits_their_starts() {
     let s = e.service_time.unwrap();
     assert_eq!(s.source, HEARTBEAT);
     assert!((s.value - 0.04).abs() < 1e-9, "{s:?}");
+    // The sizing inputs: the starts that S was measured against, and S over the long window.
+    assert_eq!(e.service_rate, Some(50.0));
+    let long = e.service_time_sizing.expect("long-window service time");
+    assert_eq!(long.source, HEARTBEAT);
+    assert!((long.value - 0.04).abs() < 1e-9, "{long:?}");
     // Without the pattern, or over two queues (whose share of the workers is unknown),
     // the sampler credits nothing.
     for w in [watch(&["celery"]), {
@@ -625,6 +630,19 @@ fn a_worker_claiming_busy_slots_without_starts_cannot_outweigh_its_capacity() {
     assert_eq!(s.source, HEARTBEAT);
     // λ·S within the 4 slots the worker may have (it was 100 × 40 = 4,000).
     assert!(100.0 * s.value <= 4.0 + 1e-9, "{s:?}");
+    // The long-window S̄ a credited queue carries is held to the same bound: a worker that
+    // claimed busy slots for minutes cannot size the flow on them once it forges starts.
+    let credited = [LiveSignals {
+        service_time: Some(Estimate::new(0.01, HEARTBEAT)),
+        service_time_sizing: Some(Estimate::new(40.0, HEARTBEAT)),
+        service_rate: Some(100.0),
+        ..sampled[0].clone()
+    }];
+    let live = live_signals(10.0, &credited, Some(&book), Some("celery@"));
+    let long = live[0]
+        .service_time_sizing
+        .expect("long-window service time");
+    assert!(100.0 * long.value <= 4.0 + 1e-9, "{long:?}");
     // Without a pattern nothing changes.
     assert_eq!(
         live_signals(10.0, &sampled, Some(&book), None)[0],
@@ -767,4 +785,35 @@ fn the_service_time_tail_comes_from_unacked_departures() {
     // No quantile from fewer than 20 departures; then the nearest-rank p95 plus half a tick.
     assert!(p95[..20].iter().all(Option::is_none), "{p95:?}");
     assert_eq!(p95[40], Some(38.5));
+}
+
+#[test]
+fn a_pooled_heartbeat_service_time_drops_the_queue_sizing_inputs() {
+    use crate::signals::heartbeat::Heartbeat;
+    let mut hb = HeartbeatBook::new(10.0);
+    for (t, processed) in [(0.0, 0), (2.0, 8)] {
+        let beat = Heartbeat {
+            hostname: "celery@w-1".into(),
+            active: 4,
+            processed,
+            freq: 2.0,
+        };
+        hb.record(t, &beat);
+    }
+    // The queue's own (residence) S and its long-window S̄: replaced by the workers' pooled
+    // S, the long-window one would size the flow on an estimate no longer shown.
+    let sampled = vec![QueueEstimates {
+        arrival_rate: Some(Estimate::new(3.0, CONSERVATION)),
+        service_time: Some(Estimate::new(9.0, RESIDENCE)),
+        service_time_sizing: Some(Estimate::new(9.0, RESIDENCE)),
+        service_rate: Some(3.0),
+        ..QueueEstimates::default()
+    }
+    .signals("a")];
+    let out = live_signals(2.0, &sampled, Some(&hb), Some("celery@w-*"));
+    assert_eq!(out[0].service_time, Some(Estimate::new(1.0, HEARTBEAT)));
+    assert_eq!(out[0].service_time_sizing, None);
+    assert_eq!(out[0].service_rate, None);
+    // Without workers the queue's own are kept.
+    assert_eq!(live_signals(2.0, &sampled, Some(&hb), None), sampled);
 }
