@@ -25,6 +25,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
+        workers: None,
     }
 }
 
