@@ -508,3 +508,5 @@ fn pods_with_private_buffers_are_sized_one_m_m_c_queue_each() {
     let d = decide(&settings(), &[q(0, 0, 0, 0)], &[l]);
     assert_eq!(d.metric_value, 40.0, "{d:?}");
 }
+
+mod early_ack;
