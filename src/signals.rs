@@ -87,7 +87,10 @@ pub struct LiveSignals {
     /// Mean service time S, in seconds.
     pub service_time: Option<Estimate>,
     /// The 95th percentile of the service time, in seconds: how heavy the tail of task
-    /// durations is (optional; the policy falls back to the mean alone).
+    /// durations is (optional; the policy falls back to the mean alone). With source
+    /// `unacked-residence` it is the p95 time entries stayed in `unacked`: under early ack
+    /// (tasks leave `unacked` as they start) that is how long prefetched tasks waited in a
+    /// pod's buffer, not a service time (the policy reads it as such, `docs/scaling.md`).
     pub service_time_p95: Option<Estimate>,
     /// The mean service time over a long window (S̄, weighted by starts: Little's law over
     /// it), which latency mode sizes its steady flow on; not exported. `None`: the policy
@@ -98,4 +101,6 @@ pub struct LiveSignals {
     pub service_rate: Option<f64>,
     /// Age of the oldest waiting task, in seconds.
     pub wait: Option<Estimate>,
+    /// Worker pods consuming the queue now: live heartbeats matching `workerHostnames`.
+    pub workers: Option<Estimate>,
 }

@@ -12,7 +12,9 @@
 //!
 //! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
 //! instead N·concurrency for the fewest pods N whose own M/M/c queue, offered a/N, meets the
-//! same rule.
+//! same rule. Under early ack `unacked` holds only tasks waiting in those buffers: its
+//! residence is no service time, and its p95 gives θ_q = max(S_q, w95_q·(c − a/pods)/ln 20)
+//! with the worker pods now (`buffers::tail_from_buffer_waits`).
 //!
 //! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target, or
 //! the rate rests on a single arrival in its window (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
@@ -67,6 +69,9 @@ impl LatencySettings {
 struct QueueTerms {
     /// The tail's time scale: max(S, S95/3) (S95/3 = S for exponential service times).
     tail_scale: f64,
+    /// The p95 wait of tasks delayed in a pod's buffer (early ack), for the tail scale once
+    /// the load per pod is known (`buffers::tail_from_buffer_waits`).
+    buffer_wait: Option<f64>,
     rate: f64,
     rate_source: &'static str,
     /// Arrivals the rate rests on (λ × the sampler's window); `None` when the window is
@@ -97,6 +102,7 @@ fn positive_or(value: f64, fallback: f64) -> f64 {
 fn service_time(s: &LatencySettings, target: f64, live: &LiveSignals) -> (f64, &'static str) {
     let (v, src) = match live
         .service_time
+        .filter(|e| buffers::is_service_time(&s.prefetch, e.source))
         .and_then(|e| e.usable().map(|v| (v, e.source.as_str())))
     {
         Some((v, src)) => (v, src),
@@ -116,10 +122,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         .and_then(|e| e.usable())
         .map(|v| v.max(MIN_SERVICE_TIME));
     let started = live.service_rate.filter(|r| r.is_finite() && *r >= 0.0);
-    let p95 = live
-        .service_time_p95
-        .and_then(|e| e.usable())
-        .unwrap_or(0.0);
+    let (p95, buffer_wait) = buffers::tail_inputs(&s.prefetch, live.service_time_p95);
     let tail_scale = long_s.unwrap_or(service_time).max(p95 / 3.0);
     // λ without the burst fast path when the sampler has it: a burst shows in the backlog
     // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
@@ -180,6 +183,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     };
     QueueTerms {
         tail_scale,
+        buffer_wait,
         rate,
         rate_source,
         counted: if rate > 0.0 {
@@ -239,10 +243,21 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let sparse = !present && quiet;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
+    let pods = live
+        .iter()
+        .filter_map(|l| l.workers.and_then(|e| e.usable()))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let pod_load = pods.filter(|n| *n >= 1.0).map(|n| flow / n);
+    let theta = |t: &QueueTerms| match t.buffer_wait {
+        Some(w) => t
+            .tail_scale
+            .max(buffers::tail_from_buffer_waits(w, concurrency, pod_load)),
+        None => t.tail_scale,
+    };
     let tail = if rate > 0.0 {
-        all.iter().map(|t| t.rate * t.tail_scale).sum::<f64>() / rate
+        all.iter().map(|t| t.rate * theta(t)).sum::<f64>() / rate
     } else {
-        all.iter().map(|t| t.tail_scale).fold(0.0, f64::max)
+        all.iter().map(theta).fold(0.0, f64::max)
     };
     let min_headroom = if s.min_headroom.is_finite() {
         s.min_headroom.max(0.0)

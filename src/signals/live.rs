@@ -189,13 +189,14 @@ impl QueueEstimates {
             service_time_sizing: self.service_time_sizing,
             service_rate: self.service_rate,
             wait: self.wait,
+            workers: None,
         }
     }
 }
 
 /// The per-queue live signals of a watch set for one trigger: the sampler's estimates plus,
 /// when `worker_hostnames` names workers with live heartbeats, running tasks (split over the
-/// queues by dequeue rate) and, for queues the sampler could not credit the workers to (a
+/// queues by dequeue rate), the number of those workers and, for queues the sampler could not credit the workers to (a
 /// trigger over several queues), the workers' pooled Little's-law service time. A trigger
 /// over one queue has its start rate and service time folded in by the sampler already.
 pub(crate) fn live_signals(
@@ -222,6 +223,7 @@ pub(crate) fn live_signals(
     for (l, rate) in out.iter_mut().zip(&rates) {
         let share = if total > 0.0 { rate / total } else { 1.0 / n };
         l.running = Some(Estimate::new(summary.running as f64 * share, HEARTBEAT));
+        l.workers = Some(Estimate::new(summary.workers as f64, HEARTBEAT));
         let credited = l.service_time.is_some_and(|e| e.source == HEARTBEAT);
         if let (Some(s), false) = (service, credited) {
             l.service_time = Some(Estimate::new(s, HEARTBEAT));

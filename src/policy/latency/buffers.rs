@@ -6,11 +6,14 @@
 //! on `BRPOP`, busy or not, so a reserved task waits for a slot of *its* pod while slots of
 //! other pods may be idle. The fleet then behaves like N separate M/G/c queues, each fed λ/N,
 //! not one pool of N·c slots: the pooled Erlang C under-sizes it (head-of-line blocking behind
-//! a long task). `steady` sizes such a fleet as N pods of `c` slots each.
+//! a long task). `steady` sizes such a fleet as N pods of `c` slots each. Under early ack
+//! the waits in those buffers are what `unacked` shows: they give the tail's time scale
+//! (`tail_from_buffer_waits`), and no service time.
 //!
 //! Pure: no I/O, no clock.
 
 use super::erlang::{steady_slots, P95_FACTOR, TAIL_SHARE};
+use crate::signals::{Estimate, Source};
 
 /// Celery's default `worker_prefetch_multiplier`.
 pub const DEFAULT_PREFETCH_MULTIPLIER: f64 = 4.0;
@@ -43,6 +46,48 @@ impl Prefetch {
     /// unlimited). Prefetch 1 with `acks_late` fetches only for a free slot: one pool.
     pub fn private_buffers(&self) -> bool {
         !self.acks_late || self.multiplier == 0.0 || self.multiplier > 1.0
+    }
+}
+
+/// Whether an estimate from `source` measures the service time under `prefetch`. Under early
+/// ack a task leaves `unacked` when it starts, so what `unacked` shows (residence,
+/// occupancy) is the time prefetched tasks waited in a buffer, never how long they ran.
+pub fn is_service_time(prefetch: &Prefetch, source: Source) -> bool {
+    prefetch.acks_late || !matches!(source, Source::UnackedResidence | Source::UnackedOccupancy)
+}
+
+/// Splits the sampler's p95 by what it measures under `prefetch`: `(service-time p95,
+/// buffer-wait p95)`. The residence p95 is a service time's (plus any wait in a buffer)
+/// under `acks_late`; under early ack it is the p95 wait of the tasks that found every slot
+/// of their pod busy (one that finds a free slot leaves `unacked` at once and is hardly ever
+/// seen). A p95 from elsewhere (heartbeats, task events) is a service time's.
+pub fn tail_inputs(prefetch: &Prefetch, p95: Option<Estimate>) -> (f64, Option<f64>) {
+    match p95.and_then(|e| e.usable().map(|v| (v, e.source))) {
+        Some((v, source)) if !is_service_time(prefetch, source) => (0.0, Some(v)),
+        Some((v, _)) => (v, None),
+        None => (0.0, None),
+    }
+}
+
+/// The tail time scale θ that explains a p95 wait `wait_p95` of delayed tasks in pods of
+/// `concurrency` slots each offered `pod_load`: in an M/G/c queue the wait of a delayed task
+/// is about exponential with mean θ/(c − a) (θ = E[S²]/(2·E[S]) in heavy traffic), so θ =
+/// w95·(c − a)/ln 20. A property of the task mix, not of the fleet: more pods shorten the
+/// waits and widen c − a together. Without a load per pod (no heartbeats name the workers)
+/// c − a is taken as c, its upper bound: θ is over-, never under-estimated. 0 when the pods
+/// are loaded to c or beyond (the waits then grow without a steady scale: the drain term
+/// and the service time answer for them).
+pub fn tail_from_buffer_waits(wait_p95: f64, concurrency: f64, pod_load: Option<f64>) -> f64 {
+    let c = concurrency.floor().max(1.0);
+    let spare = match pod_load {
+        Some(a) if a.is_finite() => (c - a.max(0.0)).max(0.0),
+        _ => c,
+    };
+    let theta = wait_p95 * spare / P95_FACTOR;
+    if theta.is_finite() {
+        theta
+    } else {
+        0.0
     }
 }
 
@@ -160,7 +205,66 @@ mod tests {
         assert!(n.is_finite() && n >= 40.0, "{n}");
     }
 
+    #[test]
+    fn under_early_ack_unacked_measures_buffer_waits_not_service_times() {
+        let early = Prefetch::default();
+        let residence = |v| Some(Estimate::new(v, Source::UnackedResidence));
+        for source in [Source::UnackedResidence, Source::UnackedOccupancy] {
+            assert!(!is_service_time(&early, source), "{source:?}");
+            assert!(is_service_time(&POOLED, source), "{source:?}");
+        }
+        assert!(is_service_time(&early, Source::Heartbeat));
+        // Early ack: the residence p95 is a buffer wait; a heartbeat one a service time.
+        assert_eq!(tail_inputs(&early, residence(45.0)), (0.0, Some(45.0)));
+        let beat = Some(Estimate::new(45.0, Source::Heartbeat));
+        assert_eq!(tail_inputs(&early, beat), (45.0, None));
+        // acks_late: `unacked` holds running tasks, its residence is (at least) a service time.
+        assert_eq!(tail_inputs(&POOLED, residence(45.0)), (45.0, None));
+        assert_eq!(tail_inputs(&early, None), (0.0, None));
+        assert_eq!(tail_inputs(&early, residence(f64::NAN)), (0.0, None));
+    }
+
+    #[test]
+    fn the_tail_scale_from_buffer_waits_inverts_the_m_m_c_conditional_wait() {
+        // Delayed tasks in an M/M/c pod wait Exp((c − a)/θ): p95 = θ·ln 20/(c − a).
+        let (theta, c, a) = (46.6, 4.0, 2.5);
+        let w95 = theta * P95_FACTOR / (c - a);
+        assert!((tail_from_buffer_waits(w95, c, Some(a)) - theta).abs() < 1e-9);
+        // The same θ behind fewer, busier pods: longer waits, the same θ.
+        let w95_busy = theta * P95_FACTOR / (c - 3.5);
+        assert!((tail_from_buffer_waits(w95_busy, c, Some(3.5)) - theta).abs() < 1e-9);
+        // Unknown load per pod: c − a taken as c (never under-estimated).
+        assert!((tail_from_buffer_waits(w95, c, None) - w95 * 4.0 / P95_FACTOR).abs() < 1e-9);
+        assert!(tail_from_buffer_waits(w95, c, None) > theta);
+        // Pods loaded to c or beyond: no steady scale.
+        assert_eq!(tail_from_buffer_waits(w95, c, Some(4.0)), 0.0);
+        assert_eq!(tail_from_buffer_waits(w95, c, Some(9.0)), 0.0);
+        // Whole slots; odd inputs give a finite, non-negative scale.
+        assert_eq!(
+            tail_from_buffer_waits(30.0, 4.9, Some(1.0)),
+            tail_from_buffer_waits(30.0, 4.0, Some(1.0))
+        );
+        assert_eq!(tail_from_buffer_waits(f64::INFINITY, 4.0, None), 0.0);
+        assert!(tail_from_buffer_waits(30.0, 4.0, Some(f64::NAN)) > 0.0);
+    }
+
     proptest! {
+        #[test]
+        fn the_tail_from_buffer_waits_grows_with_the_waits_and_the_pods(
+            w95 in 0.0f64..10_000.0,
+            more in 0.0f64..1_000.0,
+            c in 0.001f64..64.0,
+            load in 0.0f64..100.0,
+        ) {
+            let theta = tail_from_buffer_waits(w95, c, Some(load));
+            prop_assert!(theta.is_finite() && theta >= 0.0);
+            prop_assert!(tail_from_buffer_waits(w95 + more, c, Some(load)) >= theta);
+            // A lighter load per pod (more pods for the same flow) explains the same waits
+            // with a heavier tail; the unknown load bounds them all.
+            prop_assert!(tail_from_buffer_waits(w95, c, Some(load / 2.0)) >= theta);
+            prop_assert!(tail_from_buffer_waits(w95, c, None) >= theta);
+        }
+
         #[test]
         fn per_pod_is_whole_pods_never_below_the_pool_and_monotone(
             load in 0.0f64..3_000.0,

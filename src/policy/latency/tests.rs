@@ -28,6 +28,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         service_time_sizing: None,
         service_rate: None,
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
+        workers: None,
     }
 }
 
@@ -726,3 +727,5 @@ fn the_steady_flow_is_the_occupancy_at_the_long_window_service_time() {
     assert_eq!(d.metric_value, steady_slots(0.5, 10.0, 30.0), "{d:?}");
     assert!(d.active);
 }
+
+mod early_ack;

@@ -1,5 +1,8 @@
 //! The oracle's counters: per-second buckets over a ring, summed over trailing windows, of
-//! each queue's arrivals, starts and completions.
+//! each queue's arrivals, starts and completions; and the waits of tasks delayed in a pod's
+//! buffer.
+
+use crate::signals::estimate::ResidenceTail;
 
 /// Per-second buckets over a ring (sums over trailing windows).
 pub(crate) struct Buckets {
@@ -50,6 +53,9 @@ pub(crate) struct QueueStats {
     pub done_sum: Buckets,
     /// (completion time, duration) of the tasks completed in the service window: the p95.
     pub done_recent: std::collections::VecDeque<(f64, f64)>,
+    /// How long the tasks that found every slot of their pod busy waited in its buffer
+    /// (early ack): exactly what the real sampler's residence tail estimates.
+    pub buffered: ResidenceTail,
 }
 
 impl QueueStats {
@@ -87,6 +93,7 @@ impl QueueStats {
             done_n: Buckets::new(window),
             done_sum: Buckets::new(window),
             done_recent: std::collections::VecDeque::new(),
+            buffered: ResidenceTail::default(),
         }
     }
 }

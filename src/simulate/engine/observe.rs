@@ -95,8 +95,28 @@ impl Sim<'_> {
         }
     }
 
+    /// Pods whose worker is up (ready, or finishing its tasks in a warm shutdown): the ones
+    /// that send heartbeats.
+    fn workers_up(&self) -> usize {
+        self.live
+            .iter()
+            .filter(|p| {
+                matches!(
+                    self.pods[**p as usize].state,
+                    PodState::Ready | PodState::Terminating
+                )
+            })
+            .count()
+    }
+
     /// The oracle's live signals: exact, from the model's own counters.
-    fn oracle_live(&self) -> Vec<LiveSignals> {
+    fn oracle_live(&mut self) -> Vec<LiveSignals> {
+        let now = self.now;
+        let buffered: Vec<Option<f64>> = self
+            .stats
+            .iter_mut()
+            .map(|st| st.buffered.p95(now))
+            .collect();
         let sc = self.sc;
         let s = &sc.sampler;
         let mut live = Vec::with_capacity(sc.queues.len());
@@ -107,7 +127,14 @@ impl Sim<'_> {
             // λ over `rate_window` only: the backlog shows a burst at once (the drain term),
             // and a fast path would hold a burst's peak rate as pods for the HPA's 5-minute
             // scale-down window. (`fast_window` no longer feeds the oracle.)
-            let p95 = st.service_p95(self.now, f64::from(s.service_window));
+            // Under early ack the real sampler's p95 is that of the waits in pods' buffers
+            // (`unacked` holds only tasks not started): the oracle gives the exact one.
+            let p95 = if sc.workers.acks_late {
+                st.service_p95(self.now, f64::from(s.service_window))
+                    .map(|v| Estimate::new(v, Source::Heartbeat))
+            } else {
+                buffered[qi].map(|v| Estimate::new(v, Source::UnackedResidence))
+            };
             let n = st.done_n.sum(self.now, s.service_window);
             let oldest = self.lists[qi]
                 .iter()
@@ -134,10 +161,13 @@ impl Sim<'_> {
                 }),
                 service_time_sizing: None,
                 service_rate: None,
-                service_time_p95: p95.map(|v| Estimate::new(v, Source::Heartbeat)),
+                service_time_p95: p95,
                 wait: oldest
                     .is_finite()
                     .then(|| Estimate::new(self.now - oldest, Source::Keyspace)),
+                workers: s
+                    .heartbeats
+                    .then(|| Estimate::new(self.workers_up() as f64, Source::Heartbeat)),
             });
         }
         live

@@ -62,6 +62,10 @@ impl Sim<'_> {
             self.counts[q].reserved -= 1;
             self.counts[q].running += 1;
             self.stats[q].starts.add(self.now, 1.0);
+            let held = self.now - task.fetched.max(task.due);
+            if !self.sc.workers.acks_late && held > 0.0 {
+                self.stats[q].buffered.left(self.now, held, 0.0);
+            }
             self.pods[p as usize].processed += 1;
             if !task.started {
                 task.started = true;

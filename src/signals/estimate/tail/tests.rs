@@ -1,3 +1,5 @@
+//! The residence tail against replayed task mixes, bounds and expiry.
+
 use super::*;
 
 /// Replays a task mix through a sampler that sees `unacked` at ticks one second apart and

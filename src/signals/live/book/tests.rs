@@ -817,3 +817,40 @@ fn a_pooled_heartbeat_service_time_drops_the_queue_sizing_inputs() {
     // Without workers the queue's own are kept.
     assert_eq!(live_signals(2.0, &sampled, Some(&hb), None), sampled);
 }
+
+#[test]
+fn the_live_workers_the_pattern_names_are_counted() {
+    use crate::signals::heartbeat::Heartbeat;
+    // Three workers beat; two match the trigger's pattern, and one of those falls silent.
+    let mut book = HeartbeatBook::new(30.0);
+    for (t, host) in [(0.0, "celery@a"), (0.0, "celery@b"), (0.0, "other@c")] {
+        let hb = Heartbeat {
+            hostname: host.into(),
+            active: 1,
+            processed: 0,
+            freq: 2.0,
+        };
+        book.record(t, &hb);
+    }
+    let sampled = [LiveSignals {
+        name: "celery".into(),
+        ..LiveSignals::default()
+    }];
+    let live = live_signals(1.0, &sampled, Some(&book), Some("celery@*"));
+    assert_eq!(live[0].workers, Some(Estimate::new(2.0, HEARTBEAT)));
+    let hb = Heartbeat {
+        hostname: "celery@a".into(),
+        active: 1,
+        processed: 1,
+        freq: 2.0,
+    };
+    book.record(10.0, &hb);
+    // celery@b is silent for over three intervals: gone.
+    let live = live_signals(10.0, &sampled, Some(&book), Some("celery@*"));
+    assert_eq!(live[0].workers, Some(Estimate::new(1.0, HEARTBEAT)));
+    // No pattern, no worker count.
+    assert_eq!(
+        live_signals(10.0, &sampled, Some(&book), None)[0].workers,
+        None
+    );
+}
