@@ -217,6 +217,33 @@ fn main_source(parts: &[(f64, &'static str)]) -> &'static str {
         .1
 }
 
+/// The tail's time scale θ of the queues `all`: their own, rate-weighted, each raised under
+/// early ack to what its buffer waits imply at the load per worker pod now.
+fn tail_scale(
+    all: &[QueueTerms],
+    live: &[LiveSignals],
+    flow: f64,
+    rate: f64,
+    concurrency: f64,
+) -> f64 {
+    let pods = live
+        .iter()
+        .filter_map(|l| l.workers.and_then(|e| e.usable()))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let pod_load = pods.filter(|n| *n >= 1.0).map(|n| flow / n);
+    let theta = |t: &QueueTerms| match t.buffer_wait {
+        Some(w) => t
+            .tail_scale
+            .max(buffers::tail_from_buffer_waits(w, concurrency, pod_load)),
+        None => t.tail_scale,
+    };
+    if rate > 0.0 {
+        all.iter().map(|t| t.rate * theta(t)).sum::<f64>() / rate
+    } else {
+        all.iter().map(theta).fold(0.0, f64::max)
+    }
+}
+
 /// Decides for `queues` (with `live` matched by name) under `s`.
 pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]) -> Decision {
     let target = positive_or(s.target_latency, 1.0);
@@ -243,22 +270,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let sparse = !present && quiet;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
-    let pods = live
-        .iter()
-        .filter_map(|l| l.workers.and_then(|e| e.usable()))
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    let pod_load = pods.filter(|n| *n >= 1.0).map(|n| flow / n);
-    let theta = |t: &QueueTerms| match t.buffer_wait {
-        Some(w) => t
-            .tail_scale
-            .max(buffers::tail_from_buffer_waits(w, concurrency, pod_load)),
-        None => t.tail_scale,
-    };
-    let tail = if rate > 0.0 {
-        all.iter().map(|t| t.rate * theta(t)).sum::<f64>() / rate
-    } else {
-        all.iter().map(theta).fold(0.0, f64::max)
-    };
+    let tail = tail_scale(&all, live, flow, rate, concurrency);
     let min_headroom = if s.min_headroom.is_finite() {
         s.min_headroom.max(0.0)
     } else {
