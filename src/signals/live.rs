@@ -5,6 +5,7 @@
 
 pub mod book;
 pub mod events;
+pub mod keys;
 pub mod queue;
 
 use std::collections::HashMap;
