@@ -246,6 +246,12 @@ impl SimSampler {
             }
         }
         self.unacked = present;
+        // The maps above iterate in a per-process order: sorted, the estimators see the
+        // same sequence every run (the bench is reproducible byte for byte).
+        for c in out.values_mut() {
+            c.new_scores.sort_by(f64::total_cmp);
+            c.left.sort_by(f64::total_cmp);
+        }
         out
     }
 
