@@ -13,11 +13,12 @@
 //! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
 //! instead N·concurrency for the fewest pods N whose own M/M/c queue, offered a/N, meets the
 //! same rule. Under early ack `unacked` holds only tasks waiting in those buffers: its
-//! residence is no service time, and its p95 gives θ_q = max(S_q, w95_q·(c − a/pods)/ln 20)
+//! residence is no service time, and its p95 gives θ_q = max(S̄_q or S_q, w95_q·(c − a/pods)/ln 20)
 //! with the worker pods now (`buffers::tail_from_buffer_waits`).
 //!
 //! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target, or
-//! the rate rests on a single arrival in its window (a cold start serves it). The derivation and the fallbacks are in `docs/scaling.md`.
+//! the rate rests on a single arrival in its window (a cold start serves it). The
+//! derivation and the fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
@@ -67,7 +68,7 @@ impl LatencySettings {
 
 /// One queue's inputs after fallbacks.
 struct QueueTerms {
-    /// The tail's time scale: max(S, S95/3) (S95/3 = S for exponential service times).
+    /// The tail's time scale: max(S̄ or S, S95/3) (S95/3 = S for exponential service times).
     tail_scale: f64,
     /// The p95 wait of tasks delayed in a pod's buffer (early ack), for the tail scale once
     /// the load per pod is known (`buffers::tail_from_buffer_waits`).
@@ -117,11 +118,17 @@ fn service_time(s: &LatencySettings, target: f64, live: &LiveSignals) -> (f64, &
 fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals) -> QueueTerms {
     let (service_time, service_source) = service_time(s, target, live);
     // The sizing inputs: S over a long window and the start rate S was measured against.
-    let long_s = live
+    // Under early ack an `unacked`-sourced S̄ is a buffer wait, no service time: neither it
+    // nor the start rate it pairs with is used then (as for S itself).
+    let long = live
         .service_time_sizing
+        .filter(|e| buffers::is_service_time(&s.prefetch, e.source));
+    let long_s = long
         .and_then(|e| e.usable())
         .map(|v| v.max(MIN_SERVICE_TIME));
-    let started = live.service_rate.filter(|r| r.is_finite() && *r >= 0.0);
+    let started = live
+        .service_rate
+        .filter(|r| long.is_some() && r.is_finite() && *r >= 0.0);
     let (p95, buffer_wait) = buffers::tail_inputs(&s.prefetch, live.service_time_p95);
     let tail_scale = long_s.unwrap_or(service_time).max(p95 / 3.0);
     // λ without the burst fast path when the sampler has it: a burst shows in the backlog

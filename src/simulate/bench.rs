@@ -357,8 +357,11 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
         // Floors are tried above the scenario's own `min_replicas`.
         let mut warm = sc.clone();
         warm.keda.min_replicas = floor;
-        let above = warm_floor(&warm, Signals::Real, floor).unwrap_or_else(|e| panic!("{e}"));
-        assert!(above.is_none(), "{above:?}");
+        let above = warm_floor(&warm, Signals::Real, floor + 1).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            above.as_ref().is_none_or(|(f, _)| *f == floor + 1),
+            "{above:?}"
+        );
         // The smallest: one pod fewer kept warm misses (none kept warm is the run above).
         if floor > 1 {
             let fewer = warm_floor(&sc, Signals::Real, floor - 1).unwrap_or_else(|e| panic!("{e}"));

@@ -113,8 +113,9 @@ impl QueueFamilies {
                 r,
                 Opts::new(
                     "celery_scaler_queue_service_time_p95_seconds",
-                    "95th percentile task service time of a queue: residence in unacked of \
-                     its last 128 departures within 10 minutes.",
+                    "95th percentile residence in unacked of a queue's last 128 departures \
+                     within 10 minutes: the task service time's under acks_late, the wait in \
+                     a worker's prefetch buffer under early ack.",
                 ),
                 &BROKER_QUEUE,
             )?,

@@ -134,8 +134,12 @@ pub fn per_pod_slots(load: f64, tail: f64, target: f64, concurrency: f64) -> f64
         return lo * concurrency;
     }
     // `meets` is false at lo and true at hi: bisect (it is monotone in n).
+    // Past 2^53 pods `mid` may equal an end: stop there (the answer is `hi`, enough pods).
     while hi - lo > 1.0 {
         let mid = ((lo + hi) / 2.0).floor();
+        if mid <= lo || mid >= hi {
+            break;
+        }
         if meets(mid) {
             hi = mid;
         } else {
@@ -246,6 +250,16 @@ mod tests {
         );
         assert_eq!(tail_from_buffer_waits(f64::INFINITY, 4.0, None), 0.0);
         assert!(tail_from_buffer_waits(30.0, 4.0, Some(f64::NAN)) > 0.0);
+    }
+
+    #[test]
+    fn a_load_beyond_exact_integers_ends_the_search() {
+        // Past 2^53 the midpoint of two pod counts can be one of them: the search must end
+        // (a hostile broker's counts can make λ·S that large).
+        for load in [1e16, 1e17, 1e18, 1e300] {
+            let slots = per_pod_slots(load, 7.8, 30.0, 4.0);
+            assert!(slots.is_finite() && slots >= load, "{load}: {slots}");
+        }
     }
 
     proptest! {

@@ -76,6 +76,27 @@ fn under_early_ack_unacked_gives_no_service_time() {
     assert_eq!(beat.metric_value, 39.0, "{beat:?}");
 }
 
+#[test]
+fn under_early_ack_the_long_window_service_time_from_unacked_is_not_used() {
+    // The sampler's long-window S̄ follows the tick's S: from `unacked` under early ack it is
+    // a buffer wait (0.5 s), and with no starts now λ·S̄ would take 39 slots down to 2.5.
+    // `taskDuration` (7.8 s) stands, as for S itself.
+    let s = LatencySettings {
+        task_duration: Some(7.8),
+        ..LatencySettings::new(4.0, 30.0)
+    };
+    let plain = early_ack(Some(20.0), 0.0, (0.5, Source::UnackedResidence));
+    let expected = decide(&s, &[q(0, 0, 0, 0)], std::slice::from_ref(&plain)).metric_value;
+    assert_eq!(expected, buffers::per_pod_slots(39.0, 7.8, 30.0, 4.0));
+    for rate in [0.0, 5.0] {
+        let mut l = plain.clone();
+        l.service_time_sizing = Some(Estimate::new(0.5, Source::UnackedResidence));
+        l.service_rate = Some(rate);
+        let d = decide(&s, &[q(0, 0, 0, 0)], &[l]);
+        assert_eq!(d.metric_value, expected, "starts {rate}/s: {d:?}");
+    }
+}
+
 proptest! {
     /// Under early ack, longer waits in the pods' buffers, or the same waits behind more pods
     /// (a heavier tail explains them), never lower the metric.
@@ -85,7 +106,8 @@ proptest! {
         s in arb_settings(),
         p95 in 0.0f64..10_000.0,
         more in 0.0f64..10_000.0,
-        workers in proptest::option::of(0.0f64..1_000.0),
+        // No live worker (0) counts as unknown, like `None`: the upper bound (below).
+        workers in proptest::option::of(1.0f64..1_000.0),
         extra in 0.0f64..1_000.0,
     ) {
         let with = |v: f64, n: Option<f64>| {
@@ -99,5 +121,6 @@ proptest! {
         prop_assert!(with(p95 + more, workers) >= base);
         prop_assert!(with(p95, workers.map(|n| n + extra)) >= base);
         prop_assert!(with(p95, None) >= base, "unknown workers: the upper bound");
+        prop_assert!(with(p95, Some(0.0)) >= base, "no live worker: unknown, the upper bound");
     }
 }
