@@ -30,9 +30,12 @@ PY=$VENV/bin/python
 CHECKS=$DEPLOY/tools/checks.py
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-metrics.XXXXXX")
 PIDS=()
+# Processes a check starts: `check` runs it in a subshell, whose PIDS+= the parent never sees,
+# so they are also written to a file that cleanup reads and `no_leftovers` checks.
+started_in_check() { echo "$1" >>"$WORK/check.pids"; }
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do
+  for pid in "${PIDS[@]}" $(cat "$WORK/check.pids" 2>/dev/null); do
     kill "$pid" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null
@@ -253,7 +256,7 @@ else:
     CELERY_SCALER_TLS_CLIENT_CA=$WORK/certs/ca.crt \
     "$BIN" serve --config "$cfg" --grpc-listen "127.0.0.1:$g" --admin-listen "127.0.0.1:$a" >"$cfg.log" 2>&1 &
   pid=$!
-  PIDS+=("$pid")
+  started_in_check "$pid"
   wait_http "http://127.0.0.1:$a/healthz" 15 || { rc=1; tail -n 20 "$cfg.log"; }
   kill "$pid" 2>/dev/null
   return "$rc"
@@ -263,7 +266,7 @@ check "binary accepts the rendered config of overlays/iks-ha (Sentinel + TLS env
 
 # ---- the scaler as the rendered ACL user gets exact mode and heartbeats ---------------------
 acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.acl, scaler as `scaler`
-  local dir=$WORK/acl port g a pid rc=0 LR A i
+  local dir=$WORK/acl port g a pid rpid rc=0 LR A i
   mkdir -p "$dir/tpl" "$dir/run" "$dir/data"
   kubectl kustomize "$DEPLOY/overlays/local" >"$dir/render.yaml" &&
     "$PY" "$CHECKS" redis-files "$dir/render.yaml" "$dir/tpl" >/dev/null &&
@@ -273,7 +276,11 @@ acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.ac
   port=$(free_port)
   redis-server "$dir/run/redis.conf" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
     --logfile "$dir/redis.log" >/dev/null 2>&1 &
-  PIDS+=($!)
+  rpid=$!
+  started_in_check "$rpid"
+  # Stopped on every way out of `check`'s subshell, a failed step included (the pids are
+  # expanded now: the function's locals are gone when the subshell exits).
+  trap "kill $rpid 2>/dev/null" EXIT
   A=(redis-cli --no-auth-warning -p "$port" --user default --pass app-pw)
   for i in $(seq 50); do [ "$("${A[@]}" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
   printf 'connections:\n  app:\n    address: "127.0.0.1:%s"\n    database: 0\n    username: scaler\n    password_env: REDIS_SCALER_PASSWORD\n' \
@@ -282,7 +289,8 @@ acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.ac
   REDIS_SCALER_PASSWORD=scaler-pw "$BIN" serve --config "$dir/config.yaml" --grpc-listen "127.0.0.1:$g" \
     --admin-listen "127.0.0.1:$a" >"$dir/scaler.log" 2>&1 &
   pid=$!
-  PIDS+=("$pid")
+  started_in_check "$pid"
+  trap "kill $rpid $pid 2>/dev/null" EXIT
   wait_http "http://127.0.0.1:$a/healthz" 15 || { tail -n 20 "$dir/scaler.log"; return 1; }
   LR='{"scaledObjectRef": {"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"connection": "app", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "workerHostnames": "high@celery-worker-high-*"}}, "metricName": "celery-high"}'
   "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
@@ -303,12 +311,27 @@ acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.ac
   done
   grep -q '^celery_scaler_queue_running{.*queue="high"} 2$' "$dir/metrics.txt" || { echo "running != 2"; rc=1; }
   [ -z "$("${A[@]}" acl log)" ] || { echo "ACL LOG not empty:"; "${A[@]}" acl log | head -n 12; rc=1; }
-  kill "$pid" 2>/dev/null
+  kill "$pid" "$rpid" 2>/dev/null
   [ "$rc" = 0 ] && echo "exact arrivals/wait, 2 running from heartbeats, no ACL denials"
   return "$rc"
 }
 # (validate.sh's stub run sets CHECK_METRICS_STUB: a stub never talks to Redis.)
 [ -n "${CHECK_METRICS_STUB:-}" ] ||
   check "scaler as the rendered ACL user: exact mode + heartbeats, ACL LOG empty" acl_user_live_signals
+
+no_leftovers() { # every process a check started is stopped by that check
+  local pid alive=()
+  sleep 1
+  for pid in $(cat "$WORK/check.pids" 2>/dev/null); do
+    # A zombie has exited (its reaper, PID 1 here, may be slow to collect it).
+    case $(ps -o stat= -p "$pid" 2>/dev/null) in
+      '' | Z*) ;;
+      *) alive+=("$pid: $(ps -o args= -p "$pid" | cut -c1-80)") ;;
+    esac
+  done
+  [ "${#alive[@]}" = 0 ] || { printf '%s\n' "${alive[@]}"; return 1; }
+  echo "$(wc -l <"$WORK/check.pids" 2>/dev/null || echo 0) started, none left"
+}
+check "processes the checks started are stopped by them" no_leftovers
 
 finish
