@@ -5,7 +5,8 @@
 //! ```text
 //! metric = max(in_flight, steady, drain)                target = concurrency
 //! steady = the fewest slots c > a = Σ a_q with ErlangC(c, a)·e^{−(c−a)·T/θ} ≤ 5 %
-//!          a_q = S_q·r_q + (λ_q − r_q)·S̄_q  (occupancy; λ_q·S_q without S̄_q or r_q)
+//!          a_q = S_q·r_q + (λ_q − r_q)·S̄_q  (occupancy; λ_q·S_q without S̄_q or r_q),
+//!                at most λ_q·S̄_q in one pool of slots (not with private buffers)
 //!          θ = Σ λ_q·max(S̄_q, S95_q/3) / Σ λ_q   (the tail's time scale; S̄ = S without it)
 //! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
 //! ```
@@ -175,19 +176,14 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let wait = live.wait.and_then(|e| e.usable()).unwrap_or(0.0);
     let budget = (target - wait).max(target / 2.0);
     let drain = waiting * service_time / (service_time + budget);
-    // With a lower-bound λ the queue's own in-flight work is its evidence of flow: its flow
-    // is never below it (λ·S alone, under-counted, never takes the queue below what runs).
-    let flow = match (lower_bound, long_s, started) {
-        (true, ..) => (rate * service_time).max(in_flight),
-        // Occupancy: the slots busy over the window (S·r, Little's law) plus what arrivals
-        // beyond the starts add, at the long-window S: λ·S by conservation, without the
-        // product of two short-window estimates. Never below λ × the smaller S, so that
-        // arrivals always ask for capacity (a drain's starts can outrun them).
-        (false, Some(long_s), Some(r)) => {
-            (service_time * r + (rate - r) * long_s).max(rate * service_time.min(long_s))
-        }
-        _ => rate * service_time,
-    };
+    let flow = offered_load(
+        s,
+        rate,
+        service_time,
+        long_s.zip(started),
+        lower_bound,
+        in_flight,
+    );
     QueueTerms {
         tail_scale,
         buffer_wait,
@@ -209,6 +205,41 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
             Some(_) => held > 0.0,
             None => reserved > 0.0,
         },
+    }
+}
+
+/// The slots a queue's arrivals keep busy (`a_q`), from λ (`rate`), the window's S and, when
+/// the sampler has them, the sizing inputs (S̄, the start rate r).
+fn offered_load(
+    s: &LatencySettings,
+    rate: f64,
+    service_time: f64,
+    sizing: Option<(f64, f64)>,
+    lower_bound: bool,
+    in_flight: f64,
+) -> f64 {
+    // With a lower-bound λ the queue's own in-flight work is its evidence of flow: its flow
+    // is never below it (λ·S alone, under-counted, never takes the queue below what runs).
+    match (lower_bound, sizing) {
+        (true, _) => (rate * service_time).max(in_flight),
+        // Occupancy: the slots busy over the window (S·r, Little's law) plus what arrivals
+        // beyond the starts add, at the long-window S: λ·S by conservation, without the
+        // product of two short-window estimates. One pool of slots takes the smaller of that
+        // and λ·S̄: slots long tasks hold beyond their share (S > S̄) are kept by `in_flight`,
+        // and an arrival takes whichever slot frees first, so the headroom is sized on the
+        // mean load. A pod's private buffer waits behind that pod's own running tasks: there
+        // the occupancy is load its buffer sees. Never below λ × the smaller S, so that
+        // arrivals always ask for capacity (a drain's starts can outrun them).
+        (false, Some((long_s, r))) => {
+            let occupancy = service_time * r + (rate - r) * long_s;
+            let load = if s.prefetch.private_buffers() {
+                occupancy
+            } else {
+                occupancy.min(rate * long_s)
+            };
+            load.max(rate * service_time.min(long_s))
+        }
+        _ => rate * service_time,
     }
 }
 

@@ -704,8 +704,9 @@ fn the_steady_flow_is_the_occupancy_at_the_long_window_service_time() {
     let mut l = live(Some(4.0), Some(3.0), Some(60.0), None);
     l.service_time_sizing = Some(Estimate::new(5.0, Source::Heartbeat));
     l.service_rate = Some(0.13);
+    // One pool takes the smaller of that and λ·S̄ (see the test at the end of this file).
     let d = decide(&settings(), &[q(0, 4, 0, 0)], std::slice::from_ref(&l));
-    let a = 60.0 * 0.13 + (3.0 - 0.13) * 5.0;
+    let a = (60.0 * 0.13 + (3.0 - 0.13) * 5.0_f64).min(3.0 * 5.0);
     assert_eq!(d.metric_value, steady_slots(a, 5.0, 30.0), "{d:?}");
     assert!(d.metric_value < 30.0, "{d:?}");
     // Without the sizing inputs, λ·S as before.
@@ -729,3 +730,47 @@ fn the_steady_flow_is_the_occupancy_at_the_long_window_service_time() {
 }
 
 mod early_ack;
+
+#[test]
+fn one_pool_sizes_its_headroom_on_the_mean_load_not_on_long_tasks_holding_slots() {
+    // markov-trace, a saturated tick: 12 slots busy, 10 of them with long tasks, so the
+    // short window reads S = 20 s against 0.6 starts/s; λ = 3/s and S̄ = 6 s. Occupancy
+    // (S·r + (λ − r)·S̄ = 26.4 slots) counts the long tasks' slots beyond their share; one
+    // pool keeps those through `in_flight` and sizes the headroom on λ·S̄ = 18 slots.
+    let mut l = live(Some(12.0), Some(3.0), Some(20.0), None);
+    l.service_time_sizing = Some(Estimate::new(6.0, Source::Heartbeat));
+    l.service_rate = Some(0.6);
+    let occupancy = 20.0 * 0.6 + (3.0 - 0.6) * 6.0;
+    let d = decide(&settings(), &[q(0, 12, 0, 0)], std::slice::from_ref(&l));
+    assert_eq!(d.metric_value, steady_slots(3.0 * 6.0, 6.0, 30.0), "{d:?}");
+    assert!(d.metric_value < steady_slots(occupancy, 6.0, 30.0), "{d:?}");
+    // Never below the slots busy now: a pool held by more long tasks keeps them all.
+    let d = decide(&settings(), &[q(0, 40, 0, 0)], &[with_running(&l, 40.0)]);
+    assert_eq!(d.metric_value, 40.0, "{d:?}");
+    // Pods with private buffers keep the occupancy: a task buffered in a pod whose slots
+    // long tasks hold waits for that pod, whatever the other pods hold.
+    let buffered = LatencySettings {
+        prefetch: Prefetch {
+            multiplier: 4.0,
+            acks_late: true,
+        },
+        ..settings()
+    };
+    let d = decide(&buffered, &[q(0, 12, 0, 0)], std::slice::from_ref(&l));
+    let per_pod = buffers::steady(&buffered.prefetch, occupancy, 6.0, 30.0, 4.0);
+    assert_eq!(d.metric_value, per_pod, "{d:?}");
+    // Starts shorter than S̄ (S < S̄): occupancy is the smaller and stays the load.
+    let mut short = live(Some(2.0), Some(3.0), Some(1.0), None);
+    short.service_time_sizing = Some(Estimate::new(6.0, Source::Heartbeat));
+    short.service_rate = Some(2.0);
+    let d = decide(&settings(), &[q(0, 2, 0, 0)], &[short]);
+    let a = 1.0 * 2.0 + (3.0 - 2.0) * 6.0;
+    assert_eq!(d.metric_value, steady_slots(a, 6.0, 30.0), "{d:?}");
+}
+
+fn with_running(l: &LiveSignals, running: f64) -> LiveSignals {
+    LiveSignals {
+        running: Some(Estimate::new(running, Source::Heartbeat)),
+        ..l.clone()
+    }
+}
