@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::broker::{KeyKind, UnreadableKey};
+use crate::policy::PolicySettings;
 use crate::scaler::Evaluation;
 use crate::signals::{Estimate, LiveSignals, Source, NO_ESTIMATE};
+use crate::trigger::TriggerSettings;
 
 /// Turns `KEY=VALUE` arguments into a metadata map; names the first malformed argument.
 pub fn parse_pairs(pairs: &[String]) -> Result<HashMap<String, String>, String> {
@@ -38,6 +40,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
         "mode": e.settings.policy.mode_name(),
         "queues": queues_json(e),
         "unreadable_keys": e.view.unreadable,
+        "advice": early_ack_advice(&e.settings).into_iter().collect::<Vec<_>>(),
         "decision": {
             "metric_name": e.settings.metric_name,
             "metric_value": e.decision.metric_value,
@@ -73,6 +76,22 @@ pub fn unobservable_advice(l: &LiveSignals) -> Option<String> {
              `workerHostnames` on a trigger of this queue alone",
             l.name
         )
+    })
+}
+
+/// What to do about a latency-mode trigger under early ack that cannot count its worker pods
+/// (`None` otherwise): the tail margin then assumes the load of one pod, an upper bound.
+pub fn early_ack_advice(settings: &TriggerSettings) -> Option<String> {
+    let PolicySettings::Latency(l) = &settings.policy else {
+        return None;
+    };
+    (!l.prefetch.acks_late && settings.watch.worker_hostnames.is_none()).then(|| {
+        "acksLate is false (early ack): the waits in the pods' prefetch buffers set the tail \
+         margin, which depends on how many worker pods share the load; without \
+         `workerHostnames` the scaler cannot count them and sizes the margin for the worst \
+         case, which costs pods. Set `workerHostnames` (or `acksLate: \"true\"` if the \
+         workers run with task_acks_late)"
+            .to_string()
     })
 }
 
@@ -154,7 +173,8 @@ pub fn to_text(e: &Evaluation) -> String {
             cell(l.running)
         );
     }
-    for advice in e.live.iter().filter_map(unobservable_advice) {
+    let advice = e.live.iter().filter_map(unobservable_advice);
+    for advice in advice.chain(early_ack_advice(&e.settings)) {
         let _ = writeln!(out, "note: {advice}");
     }
     let d = &e.decision;
@@ -240,6 +260,31 @@ mod tests {
             json,
             serde_json::json!([{"kind": "unacked", "key": "unacked"}])
         );
+    }
+
+    #[test]
+    fn early_ack_without_worker_hostnames_is_advised() {
+        let settings = |extra: &[(&str, &str)]| {
+            let md: HashMap<String, String> = [
+                ("address", "redis:6379"),
+                ("mode", "latency"),
+                ("concurrency", "4"),
+                ("targetLatency", "30"),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            crate::trigger::parse(&md, &crate::spec::NamedConnections::new()).unwrap()
+        };
+        // Celery's defaults (early ack) without worker hostnames: advised.
+        let advice = early_ack_advice(&settings(&[])).expect("advice");
+        assert!(advice.contains("workerHostnames"), "{advice}");
+        assert!(early_ack_advice(&settings(&[("acksLate", "false")])).is_some());
+        // Late ack, or the pods counted from heartbeats: nothing to advise.
+        assert_eq!(early_ack_advice(&settings(&[("acksLate", "true")])), None);
+        let named = settings(&[("workerHostnames", "celery@worker-*")]);
+        assert_eq!(early_ack_advice(&named), None);
     }
 
     #[test]

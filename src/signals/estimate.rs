@@ -355,15 +355,21 @@ impl Occupancy {
     }
 }
 
+/// Checkpoints a [`LongService`] keeps per window: its memory is bounded by this, not by how
+/// often it is observed, and its window is exact to within `window / LONG_CHECKPOINTS`.
+pub const LONG_CHECKPOINTS: f64 = 60.0;
+
 /// A service time over a long window, from a short-window estimate and the start rate it
 /// pairs with: Σ S·r·dt / Σ r·dt over the window (S·r is the busy slots, so this is
 /// Little's law over the long window).
 #[derive(Clone, Debug)]
 pub struct LongService {
     window: f64,
-    /// (time, ∫ S·r dt, ∫ r dt) up to then.
+    /// Checkpoints (time, ∫ S·r dt, ∫ r dt), at least `window / LONG_CHECKPOINTS` apart.
     samples: VecDeque<(f64, f64, f64)>,
-    /// The pair recorded at the previous sample.
+    /// The integrals at the latest observation.
+    head: Option<(f64, f64, f64)>,
+    /// The pair recorded at the latest observation.
     last: Option<(f64, f64)>,
 }
 
@@ -372,6 +378,7 @@ impl LongService {
         Self {
             window: window_secs.max(0.001),
             samples: VecDeque::new(),
+            head: None,
             last: None,
         }
     }
@@ -379,7 +386,7 @@ impl LongService {
     /// Records the short-window service time `s` and its start rate `rate` at `now`.
     pub fn observe(&mut self, now: f64, s: Option<f64>, rate: Option<f64>) {
         let (mut busy, mut starts) = (0.0, 0.0);
-        if let Some(&(t, b, r)) = self.samples.back() {
+        if let Some((t, b, r)) = self.head {
             if now <= t {
                 return;
             }
@@ -395,15 +402,19 @@ impl LongService {
             }
             _ => None,
         };
-        self.samples.push_back((now, busy, starts));
-        while self.samples.len() > 2 && self.samples[1].0 <= now - self.window {
+        self.head = Some((now, busy, starts));
+        let spacing = self.window / LONG_CHECKPOINTS;
+        if self.samples.back().is_none_or(|c| now - c.0 >= spacing) {
+            self.samples.push_back((now, busy, starts));
+        }
+        while self.samples.len() > 1 && self.samples[1].0 <= now - self.window {
             self.samples.pop_front();
         }
     }
 
     /// The service time over the window, `None` without starts in it.
     pub fn value(&self) -> Option<f64> {
-        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        let (first, last) = (self.samples.front()?, self.head?);
         let starts = last.2 - first.2;
         (starts > 0.0).then(|| (last.1 - first.1) / starts)
     }

@@ -55,7 +55,8 @@ fn real_sampler(sc: &Scenario, kind: &PolicyKind, steps: &[u8]) -> Option<SimSam
         PolicySettings::Backlog { .. } => None,
     };
     let names: Vec<String> = sc.queues.iter().map(|q| q.name.clone()).collect();
-    Some(SimSampler::new(&names, steps, &sc.sampler, task_duration))
+    let sampler = SimSampler::new(&names, steps, &sc.sampler, task_duration);
+    Some(sampler.with_visibility_timeout(sc.workers.visibility_timeout))
 }
 
 /// Runs `policy` on `sc` and measures it.

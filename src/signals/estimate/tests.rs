@@ -409,3 +409,30 @@ fn long_service_is_littles_law_over_its_window_not_the_mean_of_its_samples() {
     l.observe(10.0, Some(1.0), Some(1.0));
     assert_eq!(l.value(), None);
 }
+
+#[test]
+fn long_service_memory_does_not_grow_with_the_tick_rate() {
+    // A 600 s window observed every 0.1 s for an hour keeps its checkpoints, not 6,000
+    // samples; the value is the same Little's law over the window.
+    let mut l = LongService::new(600.0);
+    for i in 0..37_000u32 {
+        let t = f64::from(i) / 10.0;
+        let s = if t < 3_000.0 { 10.0 } else { 2.0 };
+        l.observe(t, Some(s), Some(1.0));
+    }
+    assert!(
+        l.samples.len() <= LONG_CHECKPOINTS as usize + 2,
+        "{}",
+        l.samples.len()
+    );
+    // The window starts at most one checkpoint spacing (10 s) before 3099.9: all at 2 s.
+    let v = l.value().unwrap();
+    assert!(close(v, 2.0, 1e-9), "{v}");
+    // Half the window at 10 s, half at 2 s.
+    for i in 0..3_000u32 {
+        let t = 3_700.0 + f64::from(i) / 10.0;
+        l.observe(t, Some(10.0), Some(1.0));
+    }
+    let v = l.value().unwrap();
+    assert!((5.8..=6.2).contains(&v), "{v}");
+}

@@ -152,6 +152,7 @@ impl LiveBook {
                     reads: extras,
                     keyspace_on,
                     idle: b == 0 && flying == 0,
+                    visibility_timeout: w.visibility_timeout_secs(),
                 };
                 let mut est = ql.tick(obs, events);
                 let summary = workers.get(&id).and_then(|pattern| {

@@ -103,6 +103,8 @@ pub(crate) struct QueueTick<'a> {
     pub keyspace_on: bool,
     /// Nothing queued or in flight: the next `lpush` should wake the sampler.
     pub idle: bool,
+    /// kombu's visibility timeout for the queue's `unacked` entries, seconds.
+    pub visibility_timeout: f64,
 }
 
 impl QueueLive {
@@ -151,6 +153,7 @@ impl QueueLive {
             reads,
             keyspace_on,
             idle,
+            visibility_timeout,
         } = obs;
         let KeysTick {
             continuous,
@@ -194,9 +197,14 @@ impl QueueLive {
         for score in churn.new_scores {
             self.residence.first_seen(now, now - score);
         }
-        // Entries gone now were last seen at the previous tick.
+        // Entries gone now were last seen at the previous tick. One delivered a visibility
+        // timeout ago or more may have been restored to the list, not acked: its residence
+        // is the timeout's, not a service time (a pod killed with tasks in `unacked` would
+        // otherwise read an hour-long task an hour later).
         for score in churn.left {
-            self.residence.left(now, since - score, now - since);
+            if now - score < visibility_timeout {
+                self.residence.left(now, since - score, now - since);
+            }
         }
         self.prev = Some((now, backlog));
         self.exact = continuous;

@@ -134,6 +134,12 @@ impl SimSampler {
         }
     }
 
+    /// The same sampler for workers whose `visibility_timeout` is `secs`.
+    pub(crate) fn with_visibility_timeout(mut self, secs: f64) -> Self {
+        self.watch.visibility_timeout_ms = (secs * 1000.0).round() as u64;
+        self
+    }
+
     /// A keyspace event on the key of `queue`'s priority `step` (heard only when the key is
     /// subscribed: notifications on). Returns whether it wakes the sampler (the queue was
     /// idle at the last tick).

@@ -854,3 +854,24 @@ fn the_live_workers_the_pattern_names_are_counted() {
         None
     );
 }
+
+#[test]
+fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
+    // Forty entries leave 5 s after delivery, then twenty a pod left in `unacked` leave when
+    // the 100 s visibility timeout restores them: the tail and the mean stay the tasks'.
+    let mut w = watch(&["celery"]);
+    w.visibility_timeout_ms = 100_000;
+    let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
+    let mut last = None;
+    for t in 1..=60u32 {
+        let delivered = if t <= 40 { 5.0 } else { 101.0 };
+        let churn = QueueChurn {
+            left: vec![f64::from(t) - delivered],
+            gone: 1,
+            ..QueueChurn::default()
+        };
+        last = Some(tick_churn(&mut book, f64::from(t), &w, 0, churn, &mut st).0);
+    }
+    let s = last.unwrap().signals("celery");
+    assert_eq!(s.service_time_p95.map(|e| e.value), Some(4.5));
+}
