@@ -84,3 +84,54 @@ fn non_finite_ages_are_not_samples() {
     }
     assert_eq!(tail.p95(1.0), None);
 }
+
+/// A mix whose short tasks mostly come and go between ticks: every 10th task of `n` runs
+/// 30–90 s (evenly spread), the others 0.3 s, one starting every 0.618 s, seen at ticks one
+/// second apart. Returns the tail and the share of tasks a tick saw.
+fn replay_unseen_mix(n: usize) -> (ResidenceTail, f64, f64) {
+    let mut tail = ResidenceTail::default();
+    let tasks: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            let d = i as f64 * 0.618_033_988_749_895;
+            let long = 30.0 + 60.0 * ((i / 10) as f64 * 0.618_033_988_749_895).fract();
+            (d, d + if i % 10 == 3 { long } else { 0.3 })
+        })
+        .collect();
+    let end = tasks.iter().map(|t| t.1).fold(0.0, f64::max) + 2.0;
+    let mut seen = vec![false; n];
+    let (mut prev, mut t) = (0.0, 0.0);
+    while t <= end {
+        for (i, (d, gone)) in tasks.iter().enumerate() {
+            if *d <= t && t < *gone {
+                seen[i] = true;
+            } else if seen[i] && *gone <= t && *gone > prev {
+                tail.left(t, prev - d, t - prev);
+            }
+        }
+        prev = t;
+        t += 1.0;
+    }
+    let share = seen.iter().filter(|s| **s).count() as f64 / n as f64;
+    (tail, share, end)
+}
+
+#[test]
+fn unseen_short_departures_bring_the_p95_back_to_the_mix() {
+    // True p95: 10 % run 30–90 s, so the mix's p95 is their median, 60 s. Ticks see a 0.3 s
+    // task three times in ten: the long ones are over a quarter of the kept departures, and
+    // the p95 of those alone reads ~80 s.
+    let (mut tail, share, end) = replay_unseen_mix(1200);
+    assert!((0.3..0.45).contains(&share), "share seen {share}");
+    let seen_only = tail.p95(end).expect("enough departures");
+    assert!(seen_only > 75.0, "seen-only p95 {seen_only}");
+    let all = tail.p95_seen(end, share).expect("enough departures");
+    assert!(
+        (55.0..=66.0).contains(&all),
+        "p95 with the unseen ones {all}"
+    );
+    // Everything seen: the same quantile as the kept departures alone.
+    assert_eq!(tail.p95_seen(end, 1.0), Some(seen_only));
+    // A share of zero or not a number says nothing.
+    assert_eq!(tail.p95_seen(end, 0.0), None);
+    assert_eq!(tail.p95_seen(end, f64::NAN), None);
+}
