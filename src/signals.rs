@@ -96,10 +96,6 @@ pub struct LiveSignals {
     /// it), which latency mode sizes its steady flow on; not exported. `None`: the policy
     /// uses `service_time` alone.
     pub service_time_sizing: Option<Estimate>,
-    /// The residence p95 with the departures no tick saw counted as the shortest (tasks
-    /// delivered and acked between two ticks; their number from the heartbeats' start rate),
-    /// which latency mode takes under `acks_late`; not exported. `None`: `service_time_p95`.
-    pub service_time_p95_sizing: Option<Estimate>,
     /// The start rate `service_time` was measured against (its Little's law: S·r is the
     /// slots busy over the window), tasks per second; not exported.
     pub service_rate: Option<f64>,

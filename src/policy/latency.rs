@@ -130,14 +130,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let started = live
         .service_rate
         .filter(|r| long.is_some() && r.is_finite() && *r >= 0.0);
-    // Under `acks_late` the residence p95 is a service time's: the one that also counts the
-    // short tasks no tick saw, when the sampler has it. Under early ack it is the buffer
-    // waits of the delayed tasks, read as they are.
-    let p95 = match live.service_time_p95_sizing {
-        Some(e) if s.prefetch.acks_late => Some(e),
-        _ => live.service_time_p95,
-    };
-    let (p95, buffer_wait) = buffers::tail_inputs(&s.prefetch, p95);
+    let (p95, buffer_wait) = buffers::tail_inputs(&s.prefetch, live.service_time_p95);
     let tail_scale = long_s.unwrap_or(service_time).max(p95 / 3.0);
     // λ without the burst fast path when the sampler has it: a burst shows in the backlog
     // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down

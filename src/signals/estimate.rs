@@ -297,11 +297,6 @@ impl Residence {
     pub fn p95(&mut self, now: f64) -> Option<f64> {
         self.tail.p95(now)
     }
-
-    /// The 95th percentile residence when the departures kept are a `share` of all.
-    pub fn p95_seen(&mut self, now: f64, share: f64) -> Option<f64> {
-        self.tail.p95_seen(now, share)
-    }
 }
 
 /// Service time by Little's law over the `unacked` hash: the time-average number of a queue's

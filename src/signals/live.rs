@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::celery::Layout;
-use crate::signals::estimate::{LongService, Residence};
+use crate::signals::estimate::LongService;
 use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary, MAX_STARTS_PER_SLOT};
 use crate::signals::{Estimate, LiveSignals, SignalMode, Source};
 use crate::spec::WatchSet;
@@ -67,8 +67,6 @@ pub(crate) struct QueueEstimates {
     pub service_rate: Option<f64>,
     /// The service time over [`queue::SIZING_SERVICE_WINDOW`], weighted by starts.
     pub service_time_sizing: Option<Estimate>,
-    /// The residence p95 counting the departures no tick saw (see `LiveSignals`).
-    pub service_time_p95_sizing: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
     pub arrived: u64,
     pub dequeued: u64,
@@ -111,35 +109,6 @@ pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, Str
         .into_iter()
         .filter_map(|(id, p)| Some((id, p?)))
         .collect()
-}
-
-/// Seen deliveries below this share of the starts are taken as this share (a p95 then rests
-/// on the shortest kept departures, not on none).
-pub(crate) const MIN_SEEN_SHARE: f64 = 0.05;
-
-/// The residence p95 of a queue (`residence`, and `seen` its deliveries seen per second as
-/// new `unacked` tags) counting the departures no tick saw, from the starts of
-/// the workers that consume only it. A task delivered and acked between two ticks never
-/// shows in `unacked`: ticks see a task shorter than their interval in proportion to its
-/// length, so the kept departures over-weight the long ones (a 10 % share of 30–90 s tasks
-/// among 1 s ones reads a p95 of ~70 s for an exact ~56 s). The heartbeats count every
-/// start: the kept departures are the seen share (new `unacked` tags over starts) of all,
-/// and the rest, each shorter than a tick, rank below them (`ResidenceTail::p95_seen`).
-pub(crate) fn unseen_p95(
-    residence: &mut Residence,
-    seen: Option<f64>,
-    now: f64,
-    workers: &WorkerSummary,
-) -> Option<Estimate> {
-    let seen = seen?;
-    let starts = workers.busy_start_rate;
-    if !(starts.is_finite() && starts > 0.0 && seen.is_finite()) {
-        return None;
-    }
-    let share = (seen / starts).clamp(MIN_SEEN_SHARE, 1.0);
-    residence
-        .p95_seen(now, share)
-        .map(|v| Estimate::new(v, RESIDENCE))
 }
 
 /// Folds the heartbeats of the workers that consume only this queue into its estimates:
@@ -219,7 +188,6 @@ impl QueueEstimates {
             service_time: self.service_time,
             service_time_p95: self.service_time_p95,
             service_time_sizing: self.service_time_sizing,
-            service_time_p95_sizing: self.service_time_p95_sizing,
             service_rate: self.service_rate,
             wait: self.wait,
             workers: None,

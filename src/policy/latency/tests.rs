@@ -26,7 +26,6 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
         service_time_sizing: None,
-        service_time_p95_sizing: None,
         service_rate: None,
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
         workers: None,
@@ -105,42 +104,6 @@ fn a_heavier_tail_asks_for_more_slots() {
     assert_eq!(a.metric_value, steady_slots(4.0, 2.0, 10.0));
     assert_eq!(b.metric_value, steady_slots(4.0, 20.0, 10.0));
     assert!(b.metric_value > a.metric_value, "{a:?} {b:?}");
-}
-
-#[test]
-fn under_acks_late_the_p95_counting_unseen_departures_sizes_the_tail() {
-    // The residence p95 of the departures ticks saw reads 90 s; counting the short tasks no
-    // tick saw, 30 s. Under `acks_late` the second is the service time's tail (θ 10 s, not
-    // 30 s: fewer slots).
-    let mut l = live(Some(0.0), Some(2.0), Some(2.0), None);
-    l.service_time_p95 = Some(Estimate::new(90.0, Source::UnackedResidence));
-    l.service_time_p95_sizing = Some(Estimate::new(30.0, Source::UnackedResidence));
-    let mut exact = l.clone();
-    exact.service_time_p95 = Some(Estimate::new(30.0, Source::UnackedResidence));
-    exact.service_time_p95_sizing = None;
-    let s = LatencySettings {
-        prefetch: pooled(),
-        ..LatencySettings::new(4.0, 10.0)
-    };
-    let d = decide(&s, &[q(0, 0, 0, 0)], &[l.clone()]);
-    assert!(steady_slots(4.0, 10.0, 10.0) < steady_slots(4.0, 30.0, 10.0));
-    assert_eq!(d.metric_value, steady_slots(4.0, 10.0, 10.0), "{d:?}");
-    assert_eq!(d, decide(&s, &[q(0, 0, 0, 0)], &[exact]));
-    // Under early ack the residence p95 is the delayed tasks' buffer wait: the sizing one is
-    // not read (the decision is the one without it).
-    let early = LatencySettings {
-        prefetch: Prefetch {
-            multiplier: 4.0,
-            acks_late: false,
-        },
-        ..s
-    };
-    let mut without = l.clone();
-    without.service_time_p95_sizing = None;
-    assert_eq!(
-        decide(&early, &[q(0, 0, 0, 0)], &[l]),
-        decide(&early, &[q(0, 0, 0, 0)], &[without])
-    );
 }
 
 #[test]

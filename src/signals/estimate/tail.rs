@@ -61,23 +61,6 @@ impl ResidenceTail {
         self.cached = Some(v);
         v
     }
-
-    /// The p95 residence of all departures when the kept ones are a `share` of them: the
-    /// rest came and went between two ticks, unseen, and rank below every kept one.
-    pub fn p95_seen(&mut self, now: f64, share: f64) -> Option<f64> {
-        self.expire(now);
-        let mut values: Vec<f64> = self.samples.iter().map(|(_, r)| *r).collect();
-        if values.len() < MIN_TAIL_SAMPLES || share.is_nan() || share <= 0.0 {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let n = values.len() as f64;
-        let unseen = n / share.min(1.0) - n;
-        let rank = (TAIL_QUANTILE * (n + unseen) - unseen).ceil();
-        values
-            .get((rank.max(1.0) as usize).min(values.len()) - 1)
-            .copied()
-    }
 }
 
 /// The [`TAIL_QUANTILE`] of `values` by nearest rank.

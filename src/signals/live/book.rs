@@ -32,8 +32,7 @@ use std::sync::Arc;
 use super::events::EventState;
 use super::queue::{Keyspace, QueueLive, QueueTick, TickExtras};
 use super::{
-    credit_heartbeats, single_queue_workers, size_service, unseen_p95, LiveData,
-    UNOBSERVABLE_WARN_PERIOD,
+    credit_heartbeats, single_queue_workers, size_service, LiveData, UNOBSERVABLE_WARN_PERIOD,
 };
 use crate::celery::Layout;
 use crate::spec::WatchSet;
@@ -164,9 +163,6 @@ impl LiveBook {
                 });
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
-                    let seen = ql.deliveries.smoothed_rate();
-                    est.service_time_p95_sizing =
-                        unseen_p95(&mut ql.residence, seen, now, &summary);
                 }
                 size_service(&mut ql.long_service, now, &mut est);
                 if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) && self.warn_due(&id, now) {

@@ -27,9 +27,6 @@ pub(crate) struct QueueLive {
     pub keys: Vec<KeyLive>,
     pub arrivals: RateEstimator,
     pub dequeues: RateEstimator,
-    /// Deliveries seen as new `unacked` tags (cumulative, and their rate).
-    pub delivered: u64,
-    pub deliveries: RateEstimator,
     pub arrived: u64,
     pub dequeued: u64,
     /// Negative conservation arrivals not yet offset by later ticks.
@@ -130,8 +127,6 @@ impl QueueLive {
                 .collect(),
             arrivals: RateEstimator::new(window),
             dequeues: RateEstimator::new(window),
-            delivered: 0,
-            deliveries: RateEstimator::new(window),
             arrived: 0,
             dequeued: 0,
             debt: 0,
@@ -190,8 +185,6 @@ impl QueueLive {
             self.arrived = self.arrived.saturating_add(arrived);
             self.dequeued = self.dequeued.saturating_add(dequeued);
         }
-        self.delivered = self.delivered.saturating_add(new_tags);
-        self.deliveries.observe(now, self.delivered);
         self.arrivals.observe(now, self.arrived);
         self.dequeues.observe(now, self.dequeued);
         // Little's law needs every dequeue of its window counted.

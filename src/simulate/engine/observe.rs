@@ -160,7 +160,6 @@ impl Sim<'_> {
                     )
                 }),
                 service_time_sizing: None,
-                service_time_p95_sizing: None,
                 service_rate: None,
                 service_time_p95: p95,
                 wait: oldest

@@ -875,33 +875,3 @@ fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     let s = last.unwrap().signals("celery");
     assert_eq!(s.service_time_p95.map(|e| e.value), Some(4.5));
 }
-
-#[test]
-fn the_sizing_p95_counts_the_starts_no_tick_saw() {
-    use crate::signals::estimate::Residence;
-    use crate::signals::heartbeat::WorkerSummary;
-    use crate::signals::live::unseen_p95;
-    let mut residence = Residence::new(30.0);
-    for age in 0..20 {
-        residence.left(100.0, f64::from(age), 1.0);
-    }
-    let workers = |starts: f64| WorkerSummary {
-        workers: 1,
-        busy_start_rate: starts,
-        ..WorkerSummary::default()
-    };
-    let p95 = |r: &mut Residence, seen: Option<f64>, starts: f64| {
-        unseen_p95(r, seen, 100.0, &workers(starts)).map(|e| e.value)
-    };
-    // Residences 0.5..19.5 s: the kept departures' p95 is the 19th, 18.5 s.
-    assert_eq!(residence.p95(100.0), Some(18.5));
-    // Half the starts seen: as many departed unseen, each shorter than a tick, and the p95
-    // of the 40 is the 38th, the 18th kept one.
-    assert_eq!(p95(&mut residence, Some(1.0), 2.0), Some(17.5));
-    // Every start seen (or more deliveries than starts: prefetched copies): the kept p95.
-    assert_eq!(p95(&mut residence, Some(2.0), 2.0), Some(18.5));
-    assert_eq!(p95(&mut residence, Some(3.0), 2.0), Some(18.5));
-    // No start rate, or no delivery rate yet: nothing to correct with.
-    assert_eq!(p95(&mut residence, Some(1.0), 0.0), None);
-    assert_eq!(p95(&mut residence, None, 2.0), None);
-}
