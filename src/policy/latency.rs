@@ -8,7 +8,8 @@
 //!          a_q = S_q·r_q + (λ_q − r_q)·S̄_q  (occupancy; λ_q·S_q without S̄_q or r_q),
 //!                at most λ_q·S̄_q in one pool of slots (not with private buffers)
 //!          θ = Σ λ_q·max(S̄_q, S95_q/3) / Σ λ_q   (the tail's time scale; S̄ = S without it)
-//! drain  = Σ_q waiting_q · S_q / (S_q + B_q)      B_q = max(T − wait_q, T/2)
+//! drain  = Σ_q waiting_q · D_q / (D_q + B_q)      B_q = max(T − wait_q, T/2)
+//!          D_q = min(S_q, 2.25·S̄_q)  (S_q without S̄_q)
 //! ```
 //!
 //! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
@@ -34,6 +35,12 @@ pub const MIN_SERVICE_TIME: f64 = 0.001;
 /// A rate resting on fewer arrivals than this in its window is no evidence of a flow: one
 /// arrival reads λ·window ≈ 1, two read ≈ 2 (the window's span wobbles around its length).
 pub const LONE_ARRIVALS: f64 = 1.5;
+/// The drain term's service time is at most this many times the long-window S̄: above it
+/// the window's S reads long tasks filling the slots, not the backlog's tasks. Fitted on the
+/// library (`docs/scaling.md`, "The drain's S capped at 2.25·S̄"): 2 takes on-off-waves over
+/// its target (a wave's first starts read S ≈ 2·S̄ and the start-up lag needs that margin),
+/// 2.5 leaves markov-trace over keda-redis.
+pub const DRAIN_SERVICE_CAP: f64 = 2.25;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
 #[derive(Clone, Debug, PartialEq)]
@@ -175,7 +182,11 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     let waiting = q.backlog as f64 + q.stale as f64 + held;
     let wait = live.wait.and_then(|e| e.usable()).unwrap_or(0.0);
     let budget = (target - wait).max(target / 2.0);
-    let drain = waiting * service_time / (service_time + budget);
+    // The window's S while long tasks fill the slots reads several S̄ and spikes the drain
+    // (the HPA's scale-down window then holds the spike as pods); a wave's first starts read
+    // about 2·S̄, which the drain keeps (`DRAIN_SERVICE_CAP`).
+    let drain_s = long_s.map_or(service_time, |l| service_time.min(DRAIN_SERVICE_CAP * l));
+    let drain = waiting * drain_s / (drain_s + budget);
     let flow = offered_load(
         s,
         rate,

@@ -154,6 +154,29 @@ fn backlog_drains_within_the_target() {
 }
 
 #[test]
+fn the_drain_reads_at_most_a_few_long_window_service_times() {
+    // 100 waiting, T = 30 s, no wait yet. The window's S reads 20 s (long tasks fill the
+    // slots) against S̄ = 4 s: the drain uses 2.25 · 4 = 9 s, not 20 s.
+    let drain = |s: f64, long_s: f64| {
+        let l = with_sizing(
+            live(Some(0.0), Some(0.0), Some(s), Some(0.0)),
+            Some((long_s, 0.0)),
+        );
+        part(&decide(&settings(), &[q(100, 0, 0, 0)], &[l]), "drain")
+    };
+    let capped = 100.0 * 9.0 / (9.0 + 30.0);
+    assert!(
+        (drain(20.0, 4.0) - capped).abs() < 1e-9,
+        "{}",
+        drain(20.0, 4.0)
+    );
+    // Up to 2.25·S̄ (a wave's first starts read about 2·S̄) the window's S stands.
+    assert!((drain(8.0, 4.0) - 100.0 * 8.0 / 38.0).abs() < 1e-9);
+    // Below S̄ the window's S stands too: the cap only ever lowers it.
+    assert!((drain(1.0, 4.0) - 100.0 / 31.0).abs() < 1e-9);
+}
+
+#[test]
 fn older_backlog_is_more_urgent_but_bounded() {
     let young = decide(
         &settings(),
