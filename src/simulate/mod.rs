@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod bench;
 pub mod engine;
 mod error;
+pub mod floors;
 pub mod limits;
 mod load;
 pub mod outcome;
