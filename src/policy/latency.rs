@@ -16,9 +16,9 @@
 //! residence is no service time, and its p95 gives θ_q = max(S̄_q or S_q, w95_q·(c − a/pods)/ln 20)
 //! with the worker pods now (`buffers::tail_from_buffer_waits`).
 //!
-//! `steady` is 0 when the rate rests on at most three arrivals in its window (those tasks
-//! are present, and `in_flight` and `drain` size them), or when nothing waits or runs and
-//! fewer than one task arrives per target (a cold start serves it). The derivation and the
+//! `steady` is 0 when the rate rests on at most three arrivals in its window with at most
+//! three tasks present (`in_flight` and `drain` size them), or when nothing waits or runs
+//! and fewer than one task arrives per target (a cold start serves it). The derivation and the
 //! fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
@@ -33,7 +33,7 @@ pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 pub const MIN_SERVICE_TIME: f64 = 0.001;
 /// A rate resting on fewer arrivals than this in its window is no evidence of a flow: n
 /// arrivals read λ·window ≈ n (the window's span wobbles around its length), so up to three
-/// arrivals are quiet. Those tasks are present, and `in_flight` and `drain` size them.
+/// arrivals are quiet; with as few tasks present, `in_flight` and `drain` size them.
 pub const LONE_ARRIVALS: f64 = 3.5;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
@@ -89,6 +89,8 @@ struct QueueTerms {
     drain_source: &'static str,
     /// Tasks waiting, held, running or stale: something is in the system now.
     present: bool,
+    /// How many: waiting (listed, stale, held) and running.
+    tasks: f64,
     /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
     /// any reserved task when no running count is known (it cannot be told from a running one).
     held: bool,
@@ -209,6 +211,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain,
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
+        tasks: waiting + in_flight,
         held: match running {
             Some(_) => held > 0.0,
             None => reserved > 0.0,
@@ -295,12 +298,14 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // Quiet: under one arrival per target, or a rate that rests on at most three arrivals
     // counted in the sampler's window (one arrival in a 30 s window reads λ·T = 2 for
     // T = 60 s), unless λ is a lower bound (then the quiet is not evidence). Such few
-    // arrivals are no flow even while tasks are present: they are those tasks, which
-    // `in_flight` and `drain` size. Sparse: quiet with nothing in the system; a cold start
-    // serves the next task, so no pod is kept for it.
+    // arrivals are no flow even while a handful of tasks (at most three) are present:
+    // `in_flight` and `drain` size them. More tasks present than that on so few arrivals
+    // outlast the window (or queue), and the flow sizes them. Sparse: quiet with nothing in
+    // the system; a cold start serves the next task, so no pod is kept for it.
     let counted: Option<f64> = all.iter().map(|t| t.counted).sum();
     let lower_bound = all.iter().any(|t| t.lower_bound);
-    let few = counted.is_some_and(|n| n < LONE_ARRIVALS) && !lower_bound;
+    let tasks = sum(|t| t.tasks);
+    let few = counted.is_some_and(|n| n < LONE_ARRIVALS) && tasks < LONE_ARRIVALS && !lower_bound;
     let quiet = (rate * target < 1.0 && !lower_bound) || few;
     let sparse = (!present && quiet) || few;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };

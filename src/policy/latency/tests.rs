@@ -816,22 +816,43 @@ fn up_to_three_counted_arrivals_ask_for_no_second_pod() {
 }
 
 proptest! {
-    /// docs/scaling.md, "Sparse queues": a quiet flow (at most three arrivals counted in
-    /// the window) decides as no arrivals at all, whatever is waiting or running.
+    /// docs/scaling.md, "Few arrivals are no flow": a rate resting on at most three
+    /// arrivals counted in its window, with at most three tasks present, decides as no
+    /// arrivals at all.
     #[test]
-    fn a_quiet_flow_adds_nothing_to_the_tasks_present(
-        i in arb_input(),
+    fn a_quiet_flow_adds_nothing_to_a_handful_of_tasks(
+        (backlog, reserved, stale) in (0u64..=1, 0u64..=1, 0u64..=1),
+        running in arb_opt(0.49),
+        service in arb_opt(10_000.0),
+        wait in arb_opt(100_000.0),
+        sizing in proptest::option::of((0.0f64..10_000.0, 0.0f64..1_000.0)),
         s in arb_settings(),
         window in 1.0f64..3_600.0,
         arrivals in 0.0f64..3.49,
     ) {
         let with = |rate: f64| {
-            let mut l = with_sizing(live(i.running, Some(rate), i.s, i.wait), i.sizing);
+            let mut l = with_sizing(live(running, Some(rate), service, wait), sizing);
             l.rate_window = Some(window);
-            decide(&s, std::slice::from_ref(&i.q), &[l])
+            decide(&s, &[q(backlog, reserved, 0, stale)], &[l])
         };
         let (quiet, none) = (with(arrivals / window), with(0.0));
         prop_assert_eq!(quiet.metric_value, none.metric_value, "{:?}", quiet);
         prop_assert_eq!(quiet.active, none.active, "{:?}", quiet);
     }
+}
+
+#[test]
+fn tasks_outlasting_the_window_keep_their_flow_on_few_arrivals() {
+    // 300 s tasks, one arrival every 20 s: the 30 s window counts 1.5 arrivals, but 15
+    // tasks run. Those are no handful: the flow (λ·S = 15 slots) and its Erlang margin
+    // size them, as they would with a longer window.
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
+    let mut l = live(Some(15.0), Some(1.0 / 20.0), Some(300.0), None);
+    l.rate_window = Some(30.0);
+    let d = decide(&s, &[q(0, 15, 0, 0)], &[l]);
+    assert_eq!(d.metric_value, steady_slots(15.0, 300.0, 60.0), "{d:?}");
+    assert!(d.metric_value > 15.0, "{d:?}");
 }
