@@ -371,6 +371,8 @@ pub struct LongService {
     head: Option<(f64, f64, f64)>,
     /// The pair recorded at the latest observation.
     last: Option<(f64, f64)>,
+    /// The latest value a window with starts gave.
+    kept: Option<f64>,
 }
 
 impl LongService {
@@ -380,6 +382,7 @@ impl LongService {
             samples: VecDeque::new(),
             head: None,
             last: None,
+            kept: None,
         }
     }
 
@@ -410,13 +413,21 @@ impl LongService {
         while self.samples.len() > 1 && self.samples[1].0 <= now - self.window {
             self.samples.pop_front();
         }
+        self.kept = self.in_window().or(self.kept);
     }
 
     /// The service time over the window, `None` without starts in it.
-    pub fn value(&self) -> Option<f64> {
+    fn in_window(&self) -> Option<f64> {
         let (first, last) = (self.samples.front()?, self.head?);
         let starts = last.2 - first.2;
         (starts > 0.0).then(|| (last.1 - first.1) / starts)
+    }
+
+    /// The service time over the window or, without starts in it, the last one measured
+    /// (a queue idle for longer than the window keeps what its tasks took); `None` before
+    /// any start.
+    pub fn value(&self) -> Option<f64> {
+        self.in_window().or(self.kept)
     }
 }
 

@@ -401,13 +401,21 @@ fn long_service_is_littles_law_over_its_window_not_the_mean_of_its_samples() {
         l.observe(t as f64, Some(4.0), Some(1.0));
     }
     assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
-    // No starts in the window: no estimate. Time going backwards is ignored.
+    // No starts in the window: the last value measured is kept. Time going backwards is
+    // ignored.
     for t in 301..=500 {
         l.observe(t as f64, Some(4.0), Some(0.0));
     }
-    assert_eq!(l.value(), None);
+    assert_eq!(l.in_window(), None);
+    assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
     l.observe(10.0, Some(1.0), Some(1.0));
-    assert_eq!(l.value(), None);
+    assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
+    // Never a start: nothing to keep.
+    let mut idle = LongService::new(100.0);
+    for t in 0..=300 {
+        idle.observe(t as f64, Some(4.0), Some(0.0));
+    }
+    assert_eq!(idle.value(), None);
 }
 
 #[test]

@@ -875,3 +875,27 @@ fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     let s = last.unwrap().signals("celery");
     assert_eq!(s.service_time_p95.map(|e| e.value), Some(4.5));
 }
+
+#[test]
+fn the_sizing_service_time_outlives_an_idle_queue_with_its_source() {
+    use crate::signals::estimate::LongService;
+    use crate::signals::live::size_service;
+    let (mut long, mut source) = (LongService::new(600.0), None);
+    for t in 0..=100u32 {
+        let mut est = QueueEstimates {
+            service_time: Some(Estimate::new(2.0, OCCUPANCY)),
+            service_rate: Some(1.0),
+            ..QueueEstimates::default()
+        };
+        size_service((&mut long, &mut source), f64::from(t), &mut est);
+    }
+    // Twenty idle minutes: nothing measured, the 600 s window long past its last start.
+    let mut est = QueueEstimates::default();
+    for t in 101..=1_300u32 {
+        est = QueueEstimates::default();
+        size_service((&mut long, &mut source), f64::from(t), &mut est);
+    }
+    let kept = est.service_time_sizing.expect("kept");
+    assert_eq!(kept.source, OCCUPANCY);
+    assert!((kept.value - 2.0).abs() < 1e-9, "{kept:?}");
+}
