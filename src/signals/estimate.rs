@@ -359,6 +359,10 @@ impl Occupancy {
 /// often it is observed, and its window is exact to within `window / LONG_CHECKPOINTS`.
 pub const LONG_CHECKPOINTS: f64 = 60.0;
 
+/// Service times and start rates above this (about 116 days; tasks/s) are no reading a
+/// worker can give: a [`LongService`] ignores them rather than let one overflow its sums.
+pub const LONG_MAX_SECS: f64 = 1e7;
+
 /// A service time over a long window, from a short-window estimate and the start rate it
 /// pairs with: Σ S·r·dt / Σ r·dt over the window (S·r is the busy slots, so this is
 /// Little's law over the long window).
@@ -371,7 +375,7 @@ pub struct LongService {
     head: Option<(f64, f64, f64)>,
     /// The pair recorded at the latest observation.
     last: Option<(f64, f64)>,
-    /// The latest value a window with starts gave.
+    /// The window's value as of the latest step with starts (the whole window then).
     kept: Option<f64>,
 }
 
@@ -399,8 +403,17 @@ impl LongService {
                 starts += r * (now - t);
             }
         }
+        if !(busy.is_finite() && starts.is_finite()) {
+            // Only a hostile reading gets here (see `LONG_MAX_SECS`); start afresh.
+            self.samples.clear();
+            (busy, starts) = (0.0, 0.0);
+        }
+        // The step just integrated had starts: the window's value is a measured one.
+        let started = self.last.is_some_and(|(_, r)| r > 0.0);
         self.last = match (s, rate) {
-            (Some(s), Some(r)) if s.is_finite() && r.is_finite() && s >= 0.0 && r >= 0.0 => {
+            (Some(s), Some(r))
+                if (0.0..=LONG_MAX_SECS).contains(&s) && (0.0..=LONG_MAX_SECS).contains(&r) =>
+            {
                 Some((s, r))
             }
             _ => None,
@@ -413,7 +426,9 @@ impl LongService {
         while self.samples.len() > 1 && self.samples[1].0 <= now - self.window {
             self.samples.pop_front();
         }
-        self.kept = self.in_window().or(self.kept);
+        if started {
+            self.kept = self.in_window().or(self.kept);
+        }
     }
 
     /// The service time over the window, `None` without starts in it.

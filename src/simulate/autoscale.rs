@@ -1,5 +1,6 @@
 //! KEDA and the HPA as `docs/keda.md` describes them, as a pure state machine:
-//! KEDA's polling loop (activation 0→1, `cooldownPeriod` 1→0), `external-push`, and the
+//! KEDA's polling loop (activation 0→max(min, 1), or from `idleReplicaCount` straight to
+//! `minReplicaCount`; back to 0 or the idle count after `cooldownPeriod`), `external-push`, and the
 //! HPA's sync (AverageValue arithmetic in milli-units, tolerance, `behavior: nil`
 //! normalisation or a configured `behavior` with stabilisation windows and rate policies).
 

@@ -269,7 +269,8 @@ fn warm_floor_note(sc: &Scenario, cmp: &Comparison) -> Result<String, SimError> 
     ))
 }
 
-/// The cheaper answer when the Deployment may sit at zero between bursts: the fewest pods K
+/// The answer when the Deployment may sit at zero between bursts (not always cheaper than
+/// the warm floor: a queue busy most of the day pays K at every wave): the fewest pods K
 /// KEDA starts at once on activation (`idleReplicaCount` 0 + `minReplicaCount` K, tried from
 /// 1 up to `keda.max_replicas`) with which latency mode meets the target, and keda-redis'
 /// best `listLength` under the same setting.

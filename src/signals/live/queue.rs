@@ -197,8 +197,12 @@ impl QueueLive {
         } else {
             self.occupancy.clear();
         }
+        // An entry first seen a visibility timeout or more after its delivery is one kombu
+        // restores (or a forged score): no task's residence either.
         for score in churn.new_scores {
-            self.residence.first_seen(now, now - score);
+            if now - score < visibility_timeout {
+                self.residence.first_seen(now, now - score);
+            }
         }
         // Entries gone now were last seen at the previous tick. One delivered a visibility
         // timeout ago or more may have been restored to the list, not acked: its residence

@@ -858,7 +858,7 @@ fn the_live_workers_the_pattern_names_are_counted() {
 #[test]
 fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     // Forty entries leave 5 s after delivery, then twenty a pod left in `unacked` leave when
-    // the 100 s visibility timeout restores them: the tail and the mean stay the tasks'.
+    // the 100 s visibility timeout restores them: the tail stays the tasks'.
     let mut w = watch(&["celery"]);
     w.visibility_timeout_ms = 100_000;
     let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
@@ -874,6 +874,38 @@ fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     }
     let s = last.unwrap().signals("celery");
     assert_eq!(s.service_time_p95.map(|e| e.value), Some(4.5));
+}
+
+#[test]
+fn entries_first_seen_past_the_visibility_timeout_leave_the_mean_alone() {
+    // The same departures (5 s after delivery) with and without entries first seen 150 s
+    // after theirs (a 100 s timeout restores those; a forged score reads the same): the
+    // residence mean is the same.
+    let mut w = watch(&["celery"]);
+    w.visibility_timeout_ms = 100_000;
+    let run = |stale: bool| {
+        let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
+        let mut last = None;
+        for t in 1..=40u32 {
+            let now = f64::from(t);
+            let churn = QueueChurn {
+                new_scores: vec![now - 1.0]
+                    .into_iter()
+                    .chain(stale.then_some(now - 150.0))
+                    .collect(),
+                left: vec![now - 5.0],
+                gone: 1,
+                ..QueueChurn::default()
+            };
+            last = Some(tick_churn(&mut book, now, &w, 0, churn, &mut st).0);
+        }
+        last.unwrap()
+            .signals("celery")
+            .service_time
+            .map(|e| e.value)
+    };
+    assert!(run(false).is_some());
+    assert_eq!(run(true), run(false));
 }
 
 #[test]
