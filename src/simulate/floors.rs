@@ -7,7 +7,7 @@
 
 use super::engine::simulate;
 use super::error::SimError;
-use super::latency_settings;
+use super::{keda_grid, latency_settings};
 use super::outcome::{PolicyKind, PolicyRun, Signals};
 use super::scenario::Scenario;
 use super::summary::{summarize, Summary};
@@ -88,33 +88,7 @@ pub fn warm_floor(
 /// meets the target, else the one with the lowest p95 (fewer pod-seconds on a tie), with
 /// its `listLength`. `None` for an empty grid.
 pub fn keda_redis_best(sc: &Scenario) -> Result<Option<(f64, Summary)>, SimError> {
-    let t = sc.target_latency;
-    let mut best: Option<(f64, Summary)> = None;
-    for l in &sc.policies.keda_redis_list_lengths {
-        let run = PolicyRun {
-            label: format!("keda-redis (listLength {l})"),
-            kind: PolicyKind::KedaRedis {
-                list_length: *l,
-                activation: sc.policies.keda_redis_activation,
-            },
-        };
-        let mut o = simulate(sc, &run)?;
-        let s = summarize(sc, &mut o);
-        let better = best.as_ref().is_none_or(|(_, b)| {
-            let (sm, bm) = (s.wait_p95 <= t, b.wait_p95 <= t);
-            if sm != bm {
-                sm
-            } else if sm {
-                s.pod_seconds < b.pod_seconds
-            } else {
-                (s.wait_p95, s.pod_seconds) < (b.wait_p95, b.pod_seconds)
-            }
-        });
-        if better {
-            best = Some((*l, s));
-        }
-    }
-    Ok(best)
+    Ok(keda_grid(sc)?.into_iter().next().map(|(l, s, _)| (l, s)))
 }
 
 #[cfg(test)]
