@@ -40,7 +40,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
         "mode": e.settings.policy.mode_name(),
         "queues": queues_json(e),
         "unreadable_keys": e.view.unreadable,
-        "advice": early_ack_advice(&e.settings).into_iter().collect::<Vec<_>>(),
+        "notes": early_ack_advice(&e.settings).into_iter().collect::<Vec<_>>(),
         "decision": {
             "metric_name": e.settings.metric_name,
             "metric_value": e.decision.metric_value,

@@ -18,9 +18,10 @@
 //! residence is no service time, and its p95 gives θ_q = max(S̄_q or S_q, w95_q·(c − a/pods)/ln 20)
 //! with the worker pods now (`buffers::tail_from_buffer_waits`).
 //!
-//! `steady` is 0 when nothing waits or runs and fewer than one task arrives per target, or
-//! the rate rests on a single arrival in its window (a cold start serves it). The
-//! derivation and the fallbacks are in `docs/scaling.md`.
+//! `steady` is 0 when the rate rests on at most three arrivals in its window with at most
+//! three tasks present (`in_flight` and `drain` size them), or when nothing waits or runs
+//! and fewer than one task arrives per target (a cold start serves it). The derivation and the
+//! fallbacks are in `docs/scaling.md`.
 //! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
@@ -32,9 +33,10 @@ pub use erlang::{steady_slots, ERLANG_EXACT_MAX_LOAD, P95_FACTOR, TAIL_SHARE};
 pub const DEFAULT_MIN_HEADROOM: f64 = 0.0;
 /// Service times are clamped to at least this (seconds), so arrivals always ask for capacity.
 pub const MIN_SERVICE_TIME: f64 = 0.001;
-/// A rate resting on fewer arrivals than this in its window is no evidence of a flow: one
-/// arrival reads λ·window ≈ 1, two read ≈ 2 (the window's span wobbles around its length).
-pub const LONE_ARRIVALS: f64 = 1.5;
+/// A rate resting on fewer arrivals than this in its window is no evidence of a flow: n
+/// arrivals read λ·window ≈ n (the window's span wobbles around its length), so up to three
+/// arrivals are quiet; with as few tasks present, `in_flight` and `drain` size them.
+pub const LONE_ARRIVALS: f64 = 3.5;
 /// The drain term's service time is at most this many times the long-window S̄: above it
 /// the window's S reads long tasks filling the slots, not the backlog's tasks. Fitted on the
 /// library (`docs/scaling.md`, "The drain's S capped at 2.25·S̄"): 2 takes on-off-waves over
@@ -95,9 +97,13 @@ struct QueueTerms {
     drain_source: &'static str,
     /// Tasks waiting, held, running or stale: something is in the system now.
     present: bool,
+    /// How many: waiting (listed, stale, held) and running.
+    tasks: f64,
     /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
     /// any reserved task when no running count is known (it cannot be told from a running one).
     held: bool,
+    /// A running count is known (the held count is reserved beyond it).
+    counts_running: bool,
 }
 
 fn positive_or(value: f64, fallback: f64) -> f64 {
@@ -212,10 +218,12 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain,
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
+        tasks: waiting + in_flight,
         held: match running {
             Some(_) => held > 0.0,
             None => reserved > 0.0,
         },
+        counts_running: running.is_some(),
     }
 }
 
@@ -293,6 +301,26 @@ fn tail_scale(
     }
 }
 
+/// Whether a task waits for a slot: listed beyond `activationListLength`, stale, or held
+/// in a pod. Under `acks_late` a task waits in a pod's buffer only while all of that pod's
+/// slots run tasks (the running ones count against its prefetch limit, and a due ETA task
+/// starts in a free slot): unless a pod's worth of slots (`pod_full`) run, a reserved task
+/// beyond the running count has just started and the heartbeat has not said so yet.
+fn task_waits(
+    s: &LatencySettings,
+    queues: &[QueueSignals],
+    all: &[QueueTerms],
+    pod_full: bool,
+) -> bool {
+    let may_hold = !s.prefetch.acks_late || pod_full;
+    let backlog: u64 = queues.iter().map(|q| q.backlog).sum();
+    backlog as f64 > s.activation_list_length
+        || queues.iter().any(|q| q.stale > 0)
+        || all
+            .iter()
+            .any(|t| t.held && (may_hold || !t.counts_running))
+}
+
 /// Decides for `queues` (with `live` matched by name) under `s`.
 pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]) -> Decision {
     let target = positive_or(s.target_latency, 1.0);
@@ -309,14 +337,19 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let in_flight = sum(|t| t.in_flight);
     let rate = sum(|t| t.rate);
     let present = all.iter().any(|t| t.present);
-    // Quiet: under one arrival per target, or a rate that rests on a single arrival counted
-    // in the sampler's window (one arrival in a 30 s window reads λ·T = 2 for T = 60 s),
-    // unless λ is a lower bound (then the quiet is not evidence). Sparse: quiet with nothing
-    // in the system; a cold start serves the next task, so no pod is kept for it.
+    // Quiet: under one arrival per target, or a rate that rests on at most three arrivals
+    // counted in the sampler's window (one arrival in a 30 s window reads λ·T = 2 for
+    // T = 60 s), unless λ is a lower bound (then the quiet is not evidence). Such few
+    // arrivals are no flow even while a handful of tasks (at most three) are present:
+    // `in_flight` and `drain` size them. More tasks present than that on so few arrivals
+    // outlast the window (or queue), and the flow sizes them. Sparse: quiet with nothing in
+    // the system; a cold start serves the next task, so no pod is kept for it.
     let counted: Option<f64> = all.iter().map(|t| t.counted).sum();
-    let quiet = (rate * target < 1.0 || counted.is_some_and(|n| n < LONE_ARRIVALS))
-        && !all.iter().any(|t| t.lower_bound);
-    let sparse = !present && quiet;
+    let lower_bound = all.iter().any(|t| t.lower_bound);
+    let tasks = sum(|t| t.tasks);
+    let few = counted.is_some_and(|n| n < LONE_ARRIVALS) && tasks < LONE_ARRIVALS && !lower_bound;
+    let quiet = (rate * target < 1.0 && !lower_bound) || few;
+    let sparse = (!present && quiet) || few;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let drain = sum(|t| t.drain);
     let tail = tail_scale(&all, live, flow, rate, concurrency);
@@ -348,11 +381,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // slots through the metric but not the trigger active: KEDA's cooldown then starts when
     // the last task left the list, as with its redis scaler, and a scale to zero lets them
     // finish (warm shutdown within the termination grace), like any scale-down.
-    let backlog: u64 = queues.iter().map(|q| q.backlog).sum();
-    let waiting = backlog as f64 > s.activation_list_length
-        || queues.iter().any(|q| q.stale > 0)
-        || all.iter().any(|t| t.held);
-    let active = waiting || (flow > 0.0 && !quiet);
+    let active = task_waits(s, queues, &all, in_flight >= concurrency) || (flow > 0.0 && !quiet);
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())

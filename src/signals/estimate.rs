@@ -359,6 +359,10 @@ impl Occupancy {
 /// often it is observed, and its window is exact to within `window / LONG_CHECKPOINTS`.
 pub const LONG_CHECKPOINTS: f64 = 60.0;
 
+/// Service times and start rates above this (about 116 days; tasks/s) are no reading a
+/// worker can give: a [`LongService`] ignores them rather than let one overflow its sums.
+pub const LONG_MAX_SECS: f64 = 1e7;
+
 /// A service time over a long window, from a short-window estimate and the start rate it
 /// pairs with: Σ S·r·dt / Σ r·dt over the window (S·r is the busy slots, so this is
 /// Little's law over the long window).
@@ -371,6 +375,8 @@ pub struct LongService {
     head: Option<(f64, f64, f64)>,
     /// The pair recorded at the latest observation.
     last: Option<(f64, f64)>,
+    /// The window's value as of the latest step with starts (the whole window then).
+    kept: Option<f64>,
 }
 
 impl LongService {
@@ -380,6 +386,7 @@ impl LongService {
             samples: VecDeque::new(),
             head: None,
             last: None,
+            kept: None,
         }
     }
 
@@ -396,8 +403,17 @@ impl LongService {
                 starts += r * (now - t);
             }
         }
+        if !(busy.is_finite() && starts.is_finite()) {
+            // Only a hostile reading gets here (see `LONG_MAX_SECS`); start afresh.
+            self.samples.clear();
+            (busy, starts) = (0.0, 0.0);
+        }
+        // The step just integrated had starts: the window's value is a measured one.
+        let started = self.last.is_some_and(|(_, r)| r > 0.0);
         self.last = match (s, rate) {
-            (Some(s), Some(r)) if s.is_finite() && r.is_finite() && s >= 0.0 && r >= 0.0 => {
+            (Some(s), Some(r))
+                if (0.0..=LONG_MAX_SECS).contains(&s) && (0.0..=LONG_MAX_SECS).contains(&r) =>
+            {
                 Some((s, r))
             }
             _ => None,
@@ -410,13 +426,23 @@ impl LongService {
         while self.samples.len() > 1 && self.samples[1].0 <= now - self.window {
             self.samples.pop_front();
         }
+        if started {
+            self.kept = self.in_window().or(self.kept);
+        }
     }
 
     /// The service time over the window, `None` without starts in it.
-    pub fn value(&self) -> Option<f64> {
+    fn in_window(&self) -> Option<f64> {
         let (first, last) = (self.samples.front()?, self.head?);
         let starts = last.2 - first.2;
         (starts > 0.0).then(|| (last.1 - first.1) / starts)
+    }
+
+    /// The service time over the window or, without starts in it, the last one measured
+    /// (a queue idle for longer than the window keeps what its tasks took); `None` before
+    /// any start.
+    pub fn value(&self) -> Option<f64> {
+        self.in_window().or(self.kept)
     }
 }
 

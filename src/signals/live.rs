@@ -33,18 +33,19 @@ pub(crate) const SIZING_SERVICE_WINDOW: f64 = 600.0;
 
 /// Feeds a tick's final service time (heartbeats credited) and the start rate it was
 /// measured against (the workers' starts with heartbeats, else the queue's dequeues) to the
-/// queue's long-window one, and sets `est.service_time_sizing` from it.
-pub(crate) fn size_service(long: &mut LongService, now: f64, est: &mut QueueEstimates) {
+/// queue's long-window one, and sets `est.service_time_sizing` from it. `source` is the
+/// source of the service times fed so far: a queue idle for longer than the window keeps
+/// its last S̄ with the source it was measured from.
+pub(crate) fn size_service(
+    (long, source): (&mut LongService, &mut Option<Source>),
+    now: f64,
+    est: &mut QueueEstimates,
+) {
     est.service_rate = est.service_rate.or(est.dequeue_rate_steady);
-    long.observe(
-        now,
-        est.service_time.and_then(|e| e.usable()),
-        est.service_rate,
-    );
-    est.service_time_sizing = long
-        .value()
-        .zip(est.service_time)
-        .map(|(v, e)| Estimate::new(v, e.source));
+    let measured = est.service_time.filter(|e| e.usable().is_some());
+    long.observe(now, measured.map(|e| e.value), est.service_rate);
+    *source = measured.map(|e| e.source).or(*source);
+    est.service_time_sizing = long.value().zip(*source).map(|(v, s)| Estimate::new(v, s));
 }
 
 /// One queue's estimates in a snapshot.

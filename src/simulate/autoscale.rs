@@ -1,5 +1,6 @@
 //! KEDA and the HPA as `docs/keda.md` describes them, as a pure state machine:
-//! KEDA's polling loop (activation 0→1, `cooldownPeriod` 1→0), `external-push`, and the
+//! KEDA's polling loop (activation 0→max(min, 1), or from `idleReplicaCount` straight to
+//! `minReplicaCount`; back to 0 or the idle count after `cooldownPeriod`), `external-push`, and the
 //! HPA's sync (AverageValue arithmetic in milli-units, tolerance, `behavior: nil`
 //! normalisation or a configured `behavior` with stabilisation windows and rate policies).
 
@@ -86,8 +87,10 @@ pub fn proposal(m: MetricSample, current: u32, tolerance: f64) -> u32 {
 }
 
 impl Autoscaler {
+    /// Starts as KEDA leaves a Deployment whose trigger is not active: at
+    /// `idleReplicaCount` when it is set, else at `minReplicaCount`.
     pub fn new(cfg: KedaSpec) -> Self {
-        let replicas = cfg.min_replicas;
+        let replicas = cfg.idle_replica_count.unwrap_or(cfg.min_replicas);
         Self {
             cfg,
             replicas,
@@ -103,19 +106,26 @@ impl Autoscaler {
     }
 
     /// KEDA's polling cycle with the trigger's activity. Returns the new replica count when
-    /// KEDA changes it.
+    /// KEDA changes it. Active: from 0, or from below `minReplicaCount` when
+    /// `idleReplicaCount` is set, straight to `max(minReplicaCount, 1)`. Inactive for
+    /// `cooldownPeriod`: down to `idleReplicaCount` when it is set, else to 0 when
+    /// `minReplicaCount` is 0; the HPA owns every other change.
     pub fn poll(&mut self, now: f64, active: bool) -> Option<u32> {
+        let idle = self.cfg.idle_replica_count;
         if active {
             self.last_active = Some(now);
-            if self.replicas < self.hpa_min() && self.replicas == self.cfg.min_replicas {
+            if self.replicas == 0 || (idle.is_some() && self.replicas < self.cfg.min_replicas) {
                 return self.set(self.hpa_min().min(self.cfg.max_replicas));
             }
             return None;
         }
         let since = self.last_active.unwrap_or(0.0);
-        if self.replicas > 0 && self.cfg.min_replicas == 0 && since + self.cfg.cooldown_period < now
-        {
-            return self.set(0);
+        let above_idle = match idle {
+            Some(i) => self.replicas > i,
+            None => self.replicas > 0 && self.cfg.min_replicas == 0,
+        };
+        if above_idle && since + self.cfg.cooldown_period < now {
+            return self.set(idle.unwrap_or(0));
         }
         None
     }
@@ -334,6 +344,39 @@ mod tests {
         assert_eq!(a.replicas, 2);
         assert_eq!(a.poll(0.0, false), None, "minReplicaCount ≥ 1: never to 0");
         assert_eq!(a.poll(1000.0, false), None);
+    }
+
+    #[test]
+    fn idle_replica_count_holds_zero_and_activates_straight_to_the_minimum() {
+        // KEDA: idleReplicaCount 0, minReplicaCount 6, maxReplicaCount 8.
+        let mut a = Autoscaler::new(KedaSpec {
+            idle_replica_count: Some(0),
+            min_replicas: 6,
+            max_replicas: 8,
+            ..keda()
+        });
+        assert_eq!(a.replicas, 0, "inactive at the start: the idle count");
+        assert_eq!(a.poll(0.0, false), None);
+        assert_eq!(a.hpa_sync(0.0, &m(0.0)), None, "HPA disabled at 0");
+        // The first active poll or push: 0 → minReplicaCount in one step, not 0 → 1.
+        assert_eq!(a.push(10.0), Some(6));
+        // Active, the HPA works within [6, 8]: down to 6 at most, up to 8 at most.
+        assert_eq!(a.hpa_sync(15.0, &m(0.0)), None);
+        assert_eq!(a.hpa_sync(30.0, &m(1000.0)), Some(8));
+        a.replicas = 6;
+        // Inactive: held through the cooldown (300 s after the last active poll), then
+        // straight back to the idle count.
+        assert_eq!(a.poll(20.0, true), None);
+        assert_eq!(a.poll(320.0, false), None);
+        assert_eq!(a.poll(321.0, false), Some(0));
+        assert_eq!(a.poll(400.0, true), Some(6));
+        // Without idleReplicaCount the same minimum is never left (the warm floor).
+        let mut warm = Autoscaler::new(KedaSpec {
+            min_replicas: 6,
+            ..keda()
+        });
+        assert_eq!(warm.replicas, 6);
+        assert_eq!(warm.poll(1000.0, false), None);
     }
 
     #[test]

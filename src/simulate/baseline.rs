@@ -16,12 +16,13 @@ pub const STATIC_SLACK: f64 = 1.15;
 
 /// The run of `sc` with exactly `n` replicas, ready at t = 0 (a static Deployment is already
 /// up when the workload starts: start-up is set to 0, and no other pod ever starts):
-/// `min = max = n`, so KEDA never scales to zero and the HPA's clamp pins every
-/// recommendation to `n` (the trigger is irrelevant).
+/// `min = max = n` without `idleReplicaCount`, so KEDA never scales to zero and the HPA's
+/// clamp pins every recommendation to `n` (the trigger is irrelevant).
 pub fn static_run(sc: &Scenario, n: u32) -> Result<Summary, SimError> {
     let mut fixed = sc.clone();
     fixed.keda.min_replicas = n;
     fixed.keda.max_replicas = n;
+    fixed.keda.idle_replica_count = None;
     fixed.workers.startup = Dist::Constant { value: 0.0 };
     let run = PolicyRun {
         label: format!("static (N={n})"),
@@ -220,6 +221,18 @@ arrivals = [{{ kind = "poisson", rate = 3 }}]
         let whole = f64::from(best.replicas) * (sc.duration + sc.drain);
         assert!((best.summary.pod_seconds - whole).abs() <= 1.0, "{best:?}");
         assert!(best.runs <= 1 + 20_u32.ilog2() + 1, "{}", best.runs);
+    }
+
+    #[test]
+    fn a_static_fleet_ignores_the_scenarios_idle_replica_count() {
+        // Held at zero while inactive, the fleet would not be up from t = 0.
+        let mut sc = scenario(20, 5.0);
+        sc.keda.min_replicas = 2;
+        sc.keda.idle_replica_count = Some(0);
+        let s = static_run(&sc, 4).unwrap_or_else(|e| panic!("{e}"));
+        let whole = 4.0 * (sc.duration + sc.drain);
+        assert!((s.pod_seconds - whole).abs() <= 1.0, "{s:?}");
+        assert_eq!(s.scale_events, 0, "{s:?}");
     }
 
     #[test]

@@ -10,13 +10,12 @@ use std::path::Path;
 use super::baseline::{
     anything_meets, autoscaled_meets, cheapest_keda, latency_judged, latency_shortfalls,
 };
-use super::engine::simulate;
-use super::outcome::{PolicyKind, PolicyRun, Signals};
+use super::floors::{keda_redis_best, latency_floor, warm_floor, Hold};
+use super::outcome::Signals;
 use super::recommended::recommended;
-use super::report::{summarize, Summary};
+use super::report::Summary;
 use super::{
-    compare, compare_with_static, latency_settings, Comparison, Scenario, SimError, LATENCY_ORACLE,
-    LATENCY_REAL,
+    compare, compare_with_static, Comparison, Scenario, SimError, LATENCY_ORACLE, LATENCY_REAL,
 };
 
 const INTRO: &str = "# Scaling benchmark: keda-redis vs backlog vs latency
@@ -103,9 +102,12 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
          it and\nno more than 1.15× the best static fleet, and no other run with both a lower \
          p95 and fewer\npod-seconds (the oracle-signal run is a reference, not a competitor). \
          Judged on real signals\n(oracle where a scenario runs only those). Where only the \
-         static fleet meets the target, the\nitem says why the autoscaled runs miss it and \
+         static fleet meets the target, the\nitem says why the autoscaled runs miss it, \
          the fewest pods latency mode must keep warm\n(`minReplicaCount`, tried upward to \
-         the static N) to meet it.\n\n",
+         the static N) to meet it, and the fewest pods KEDA must\nstart at once on the \
+         first task from a Deployment held at zero (`idleReplicaCount` 0 with\n\
+         `minReplicaCount` K, tried upward from 1), with keda-redis' best run under the same \
+         setting.\n\n",
     );
     let _ = writeln!(
         md,
@@ -213,30 +215,6 @@ fn shortfall_item(md: &mut String, sc: &Scenario, cmp: &Comparison) -> Result<bo
     Ok(anything_meets(sc, cmp) && short.is_empty())
 }
 
-/// The smallest `minReplicaCount` above the scenario's own (so from 1 for a Deployment that
-/// scales to zero) and up to `upto` (within `keda.max_replicas`) with which latency mode on
-/// `signals` meets the target, and that run; `None` when none does.
-pub fn warm_floor(
-    sc: &Scenario,
-    signals: Signals,
-    upto: u32,
-) -> Result<Option<(u32, Summary)>, SimError> {
-    for floor in sc.keda.min_replicas + 1..=upto.min(sc.keda.max_replicas) {
-        let mut warm = sc.clone();
-        warm.keda.min_replicas = floor;
-        let run = PolicyRun {
-            label: format!("latency (minReplicaCount {floor})"),
-            kind: PolicyKind::Ours(latency_settings(sc), signals),
-        };
-        let mut o = simulate(&warm, &run)?;
-        let s = summarize(&warm, &mut o);
-        if s.wait_p95 <= sc.target_latency {
-            return Ok(Some((floor, s)));
-        }
-    }
-    Ok(None)
-}
-
 /// Why no autoscaled run met the target and what does, computed: latency mode's worst
 /// cold start (an arrival on a Deployment with no ready pod until the first task starts)
 /// and its backlog's peak, then the fewest pods kept warm (`minReplicaCount`, up to the
@@ -284,9 +262,36 @@ fn warm_floor_note(sc: &Scenario, cmp: &Comparison) -> Result<String, SimError> 
         ),
         None => format!("not even with `minReplicaCount` {n} (the best static N)"),
     };
+    let idle = idle_floor_text(sc, signals)?;
     Ok(format!(
         "no autoscaled run meets the target: from idle, latency mode's first task started \
-         {cold} after it arrived, with up to {peak} tasks queued{ready}; {what}"
+         {cold} after it arrived, with up to {peak} tasks queued{ready}; {what}; {idle}"
+    ))
+}
+
+/// The answer when the Deployment may sit at zero between bursts (not always cheaper than
+/// the warm floor: a queue busy most of the day pays K at every wave): the fewest pods K
+/// KEDA starts at once on activation (`idleReplicaCount` 0 + `minReplicaCount` K, tried from
+/// 1 up to `keda.max_replicas`) with which latency mode meets the target, and keda-redis'
+/// best `listLength` under the same setting.
+fn idle_floor_text(sc: &Scenario, signals: Signals) -> Result<String, SimError> {
+    let max = sc.keda.max_replicas;
+    let Some((k, s)) = latency_floor(sc, Hold::Idle, signals, max)? else {
+        return Ok(format!(
+            "held at zero (`idleReplicaCount` 0), not even with `minReplicaCount` {max}"
+        ));
+    };
+    let keda = match keda_redis_best(&Hold::Idle.apply(sc, k))? {
+        Some((l, r)) => format!(
+            "keda-redis with the same: `listLength` {l}, p95 {:.2} s, {:.0} pod-s",
+            r.wait_p95, r.pod_seconds
+        ),
+        None => "no keda-redis grid to compare".into(),
+    };
+    Ok(format!(
+        "held at zero between bursts, `idleReplicaCount` 0 with `minReplicaCount` {k} (KEDA \
+         starts {k} pods on the first task) does (p95 {:.2} s, {:.0} pod-s; {keda})",
+        s.wait_p95, s.pod_seconds
     ))
 }
 
@@ -381,6 +386,39 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
         assert!(md.contains(&want), "{want}\n{md}");
         // Both passes say it (the scenario's own KEDA timing and the recommended settings).
         assert_eq!(md.matches("no autoscaled run meets").count(), 2, "{md}");
+        // Pods that start in 20 s cannot meet a 10 s target from zero, whatever K.
+        let none = "held at zero (`idleReplicaCount` 0), not even with `minReplicaCount` 20.";
+        assert_eq!(md.matches(none).count(), 2, "{md}");
+    }
+
+    #[test]
+    fn where_pods_start_within_the_target_the_report_gives_the_minimum_started_from_zero() {
+        // Pods ready in 4 s: K of them started on the first task can meet the 10 s target.
+        let text = COLD
+            .replace("value = 20", "value = 4")
+            .replace("value = 0.5", "value = 1")
+            .replace("count = 60", "count = 120");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("cold.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let md = bench_scaling(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let sc = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut rec = sc.clone();
+        rec.keda = recommended(&sc.keda);
+        for sc in [sc, rec] {
+            let (k, s) = latency_floor(&sc, Hold::Idle, Signals::Real, 20)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no K up to 20: {md}"));
+            let (l, r) = keda_redis_best(&Hold::Idle.apply(&sc, k))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("empty grid"));
+            let want = format!(
+                "; held at zero between bursts, `idleReplicaCount` 0 with `minReplicaCount` {k} \
+                 (KEDA starts {k} pods on the first task) does (p95 {:.2} s, {:.0} pod-s; \
+                 keda-redis with the same: `listLength` {l}, p95 {:.2} s, {:.0} pod-s).",
+                s.wait_p95, s.pod_seconds, r.wait_p95, r.pod_seconds
+            );
+            assert!(md.contains(&want), "{want}\n{md}");
+        }
     }
 
     #[test]

@@ -128,6 +128,21 @@ fn keda(p: &mut Problems, sc: &Scenario) {
         MAX_PERIOD,
     );
     p.count("keda.max_replicas", k.max_replicas, MAX_REPLICAS);
+    if let Some(idle) = k.idle_replica_count {
+        // KEDA's own rules: only 0 works with the HPA, and it must be below the minimum.
+        if idle != 0 {
+            p.0.push(format!(
+                "keda.idle_replica_count must be 0 (the only value KEDA supports), got {idle}"
+            ));
+        }
+        if idle >= k.min_replicas {
+            p.0.push(format!(
+                "keda.idle_replica_count must be less than keda.min_replicas, got {idle} with \
+                 min_replicas {}",
+                k.min_replicas
+            ));
+        }
+    }
     if let Some(Behavior {
         scale_up,
         scale_down,
@@ -438,6 +453,31 @@ arrivals = [ARRIVAL]
             .replace("duration = 600", "duration = 2592000\ndrain = 0")
             .replace("[workers]", "[sampler]\nseries_step = 60\n[workers]");
         Scenario::parse(&long).unwrap_or_else(|e| panic!("30 days: {e}"));
+    }
+
+    #[test]
+    fn idle_replica_count_follows_kedas_rules() {
+        let text = BASE.replace("ARRIVAL", r#"{ kind = "poisson", rate = 1 }"#);
+        let with = |keda: &str| Scenario::parse(&format!("{text}\n[keda]\n{keda}\n"));
+        let ok = with("idle_replica_count = 0\nmin_replicas = 3").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.keda.idle_replica_count, Some(0));
+        for (keda, needle) in [
+            (
+                "idle_replica_count = 1\nmin_replicas = 3",
+                "keda.idle_replica_count must be 0",
+            ),
+            (
+                "idle_replica_count = 0",
+                "keda.idle_replica_count must be less than keda.min_replicas",
+            ),
+            (
+                "idle_replica_count = 0\nmin_replicas = 3\nmax_replicas = 2",
+                "keda.max_replicas",
+            ),
+        ] {
+            let err = with(keda).expect_err(keda);
+            assert!(err.contains(needle), "{keda}: {needle} not in {err}");
+        }
     }
 
     #[test]

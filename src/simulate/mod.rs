@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod bench;
 pub mod engine;
 mod error;
+pub mod floors;
 pub mod limits;
 mod load;
 pub mod outcome;
@@ -104,6 +105,25 @@ fn worker_prefetch(sc: &Scenario) -> Prefetch {
     }
 }
 
+/// keda-redis over every `listLength` of `sc`'s grid, best first ([`best_first`]).
+pub(crate) fn keda_grid(sc: &Scenario) -> Result<Vec<(f64, Summary, Outcome)>, SimError> {
+    let mut grid = Vec::new();
+    for l in &sc.policies.keda_redis_list_lengths {
+        let run = PolicyRun {
+            label: format!("keda-redis (listLength {l})"),
+            kind: PolicyKind::KedaRedis {
+                list_length: *l,
+                activation: sc.policies.keda_redis_activation,
+            },
+        };
+        let mut o = simulate(sc, &run)?;
+        let s = report::summarize(sc, &mut o);
+        grid.push((*l, s, o));
+    }
+    best_first(sc, &mut grid);
+    Ok(grid)
+}
+
 /// keda-redis' best grid entry: the fewest pod-seconds among runs meeting p95 ≤ target; when
 /// none meets it, the lowest p95 (then fewest pod-seconds).
 fn best_first(sc: &Scenario, grid: &mut [(f64, Summary, Outcome)]) {
@@ -133,20 +153,7 @@ pub fn compare(sc: &Scenario) -> Result<Comparison, SimError> {
 /// timing nor its `behavior` (`min = max = N`), so a re-run of the same scenario under other
 /// ScaledObject settings need not search it again.
 pub fn compare_with_static(sc: &Scenario, static_best: StaticBest) -> Result<Comparison, SimError> {
-    let mut grid = Vec::new();
-    for l in &sc.policies.keda_redis_list_lengths {
-        let run = PolicyRun {
-            label: format!("keda-redis (listLength {l})"),
-            kind: PolicyKind::KedaRedis {
-                list_length: *l,
-                activation: sc.policies.keda_redis_activation,
-            },
-        };
-        let mut o = simulate(sc, &run)?;
-        let s = report::summarize(sc, &mut o);
-        grid.push((*l, s, o));
-    }
-    best_first(sc, &mut grid);
+    let grid = keda_grid(sc)?;
     // Backlog mode reads only what the sampler reads exactly (`LLEN`, `unacked` counts):
     // the same on either signals, so it runs once.
     let mut ours = vec![PolicyRun {

@@ -47,6 +47,11 @@ pub struct KedaSpec {
     pub cooldown_period: f64,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// `idleReplicaCount`: when set, the replicas held while no trigger is active; the first
+    /// active poll (or push) scales straight to `min_replicas`, and the HPA keeps
+    /// `min_replicas..=max_replicas` while active. KEDA supports only 0, below
+    /// `min_replicas`. Unset: KEDA's plain 0 ↔ 1 activation when `min_replicas` is 0.
+    pub idle_replica_count: Option<u32>,
     pub hpa_sync_period: f64,
     pub tolerance: f64,
     /// `--horizontal-pod-autoscaler-downscale-stabilization` (used when `behavior` is unset,
@@ -66,6 +71,7 @@ impl Default for KedaSpec {
             cooldown_period: 300.0,
             min_replicas: 0,
             max_replicas: 100,
+            idle_replica_count: None,
             hpa_sync_period: 15.0,
             tolerance: 0.1,
             downscale_stabilization: 300.0,

@@ -241,9 +241,10 @@ fn activation_threshold_applies_to_backlog_only() {
     s.activation_list_length = 3.0;
     assert!(!decide(&s, &[q(3, 0, 0, 0)], &[]).active);
     assert!(decide(&s, &[q(4, 0, 0, 0)], &[]).active);
-    // A reserved task beyond the running ones waits for a slot: active. A running task with
-    // no counted flow keeps its slot (metric) but not the trigger (docs/scaling.md).
-    assert!(decide(&s, &[q(0, 2, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
+    // A reserved task beyond the running ones waits for a slot on a full pod: active. A
+    // running task with no counted flow keeps its slot (metric) but not the trigger
+    // (docs/scaling.md).
+    assert!(decide(&s, &[q(0, 5, 0, 0)], &[live(Some(4.0), None, None, None)]).active);
     assert!(!decide(&s, &[q(0, 0, 0, 0)], &[live(Some(1.0), None, None, None)]).active);
     assert!(decide(&s, &[q(0, 0, 0, 0)], &[live(None, Some(0.1), None, None)]).active);
 }
@@ -350,10 +351,11 @@ proptest! {
             && i.rate.unwrap_or(0.0) * s.target_latency < 1.0;
         prop_assert_eq!(d.metric_value == 0.0, idle, "{:?}", d);
         // Active while a task waits for a slot (listed, stale, reserved beyond the running
-        // count or, with no running count, any reserved) or λ·T ≥ 1; tasks that only run do
-        // not activate. Never active with a zero metric.
+        // count with a pod's slots all running under acks_late or, with no running count,
+        // any reserved) or λ·T ≥ 1; tasks that only run do not activate. Never active with
+        // a zero metric.
         let held = match i.running {
-            Some(r) if s.prefetch.acks_late => i.q.reserved as f64 > r,
+            Some(r) if s.prefetch.acks_late => i.q.reserved as f64 > r && r >= s.concurrency,
             _ => i.q.reserved > 0,
         };
         let flowing = i.rate.unwrap_or(0.0) * s.target_latency >= 1.0;
@@ -586,9 +588,13 @@ fn tasks_that_only_run_keep_their_slots_but_not_the_trigger() {
     let running = live(Some(1.0), Some(1.0 / 180.0), Some(20.0), None);
     let d = decide(&s, &[q(0, 1, 0, 0)], std::slice::from_ref(&running));
     assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
-    // A second task reserved but not running yet waits for a slot: active.
+    // A second task reserved beside three free slots has just started: inactive. On a
+    // full pod (four running) a fifth reserved one waits for a slot: active.
     let d = decide(&s, &[q(0, 2, 0, 0)], std::slice::from_ref(&running));
-    assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
+    assert!(d.metric_value >= 1.0 && !d.active, "{d:?}");
+    let full = live(Some(4.0), Some(1.0 / 180.0), Some(20.0), None);
+    let d = decide(&s, &[q(0, 5, 0, 0)], &[full]);
+    assert!(d.metric_value >= 4.0 && d.active, "{d:?}");
     // Without a running count, a reserved task may be waiting: active.
     let blind = live(None, Some(1.0 / 180.0), Some(20.0), None);
     assert!(decide(&s, &[q(0, 1, 0, 0)], &[blind]).active);
@@ -659,11 +665,11 @@ fn a_rate_resting_on_one_counted_arrival_is_no_flow() {
         &[windowed(Some(0.0), 1.0 / 30.0, None)],
     );
     assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
-    // Two arrivals in the window are a flow.
+    // Four arrivals in the window are a flow.
     let d = decide(
         &s,
         &[q(0, 0, 0, 0)],
-        &[windowed(Some(0.0), 2.0 / 30.0, Some(30.0))],
+        &[windowed(Some(0.0), 4.0 / 30.0, Some(30.0))],
     );
     assert!(d.metric_value >= 1.0 && d.active, "{d:?}");
     // A lower-bound λ is never quiet.
@@ -678,13 +684,13 @@ fn a_rate_resting_on_one_counted_arrival_is_no_flow() {
 }
 
 proptest! {
-    /// docs/scaling.md, invariants: an idle queue whose rate rests on under 1.5 arrivals
-    /// counted in its window is zero and inactive whatever the target; one more arrival per
-    /// window never lowers the metric.
+    /// docs/scaling.md, invariants: an idle queue whose rate rests on at most three
+    /// arrivals counted in its window is zero and inactive whatever the target; one more
+    /// arrival per window never lowers the metric.
     #[test]
     fn a_lone_counted_arrival_keeps_no_pod(
         window in 1.0f64..3_600.0,
-        arrivals in 0.0f64..1.49,
+        arrivals in 0.0f64..3.49,
         service in arb_opt(10_000.0),
         s in arb_settings(),
     ) {
@@ -796,4 +802,125 @@ fn with_running(l: &LiveSignals, running: f64) -> LiveSignals {
         running: Some(Estimate::new(running, Source::Heartbeat)),
         ..l.clone()
     }
+}
+
+#[test]
+fn a_task_reserved_beside_free_slots_is_starting_not_waiting() {
+    // Sparse arrivals under acks_late (prefetch 1, 4 slots a pod, T = 60 s): a task that
+    // arrives while a pod runs one is fetched into a free slot and starts at once, but
+    // until the next heartbeat (2 s) it reads as reserved beyond the running count. It
+    // must not restart KEDA's cooldown (the redis scaler never sees such a task), and its
+    // slot stays counted.
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
+    let one = live(Some(1.0), Some(1.0 / 180.0), Some(20.0), None);
+    let d = decide(&s, &[q(0, 2, 0, 0)], std::slice::from_ref(&one));
+    assert!(!d.active && d.metric_value >= 1.0, "{d:?}");
+    // Three pods' worth of reserved tasks on eleven running slots: no pod can be told full
+    // or not from the count alone, so the held ones may wait: active.
+    let many = live(Some(11.0), Some(1.0 / 180.0), Some(20.0), None);
+    assert!(decide(&s, &[q(0, 12, 0, 0)], &[many]).active);
+    // Two queues of one trigger: their running shares add up to a full pod, so a task
+    // reserved beyond one queue's share may wait.
+    let named = |name: &str, running: f64| LiveSignals {
+        name: name.into(),
+        ..live(Some(running), Some(1.0 / 180.0), Some(20.0), None)
+    };
+    let queue = |name: &str, reserved: u64| QueueSignals {
+        name: name.into(),
+        ..q(0, reserved, 0, 0)
+    };
+    let d = decide(
+        &s,
+        &[queue("a", 3), queue("b", 2)],
+        &[named("a", 2.0), named("b", 2.0)],
+    );
+    assert!(d.active, "{d:?}");
+    // Early ack: a reserved task is prefetched, not started, whatever runs: active.
+    let early = LatencySettings {
+        prefetch: Prefetch {
+            multiplier: 4.0,
+            acks_late: false,
+        },
+        ..s.clone()
+    };
+    assert!(decide(&early, &[q(0, 1, 0, 0)], std::slice::from_ref(&one)).active);
+    // No running count: any reserved task may wait, as before.
+    let blind = live(None, Some(1.0 / 180.0), Some(20.0), None);
+    assert!(decide(&s, &[q(0, 2, 0, 0)], &[blind]).active);
+}
+
+#[test]
+fn up_to_three_counted_arrivals_ask_for_no_second_pod() {
+    // Sparse arrivals (T = 60 s, 4 slots a pod): two or three tasks within the sampler's
+    // 30 s window, no service time measured yet (S falls back to T). λ·S read 4 and 6
+    // slots, which the Erlang term turned into 6 and 8: a second pod for a minute. The
+    // counted tasks are the ones running or listed now, and `in_flight` and `drain` size
+    // them.
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
+    let windowed = |running: f64, arrivals: f64| {
+        let mut l = live(Some(running), Some(arrivals / 30.0), None, None);
+        l.rate_window = Some(30.0);
+        l
+    };
+    for (arrivals, running, backlog) in [(2.0, 1.0, 1), (3.0, 0.0, 3), (3.0, 2.0, 1)] {
+        let d = decide(
+            &s,
+            &[q(backlog, running as u64, 0, 0)],
+            &[windowed(running, arrivals)],
+        );
+        assert!(d.metric_value <= 4.0 && d.metric_value >= running, "{d:?}");
+        assert_eq!(part(&d, "flow"), 0.0, "{d:?}");
+        assert!(d.active, "a listed task activates: {d:?}");
+    }
+    // Four arrivals are a flow: slots for the tasks still to come.
+    let d = decide(&s, &[q(1, 1, 0, 0)], &[windowed(1.0, 4.0)]);
+    assert!(d.metric_value > 4.0 && part(&d, "flow") > 0.0, "{d:?}");
+}
+
+proptest! {
+    /// docs/scaling.md, "Few arrivals are no flow": a rate resting on at most three
+    /// arrivals counted in its window, with at most three tasks present, decides as no
+    /// arrivals at all.
+    #[test]
+    fn a_quiet_flow_adds_nothing_to_a_handful_of_tasks(
+        (backlog, reserved, stale) in (0u64..=1, 0u64..=1, 0u64..=1),
+        running in arb_opt(0.49),
+        service in arb_opt(10_000.0),
+        wait in arb_opt(100_000.0),
+        sizing in proptest::option::of((0.0f64..10_000.0, 0.0f64..1_000.0)),
+        s in arb_settings(),
+        window in 1.0f64..3_600.0,
+        arrivals in 0.0f64..3.49,
+    ) {
+        let with = |rate: f64| {
+            let mut l = with_sizing(live(running, Some(rate), service, wait), sizing);
+            l.rate_window = Some(window);
+            decide(&s, &[q(backlog, reserved, 0, stale)], &[l])
+        };
+        let (quiet, none) = (with(arrivals / window), with(0.0));
+        prop_assert_eq!(quiet.metric_value, none.metric_value, "{:?}", quiet);
+        prop_assert_eq!(quiet.active, none.active, "{:?}", quiet);
+    }
+}
+
+#[test]
+fn tasks_outlasting_the_window_keep_their_flow_on_few_arrivals() {
+    // 300 s tasks, one arrival every 20 s: the 30 s window counts 1.5 arrivals, but 15
+    // tasks run. Those are no handful: the flow (λ·S = 15 slots) and its Erlang margin
+    // size them, as they would with a longer window.
+    let s = LatencySettings {
+        target_latency: 60.0,
+        ..settings()
+    };
+    let mut l = live(Some(15.0), Some(1.0 / 20.0), Some(300.0), None);
+    l.rate_window = Some(30.0);
+    let d = decide(&s, &[q(0, 15, 0, 0)], &[l]);
+    assert_eq!(d.metric_value, steady_slots(15.0, 300.0, 60.0), "{d:?}");
+    assert!(d.metric_value > 15.0, "{d:?}");
 }

@@ -401,13 +401,21 @@ fn long_service_is_littles_law_over_its_window_not_the_mean_of_its_samples() {
         l.observe(t as f64, Some(4.0), Some(1.0));
     }
     assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
-    // No starts in the window: no estimate. Time going backwards is ignored.
+    // No starts in the window: the last value measured is kept. Time going backwards is
+    // ignored.
     for t in 301..=500 {
         l.observe(t as f64, Some(4.0), Some(0.0));
     }
-    assert_eq!(l.value(), None);
+    assert_eq!(l.in_window(), None);
+    assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
     l.observe(10.0, Some(1.0), Some(1.0));
-    assert_eq!(l.value(), None);
+    assert!(close(l.value().unwrap(), 4.0, 1e-9), "{:?}", l.value());
+    // Never a start: nothing to keep.
+    let mut idle = LongService::new(100.0);
+    for t in 0..=300 {
+        idle.observe(t as f64, Some(4.0), Some(0.0));
+    }
+    assert_eq!(idle.value(), None);
 }
 
 #[test]
@@ -435,4 +443,41 @@ fn long_service_memory_does_not_grow_with_the_tick_rate() {
     }
     let v = l.value().unwrap();
     assert!((5.8..=6.2).contains(&v), "{v}");
+}
+
+#[test]
+fn long_service_keeps_the_whole_window_not_its_last_seconds() {
+    // 1,000 s at S = 10, 1 start/s, then 5 s in which S reads 100, then idle: the value kept
+    // is the window's as of its last start (about 600 s at 10, 5 s at 100), not the S of
+    // the last seconds the window held before it emptied.
+    let mut l = LongService::new(600.0);
+    for t in 0..=1_000u32 {
+        l.observe(f64::from(t), Some(10.0), Some(1.0));
+    }
+    for t in 1_001..=1_005u32 {
+        l.observe(f64::from(t), Some(100.0), Some(1.0));
+    }
+    let before = l.value().unwrap();
+    for t in 1_006..=3_000u32 {
+        l.observe(f64::from(t), None, None);
+    }
+    let v = l.value().unwrap();
+    assert!(
+        (10.5..11.0).contains(&v) && close(v, before, 0.2),
+        "{v} vs {before}"
+    );
+}
+
+#[test]
+fn long_service_survives_a_hostile_reading() {
+    // An absurd S (a forged age of 1e308) is ignored, and what follows is measured as usual.
+    let mut l = LongService::new(100.0);
+    for t in 0..5u32 {
+        l.observe(f64::from(t), Some(1e308), Some(10.0));
+    }
+    for t in 5..=2_000u32 {
+        l.observe(f64::from(t), Some(3.0), Some(1.0));
+    }
+    let v = l.value().unwrap();
+    assert!(close(v, 3.0, 1e-9), "{v}");
 }

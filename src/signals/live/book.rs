@@ -131,6 +131,14 @@ impl LiveBook {
             book.prune(now);
         }
         let workers = single_queue_workers(watches);
+        // A queue watched with several visibility timeouts is restored at the shortest.
+        let mut timeouts: HashMap<(&Layout, &str), f64> = HashMap::new();
+        for w in watches {
+            for q in &w.queues {
+                let t = timeouts.entry((&w.layout, q)).or_insert(f64::INFINITY);
+                *t = t.min(w.visibility_timeout_secs());
+            }
+        }
         let mut alive: HashSet<(Layout, String)> = HashSet::new();
         for w in watches {
             for q in &w.queues {
@@ -152,7 +160,10 @@ impl LiveBook {
                     reads: extras,
                     keyspace_on,
                     idle: b == 0 && flying == 0,
-                    visibility_timeout: w.visibility_timeout_secs(),
+                    visibility_timeout: timeouts
+                        .get(&(&w.layout, q.as_str()))
+                        .copied()
+                        .unwrap_or(w.visibility_timeout_secs()),
                 };
                 let mut est = ql.tick(obs, events);
                 let summary = workers.get(&id).and_then(|pattern| {
@@ -164,7 +175,7 @@ impl LiveBook {
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
                 }
-                size_service(&mut ql.long_service, now, &mut est);
+                size_service((&mut ql.long_service, &mut ql.long_source), now, &mut est);
                 if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) && self.warn_due(&id, now) {
                     out.unobservable.push(id.clone());
                 }

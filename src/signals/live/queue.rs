@@ -15,7 +15,7 @@ use super::{
 use crate::celery::Layout;
 use crate::signals::estimate::{LongService, Occupancy, RateEstimator, Residence, TailClock};
 use crate::signals::visibility::{TickSight, Visibility};
-use crate::signals::Estimate;
+use crate::signals::{Estimate, Source};
 
 /// How long arrivals counted by conservation may still be found to have been restores (a
 /// restored copy is pushed to the end consumed next: fetched again within seconds while
@@ -47,6 +47,8 @@ pub(crate) struct QueueLive {
     pub occupancy: Occupancy,
     /// The service time over `SIZING_SERVICE_WINDOW`, weighted by starts.
     pub long_service: LongService,
+    /// The source of the service times `long_service` was fed.
+    pub long_source: Option<Source>,
     /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
     pub visibility: Visibility,
     pub exact: bool,
@@ -137,6 +139,7 @@ impl QueueLive {
             residence: Residence::new(window),
             occupancy: Occupancy::new(window),
             long_service: LongService::new(SIZING_SERVICE_WINDOW.max(window)),
+            long_source: None,
             visibility: Visibility::new(window),
             exact: false,
         }
@@ -194,8 +197,12 @@ impl QueueLive {
         } else {
             self.occupancy.clear();
         }
+        // An entry first seen a visibility timeout or more after its delivery is one kombu
+        // restores (or a forged score): no task's residence either.
         for score in churn.new_scores {
-            self.residence.first_seen(now, now - score);
+            if now - score < visibility_timeout {
+                self.residence.first_seen(now, now - score);
+            }
         }
         // Entries gone now were last seen at the previous tick. One delivered a visibility
         // timeout ago or more may have been restored to the list, not acked: its residence

@@ -858,7 +858,7 @@ fn the_live_workers_the_pattern_names_are_counted() {
 #[test]
 fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     // Forty entries leave 5 s after delivery, then twenty a pod left in `unacked` leave when
-    // the 100 s visibility timeout restores them: the tail and the mean stay the tasks'.
+    // the 100 s visibility timeout restores them: the tail stays the tasks'.
     let mut w = watch(&["celery"]);
     w.visibility_timeout_ms = 100_000;
     let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
@@ -874,4 +874,60 @@ fn entries_restored_at_the_visibility_timeout_are_not_service_times() {
     }
     let s = last.unwrap().signals("celery");
     assert_eq!(s.service_time_p95.map(|e| e.value), Some(4.5));
+}
+
+#[test]
+fn entries_first_seen_past_the_visibility_timeout_leave_the_mean_alone() {
+    // The same departures (5 s after delivery) with and without entries first seen 150 s
+    // after theirs (a 100 s timeout restores those; a forged score reads the same): the
+    // residence mean is the same.
+    let mut w = watch(&["celery"]);
+    w.visibility_timeout_ms = 100_000;
+    let run = |stale: bool| {
+        let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
+        let mut last = None;
+        for t in 1..=40u32 {
+            let now = f64::from(t);
+            let churn = QueueChurn {
+                new_scores: vec![now - 1.0]
+                    .into_iter()
+                    .chain(stale.then_some(now - 150.0))
+                    .collect(),
+                left: vec![now - 5.0],
+                gone: 1,
+                ..QueueChurn::default()
+            };
+            last = Some(tick_churn(&mut book, now, &w, 0, churn, &mut st).0);
+        }
+        last.unwrap()
+            .signals("celery")
+            .service_time
+            .map(|e| e.value)
+    };
+    assert!(run(false).is_some());
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn the_sizing_service_time_outlives_an_idle_queue_with_its_source() {
+    use crate::signals::estimate::LongService;
+    use crate::signals::live::size_service;
+    let (mut long, mut source) = (LongService::new(600.0), None);
+    for t in 0..=100u32 {
+        let mut est = QueueEstimates {
+            service_time: Some(Estimate::new(2.0, OCCUPANCY)),
+            service_rate: Some(1.0),
+            ..QueueEstimates::default()
+        };
+        size_service((&mut long, &mut source), f64::from(t), &mut est);
+    }
+    // Twenty idle minutes: nothing measured, the 600 s window long past its last start.
+    let mut est = QueueEstimates::default();
+    for t in 101..=1_300u32 {
+        est = QueueEstimates::default();
+        size_service((&mut long, &mut source), f64::from(t), &mut est);
+    }
+    let kept = est.service_time_sizing.expect("kept");
+    assert_eq!(kept.source, OCCUPANCY);
+    assert!((kept.value - 2.0).abs() < 1e-9, "{kept:?}");
 }

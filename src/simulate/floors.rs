@@ -1,0 +1,184 @@
+//! What KEDA setting lets latency mode meet a target that only a fleet up from t = 0 meets:
+//! the fewest pods kept warm between bursts (`minReplicaCount` alone, [`Hold::Warm`]), or
+//! the fewest pods KEDA jumps to on the first task from a Deployment held at zero
+//! (`idleReplicaCount` 0 + `minReplicaCount` K, [`Hold::Idle`]); and keda-redis' best run
+//! under the same setting. The bench's "Where latency mode falls short" reports them
+//! (`docs/simulate.md`, "Baselines").
+
+use super::engine::simulate;
+use super::error::SimError;
+use super::outcome::{PolicyKind, PolicyRun, Signals};
+use super::scenario::Scenario;
+use super::summary::{summarize, Summary};
+use super::{keda_grid, latency_settings};
+
+/// How the `minReplicaCount` being searched is held while the trigger is not active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Always up: `minReplicaCount` K, no `idleReplicaCount`.
+    Warm,
+    /// Zero while inactive, K at once on activation: `idleReplicaCount` 0 + `minReplicaCount` K.
+    Idle,
+}
+
+impl Hold {
+    /// `sc` with `minReplicaCount` `k` held this way.
+    pub fn apply(self, sc: &Scenario, k: u32) -> Scenario {
+        let mut s = sc.clone();
+        s.keda.min_replicas = k;
+        s.keda.idle_replica_count = match self {
+            Hold::Warm => None,
+            Hold::Idle => Some(0),
+        };
+        s
+    }
+
+    /// The first K tried: above the scenario's own minimum when kept warm (fewer is what
+    /// the scenario already runs), from 1 when held at zero (KEDA needs K > 0).
+    fn first(self, sc: &Scenario) -> u32 {
+        match self {
+            Hold::Warm => sc.keda.min_replicas + 1,
+            Hold::Idle => 1,
+        }
+    }
+
+    fn label(self, k: u32) -> String {
+        match self {
+            Hold::Warm => format!("latency (minReplicaCount {k})"),
+            Hold::Idle => format!("latency (idleReplicaCount 0, minReplicaCount {k})"),
+        }
+    }
+}
+
+/// The smallest K from [`Hold`]'s first up to `upto` (within `keda.max_replicas`) with which
+/// latency mode on `signals`, with `minReplicaCount` K held as `hold` says, meets the
+/// target, and that run; `None` when none does. Stops at the first K that meets.
+pub fn latency_floor(
+    sc: &Scenario,
+    hold: Hold,
+    signals: Signals,
+    upto: u32,
+) -> Result<Option<(u32, Summary)>, SimError> {
+    for k in hold.first(sc)..=upto.min(sc.keda.max_replicas) {
+        let held = hold.apply(sc, k);
+        let run = PolicyRun {
+            label: hold.label(k),
+            kind: PolicyKind::Ours(latency_settings(sc), signals),
+        };
+        let mut o = simulate(&held, &run)?;
+        let s = summarize(&held, &mut o);
+        if s.wait_p95 <= sc.target_latency {
+            return Ok(Some((k, s)));
+        }
+    }
+    Ok(None)
+}
+
+/// The smallest `minReplicaCount` above the scenario's own (so from 1 for a Deployment that
+/// scales to zero) and up to `upto` with which latency mode on `signals` meets the target.
+pub fn warm_floor(
+    sc: &Scenario,
+    signals: Signals,
+    upto: u32,
+) -> Result<Option<(u32, Summary)>, SimError> {
+    latency_floor(sc, Hold::Warm, signals, upto)
+}
+
+/// keda-redis under `sc`'s settings, every `listLength` of the grid: the cheapest run that
+/// meets the target, else the one with the lowest p95 (fewer pod-seconds on a tie), with
+/// its `listLength`. `None` for an empty grid.
+pub fn keda_redis_best(sc: &Scenario) -> Result<Option<(f64, Summary)>, SimError> {
+    Ok(keda_grid(sc)?.into_iter().next().map(|(l, s, _)| (l, s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two bursts on an idle queue: pods start in 4 s, within the 10 s target, but one pod
+    /// and the HPA's later doublings come too late for 120 one-second tasks.
+    const COLD: &str = r#"
+name = "cold"
+seed = 5
+duration = 600
+drain = 120
+target_latency = 10
+[keda]
+max_replicas = 20
+cooldown_period = 60
+[workers]
+concurrency = 2
+prefetch_multiplier = 1
+acks_late = true
+startup = { kind = "constant", value = 4 }
+[sampler]
+series_step = 1
+[policies]
+keda_redis_list_lengths = [1, 5]
+[[queues]]
+name = "celery"
+duration = { kind = "constant", value = 1 }
+arrivals = [{ kind = "burst", at = 100, count = 120, over = 2 }, { kind = "burst", at = 400, count = 120, over = 2 }]
+"#;
+
+    fn cold() -> Scenario {
+        Scenario::parse(COLD).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn held_at_zero_the_first_task_starts_min_replicas_at_once_and_idle_costs_nothing() {
+        let sc = Hold::Idle.apply(&cold(), 5);
+        let run = PolicyRun {
+            label: "idle".into(),
+            kind: PolicyKind::Ours(latency_settings(&sc), Signals::Real),
+        };
+        let o = simulate(&sc, &run).unwrap_or_else(|e| panic!("{e}"));
+        // Nothing runs before the first burst (t = 100 s).
+        assert!(
+            o.series
+                .iter()
+                .filter(|r| r.t < 100.0)
+                .all(|r| r.replicas == 0),
+            "{:?}",
+            &o.series[..100]
+        );
+        // The first replica count after it is the minimum, not KEDA's plain 0 → 1.
+        let first = o.series.iter().find(|r| r.replicas > 0);
+        assert_eq!(
+            first.map(|r| (r.t, r.replicas)),
+            Some((100.0, 5)),
+            "{:?}",
+            &o.series[95..110]
+        );
+        // Back to zero between the bursts (cooldown 60 s) and after the last one.
+        let between = o
+            .series
+            .iter()
+            .any(|r| r.t > 200.0 && r.t < 400.0 && r.replicas == 0);
+        assert!(between, "{:?}", o.series);
+        assert_eq!(o.series.last().map(|r| r.replicas), Some(0));
+    }
+
+    #[test]
+    fn the_idle_floor_is_the_smallest_minimum_that_meets_and_cheaper_than_keeping_it_warm() {
+        let sc = cold();
+        let (k, s) = latency_floor(&sc, Hold::Idle, Signals::Real, 20)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no idle floor up to 20"));
+        assert!(s.wait_p95 <= sc.target_latency, "{s:?}");
+        assert!(k > 1, "K = 1 is plain scale-to-zero, which misses: {k}");
+        let fewer = latency_floor(&sc, Hold::Idle, Signals::Real, k - 1);
+        assert!(fewer.unwrap_or_else(|e| panic!("{e}")).is_none());
+        // Kept warm, the same minimum costs its pods for the whole run.
+        let warm = latency_floor(&sc, Hold::Warm, Signals::Real, k)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|(_, w)| w.pod_seconds);
+        assert!(warm.is_none_or(|w| s.pod_seconds < w), "{warm:?} vs {s:?}");
+        // keda-redis under the same setting: its best grid run.
+        let (l, r) = keda_redis_best(&Hold::Idle.apply(&sc, k))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("empty grid"));
+        assert!([1.0, 5.0].contains(&l), "{l}");
+        assert!(r.policy.contains(&format!("listLength {l}")), "{r:?}");
+    }
+}
