@@ -40,7 +40,7 @@ pub fn to_json(e: &Evaluation) -> serde_json::Value {
         "mode": e.settings.policy.mode_name(),
         "queues": queues_json(e),
         "unreadable_keys": e.view.unreadable,
-        "notes": early_ack_advice(&e.settings).into_iter().collect::<Vec<_>>(),
+        "notes": trigger_notes(e),
         "decision": {
             "metric_name": e.settings.metric_name,
             "metric_value": e.decision.metric_value,
@@ -93,6 +93,30 @@ pub fn early_ack_advice(settings: &TriggerSettings) -> Option<String> {
          workers run with task_acks_late)"
             .to_string()
     })
+}
+
+/// What to say when `workerHostnames` is set but no live worker heartbeat matches it
+/// (`None` otherwise): normal while the Deployment is at zero, a typo in the pattern (or
+/// workers started without `-E`/heartbeats) when pods are running.
+pub fn hostnames_advice(settings: &TriggerSettings, live: &[LiveSignals]) -> Option<String> {
+    let pattern = settings.watch.worker_hostnames.as_deref()?;
+    live.iter().all(|l| l.workers.is_none()).then(|| {
+        format!(
+            "no live worker heartbeat matches workerHostnames {:?}: expected while the \
+             Deployment is at zero; with worker pods running, check the pattern against their \
+             hostnames (`celery@<pod name>`) and that they send heartbeats (no \
+             `--without-heartbeat`)",
+            pattern
+        )
+    })
+}
+
+/// The notes about the trigger as a whole.
+fn trigger_notes(e: &Evaluation) -> Vec<String> {
+    early_ack_advice(&e.settings)
+        .into_iter()
+        .chain(hostnames_advice(&e.settings, &e.live))
+        .collect()
 }
 
 /// The per-queue report: the sampled counts plus each live signal with its source and mode.
@@ -174,7 +198,7 @@ pub fn to_text(e: &Evaluation) -> String {
         );
     }
     let advice = e.live.iter().filter_map(unobservable_advice);
-    for advice in advice.chain(early_ack_advice(&e.settings)) {
+    for advice in advice.chain(trigger_notes(e)) {
         let _ = writeln!(out, "note: {advice}");
     }
     let d = &e.decision;
@@ -285,6 +309,29 @@ mod tests {
         assert_eq!(early_ack_advice(&settings(&[("acksLate", "true")])), None);
         let named = settings(&[("workerHostnames", "celery@worker-*")]);
         assert_eq!(early_ack_advice(&named), None);
+    }
+
+    #[test]
+    fn worker_hostnames_matching_no_live_worker_are_noted() {
+        let md = |extra: Option<(&str, &str)>| -> HashMap<String, String> {
+            [("address", "redis:6379")]
+                .into_iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let parse = |m| crate::trigger::parse(&m, &crate::spec::NamedConnections::new()).unwrap();
+        let named = parse(md(Some(("workerHostnames", "celery@worker-*"))));
+        let mut live = vec![LiveSignals::default(), LiveSignals::default()];
+        let note = hostnames_advice(&named, &live).expect("note");
+        assert!(note.contains("celery@worker-*"), "{note}");
+        // One queue with live workers counted: nothing to say; nor without the key.
+        live[1].workers = Some(Estimate::new(2.0, Source::Heartbeat));
+        assert_eq!(hostnames_advice(&named, &live), None);
+        assert_eq!(
+            hostnames_advice(&parse(md(None)), &[LiveSignals::default()]),
+            None
+        );
     }
 
     #[test]
