@@ -1,7 +1,8 @@
 //! The bench-scaling runner: every scenario of a directory through [`super::compare`], one
 //! Markdown row per scenario and run, then the baselines table (best static fleet, cheapest
 //! keda-redis setting meeting the target, backlog mode, latency mode on real and on oracle
-//! signals and what estimation costs) and latency mode's shortfalls
+//! signals and what estimation costs), latency mode's shortfalls, the same under the
+//! recommended settings, and how the verdicts move with the seeds
 //! (`docs/benchmarks/scaling.md`).
 
 use std::fmt::Write as _;
@@ -14,6 +15,7 @@ use super::floors::{keda_redis_best, latency_floor, warm_floor, Hold};
 use super::outcome::Signals;
 use super::recommended::recommended;
 use super::report::Summary;
+use super::seeds::seed_table;
 use super::{
     compare, compare_with_static, Comparison, Scenario, SimError, LATENCY_ORACLE, LATENCY_REAL,
 };
@@ -69,6 +71,7 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
     let (mut base, mut short, mut met) = (String::new(), String::new(), 0);
     let (mut rec_base, mut rec_short, mut rec_met) = (String::new(), String::new(), 0);
     let n = paths.len();
+    let mut judged = Vec::new();
     for path in paths {
         let sc = Scenario::load(&path)?;
         let cmp = compare(&sc)?;
@@ -81,7 +84,9 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
         rec.keda = recommended(&sc.keda);
         let cmp = compare_with_static(&rec, cmp.static_best)?;
         baseline_row(&mut rec_base, &rec, &cmp);
-        rec_met += usize::from(shortfall_item(&mut rec_short, &rec, &cmp)?);
+        let ok = shortfall_item(&mut rec_short, &rec, &cmp)?;
+        rec_met += usize::from(ok);
+        judged.push((rec, ok));
     }
     md.push_str("\n## Baselines\n\n");
     md.push_str(
@@ -122,6 +127,7 @@ pub fn bench_scaling(dir: &Path) -> Result<String, SimError> {
         "\nLatency mode meets the bar on {rec_met} of {n} scenarios under these settings.\n"
     );
     md.push_str(&rec_short);
+    md.push_str(&seed_table(&judged)?);
     Ok(md)
 }
 
@@ -296,10 +302,11 @@ fn idle_floor_text(sc: &Scenario, signals: Signals) -> Result<String, SimError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const FEASIBLE: &str = r#"
+    /// A small Poisson scenario that autoscaling can serve within its target.
+    pub(crate) const FEASIBLE: &str = r#"
 name = "feasible"
 seed = 4
 duration = 600

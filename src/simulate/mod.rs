@@ -21,6 +21,7 @@ pub mod recommended;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod seeds;
 pub mod summary;
 pub mod workload;
 
