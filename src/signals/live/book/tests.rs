@@ -931,3 +931,40 @@ fn the_sizing_service_time_outlives_an_idle_queue_with_its_source() {
     assert_eq!(kept.source, OCCUPANCY);
     assert!((kept.value - 2.0).abs() < 1e-9, "{kept:?}");
 }
+
+#[test]
+fn a_queue_watched_with_two_visibility_timeouts_is_restored_at_the_shorter() {
+    // Two triggers watch `celery`, the first with kombu's 3,600 s, the second with 100 s:
+    // entries leaving 101 s after delivery are restores under the 100 s one, no task's.
+    let mut long = watch(&["celery"]);
+    long.visibility_timeout_ms = 3_600_000;
+    let mut short = watch(&["celery"]);
+    short.visibility_timeout_ms = 100_000;
+    let (mut book, mut st) = (LiveBook::new(30.0), EventState::default());
+    let mut p95 = None;
+    for t in 1..=60u32 {
+        let delivered = if t <= 40 { 5.0 } else { 101.0 };
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), 0);
+        let churn = QueueChurn {
+            left: vec![f64::from(t) - delivered],
+            gone: 1,
+            ..QueueChurn::default()
+        };
+        extras
+            .churn
+            .insert((long.layout.clone(), "celery".into()), churn);
+        let watches = [long.clone(), short.clone()];
+        let data = book.update(
+            f64::from(t),
+            &watches,
+            &mut extras,
+            &mut st,
+            |_, _| 0,
+            |_, _| 0,
+        );
+        let e = &data.queues[&(long.layout.clone(), "celery".to_string())];
+        p95 = e.signals("celery").service_time_p95.map(|e| e.value);
+    }
+    assert_eq!(p95, Some(4.5));
+}
