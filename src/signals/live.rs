@@ -31,21 +31,38 @@ pub(crate) const HEARTBEAT: Source = Source::Heartbeat;
 /// starting or ending moves it little (`docs/scaling.md`).
 pub(crate) const SIZING_SERVICE_WINDOW: f64 = 600.0;
 
+/// A queue's service time over [`SIZING_SERVICE_WINDOW`] and the source of the service
+/// times it was fed: a queue idle for longer than the window keeps its last S̄ with the
+/// source it was measured from.
+#[derive(Clone, Debug)]
+pub(crate) struct SizingService {
+    long: LongService,
+    source: Option<Source>,
+}
+
+impl SizingService {
+    /// Over [`SIZING_SERVICE_WINDOW`], or the signal `window` when that is longer.
+    pub(crate) fn new(window: f64) -> Self {
+        Self {
+            long: LongService::new(SIZING_SERVICE_WINDOW.max(window)),
+            source: None,
+        }
+    }
+}
+
 /// Feeds a tick's final service time (heartbeats credited) and the start rate it was
 /// measured against (the workers' starts with heartbeats, else the queue's dequeues) to the
-/// queue's long-window one, and sets `est.service_time_sizing` from it. `source` is the
-/// source of the service times fed so far: a queue idle for longer than the window keeps
-/// its last S̄ with the source it was measured from.
-pub(crate) fn size_service(
-    (long, source): (&mut LongService, &mut Option<Source>),
-    now: f64,
-    est: &mut QueueEstimates,
-) {
+/// queue's long-window one, and sets `est.service_time_sizing` from it.
+pub(crate) fn size_service(sizing: &mut SizingService, now: f64, est: &mut QueueEstimates) {
     est.service_rate = est.service_rate.or(est.dequeue_rate_steady);
     let measured = est.service_time.filter(|e| e.usable().is_some());
-    long.observe(now, measured.map(|e| e.value), est.service_rate);
-    *source = measured.map(|e| e.source).or(*source);
-    est.service_time_sizing = long.value().zip(*source).map(|(v, s)| Estimate::new(v, s));
+    sizing
+        .long
+        .observe(now, measured.map(|e| e.value), est.service_rate);
+    sizing.source = measured.map(|e| e.source).or(sizing.source);
+    est.service_time_sizing = (sizing.long.value())
+        .zip(sizing.source)
+        .map(|(v, s)| Estimate::new(v, s));
 }
 
 /// One queue's estimates in a snapshot.
@@ -66,7 +83,7 @@ pub(crate) struct QueueEstimates {
     pub service_time_p95: Option<Estimate>,
     /// The start rate `service_time` was measured against (its Little's law), tasks/s.
     pub service_rate: Option<f64>,
-    /// The service time over [`queue::SIZING_SERVICE_WINDOW`], weighted by starts.
+    /// The service time over [`SIZING_SERVICE_WINDOW`], weighted by starts.
     pub service_time_sizing: Option<Estimate>,
     /// Arrivals and dequeues counted since the queue was first watched.
     pub arrived: u64,

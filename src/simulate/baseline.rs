@@ -86,6 +86,12 @@ pub fn cheapest_keda<'a>(
         .map(|(l, s)| (*l, s))
 }
 
+/// Whether latency mode meets the bar: something meets the target, and
+/// [`latency_shortfalls`] finds nothing.
+pub fn meets_bar(sc: &Scenario, cmp: &Comparison) -> bool {
+    anything_meets(sc, cmp) && latency_shortfalls(sc, cmp).is_empty()
+}
+
 /// Whether any run of the comparison (a policy, a grid setting or the best static N) meets
 /// the target.
 pub fn anything_meets(sc: &Scenario, cmp: &Comparison) -> bool {

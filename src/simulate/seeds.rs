@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::baseline::{anything_meets, latency_judged, latency_shortfalls};
+use super::baseline::{latency_judged, meets_bar};
 use super::{compare, Scenario, SimError};
 
 /// What the scenarios' seeds are offset by for the seed-sensitivity table: task lengths,
@@ -24,7 +24,7 @@ pod-seconds and p95 wait.
 /// mode meets the bar, and a table cell saying so with its pod-seconds and p95.
 fn verdict_cell(sc: &Scenario) -> Result<(bool, String), SimError> {
     let cmp = compare(sc)?;
-    let ok = anything_meets(sc, &cmp) && latency_shortfalls(sc, &cmp).is_empty();
+    let ok = meets_bar(sc, &cmp);
     let judged = latency_judged(&cmp);
     let cell = cmp
         .summaries

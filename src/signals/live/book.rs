@@ -175,7 +175,7 @@ impl LiveBook {
                 if let Some(summary) = summary {
                     credit_heartbeats(&mut est, &summary);
                 }
-                size_service((&mut ql.long_service, &mut ql.long_source), now, &mut est);
+                size_service(&mut ql.sizing, now, &mut est);
                 if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) && self.warn_due(&id, now) {
                     out.unobservable.push(id.clone());
                 }

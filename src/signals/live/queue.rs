@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use super::events::EventState;
 pub(crate) use super::keys::{KeyLive, KeysTick, Keyspace};
 use super::{
-    QueueEstimates, CONSERVATION, KEYSPACE, LIST_POSITION, OCCUPANCY, RESIDENCE,
-    SIZING_SERVICE_WINDOW, TAIL_TAG,
+    QueueEstimates, SizingService, CONSERVATION, KEYSPACE, LIST_POSITION, OCCUPANCY, RESIDENCE,
+    TAIL_TAG,
 };
 use crate::celery::Layout;
-use crate::signals::estimate::{LongService, Occupancy, RateEstimator, Residence, TailClock};
+use crate::signals::estimate::{Occupancy, RateEstimator, Residence, TailClock};
 use crate::signals::visibility::{TickSight, Visibility};
-use crate::signals::{Estimate, Source};
+use crate::signals::Estimate;
 
 /// How long arrivals counted by conservation may still be found to have been restores (a
 /// restored copy is pushed to the end consumed next: fetched again within seconds while
@@ -45,10 +45,8 @@ pub(crate) struct QueueLive {
     pub prev: Option<(f64, u64)>,
     pub residence: Residence,
     pub occupancy: Occupancy,
-    /// The service time over `SIZING_SERVICE_WINDOW`, weighted by starts.
-    pub long_service: LongService,
-    /// The source of the service times `long_service` was fed.
-    pub long_source: Option<Source>,
+    /// The service time over `SIZING_SERVICE_WINDOW`, weighted by starts, and its source.
+    pub sizing: SizingService,
     /// Whether the queue's traffic can be seen from Redis at all (see `signals::visibility`).
     pub visibility: Visibility,
     pub exact: bool,
@@ -138,8 +136,7 @@ impl QueueLive {
             prev: None,
             residence: Residence::new(window),
             occupancy: Occupancy::new(window),
-            long_service: LongService::new(SIZING_SERVICE_WINDOW.max(window)),
-            long_source: None,
+            sizing: SizingService::new(window),
             visibility: Visibility::new(window),
             exact: false,
         }

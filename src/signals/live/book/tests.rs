@@ -910,22 +910,21 @@ fn entries_first_seen_past_the_visibility_timeout_leave_the_mean_alone() {
 
 #[test]
 fn the_sizing_service_time_outlives_an_idle_queue_with_its_source() {
-    use crate::signals::estimate::LongService;
-    use crate::signals::live::size_service;
-    let (mut long, mut source) = (LongService::new(600.0), None);
+    use crate::signals::live::{size_service, SizingService};
+    let mut sizing = SizingService::new(30.0);
     for t in 0..=100u32 {
         let mut est = QueueEstimates {
             service_time: Some(Estimate::new(2.0, OCCUPANCY)),
             service_rate: Some(1.0),
             ..QueueEstimates::default()
         };
-        size_service((&mut long, &mut source), f64::from(t), &mut est);
+        size_service(&mut sizing, f64::from(t), &mut est);
     }
     // Twenty idle minutes: nothing measured, the 600 s window long past its last start.
     let mut est = QueueEstimates::default();
     for t in 101..=1_300u32 {
         est = QueueEstimates::default();
-        size_service((&mut long, &mut source), f64::from(t), &mut est);
+        size_service(&mut sizing, f64::from(t), &mut est);
     }
     let kept = est.service_time_sizing.expect("kept");
     assert_eq!(kept.source, OCCUPANCY);
