@@ -82,6 +82,11 @@ pub struct LiveSignals {
     /// Seconds the arrival rate is read over; `None` when unknown. With it the latency policy
     /// can tell a rate that rests on a single arrival from a flow.
     pub rate_window: Option<f64>,
+    /// Seconds since an arrival was last counted, as of the sampler's tick: with it the
+    /// latency policy can tell a flow that has stopped (a burst that is over) from one that
+    /// goes on. `None` when unknown, or when the rate does not rest on counted arrivals
+    /// (heartbeats credit it); not exported.
+    pub arrivals_quiet_for: Option<f64>,
     /// Dequeue (start) rate, in tasks per second.
     pub dequeue_rate: Option<Estimate>,
     /// Mean service time S, in seconds.

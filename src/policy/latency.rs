@@ -43,6 +43,12 @@ pub const LONE_ARRIVALS: f64 = 3.5;
 /// its target (a wave's first starts read S ≈ 2·S̄ and the start-up lag needs that margin),
 /// 2.5 leaves markov-trace over keda-redis.
 pub const DRAIN_SERVICE_CAP: f64 = 2.25;
+/// A flow has stopped when its window's arrivals all came before a quiet so long that a flow
+/// going on would leave it with probability under e^−7 ≈ 0.1 %: n arrivals of a steady flow
+/// fall anywhere in the window W, so all n miss the last q seconds with probability
+/// (1 − q/W)^n (≈ e^{−λq} for a short quiet). A burst that is over passes the test a
+/// fraction of a second after its last task.
+pub const STOPPED_FLOW: f64 = 7.0;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
 #[derive(Clone, Debug, PartialEq)]
@@ -165,6 +171,11 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         Some(d) if lower_bound => rate.max(d),
         _ => rate,
     };
+    // A flow that has stopped arrives at rate 0 from now on, whatever its window still
+    // counts: a burst that is over must not keep its λ (and the trigger active) for the rest
+    // of the window. A lower-bound λ rests on arrivals mostly unseen: its quiet is no evidence.
+    let stopped = !lower_bound && stopped(rate, live.arrivals_quiet_for, live.rate_window);
+    let rate = if stopped { 0.0 } else { rate };
     let reserved = q.reserved as f64;
     let running = live
         .running
@@ -225,6 +236,22 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         },
         counts_running: running.is_some(),
     }
+}
+
+/// Whether a flow counted at `rate` over a window of `window` seconds has stopped: no
+/// arrival for the last `quiet` seconds, which the window's arrivals, were the flow still
+/// on, would leave with probability below e^−[`STOPPED_FLOW`].
+fn stopped(rate: f64, quiet: Option<f64>, window: Option<f64>) -> bool {
+    let (Some(q), Some(w)) = (quiet, window) else {
+        return false;
+    };
+    if !(q.is_finite() && w.is_finite() && q > 0.0 && w > 0.0 && rate > 0.0) {
+        return false;
+    }
+    // ln P(no arrival in the last q | n in the window) = n·ln(1 − q/W); −∞ once q ≥ W.
+    let n = rate * w;
+    let log_p = n * (-(q / w).min(1.0)).ln_1p();
+    log_p < -STOPPED_FLOW
 }
 
 /// The slots a queue's arrivals keep busy (`a_q`), from λ (`rate`), the window's S and, when

@@ -66,6 +66,23 @@ impl RateEstimator {
         rate_of(first, previous, last)
     }
 
+    /// Seconds the counter has not moved, as of its latest sample: since the latest sample
+    /// that counted an event, or at least the window's span when none did. The events of
+    /// that sample happened within its interval, so the true quiet is at least this long.
+    /// `None` before two samples.
+    pub fn quiet_for(&self) -> Option<f64> {
+        let &(last, _) = self.samples.back()?;
+        let &(first, _) = self.samples.front().filter(|_| self.samples.len() > 1)?;
+        let moved = self
+            .samples
+            .iter()
+            .zip(self.samples.iter().skip(1))
+            .rev()
+            .find(|((_, c0), (_, c1))| c1 > c0)
+            .map_or(first, |(_, (t1, _))| *t1);
+        Some(last - moved)
+    }
+
     /// Seconds the rates are read over.
     pub fn window(&self) -> f64 {
         self.window

@@ -132,6 +132,18 @@ impl WorkerState {
         rate_of(point(0)?, point(n.checked_sub(2)?)?, point(n - 1)?)
     }
 
+    /// When this worker may last have started a task: the latest beat whose `processed` grew
+    /// (the start was between it and the beat before), or the first beat kept when none did
+    /// (a start before it is not known of).
+    fn last_start(&self) -> f64 {
+        self.beats
+            .iter()
+            .zip(self.beats.iter().skip(1))
+            .rev()
+            .find(|((_, _, p0), (_, _, p1))| p1 > p0)
+            .map_or_else(|| self.beats.front().map_or(0.0, |b| b.0), |(_, b)| b.0)
+    }
+
     /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
     /// beats after the first (periodic, so their mean is the time-average) and `processed`
     /// from the first to the last. Smoothed on purpose: the burst fast path of the start
@@ -379,8 +391,11 @@ impl HeartbeatBook {
     ) -> Option<WorkerSummary> {
         let mut out = WorkerSummary::default();
         let mut rates = None::<f64>;
+        let (mut started, mut heard) = (f64::NEG_INFINITY, f64::INFINITY);
         for w in matching.filter(|w| w.alive(now)) {
             out.workers += 1;
+            started = started.max(w.last_start());
+            heard = heard.min(w.last_seen());
             out.running = out.running.saturating_add(w.active());
             if let Some(r) = w.start_rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
@@ -391,6 +406,7 @@ impl HeartbeatBook {
             }
         }
         out.start_rate = rates;
+        out.starts_quiet_for = (heard - started).max(0.0);
         out.capacity = out.workers as f64 * self.limits.max_active as f64;
         (out.workers > 0).then_some(out)
     }
@@ -410,6 +426,10 @@ pub struct WorkerSummary {
     pub busy_start_rate: f64,
     /// The most slots these workers can keep busy: workers × the per-worker maximum.
     pub capacity: f64,
+    /// Seconds none of these workers started a task, as far as all their latest heartbeats
+    /// tell: from the latest beat of any with a start to the earliest of their latest beats
+    /// (0 when they overlap).
+    pub starts_quiet_for: f64,
 }
 
 impl WorkerSummary {

@@ -77,6 +77,8 @@ pub(crate) struct QueueEstimates {
     pub dequeue_rate_steady: Option<f64>,
     /// Seconds the rates are read over (the sampler's signal window).
     pub rate_window: Option<f64>,
+    /// Seconds since an arrival was last counted (`None` once heartbeats credit the rate).
+    pub arrivals_quiet_for: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
     /// The service time's 95th percentile (residence in `unacked`).
@@ -178,6 +180,11 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
                 arrived + (steady_starts - dequeued_steady),
                 HEARTBEAT,
             ));
+            // Arrivals now include starts the list never showed: the flow is quiet only as
+            // long as both the list and the workers' starts are.
+            est.arrivals_quiet_for = est
+                .arrivals_quiet_for
+                .map(|q| q.min(workers.starts_quiet_for));
         }
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
@@ -202,6 +209,7 @@ impl QueueEstimates {
             arrival_rate: self.arrival_rate,
             arrival_rate_steady: self.arrival_rate_steady,
             rate_window: self.rate_window,
+            arrivals_quiet_for: self.arrivals_quiet_for,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
             service_time_p95: self.service_time_p95,

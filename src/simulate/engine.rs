@@ -273,6 +273,7 @@ impl Sim<'_> {
         self.next_id += 1;
         self.out.work += task.duration;
         self.stats[q as usize].arrivals.add(t, 1.0);
+        self.stats[q as usize].last_arrival = Some(t);
         if self.idle_arrival.is_none()
             && !self
                 .live

@@ -160,6 +160,46 @@ arrivals = [{ kind = "burst", at = 100, count = 120, over = 2 }, { kind = "burst
     }
 
     #[test]
+    fn after_a_burst_latency_mode_releases_the_pods_as_soon_as_keda_redis() {
+        // Held at zero between the bursts with K = 5: once a burst is served, the trigger
+        // goes inactive and KEDA returns the Deployment to 0 a cooldown later. The burst's
+        // arrivals stay in the rate window for 30 s after it; a flow that stopped must not
+        // keep the trigger active for them (it did: at 0 at 210 s, the burst served at 116 s).
+        let sc = Hold::Idle.apply(&cold(), 5);
+        let back_to_zero = |kind: PolicyKind| {
+            let run = PolicyRun {
+                label: "run".into(),
+                kind,
+            };
+            let o = simulate(&sc, &run).unwrap_or_else(|e| panic!("{e}"));
+            let served = o
+                .series
+                .iter()
+                .find(|r| r.t > 100.0 && r.backlog == 0 && r.running == 0)
+                .map_or(f64::NAN, |r| r.t);
+            let zero = o
+                .series
+                .iter()
+                .find(|r| r.t > served && r.replicas == 0)
+                .map_or(f64::NAN, |r| r.t);
+            (served, zero)
+        };
+        let (served, ours) = back_to_zero(PolicyKind::Ours(latency_settings(&sc), Signals::Real));
+        let (_, keda) = back_to_zero(PolicyKind::KedaRedis {
+            list_length: 1.0,
+            activation: 0.0,
+        });
+        assert!(served < 200.0, "the burst is served: {served}");
+        // KEDA returns it to 0 at its first poll a cooldown after the last active reading.
+        let due = served + sc.keda.cooldown_period + sc.keda.polling_interval;
+        assert!(ours < due, "latency mode at 0 at {ours} s, due by {due} s");
+        assert!(
+            ours <= keda,
+            "latency mode at 0 at {ours} s, keda-redis at {keda} s"
+        );
+    }
+
+    #[test]
     fn the_idle_floor_is_the_smallest_minimum_that_meets_and_cheaper_than_keeping_it_warm() {
         let sc = cold();
         let (k, s) = latency_floor(&sc, Hold::Idle, Signals::Real, 20)

@@ -22,6 +22,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         arrival_rate: rate.map(|v| Estimate::new(v, Source::Keyspace)),
         arrival_rate_steady: None,
         rate_window: None,
+        arrivals_quiet_for: None,
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
@@ -923,4 +924,83 @@ fn tasks_outlasting_the_window_keep_their_flow_on_few_arrivals() {
     let d = decide(&s, &[q(0, 15, 0, 0)], &[l]);
     assert_eq!(d.metric_value, steady_slots(15.0, 300.0, 60.0), "{d:?}");
     assert!(d.metric_value > 15.0, "{d:?}");
+}
+
+/// A queue's live signals after a burst of `rate` × 30 s arrivals counted in a 30 s window,
+/// the last of them `quiet` seconds ago.
+fn after_burst(rate: f64, quiet: Option<f64>) -> LiveSignals {
+    LiveSignals {
+        arrival_rate_steady: Some(Estimate::new(rate, Source::ListPosition)),
+        rate_window: Some(30.0),
+        arrivals_quiet_for: quiet,
+        ..live(None, Some(rate), Some(1.0), Some(0.0))
+    }
+}
+
+#[test]
+fn a_burst_that_is_over_keeps_no_flow_and_no_trigger_active() {
+    // 1,000 tasks in the window, all served; the last arrived 2 s ago. A flow still on at
+    // 33 tasks/s leaves no 2 s gap: the burst is over, the queue is idle.
+    let s = settings();
+    let idle = [q(0, 0, 0, 0)];
+    let over = decide(&s, &idle, &[after_burst(1_000.0 / 30.0, Some(2.0))]);
+    assert!(!over.active, "{over:?}");
+    assert_eq!(over.metric_value, 0.0, "{over:?}");
+    // Arrivals counted this tick: the flow goes on and is sized.
+    let on = decide(&s, &idle, &[after_burst(1_000.0 / 30.0, Some(0.0))]);
+    assert!(on.active, "{on:?}");
+    assert!(on.metric_value > 33.0, "{on:?}");
+    // No quiet known (an older sampler, or a rate heartbeats credit): as before.
+    let unknown = decide(&s, &idle, &[after_burst(1_000.0 / 30.0, None)]);
+    assert_eq!(unknown, on);
+    // While the burst's backlog drains, the drain term and the trigger stay.
+    let draining = decide(
+        &s,
+        &[q(500, 0, 0, 0)],
+        &[after_burst(1_000.0 / 30.0, Some(5.0))],
+    );
+    assert!(draining.active, "{draining:?}");
+    assert!(part(&draining, "drain") > 0.0, "{draining:?}");
+}
+
+#[test]
+fn a_gap_a_steady_flow_would_leave_is_no_stop() {
+    // 2 tasks/s, 60 arrivals in the window: a 1 s gap is common ((1 − 1/30)^60 ≈ e^−2), a
+    // 4 s one is not ((1 − 4/30)^60 ≈ e^−8.6).
+    let s = settings();
+    let idle = [q(0, 0, 0, 0)];
+    let gap = |quiet: f64| decide(&s, &idle, &[after_burst(2.0, Some(quiet))]);
+    assert!(gap(1.0).active, "{:?}", gap(1.0));
+    assert!(gap(1.0).metric_value > 2.0, "{:?}", gap(1.0));
+    assert!(!gap(4.0).active, "{:?}", gap(4.0));
+    // 0.25 tasks/s, 7.5 arrivals in the window: 8 s of quiet is left by a flow still on
+    // with probability (1 − 8/30)^7.5 ≈ 10 %, 20 s with (1/3)^7.5 ≈ 0.03 %.
+    assert!(decide(&s, &idle, &[after_burst(0.25, Some(8.0))]).active);
+    assert!(!decide(&s, &idle, &[after_burst(0.25, Some(20.0))]).active);
+    // A lower-bound λ rests on arrivals mostly unseen: its quiet is no evidence.
+    let mut unseen = after_burst(2.0, Some(10.0));
+    unseen.arrival_rate_steady = Some(Estimate::lower_bound(2.0, Source::Conservation));
+    assert!(decide(&s, &idle, &[unseen]).active);
+}
+
+proptest! {
+    /// A stopped flow only ever lowers the metric, never below what runs.
+    #[test]
+    fn a_stopped_flow_never_raises_the_metric_nor_drops_below_in_flight(
+        (backlog, reserved) in (0u64..1_000, 0u64..100),
+        running in arb_opt(100.0),
+        rate in 0.0f64..1_000.0,
+        quiet in 0.0f64..100.0,
+        s in arb_settings(),
+    ) {
+        let with = |quiet: Option<f64>| {
+            let mut l = after_burst(rate, quiet);
+            l.running = running.map(|v| Estimate::new(v, Source::Heartbeat));
+            decide(&s, &[q(backlog, reserved, 0, 0)], &[l])
+        };
+        let (stopped, on) = (with(Some(quiet)), with(None));
+        prop_assert!(stopped.metric_value <= on.metric_value, "{:?} vs {:?}", stopped, on);
+        let in_flight = part(&stopped, "in_flight");
+        prop_assert!(stopped.metric_value >= in_flight, "{:?}", stopped);
+    }
 }

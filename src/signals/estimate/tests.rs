@@ -481,3 +481,24 @@ fn long_service_survives_a_hostile_reading() {
     let v = l.value().unwrap();
     assert!(close(v, 3.0, 1e-9), "{v}");
 }
+
+#[test]
+fn quiet_for_counts_from_the_last_sample_that_moved() {
+    let mut r = RateEstimator::new(30.0);
+    assert_eq!(r.quiet_for(), None);
+    r.observe(0.0, 0);
+    assert_eq!(r.quiet_for(), None, "one sample says nothing");
+    for (t, c) in [(1.0, 5), (2.0, 10), (3.0, 10), (4.0, 10), (5.5, 10)] {
+        r.observe(t, c);
+    }
+    // The last arrivals were counted by the sample at 2 s.
+    assert_eq!(r.quiet_for(), Some(3.5));
+    r.observe(6.0, 11);
+    assert_eq!(r.quiet_for(), Some(0.0));
+    // Nothing counted in the whole window: at least its span.
+    let mut idle = RateEstimator::new(10.0);
+    for t in 0..=40u32 {
+        idle.observe(f64::from(t), 7);
+    }
+    assert_eq!(idle.quiet_for(), Some(10.0));
+}

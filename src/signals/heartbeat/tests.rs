@@ -223,3 +223,25 @@ fn a_memoised_copy_answers_summaries_without_glob_work() {
     copy.record(2.0, &beat("celery@w-new", 1, 0, 2.0));
     assert_eq!(copy.summary(2.0, pattern).map(|s| s.workers), Some(201));
 }
+
+#[test]
+fn starts_are_quiet_from_the_latest_beat_with_a_start_to_the_earliest_latest_beat() {
+    let mut b = HeartbeatBook::new(30.0);
+    // Worker a starts tasks until its beat at 4 s; worker b until its beat at 7 s.
+    for (t, p) in [(0.0, 0), (2.0, 3), (4.0, 5), (6.0, 5), (8.0, 5), (10.0, 5)] {
+        b.record(t, &beat("celery@a", 0, p, 2.0));
+    }
+    for (t, p) in [(1.0, 0), (3.0, 1), (5.0, 2), (7.0, 4), (9.0, 4)] {
+        b.record(t, &beat("celery@b", 0, p, 2.0));
+    }
+    let s = b.summary(10.0, "celery@").expect("two live workers");
+    // No start after 7 s is known of up to b's latest beat at 9 s.
+    assert_eq!(s.starts_quiet_for, 2.0);
+    // a alone: its last start by 4 s, its latest beat at 10 s.
+    let a = b.summary(10.0, "celery@a").expect("a is live");
+    assert_eq!(a.starts_quiet_for, 6.0);
+    // A start in b's next beat: quiet again from 0.
+    b.record(11.0, &beat("celery@b", 0, 5, 2.0));
+    let s = b.summary(11.0, "celery@").expect("two live workers");
+    assert_eq!(s.starts_quiet_for, 0.0);
+}

@@ -262,6 +262,7 @@ impl QueueLive {
             dequeue_rate: self.dequeues.rate().map(rate),
             dequeue_rate_steady: self.dequeues.smoothed_rate(),
             rate_window: Some(self.arrivals.window()),
+            arrivals_quiet_for: self.arrivals.quiet_for(),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.

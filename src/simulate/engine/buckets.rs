@@ -48,6 +48,8 @@ impl Buckets {
 /// One queue's counters.
 pub(crate) struct QueueStats {
     pub arrivals: Buckets,
+    /// When the latest task arrived (`None` before the first).
+    pub last_arrival: Option<f64>,
     pub starts: Buckets,
     pub done_n: Buckets,
     pub done_sum: Buckets,
@@ -89,6 +91,7 @@ impl QueueStats {
     pub(crate) fn new(window: usize) -> Self {
         Self {
             arrivals: Buckets::new(window),
+            last_arrival: None,
             starts: Buckets::new(window),
             done_n: Buckets::new(window),
             done_sum: Buckets::new(window),

@@ -149,6 +149,10 @@ impl Sim<'_> {
                 arrival_rate: Some(Estimate::new(slow, Source::Keyspace)),
                 arrival_rate_steady: Some(Estimate::new(slow, Source::Keyspace)),
                 rate_window: Some(f64::from(s.rate_window)),
+                arrivals_quiet_for: Some(
+                    st.last_arrival
+                        .map_or(f64::from(s.rate_window), |t| self.now - t),
+                ),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
                     Source::Keyspace,

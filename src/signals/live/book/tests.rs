@@ -743,6 +743,7 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
         busy: 4.0,
         busy_start_rate: 1.0,
         capacity: 16.0,
+        starts_quiet_for: 0.0,
     };
     credit_heartbeats(&mut est, &workers);
     let value = |e: Option<Estimate>| e.map(|e| e.value);
@@ -966,4 +967,39 @@ fn a_queue_watched_with_two_visibility_timeouts_is_restored_at_the_shorter() {
         p95 = e.signals("celery").service_time_p95.map(|e| e.value);
     }
     assert_eq!(p95, Some(4.5));
+}
+
+#[test]
+fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_tasks() {
+    // The list has been quiet for 20 s, but the workers started tasks 3 s ago: the credited
+    // flow (arrivals the list never showed) is quiet for 3 s only.
+    use crate::signals::heartbeat::WorkerSummary;
+    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    let workers = WorkerSummary {
+        workers: 2,
+        running: 4,
+        start_rate: Some(3.0),
+        busy: 4.0,
+        busy_start_rate: 1.0,
+        capacity: 16.0,
+        starts_quiet_for: 3.0,
+    };
+    let mut est = QueueEstimates {
+        arrivals_quiet_for: Some(20.0),
+        ..QueueEstimates::default()
+    };
+    credit_heartbeats(&mut est, &workers);
+    assert_eq!(est.arrival_rate_steady.map(|e| e.source), Some(HEARTBEAT));
+    assert_eq!(est.arrivals_quiet_for, Some(3.0));
+    assert_eq!(est.signals("celery").arrivals_quiet_for, Some(3.0));
+    // Counted starts are not credited: the list's own quiet stands.
+    let mut counted = QueueEstimates {
+        arrival_rate_steady: Some(Estimate::new(2.0, KEYSPACE)),
+        dequeue_rate: Some(Estimate::new(2.0, KEYSPACE)),
+        dequeue_rate_steady: Some(2.0),
+        arrivals_quiet_for: Some(20.0),
+        ..QueueEstimates::default()
+    };
+    credit_heartbeats(&mut counted, &workers);
+    assert_eq!(counted.arrivals_quiet_for, Some(20.0));
 }
