@@ -2,7 +2,9 @@
 //! heartbeats (PUBLISHed by the test as anyone with write access to the broker could) must
 //! leave the latency metric and the tracked-worker count bounded; a queue that a fast
 //! early-ack consumer keeps empty, on a broker without keyspace notifications, must have its
-//! arrival rate reported as a lower bound (and as exact once notifications are on).
+//! arrival rate reported as a lower bound (and as exact once notifications are on); a burst
+//! that is over must stop keeping latency mode active though its arrivals are still in the
+//! rate window.
 
 mod support;
 
@@ -459,4 +461,53 @@ async fn a_queue_kept_empty_without_notifications_is_a_lower_bound_until_they_ar
     );
     assert!(sent > 0);
     registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_is_over_stops_keeping_latency_mode_active_before_its_window_ends() {
+    // 120 tasks pushed at once, then taken and acknowledged by a consumer. Their arrivals
+    // stay in the 30 s rate window (4 tasks/s, λ·T = 120) for 30 s, but none came since:
+    // the flow has stopped, and the trigger goes inactive once the list is empty, as KEDA's
+    // redis scaler does (it stayed active until the window let the burst go).
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(settings()));
+    let scaler = Scaler::new(registry, NamedConnections::new());
+    let metadata = latency_trigger(server.port);
+    scaler.evaluate(&metadata).await.expect("first evaluation");
+    let mut c = server.conn(0);
+    let mut burst = redis::pipe();
+    for i in 0..120 {
+        burst
+            .cmd("LPUSH")
+            .arg("celery")
+            .arg(envelope(&format!("b{i}"), None, "", "celery"))
+            .ignore();
+    }
+    let _: () = burst.query(&mut c).expect("burst");
+    let pushed = Instant::now();
+    let e = evaluate_until(&scaler, &metadata, 10, |e| e.decision.active).await;
+    assert!(e.decision.active, "the burst activates: {:?}", e.decision);
+    for i in 0..120 {
+        let _: Vec<u8> = redis::cmd("RPOP")
+            .arg("celery")
+            .query(&mut c)
+            .expect("rpop");
+        let tag = format!("b{i}");
+        deliver(
+            &mut c,
+            "",
+            &tag,
+            now(),
+            &unacked_value(&tag, None, "", "celery"),
+        );
+        ack(&mut c, "", &tag);
+    }
+    let e = evaluate_until(&scaler, &metadata, 40, |e| !e.decision.active).await;
+    let after = pushed.elapsed();
+    assert!(!e.decision.active, "still active: {:?}", e.decision);
+    assert!(
+        after < Duration::from_secs(15),
+        "inactive {after:?} after the burst, its rate window is 30 s: {:?}",
+        e.decision
+    );
 }
