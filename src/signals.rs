@@ -87,6 +87,10 @@ pub struct LiveSignals {
     /// goes on. `None` when unknown, or when the rate does not rest on counted arrivals
     /// (heartbeats credit it); not exported.
     pub arrivals_quiet_for: Option<f64>,
+    /// The longest time between counted arrivals earlier in the window, seconds: a quiet no
+    /// longer than this the flow has left before (batches), so it is no sign of a stop.
+    /// `None` when unknown; not exported.
+    pub arrivals_longest_gap: Option<f64>,
     /// Dequeue (start) rate, in tasks per second.
     pub dequeue_rate: Option<Estimate>,
     /// Mean service time S, in seconds.

@@ -151,31 +151,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         .filter(|r| long.is_some() && r.is_finite() && *r >= 0.0);
     let (p95, buffer_wait) = buffers::tail_inputs(&s.prefetch, live.service_time_p95);
     let tail_scale = long_s.unwrap_or(service_time).max(p95 / 3.0);
-    // λ without the burst fast path when the sampler has it: a burst shows in the backlog
-    // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
-    // window would cost more than it serves.
-    let arrival = live.arrival_rate_steady.or(live.arrival_rate);
-    let (rate, rate_source) = match (
-        arrival.and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
-        live.dequeue_rate
-            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
-    ) {
-        (Some(a), _) => a,
-        (None, Some(d)) => d,
-        (None, None) => (0.0, "none"),
-    };
-    // A lower-bound λ (traffic mostly unseen) only ever raises the estimate: the dequeue
-    // count under-counts too, so the larger of the two is used.
-    let lower_bound = arrival.is_some_and(|e| e.is_lower_bound());
-    let rate = match live.dequeue_rate.and_then(|e| e.usable()) {
-        Some(d) if lower_bound => rate.max(d),
-        _ => rate,
-    };
-    // A flow that has stopped arrives at rate 0 from now on, whatever its window still
-    // counts: a burst that is over must not keep its λ (and the trigger active) for the rest
-    // of the window. A lower-bound λ rests on arrivals mostly unseen: its quiet is no evidence.
-    let stopped = !lower_bound && stopped(rate, live.arrivals_quiet_for, live.rate_window);
-    let rate = if stopped { 0.0 } else { rate };
+    let (rate, rate_source, lower_bound) = arrival_rate(live);
     let reserved = q.reserved as f64;
     let running = live
         .running
@@ -238,14 +214,52 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     }
 }
 
-/// Whether a flow counted at `rate` over a window of `window` seconds has stopped: no
-/// arrival for the last `quiet` seconds, which the window's arrivals, were the flow still
-/// on, would leave with probability below e^−[`STOPPED_FLOW`].
-fn stopped(rate: f64, quiet: Option<f64>, window: Option<f64>) -> bool {
-    let (Some(q), Some(w)) = (quiet, window) else {
+/// The queue's λ, its source, and whether it is a lower bound.
+fn arrival_rate(live: &LiveSignals) -> (f64, &'static str, bool) {
+    // λ without the burst fast path when the sampler has it: a burst shows in the backlog
+    // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
+    // window would cost more than it serves.
+    let arrival = live.arrival_rate_steady.or(live.arrival_rate);
+    let (rate, rate_source) = match (
+        arrival.and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
+        live.dequeue_rate
+            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
+    ) {
+        (Some(a), _) => a,
+        (None, Some(d)) => d,
+        (None, None) => (0.0, "none"),
+    };
+    // A lower-bound λ (traffic mostly unseen) only ever raises the estimate: the dequeue
+    // count under-counts too, so the larger of the two is used.
+    let lower_bound = arrival.is_some_and(|e| e.is_lower_bound());
+    let rate = match live.dequeue_rate.and_then(|e| e.usable()) {
+        Some(d) if lower_bound => rate.max(d),
+        _ => rate,
+    };
+    // A flow that has stopped arrives at rate 0 from now on, whatever its window still
+    // counts: a burst that is over must not keep its λ (and the trigger active) for the rest
+    // of the window. A lower-bound λ rests on arrivals mostly unseen: its quiet is no evidence.
+    if !lower_bound && stopped(rate, live) {
+        return (0.0, rate_source, false);
+    }
+    (rate, rate_source, lower_bound)
+}
+
+/// Whether the flow `live` counts at `rate` has stopped: no arrival for longer than any gap
+/// it left before in its window (a producer sending batches leaves long ones), and longer
+/// than the window's arrivals, were the flow still on, would leave with probability above
+/// e^−[`STOPPED_FLOW`].
+fn stopped(rate: f64, live: &LiveSignals) -> bool {
+    let (Some(q), Some(w)) = (live.arrivals_quiet_for, live.rate_window) else {
         return false;
     };
     if !(q.is_finite() && w.is_finite() && q > 0.0 && w > 0.0 && rate > 0.0) {
+        return false;
+    }
+    if live
+        .arrivals_longest_gap
+        .is_some_and(|g| q <= g || g.is_nan())
+    {
         return false;
     }
     // ln P(no arrival in the last q | n in the window) = n·ln(1 − q/W); −∞ once q ≥ W.

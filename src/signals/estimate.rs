@@ -83,6 +83,23 @@ impl RateEstimator {
         Some(last - moved)
     }
 
+    /// The longest time between two samples that counted events, within the window: the
+    /// longest quiet the flow itself left before its latest events (0 with fewer than two
+    /// such samples). A producer that sends in batches leaves gaps a Poisson flow would not.
+    pub fn longest_gap(&self) -> f64 {
+        let mut last = None::<f64>;
+        let mut longest = 0.0f64;
+        for ((_, c0), (t1, c1)) in self.samples.iter().zip(self.samples.iter().skip(1)) {
+            if c1 > c0 {
+                if let Some(l) = last {
+                    longest = longest.max(t1 - l);
+                }
+                last = Some(*t1);
+            }
+        }
+        longest
+    }
+
     /// Seconds the rates are read over.
     pub fn window(&self) -> f64 {
         self.window

@@ -79,6 +79,8 @@ pub(crate) struct QueueEstimates {
     pub rate_window: Option<f64>,
     /// Seconds since an arrival was last counted (`None` once heartbeats credit the rate).
     pub arrivals_quiet_for: Option<f64>,
+    /// The longest gap between counted arrivals earlier in the window.
+    pub arrivals_longest_gap: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
     /// The service time's 95th percentile (residence in `unacked`).
@@ -140,6 +142,7 @@ pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, Str
 pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
     // Heartbeats see every task start: the counted rates are no longer the only evidence.
     if workers.start_rate.is_some() {
+        let mut cleared = false;
         for rate in [
             &mut est.arrival_rate,
             &mut est.arrival_rate_steady,
@@ -147,7 +150,16 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         ] {
             if let Some(r) = rate.as_mut().filter(|r| r.is_lower_bound()) {
                 r.mode = SignalMode::Estimated;
+                cleared = true;
             }
+        }
+        // The list's quiet said nothing of traffic it mostly could not see (the policy
+        // ignores it for a lower bound): with the mark gone, the workers' starts must be
+        // quiet too.
+        if cleared {
+            est.arrivals_quiet_for = est
+                .arrivals_quiet_for
+                .map(|q| q.min(workers.starts_quiet_for));
         }
     }
     let service = workers.service_time();
@@ -210,6 +222,7 @@ impl QueueEstimates {
             arrival_rate_steady: self.arrival_rate_steady,
             rate_window: self.rate_window,
             arrivals_quiet_for: self.arrivals_quiet_for,
+            arrivals_longest_gap: self.arrivals_longest_gap,
             dequeue_rate: self.dequeue_rate,
             service_time: self.service_time,
             service_time_p95: self.service_time_p95,

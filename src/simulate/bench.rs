@@ -11,7 +11,8 @@ use std::path::Path;
 use super::baseline::{
     anything_meets, autoscaled_meets, cheapest_keda, latency_judged, latency_shortfalls, meets_bar,
 };
-use super::floors::{keda_redis_best, latency_floor, warm_floor, Hold};
+use super::floors::warm_floor;
+use super::held::{held_clause, idle_floor_text};
 use super::outcome::Signals;
 use super::recommended::recommended;
 use super::report::Summary;
@@ -204,20 +205,6 @@ fn baseline_row(md: &mut String, sc: &Scenario, cmp: &Comparison) {
     );
 }
 
-/// What the count of scenarios meeting the bar leaves out: those where latency mode meets
-/// it once the Deployment is held at zero between bursts and started at the computed
-/// `minReplicaCount` (the item says which).
-fn held_clause(names: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    format!(
-        " Held at zero between bursts (`idleReplicaCount` 0) with the `minReplicaCount` its \
-         item computes, also on {}.",
-        names.join(", ")
-    )
-}
-
 /// Writes the verdict on latency mode for one scenario. When only a fleet up from t = 0
 /// meets the target, it also says what autoscaling needs to. Returns whether latency mode
 /// meets the bar, and whether it does with the Deployment held at zero between bursts and
@@ -312,53 +299,10 @@ fn warm_floor_note(sc: &Scenario, cmp: &Comparison) -> Result<(String, bool), Si
     ))
 }
 
-/// The answer when the Deployment may sit at zero between bursts (not always cheaper than
-/// the warm floor: a queue busy most of the day pays K at every wave): the fewest pods K
-/// KEDA starts at once on activation (`idleReplicaCount` 0 + `minReplicaCount` K, tried from
-/// 1 up to `keda.max_replicas`) with which latency mode meets the target, keda-redis' best
-/// `listLength` under the same setting, and whether latency mode meets the bar there (every
-/// run under that setting, against the same best static fleet); true when it does.
-fn idle_floor_text(
-    sc: &Scenario,
-    cmp: &Comparison,
-    signals: Signals,
-) -> Result<(String, bool), SimError> {
-    let max = sc.keda.max_replicas;
-    let Some((k, s)) = latency_floor(sc, Hold::Idle, signals, max)? else {
-        return Ok((
-            format!("held at zero (`idleReplicaCount` 0), not even with `minReplicaCount` {max}"),
-            false,
-        ));
-    };
-    let held = Hold::Idle.apply(sc, k);
-    let keda = match keda_redis_best(&held)? {
-        Some((l, r)) => format!(
-            "keda-redis with the same: `listLength` {l}, p95 {:.2} s, {:.0} pod-s",
-            r.wait_p95, r.pod_seconds
-        ),
-        None => "no keda-redis grid to compare".into(),
-    };
-    let at_k = compare_with_static(&held, cmp.static_best.clone())?;
-    let short = latency_shortfalls(&held, &at_k);
-    let bar = if short.is_empty() {
-        "with it latency mode meets the bar".to_string()
-    } else {
-        format!("with it latency mode {}", short.join(", "))
-    };
-    Ok((
-        format!(
-            "held at zero between bursts, `idleReplicaCount` 0 with `minReplicaCount` {k} \
-             (KEDA starts {k} pods on the first task) does (p95 {:.2} s, {:.0} pod-s; {keda}; \
-             {bar})",
-            s.wait_p95, s.pod_seconds
-        ),
-        short.is_empty(),
-    ))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::simulate::floors::{keda_redis_best, latency_floor, Hold};
 
     /// A small Poisson scenario that autoscaling can serve within its target.
     pub(crate) const FEASIBLE: &str = r#"

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod engine;
 mod error;
 pub mod floors;
+pub mod held;
 pub mod limits;
 mod load;
 pub mod outcome;

@@ -23,6 +23,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         arrival_rate_steady: None,
         rate_window: None,
         arrivals_quiet_for: None,
+        arrivals_longest_gap: None,
         dequeue_rate: None,
         service_time: s.map(|v| Estimate::new(v, Source::Heartbeat)),
         service_time_p95: None,
@@ -1002,5 +1003,85 @@ proptest! {
         prop_assert!(stopped.metric_value <= on.metric_value, "{:?} vs {:?}", stopped, on);
         let in_flight = part(&stopped, "in_flight");
         prop_assert!(stopped.metric_value >= in_flight, "{:?}", stopped);
+    }
+}
+
+/// Decides on an idle queue at each 1 s tick of `arrivals` (tasks counted per tick), with
+/// the live signals a sampler's 30 s rate window gives: how many ticks read no flow.
+fn ticks_without_flow(arrivals: impl Iterator<Item = u64>) -> usize {
+    use crate::signals::estimate::RateEstimator;
+    let mut r = RateEstimator::new(30.0);
+    let (mut count, mut none) = (0u64, 0usize);
+    for (t, n) in arrivals.enumerate() {
+        count += n;
+        r.observe(t as f64, count);
+        if t < 30 {
+            continue;
+        }
+        let rate = r.smoothed_rate().unwrap_or(0.0);
+        let l = LiveSignals {
+            arrivals_longest_gap: Some(r.longest_gap()),
+            ..after_burst(rate, r.quiet_for())
+        };
+        let d = decide(&settings(), &[q(0, 0, 0, 0)], &[l]);
+        none += usize::from(!d.active || d.metric_value == 0.0);
+    }
+    none
+}
+
+#[test]
+fn a_producer_sending_batches_is_no_stopped_flow_between_them() {
+    // 50 tasks every 5 s: each 4 s gap would be a stop for a Poisson flow of 10/s, but the
+    // flow left such gaps all along. (Without the longest-gap rule: 2,856 of 3,570 ticks.)
+    let batches = (0..3_600u64).map(|t| if t % 5 == 0 { 50 } else { 0 });
+    assert_eq!(ticks_without_flow(batches), 0);
+    // 20 every 2 s likewise.
+    let pairs = (0..3_600u64).map(|t| if t % 2 == 0 { 20 } else { 0 });
+    assert_eq!(ticks_without_flow(pairs), 0);
+    // A burst of 300 on top of one task a second: the background's gaps (1 s) are what the
+    // quiet is weighed against, and it never goes quiet.
+    let mixed = (0..600u64).map(|t| if t == 300 { 301 } else { 1 });
+    assert_eq!(ticks_without_flow(mixed), 0);
+    // A burst that is over on an otherwise idle queue: no flow within a few ticks.
+    let burst = (0..120u64).map(|t| if (40..50).contains(&t) { 100 } else { 0 });
+    let none = ticks_without_flow(burst);
+    assert!(none >= 120 - 30 - 10 - 3, "{none}");
+}
+
+proptest! {
+    /// docs/scaling.md, "A flow that stopped": with a quiet known, the decision is the one
+    /// without it, or (a quiet longer than every earlier gap and than the window's arrivals
+    /// would leave with probability e^−7) the one with no arrivals; either way finite, never
+    /// below what runs, never active with a zero metric, and the breakdown adds up.
+    #[test]
+    fn a_quiet_decides_as_unheard_or_as_no_arrivals(
+        i in arb_input(),
+        s in arb_settings(),
+        quiet in 0.0f64..100.0,
+        gap in 0.0f64..50.0,
+        window in 1.0f64..120.0,
+    ) {
+        let eval = |rate: Option<f64>, heard: bool| {
+            let mut l = with_sizing(live(i.running, rate, i.s, i.wait), i.sizing);
+            l.rate_window = Some(window);
+            if heard {
+                l.arrivals_quiet_for = Some(quiet);
+                l.arrivals_longest_gap = Some(gap);
+            }
+            decide(&s, std::slice::from_ref(&i.q), &[l])
+        };
+        let d = eval(i.rate, true);
+        prop_assert!(d.metric_value.is_finite() && d.metric_value >= 0.0);
+        prop_assert!(d.metric_value >= part(&d, "in_flight"), "{:?}", d);
+        prop_assert!(!d.active || d.metric_value > 0.0, "{:?}", d);
+        let parts: f64 = d.breakdown.iter().map(|c| c.value).sum();
+        prop_assert!((parts - d.metric_value).abs() <= 1e-9 * d.metric_value.max(1.0));
+        let rate = i.rate.unwrap_or(0.0);
+        let stop = quiet > gap
+            && rate > 0.0
+            && rate * window * (-(quiet / window).min(1.0)).ln_1p() < -STOPPED_FLOW;
+        let same = if stop { eval(Some(0.0), false) } else { eval(i.rate, false) };
+        prop_assert_eq!(d.metric_value, same.metric_value, "stop {}: {:?} vs {:?}", stop, d, same);
+        prop_assert_eq!(d.active, same.active, "stop {}: {:?} vs {:?}", stop, d, same);
     }
 }

@@ -502,3 +502,29 @@ fn quiet_for_counts_from_the_last_sample_that_moved() {
     }
     assert_eq!(idle.quiet_for(), Some(10.0));
 }
+
+#[test]
+fn longest_gap_is_between_samples_that_counted() {
+    let mut r = RateEstimator::new(30.0);
+    assert_eq!(r.longest_gap(), 0.0);
+    // Counted at 1, 2, 6 and 8 s: gaps 1, 4, 2.
+    for (t, c) in [
+        (0.0, 0),
+        (1.0, 3),
+        (2.0, 4),
+        (3.0, 4),
+        (6.0, 9),
+        (7.0, 9),
+        (8.0, 10),
+        (9.0, 10),
+    ] {
+        r.observe(t, c);
+    }
+    assert_eq!(r.longest_gap(), 4.0);
+    // One counting sample alone leaves no gap.
+    let mut once = RateEstimator::new(30.0);
+    for (t, c) in [(0.0, 0), (1.0, 5), (2.0, 5)] {
+        once.observe(t, c);
+    }
+    assert_eq!(once.longest_gap(), 0.0);
+}

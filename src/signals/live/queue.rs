@@ -263,6 +263,7 @@ impl QueueLive {
             dequeue_rate_steady: self.dequeues.smoothed_rate(),
             rate_window: Some(self.arrivals.window()),
             arrivals_quiet_for: self.arrivals.quiet_for(),
+            arrivals_longest_gap: Some(self.arrivals.longest_gap()),
             wait,
             // Counted dequeues make Little's law over `unacked` exact; without them the
             // residence of entries seen at ticks is the estimate.

@@ -28,6 +28,25 @@ impl Buckets {
         self.v[i] += x;
     }
 
+    /// The longest time between two non-empty seconds within the `window` whole seconds
+    /// before `now` (0 with fewer than two), at the buckets' one-second resolution.
+    pub(crate) fn longest_gap(&self, now: f64, window: u32) -> f64 {
+        let end = now as u64;
+        let n = self.v.len() as u64;
+        let mut last = None::<u64>;
+        let mut longest = 0u64;
+        for s in end.saturating_sub(u64::from(window))..end {
+            let i = (s % n) as usize;
+            if self.stamp[i] == s && self.v[i] > 0.0 {
+                if let Some(l) = last {
+                    longest = longest.max(s - l);
+                }
+                last = Some(s);
+            }
+        }
+        longest as f64
+    }
+
     /// Sum over the `window` whole seconds before `now`.
     pub(crate) fn sum(&self, now: f64, window: u32) -> f64 {
         let end = now as u64;

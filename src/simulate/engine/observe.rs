@@ -153,6 +153,7 @@ impl Sim<'_> {
                     st.last_arrival
                         .map_or(f64::from(s.rate_window), |t| self.now - t),
                 ),
+                arrivals_longest_gap: Some(st.arrivals.longest_gap(self.now, s.rate_window)),
                 dequeue_rate: Some(Estimate::new(
                     st.starts.sum(self.now, s.rate_window) / f64::from(s.rate_window),
                     Source::Keyspace,

@@ -1002,4 +1002,53 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
     };
     credit_heartbeats(&mut counted, &workers);
     assert_eq!(counted.arrivals_quiet_for, Some(20.0));
+    // Credited, the quieter of the two is not taken: the list counted an arrival 1 s ago.
+    let mut recent = QueueEstimates {
+        arrivals_quiet_for: Some(1.0),
+        ..QueueEstimates::default()
+    };
+    let idle_workers = WorkerSummary {
+        starts_quiet_for: 10.0,
+        ..workers
+    };
+    credit_heartbeats(&mut recent, &idle_workers);
+    assert_eq!(
+        recent.arrival_rate_steady.map(|e| e.source),
+        Some(HEARTBEAT)
+    );
+    assert_eq!(recent.arrivals_quiet_for, Some(1.0));
+}
+
+#[test]
+fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
+    // Traffic the list mostly cannot see (a lower bound, quiet for 10 s) on workers that
+    // started tasks 1 s ago: heartbeats clear the lower-bound mark without crediting the
+    // steady rate (the counted dequeues already cover the starts), and the list's quiet
+    // must not then read as a stopped flow.
+    use crate::signals::heartbeat::WorkerSummary;
+    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    let mut est = QueueEstimates {
+        arrival_rate: Some(Estimate::lower_bound(2.0, CONSERVATION)),
+        arrival_rate_steady: Some(Estimate::lower_bound(2.0, CONSERVATION)),
+        dequeue_rate: Some(Estimate::lower_bound(3.0, CONSERVATION)),
+        dequeue_rate_steady: Some(3.0),
+        arrivals_quiet_for: Some(10.0),
+        ..QueueEstimates::default()
+    };
+    let workers = WorkerSummary {
+        workers: 1,
+        running: 4,
+        start_rate: Some(3.0),
+        busy: 4.0,
+        busy_start_rate: 3.0,
+        capacity: 16.0,
+        starts_quiet_for: 1.0,
+    };
+    credit_heartbeats(&mut est, &workers);
+    let steady = est.arrival_rate_steady.expect("kept");
+    assert_eq!(
+        (steady.source, steady.mode),
+        (CONSERVATION, SignalMode::Estimated)
+    );
+    assert_eq!(est.arrivals_quiet_for, Some(1.0));
 }
