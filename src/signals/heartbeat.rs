@@ -134,14 +134,23 @@ impl WorkerState {
 
     /// When this worker may last have started a task: the latest beat whose `processed` grew
     /// (the start was between it and the beat before), or the first beat kept when none did
-    /// (a start before it is not known of).
-    fn last_start(&self) -> f64 {
-        self.beats
+    /// (a start before it is not known of); `None` when it never started one (`processed`
+    /// 0 throughout: a pod that came up after the work was done).
+    fn last_start(&self) -> Option<f64> {
+        let front = self.beats.front()?;
+        let grew = self
+            .beats
             .iter()
             .zip(self.beats.iter().skip(1))
             .rev()
             .find(|((_, _, p0), (_, _, p1))| p1 > p0)
-            .map_or_else(|| self.beats.front().map_or(0.0, |b| b.0), |(_, b)| b.0)
+            .map(|(_, b)| b.0);
+        grew.or((front.2 > 0).then_some(front.0))
+    }
+
+    /// When this worker's first kept beat was heard.
+    fn first_seen(&self) -> f64 {
+        self.beats.front().map_or(0.0, |b| b.0)
     }
 
     /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
@@ -391,11 +400,16 @@ impl HeartbeatBook {
     ) -> Option<WorkerSummary> {
         let mut out = WorkerSummary::default();
         let mut rates = None::<f64>;
-        let (mut started, mut heard) = (f64::NEG_INFINITY, f64::INFINITY);
+        let (mut started, mut heard) = (None::<f64>, f64::INFINITY);
+        let mut first = f64::INFINITY;
         for w in matching.filter(|w| w.alive(now)) {
             out.workers += 1;
-            started = started.max(w.last_start());
+            started = match (started, w.last_start()) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
             heard = heard.min(w.last_seen());
+            first = first.min(w.first_seen());
             out.running = out.running.saturating_add(w.active());
             if let Some(r) = w.start_rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
@@ -406,7 +420,8 @@ impl HeartbeatBook {
             }
         }
         out.start_rate = rates;
-        out.starts_quiet_for = (heard - started).max(0.0);
+        // No worker ever started a task: quiet for as long as their beats go back.
+        out.starts_quiet_for = (heard - started.unwrap_or(first)).max(0.0);
         out.capacity = out.workers as f64 * self.limits.max_active as f64;
         (out.workers > 0).then_some(out)
     }
@@ -428,7 +443,8 @@ pub struct WorkerSummary {
     pub capacity: f64,
     /// Seconds none of these workers started a task, as far as all their latest heartbeats
     /// tell: from the latest beat of any with a start to the earliest of their latest beats
-    /// (0 when they overlap).
+    /// (0 when they overlap). Workers that never started one (`processed` 0, fresh pods) add
+    /// no start.
     pub starts_quiet_for: f64,
 }
 

@@ -245,3 +245,29 @@ fn starts_are_quiet_from_the_latest_beat_with_a_start_to_the_earliest_latest_bea
     let s = b.summary(11.0, "celery@").expect("two live workers");
     assert_eq!(s.starts_quiet_for, 0.0);
 }
+
+#[test]
+fn a_worker_that_never_started_a_task_adds_no_start() {
+    // a's last start shows in its beat at 4 s. Pod b comes up at 8 s, after the work was
+    // done (`processed` 0): its first beat is no start, so the quiet still runs from 4 s.
+    let mut b = HeartbeatBook::new(30.0);
+    for (t, p) in [(0.0, 0), (2.0, 3), (4.0, 5), (6.0, 5), (8.0, 5), (10.0, 5)] {
+        b.record(t, &beat("celery@a", 0, p, 2.0));
+    }
+    for t in [8.0, 10.0] {
+        b.record(t, &beat("celery@b", 0, 0, 2.0));
+    }
+    let s = b.summary(10.0, "celery@").expect("two live workers");
+    assert_eq!(s.starts_quiet_for, 6.0);
+    // A worker alone that never started one: quiet as far back as its beats go.
+    let fresh = b.summary(10.0, "celery@b").expect("b is live");
+    assert_eq!(fresh.starts_quiet_for, 2.0);
+    // A worker whose kept beats show no start but which started tasks before them: its
+    // first kept beat may follow a start.
+    let mut old = HeartbeatBook::new(30.0);
+    for t in [100.0, 102.0, 104.0] {
+        old.record(t, &beat("celery@c", 0, 7, 2.0));
+    }
+    let s = old.summary(104.0, "celery@").expect("live");
+    assert_eq!(s.starts_quiet_for, 4.0);
+}
