@@ -84,11 +84,12 @@ pub struct LiveSignals {
     pub rate_window: Option<f64>,
     /// Seconds since an arrival was last counted, as of the sampler's tick: with it the
     /// latency policy can tell a flow that has stopped (a burst that is over) from one that
-    /// goes on. `None` when unknown, or when the rate does not rest on counted arrivals
-    /// (heartbeats credit it); not exported.
+    /// goes on. Where heartbeats credit starts the list never showed, the smaller of that
+    /// and the workers' own quiet. `None` when unknown; not exported.
     pub arrivals_quiet_for: Option<f64>,
     /// The longest time between counted arrivals earlier in the window, seconds: a quiet no
     /// longer than this the flow has left before (batches), so it is no sign of a stop.
+    /// Where heartbeats credit starts, at least the longest such gap of any worker's starts.
     /// `None` when unknown; not exported.
     pub arrivals_longest_gap: Option<f64>,
     /// Dequeue (start) rate, in tasks per second.

@@ -148,6 +148,22 @@ impl WorkerState {
         grew.or((front.2 > 0).then_some(front.0))
     }
 
+    /// The longest time between two of this worker's beats that showed starts (0 with fewer
+    /// than two).
+    fn longest_start_gap(&self) -> f64 {
+        let mut last = None::<f64>;
+        let mut longest = 0.0f64;
+        for ((_, _, p0), (t1, _, p1)) in self.beats.iter().zip(self.beats.iter().skip(1)) {
+            if p1 > p0 {
+                if let Some(l) = last {
+                    longest = longest.max(t1 - l);
+                }
+                last = Some(*t1);
+            }
+        }
+        longest
+    }
+
     /// When this worker's first kept beat was heard.
     fn first_seen(&self) -> f64 {
         self.beats.front().map_or(0.0, |b| b.0)
@@ -410,6 +426,7 @@ impl HeartbeatBook {
             };
             heard = heard.min(w.last_seen());
             first = first.min(w.first_seen());
+            out.starts_longest_gap = out.starts_longest_gap.max(w.longest_start_gap());
             out.running = out.running.saturating_add(w.active());
             if let Some(r) = w.start_rate() {
                 rates = Some(rates.unwrap_or(0.0) + r);
@@ -446,6 +463,10 @@ pub struct WorkerSummary {
     /// (0 when they overlap). Workers that never started one (`processed` 0, fresh pods) add
     /// no start.
     pub starts_quiet_for: f64,
+    /// The longest time between two beats of one worker that showed starts, over these
+    /// workers: gaps the flow of starts left before (at least those of the flow together,
+    /// so a quiet judged against it is no sooner a stop).
+    pub starts_longest_gap: f64,
 }
 
 impl WorkerSummary {

@@ -77,9 +77,11 @@ pub(crate) struct QueueEstimates {
     pub dequeue_rate_steady: Option<f64>,
     /// Seconds the rates are read over (the sampler's signal window).
     pub rate_window: Option<f64>,
-    /// Seconds since an arrival was last counted (`None` once heartbeats credit the rate).
+    /// Seconds since an arrival was last counted (where heartbeats credit the rate, the
+    /// smaller of that and the workers' quiet).
     pub arrivals_quiet_for: Option<f64>,
-    /// The longest gap between counted arrivals earlier in the window.
+    /// The longest gap between counted arrivals earlier in the window (where heartbeats
+    /// credit the rate, at least the workers' longest gap between starts).
     pub arrivals_longest_gap: Option<f64>,
     pub wait: Option<Estimate>,
     pub service_time: Option<Estimate>,
@@ -157,9 +159,7 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         // ignores it for a lower bound): with the mark gone, the workers' starts must be
         // quiet too.
         if cleared {
-            est.arrivals_quiet_for = est
-                .arrivals_quiet_for
-                .map(|q| q.min(workers.starts_quiet_for));
+            take_workers_quiet(est, workers);
         }
     }
     let service = workers.service_time();
@@ -192,11 +192,7 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
                 arrived + (steady_starts - dequeued_steady),
                 HEARTBEAT,
             ));
-            // Arrivals now include starts the list never showed: the flow is quiet only as
-            // long as both the list and the workers' starts are.
-            est.arrivals_quiet_for = est
-                .arrivals_quiet_for
-                .map(|q| q.min(workers.starts_quiet_for));
+            take_workers_quiet(est, workers);
         }
         if starts > dequeued {
             let arrived = est.arrival_rate.and_then(|e| e.usable()).unwrap_or(0.0);
@@ -211,6 +207,20 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         est.service_time = Some(Estimate::new(s, HEARTBEAT));
         est.service_rate = Some(workers.busy_start_rate);
     }
+}
+
+/// Arrivals now include starts the list never showed: the flow is quiet only as long as
+/// both the list and the workers' starts are, and a quiet is news only beyond the longest
+/// gap either left before (a producer's batches show as gaps between the workers' starts).
+fn take_workers_quiet(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    est.arrivals_quiet_for = est
+        .arrivals_quiet_for
+        .map(|q| q.min(workers.starts_quiet_for));
+    est.arrivals_longest_gap = Some(
+        est.arrivals_longest_gap
+            .unwrap_or(0.0)
+            .max(workers.starts_longest_gap),
+    );
 }
 
 impl QueueEstimates {

@@ -271,3 +271,19 @@ fn a_worker_that_never_started_a_task_adds_no_start() {
     let s = old.summary(104.0, "celery@").expect("live");
     assert_eq!(s.starts_quiet_for, 4.0);
 }
+
+#[test]
+fn starts_longest_gap_is_the_longest_between_one_workers_beats_with_starts() {
+    let mut b = HeartbeatBook::new(30.0);
+    // a starts tasks in its beats at 2, 4 and 10 s (gap 6); b at 3 and 5 s (gap 2).
+    for (t, p) in [(0.0, 0), (2.0, 3), (4.0, 5), (6.0, 5), (8.0, 5), (10.0, 9)] {
+        b.record(t, &beat("celery@a", 0, p, 2.0));
+    }
+    for (t, p) in [(1.0, 0), (3.0, 1), (5.0, 2), (7.0, 2), (9.0, 2)] {
+        b.record(t, &beat("celery@b", 0, p, 2.0));
+    }
+    let s = b.summary(10.0, "celery@").expect("two live workers");
+    assert_eq!(s.starts_longest_gap, 6.0);
+    let only_b = b.summary(10.0, "celery@b").expect("b is live");
+    assert_eq!(only_b.starts_longest_gap, 2.0);
+}

@@ -119,3 +119,23 @@ impl QueueStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Buckets;
+
+    #[test]
+    fn longest_gap_is_between_non_empty_seconds_of_the_window() {
+        let mut b = Buckets::new(64);
+        for t in [10.2, 10.7, 12.5, 17.1, 18.0] {
+            b.add(t, 1.0);
+        }
+        // Seconds 10, 12, 17 and 18 hold arrivals: gaps 2, 5, 1.
+        assert_eq!(b.longest_gap(20.0, 30), 5.0);
+        // The window's last 5 whole seconds (15–19) hold 17 and 18 only.
+        assert_eq!(b.longest_gap(20.0, 5), 1.0);
+        // One non-empty second leaves no gap; none at all either.
+        assert_eq!(b.longest_gap(20.0, 2), 0.0);
+        assert_eq!(b.longest_gap(40.0, 10), 0.0);
+    }
+}

@@ -744,6 +744,7 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
         busy_start_rate: 1.0,
         capacity: 16.0,
         starts_quiet_for: 0.0,
+        starts_longest_gap: 0.0,
     };
     credit_heartbeats(&mut est, &workers);
     let value = |e: Option<Estimate>| e.map(|e| e.value);
@@ -983,6 +984,7 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
         busy_start_rate: 1.0,
         capacity: 16.0,
         starts_quiet_for: 3.0,
+        starts_longest_gap: 0.0,
     };
     let mut est = QueueEstimates {
         arrivals_quiet_for: Some(20.0),
@@ -1009,6 +1011,7 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
     };
     let idle_workers = WorkerSummary {
         starts_quiet_for: 10.0,
+        starts_longest_gap: 0.0,
         ..workers
     };
     credit_heartbeats(&mut recent, &idle_workers);
@@ -1043,6 +1046,7 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
         busy_start_rate: 3.0,
         capacity: 16.0,
         starts_quiet_for: 1.0,
+        starts_longest_gap: 0.0,
     };
     credit_heartbeats(&mut est, &workers);
     let steady = est.arrival_rate_steady.expect("kept");
@@ -1051,4 +1055,51 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
         (CONSERVATION, SignalMode::Estimated)
     );
     assert_eq!(est.arrivals_quiet_for, Some(1.0));
+}
+
+#[test]
+fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
+    // A producer sends a batch every 5 s into a queue the workers keep empty: the list
+    // counts nothing (gap 0), the workers' starts show the batches (gap 5 s between beats
+    // with starts), and their last start was 4 s ago. A gap the flow left before is no sign
+    // of a stop: the policy keeps the flow.
+    use crate::policy::latency::{decide, LatencySettings};
+    use crate::signals::heartbeat::WorkerSummary;
+    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    use crate::signals::QueueSignals;
+    let workers = |gap: f64| WorkerSummary {
+        workers: 2,
+        running: 0,
+        start_rate: Some(10.0),
+        busy: 4.0,
+        busy_start_rate: 10.0,
+        capacity: 16.0,
+        starts_quiet_for: 4.0,
+        starts_longest_gap: gap,
+    };
+    let decision = |gap: f64| {
+        let mut est = QueueEstimates {
+            arrivals_quiet_for: Some(30.0),
+            arrivals_longest_gap: Some(0.0),
+            rate_window: Some(30.0),
+            ..QueueEstimates::default()
+        };
+        credit_heartbeats(&mut est, &workers(gap));
+        assert_eq!(est.arrivals_quiet_for, Some(4.0));
+        assert_eq!(est.arrivals_longest_gap, Some(gap));
+        let queue = QueueSignals {
+            name: "celery".into(),
+            ..QueueSignals::default()
+        };
+        decide(
+            &LatencySettings::new(4.0, 30.0),
+            &[queue],
+            &[est.signals("celery")],
+        )
+    };
+    let batches = decision(5.0);
+    assert!(batches.active && batches.metric_value > 0.0, "{batches:?}");
+    // Starts that came every beat until 4 s ago: the flow has stopped.
+    let over = decision(2.0);
+    assert!(!over.active && over.metric_value == 0.0, "{over:?}");
 }
