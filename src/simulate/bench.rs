@@ -328,7 +328,7 @@ arrivals = [{ kind = "poisson", rate = 2 }]
 
     /// Bursts on an idle queue with pods that take longer to start than the target: no
     /// autoscaled run can meet it, a fleet up from t = 0 can.
-    const COLD: &str = r#"
+    pub(crate) const COLD: &str = r#"
 name = "cold"
 seed = 5
 duration = 600

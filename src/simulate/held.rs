@@ -7,7 +7,42 @@
 use super::baseline::latency_shortfalls;
 use super::floors::{keda_redis_best, latency_floor, Hold};
 use super::outcome::Signals;
+use super::report::Summary;
 use super::{compare_with_static, Comparison, Scenario, SimError};
+
+/// Latency mode with the Deployment held at zero between bursts, at the fewest K with which
+/// it meets the target.
+pub(crate) struct Held {
+    /// `minReplicaCount` (KEDA starts that many pods on the first task).
+    pub k: u32,
+    /// Latency mode's run under it.
+    pub run: Summary,
+    /// The scenario under that setting.
+    pub scenario: Scenario,
+    /// What it misses of the bar there, every run under the same setting (none: it meets).
+    pub shortfalls: Vec<String>,
+}
+
+/// [`Held`] for `sc` on `signals`, K tried from 1 up to `keda.max_replicas`; `None` when no
+/// K meets the target. The bar is judged against `cmp`'s best static fleet.
+pub(crate) fn held_at_floor(
+    sc: &Scenario,
+    cmp: &Comparison,
+    signals: Signals,
+) -> Result<Option<Held>, SimError> {
+    let Some((k, run)) = latency_floor(sc, Hold::Idle, signals, sc.keda.max_replicas)? else {
+        return Ok(None);
+    };
+    let scenario = Hold::Idle.apply(sc, k);
+    let at_k = compare_with_static(&scenario, cmp.static_best.clone())?;
+    let shortfalls = latency_shortfalls(&scenario, &at_k);
+    Ok(Some(Held {
+        k,
+        run,
+        scenario,
+        shortfalls,
+    }))
+}
 
 /// The answer when the Deployment may sit at zero between bursts (not always cheaper than
 /// the warm floor: a queue busy most of the day pays K at every wave): the fewest pods K
@@ -21,13 +56,18 @@ pub(crate) fn idle_floor_text(
     signals: Signals,
 ) -> Result<(String, bool), SimError> {
     let max = sc.keda.max_replicas;
-    let Some((k, s)) = latency_floor(sc, Hold::Idle, signals, max)? else {
+    let Some(Held {
+        k,
+        run: s,
+        scenario: held,
+        shortfalls: short,
+    }) = held_at_floor(sc, cmp, signals)?
+    else {
         return Ok((
             format!("held at zero (`idleReplicaCount` 0), not even with `minReplicaCount` {max}"),
             false,
         ));
     };
-    let held = Hold::Idle.apply(sc, k);
     let keda = match keda_redis_best(&held)? {
         Some((l, r)) => format!(
             "keda-redis with the same: `listLength` {l}, p95 {:.2} s, {:.0} pod-s",
@@ -35,8 +75,6 @@ pub(crate) fn idle_floor_text(
         ),
         None => "no keda-redis grid to compare".into(),
     };
-    let at_k = compare_with_static(&held, cmp.static_best.clone())?;
-    let short = latency_shortfalls(&held, &at_k);
     let bar = if short.is_empty() {
         "with it latency mode meets the bar".to_string()
     } else {

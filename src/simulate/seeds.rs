@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::baseline::{latency_judged, meets_bar};
-use super::{compare, Scenario, SimError};
+use super::held::held_at_floor;
+use super::{compare, Comparison, Scenario, Signals, SimError, LATENCY_REAL};
 
 /// What the scenarios' seeds are offset by for the seed-sensitivity table: task lengths,
 /// random arrivals and pod start-ups drawn anew (traces and bursts stay).
@@ -16,7 +17,9 @@ const SEEDS_INTRO: &str = "
 The library's verdicts rest on one seed per scenario. The same scenarios under the same
 settings with their `seed` offset (task lengths, random arrivals and pod start-ups drawn
 anew; traces and bursts stay): whether latency mode on real signals meets the bar, with its
-pod-seconds and p95 wait.
+pod-seconds and p95 wait. Where it misses its target and a static fleet meets it, the cell
+adds the fewest `minReplicaCount` K with which it meets the target held at zero between
+bursts (`idleReplicaCount` 0) and whether it then meets the bar.
 
 ";
 
@@ -40,7 +43,40 @@ fn verdict_cell(sc: &Scenario) -> Result<(bool, String), SimError> {
                 )
             },
         );
-    Ok((ok, cell))
+    Ok((ok, cell + &held_note(sc, &cmp)?))
+}
+
+/// Where latency mode misses its target and the best static fleet meets it: the
+/// held-at-zero K and its verdict (empty otherwise).
+fn held_note(sc: &Scenario, cmp: &Comparison) -> Result<String, SimError> {
+    let judged = latency_judged(cmp);
+    let missed = cmp
+        .summaries
+        .iter()
+        .find(|s| s.policy == judged)
+        .is_some_and(|s| s.wait_p95 > sc.target_latency);
+    if !(missed && cmp.static_best.meets) {
+        return Ok(String::new());
+    }
+    let signals = if judged == LATENCY_REAL {
+        Signals::Real
+    } else {
+        Signals::Oracle
+    };
+    Ok(match held_at_floor(sc, cmp, signals)? {
+        Some(h) => format!(
+            "; held at zero, K = {}: {} ({:.0} pod-s, p95 {:.2} s)",
+            h.k,
+            if h.shortfalls.is_empty() {
+                "meets"
+            } else {
+                "misses"
+            },
+            h.run.pod_seconds,
+            h.run.wait_p95
+        ),
+        None => "; held at zero: no K meets the target".into(),
+    })
 }
 
 /// The seed-sensitivity table: each scenario under the recommended settings at its own seed
@@ -88,7 +124,7 @@ pub(crate) fn seed_table(runs: &[(Scenario, bool)]) -> Result<String, SimError> 
 mod tests {
     use super::*;
 
-    use crate::simulate::bench::tests::FEASIBLE;
+    use crate::simulate::bench::tests::{COLD, FEASIBLE};
 
     #[test]
     fn each_scenario_is_judged_again_at_every_seed_offset() {
@@ -124,5 +160,40 @@ mod tests {
             md.contains("on 1 of 2 scenarios at the library's seeds"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_missed_target_gets_the_held_at_zero_floor_and_its_verdict() {
+        // Bursts on an idle queue with pods ready in 4 s: from zero latency mode misses the
+        // 10 s target, a fleet up from the start meets it, and K pods started at once on
+        // the first task meet it too.
+        let text = COLD
+            .replace("value = 20", "value = 4")
+            .replace("value = 0.5", "value = 1")
+            .replace("count = 60", "count = 120");
+        let sc = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let md = seed_table(&[(sc.clone(), false)]).unwrap_or_else(|e| panic!("{e}"));
+        for off in SEED_OFFSETS {
+            let mut s = sc.clone();
+            s.seed = sc.seed + off;
+            let cmp = compare(&s).unwrap_or_else(|e| panic!("{e}"));
+            let held = held_at_floor(&s, &cmp, Signals::Real)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no K at seed + {off}: {md}"));
+            let word = if held.shortfalls.is_empty() {
+                "meets"
+            } else {
+                "misses"
+            };
+            let want = format!(
+                "; held at zero, K = {}: {word} ({:.0} pod-s, p95 {:.2} s) |",
+                held.k, held.run.pod_seconds, held.run.wait_p95
+            );
+            assert!(md.contains(&want), "{want}\n{md}");
+        }
+        // A scenario that meets its target gets no such note.
+        let feasible = Scenario::parse(FEASIBLE).unwrap_or_else(|e| panic!("{e}"));
+        let md = seed_table(&[(feasible, true)]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!md.contains("held at zero, K"), "{md}");
     }
 }
