@@ -73,31 +73,15 @@ impl RateEstimator {
     pub fn quiet_for(&self) -> Option<f64> {
         let &(last, _) = self.samples.back()?;
         let &(first, _) = self.samples.front().filter(|_| self.samples.len() > 1)?;
-        let moved = self
-            .samples
-            .iter()
-            .zip(self.samples.iter().skip(1))
-            .rev()
-            .find(|((_, c0), (_, c1))| c1 > c0)
-            .map_or(first, |(_, (t1, _))| *t1);
-        Some(last - moved)
+        let (moved, _) = increases(self.samples.iter().copied());
+        Some(last - moved.unwrap_or(first))
     }
 
     /// The longest time between two samples that counted events, within the window: the
     /// longest quiet the flow itself left before its latest events (0 with fewer than two
     /// such samples). A producer that sends in batches leaves gaps a Poisson flow would not.
     pub fn longest_gap(&self) -> f64 {
-        let mut last = None::<f64>;
-        let mut longest = 0.0f64;
-        for ((_, c0), (t1, c1)) in self.samples.iter().zip(self.samples.iter().skip(1)) {
-            if c1 > c0 {
-                if let Some(l) = last {
-                    longest = longest.max(t1 - l);
-                }
-                last = Some(*t1);
-            }
-        }
-        longest
+        increases(self.samples.iter().copied()).1
     }
 
     /// Seconds the rates are read over.
@@ -113,6 +97,23 @@ impl RateEstimator {
         let (t1, c1) = *self.samples.back()?;
         (t1 > t0).then(|| c1.saturating_sub(c0) as f64 / (t1 - t0))
     }
+}
+
+/// Where a cumulative counter sampled at `points` (time, count; oldest first) grew: the time
+/// of the latest sample that counted events (`None` when none did), and the longest time
+/// between two samples that did (0 with fewer than two).
+pub(super) fn increases(points: impl Iterator<Item = (f64, u64)>) -> (Option<f64>, f64) {
+    let (mut last, mut longest, mut previous) = (None::<f64>, 0.0f64, None::<u64>);
+    for (t, c) in points {
+        if previous.is_some_and(|p| c > p) {
+            if let Some(l) = last {
+                longest = longest.max(t - l);
+            }
+            last = Some(t);
+        }
+        previous = Some(c);
+    }
+    (last, longest)
 }
 
 /// Rate of a cumulative counter sampled at `first` … `previous`, `last` (time, count): the

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::estimate::{littles_law, rate_of};
+use super::estimate::{increases, littles_law, rate_of};
 
 /// Default of the config key `max_worker_concurrency`: `active` above it is clamped.
 pub const DEFAULT_MAX_WORKER_CONCURRENCY: u64 = 256;
@@ -138,30 +138,19 @@ impl WorkerState {
     /// 0 throughout: a pod that came up after the work was done).
     fn last_start(&self) -> Option<f64> {
         let front = self.beats.front()?;
-        let grew = self
-            .beats
-            .iter()
-            .zip(self.beats.iter().skip(1))
-            .rev()
-            .find(|((_, _, p0), (_, _, p1))| p1 > p0)
-            .map(|(_, b)| b.0);
+        let (grew, _) = increases(self.processed());
         grew.or((front.2 > 0).then_some(front.0))
+    }
+
+    /// (time, `processed`) of the kept beats, oldest first.
+    fn processed(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.beats.iter().map(|&(t, _, p)| (t, p))
     }
 
     /// The longest time between two of this worker's beats that showed starts (0 with fewer
     /// than two).
     fn longest_start_gap(&self) -> f64 {
-        let mut last = None::<f64>;
-        let mut longest = 0.0f64;
-        for ((_, _, p0), (t1, _, p1)) in self.beats.iter().zip(self.beats.iter().skip(1)) {
-            if p1 > p0 {
-                if let Some(l) = last {
-                    longest = longest.max(t1 - l);
-                }
-                last = Some(*t1);
-            }
-        }
-        longest
+        increases(self.processed()).1
     }
 
     /// When this worker's first kept beat was heard.

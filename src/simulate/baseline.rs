@@ -5,7 +5,7 @@
 
 use super::engine::simulate;
 use super::error::SimError;
-use super::outcome::{PolicyKind, PolicyRun};
+use super::outcome::{PolicyKind, PolicyRun, Signals};
 use super::rng::Dist;
 use super::scenario::Scenario;
 pub use super::summary::StaticBest;
@@ -115,6 +115,15 @@ pub fn latency_judged(cmp: &Comparison) -> &'static str {
         LATENCY_REAL
     } else {
         LATENCY_ORACLE
+    }
+}
+
+/// The signals of the run [`latency_judged`] names.
+pub fn judged_signals(cmp: &Comparison) -> Signals {
+    if latency_judged(cmp) == LATENCY_REAL {
+        Signals::Real
+    } else {
+        Signals::Oracle
     }
 }
 

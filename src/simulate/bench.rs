@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::baseline::{
-    anything_meets, autoscaled_meets, cheapest_keda, latency_judged, latency_shortfalls, meets_bar,
+    anything_meets, autoscaled_meets, cheapest_keda, judged_signals, latency_judged,
+    latency_shortfalls, meets_bar,
 };
 use super::floors::warm_floor;
 use super::held::{held_clause, idle_floor_text};
-use super::outcome::Signals;
 use super::recommended::recommended;
 use super::report::Summary;
 use super::seeds::seed_table;
@@ -276,11 +276,7 @@ fn warm_floor_note(sc: &Scenario, cmp: &Comparison) -> Result<(String, bool), Si
     let cold = lat
         .and_then(|s| s.cold_start_max)
         .map_or("-".into(), |c| format!("{c:.1} s"));
-    let signals = if judged == LATENCY_REAL {
-        Signals::Real
-    } else {
-        Signals::Oracle
-    };
+    let signals = judged_signals(cmp);
     let n = cmp.static_best.replicas;
     let what = match warm_floor(sc, signals, n)? {
         Some((floor, s)) => format!(
@@ -303,6 +299,7 @@ fn warm_floor_note(sc: &Scenario, cmp: &Comparison) -> Result<(String, bool), Si
 pub(crate) mod tests {
     use super::*;
     use crate::simulate::floors::{keda_redis_best, latency_floor, Hold};
+    use crate::simulate::Signals;
 
     /// A small Poisson scenario that autoscaling can serve within its target.
     pub(crate) const FEASIBLE: &str = r#"
@@ -328,7 +325,7 @@ arrivals = [{ kind = "poisson", rate = 2 }]
 
     /// Bursts on an idle queue with pods that take longer to start than the target: no
     /// autoscaled run can meet it, a fleet up from t = 0 can.
-    pub(crate) const COLD: &str = r#"
+    const COLD: &str = r#"
 name = "cold"
 seed = 5
 duration = 600
@@ -348,6 +345,14 @@ name = "celery"
 duration = { kind = "constant", value = 0.5 }
 arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst", at = 400, count = 60, over = 2 }]
 "#;
+
+    /// [`COLD`] with pods ready in 4 s, one-second tasks and bursts of 120: from zero it
+    /// misses the 10 s target, and K pods started at once on the first task can meet it.
+    pub(crate) fn cold_fast_pods() -> String {
+        COLD.replace("value = 20", "value = 4")
+            .replace("value = 0.5", "value = 1")
+            .replace("count = 60", "count = 120")
+    }
 
     #[test]
     fn when_only_a_fleet_up_from_the_start_meets_the_target_the_report_computes_the_warm_floor() {
@@ -400,10 +405,7 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
     #[test]
     fn where_pods_start_within_the_target_the_report_gives_the_minimum_started_from_zero() {
         // Pods ready in 4 s: K of them started on the first task can meet the 10 s target.
-        let text = COLD
-            .replace("value = 20", "value = 4")
-            .replace("value = 0.5", "value = 1")
-            .replace("count = 60", "count = 120");
+        let text = cold_fast_pods();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.path().join("cold.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
         let md = bench_scaling(dir.path()).unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,7 @@
 //! latency mode falls short").
 
 use super::baseline::latency_shortfalls;
-use super::floors::{keda_redis_best, latency_floor, Hold};
+use super::floors::{latency_floor, Hold};
 use super::outcome::Signals;
 use super::report::Summary;
 use super::{compare_with_static, Comparison, Scenario, SimError};
@@ -17,10 +17,11 @@ pub(crate) struct Held {
     pub k: u32,
     /// Latency mode's run under it.
     pub run: Summary,
-    /// The scenario under that setting.
-    pub scenario: Scenario,
     /// What it misses of the bar there, every run under the same setting (none: it meets).
     pub shortfalls: Vec<String>,
+    /// keda-redis' best `listLength` under the same setting and its run (the grid's first:
+    /// the cheapest meeting the target, else the lowest p95).
+    pub keda: Option<(f64, Summary)>,
 }
 
 /// [`Held`] for `sc` on `signals`, K tried from 1 up to `keda.max_replicas`; `None` when no
@@ -36,11 +37,16 @@ pub(crate) fn held_at_floor(
     let scenario = Hold::Idle.apply(sc, k);
     let at_k = compare_with_static(&scenario, cmp.static_best.clone())?;
     let shortfalls = latency_shortfalls(&scenario, &at_k);
+    let keda = at_k
+        .grid_list_lengths
+        .first()
+        .copied()
+        .zip(at_k.grid.first().cloned());
     Ok(Some(Held {
         k,
         run,
-        scenario,
         shortfalls,
+        keda,
     }))
 }
 
@@ -59,8 +65,8 @@ pub(crate) fn idle_floor_text(
     let Some(Held {
         k,
         run: s,
-        scenario: held,
         shortfalls: short,
+        keda,
     }) = held_at_floor(sc, cmp, signals)?
     else {
         return Ok((
@@ -68,7 +74,7 @@ pub(crate) fn idle_floor_text(
             false,
         ));
     };
-    let keda = match keda_redis_best(&held)? {
+    let keda = match keda {
         Some((l, r)) => format!(
             "keda-redis with the same: `listLength` {l}, p95 {:.2} s, {:.0} pod-s",
             r.wait_p95, r.pod_seconds

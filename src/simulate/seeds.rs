@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::baseline::{latency_judged, meets_bar};
+use super::baseline::{judged_signals, latency_judged, meets_bar};
 use super::held::held_at_floor;
-use super::{compare, Comparison, Scenario, Signals, SimError, LATENCY_REAL};
+use super::{compare, Comparison, Scenario, SimError};
 
 /// What the scenarios' seeds are offset by for the seed-sensitivity table: task lengths,
 /// random arrivals and pod start-ups drawn anew (traces and bursts stay).
@@ -58,12 +58,7 @@ fn held_note(sc: &Scenario, cmp: &Comparison) -> Result<String, SimError> {
     if !(missed && cmp.static_best.meets) {
         return Ok(String::new());
     }
-    let signals = if judged == LATENCY_REAL {
-        Signals::Real
-    } else {
-        Signals::Oracle
-    };
-    Ok(match held_at_floor(sc, cmp, signals)? {
+    Ok(match held_at_floor(sc, cmp, judged_signals(cmp))? {
         Some(h) => format!(
             "; held at zero, K = {}: {} ({:.0} pod-s, p95 {:.2} s)",
             h.k,
@@ -124,7 +119,8 @@ pub(crate) fn seed_table(runs: &[(Scenario, bool)]) -> Result<String, SimError> 
 mod tests {
     use super::*;
 
-    use crate::simulate::bench::tests::{COLD, FEASIBLE};
+    use crate::simulate::bench::tests::{cold_fast_pods, FEASIBLE};
+    use crate::simulate::Signals;
 
     #[test]
     fn each_scenario_is_judged_again_at_every_seed_offset() {
@@ -167,10 +163,7 @@ mod tests {
         // Bursts on an idle queue with pods ready in 4 s: from zero latency mode misses the
         // 10 s target, a fleet up from the start meets it, and K pods started at once on
         // the first task meet it too.
-        let text = COLD
-            .replace("value = 20", "value = 4")
-            .replace("value = 0.5", "value = 1")
-            .replace("count = 60", "count = 120");
+        let text = cold_fast_pods();
         let sc = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let md = seed_table(&[(sc.clone(), false)]).unwrap_or_else(|e| panic!("{e}"));
         for off in SEED_OFFSETS {

@@ -2,7 +2,7 @@
 //! clocks, heartbeats credited to queues, lower bounds and their warning.
 
 use super::*;
-use crate::signals::heartbeat::HeartbeatBook;
+use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary};
 use crate::signals::live::events::KeyEvents;
 use crate::signals::live::queue::QueueChurn;
 use crate::signals::live::{
@@ -64,6 +64,21 @@ pub(crate) fn tick_churn(
     );
     let e = data.queues[&(w.layout.clone(), "celery".to_string())].clone();
     (e, data.unobservable.len())
+}
+
+/// Two workers with 4 tasks running, 3 starts/s (1/s over their window, 4 busy slots) and
+/// 16 slots, whose starts are not quiet: what the heartbeat-credit tests vary.
+fn two_workers() -> WorkerSummary {
+    WorkerSummary {
+        workers: 2,
+        running: 4,
+        start_rate: Some(3.0),
+        busy: 4.0,
+        busy_start_rate: 1.0,
+        capacity: 16.0,
+        starts_quiet_for: 0.0,
+        starts_longest_gap: 0.0,
+    }
 }
 
 #[test]
@@ -733,19 +748,9 @@ fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
 fn the_steady_rate_credits_the_workers_smoothed_starts() {
     // The workers' summed burst fast paths read 3 starts/s; over their window they started
     // 1 per second. The exported λ keeps the fast path, the policy's steady λ does not.
-    use crate::signals::heartbeat::WorkerSummary;
     use crate::signals::live::{credit_heartbeats, QueueEstimates};
     let mut est = QueueEstimates::default();
-    let workers = WorkerSummary {
-        workers: 2,
-        running: 4,
-        start_rate: Some(3.0),
-        busy: 4.0,
-        busy_start_rate: 1.0,
-        capacity: 16.0,
-        starts_quiet_for: 0.0,
-        starts_longest_gap: 0.0,
-    };
+    let workers = two_workers();
     credit_heartbeats(&mut est, &workers);
     let value = |e: Option<Estimate>| e.map(|e| e.value);
     assert_eq!(value(est.arrival_rate), Some(3.0));
@@ -974,17 +979,10 @@ fn a_queue_watched_with_two_visibility_timeouts_is_restored_at_the_shorter() {
 fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_tasks() {
     // The list has been quiet for 20 s, but the workers started tasks 3 s ago: the credited
     // flow (arrivals the list never showed) is quiet for 3 s only.
-    use crate::signals::heartbeat::WorkerSummary;
     use crate::signals::live::{credit_heartbeats, QueueEstimates};
     let workers = WorkerSummary {
-        workers: 2,
-        running: 4,
-        start_rate: Some(3.0),
-        busy: 4.0,
-        busy_start_rate: 1.0,
-        capacity: 16.0,
         starts_quiet_for: 3.0,
-        starts_longest_gap: 0.0,
+        ..two_workers()
     };
     let mut est = QueueEstimates {
         arrivals_quiet_for: Some(20.0),
@@ -1028,7 +1026,6 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
     // started tasks 1 s ago: heartbeats clear the lower-bound mark without crediting the
     // steady rate (the counted dequeues already cover the starts), and the list's quiet
     // must not then read as a stopped flow.
-    use crate::signals::heartbeat::WorkerSummary;
     use crate::signals::live::{credit_heartbeats, QueueEstimates};
     let mut est = QueueEstimates {
         arrival_rate: Some(Estimate::lower_bound(2.0, CONSERVATION)),
@@ -1040,13 +1037,9 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
     };
     let workers = WorkerSummary {
         workers: 1,
-        running: 4,
-        start_rate: Some(3.0),
-        busy: 4.0,
         busy_start_rate: 3.0,
-        capacity: 16.0,
         starts_quiet_for: 1.0,
-        starts_longest_gap: 0.0,
+        ..two_workers()
     };
     credit_heartbeats(&mut est, &workers);
     let steady = est.arrival_rate_steady.expect("kept");
@@ -1064,18 +1057,15 @@ fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
     // with starts), and their last start was 4 s ago. A gap the flow left before is no sign
     // of a stop: the policy keeps the flow.
     use crate::policy::latency::{decide, LatencySettings};
-    use crate::signals::heartbeat::WorkerSummary;
     use crate::signals::live::{credit_heartbeats, QueueEstimates};
     use crate::signals::QueueSignals;
     let workers = |gap: f64| WorkerSummary {
-        workers: 2,
         running: 0,
         start_rate: Some(10.0),
-        busy: 4.0,
         busy_start_rate: 10.0,
-        capacity: 16.0,
         starts_quiet_for: 4.0,
         starts_longest_gap: gap,
+        ..two_workers()
     };
     let decision = |gap: f64| {
         let mut est = QueueEstimates {
