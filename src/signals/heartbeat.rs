@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::estimate::{increases, littles_law, rate_of};
+use super::estimate::{increases, rate_of};
 
 /// Default of the config key `max_worker_concurrency`: `active` above it is clamped.
 pub const DEFAULT_MAX_WORKER_CONCURRENCY: u64 = 256;
@@ -156,6 +156,21 @@ impl WorkerState {
     /// When this worker's first kept beat was heard.
     fn first_seen(&self) -> f64 {
         self.beats.front().map_or(0.0, |b| b.0)
+    }
+
+    /// Task starts per second over `window` seconds: the starts of the kept beats over
+    /// their span, or over `window` when they span less (a pod younger than the window).
+    fn window_start_rate(&self, window: f64) -> f64 {
+        let (Some(&(t0, _, p0)), Some(&(t1, _, p1))) = (self.beats.front(), self.beats.back())
+        else {
+            return 0.0;
+        };
+        let span = (t1 - t0).max(window);
+        if span > 0.0 && span.is_finite() {
+            p1.saturating_sub(p0) as f64 / span
+        } else {
+            0.0
+        }
     }
 
     /// Mean busy slots and task starts per second over the same heartbeats: `active` of the
@@ -424,6 +439,7 @@ impl HeartbeatBook {
                 out.busy += busy;
                 out.busy_start_rate += rate;
             }
+            out.window_start_rate += w.window_start_rate(self.window);
         }
         out.start_rate = rates;
         // No worker ever started a task: quiet for as long as their beats go back.
@@ -433,53 +449,10 @@ impl HeartbeatBook {
     }
 }
 
-/// What the live workers matching one pattern report together.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct WorkerSummary {
-    pub workers: usize,
-    /// Σ `active` (latest heartbeats).
-    pub running: u64,
-    /// Σ task starts per second over workers with a rate yet.
-    pub start_rate: Option<f64>,
-    /// Σ time-averaged `active` over the window.
-    pub busy: f64,
-    /// Σ task starts per second over the same heartbeats as `busy` (smoothed, no fast path).
-    pub busy_start_rate: f64,
-    /// The most slots these workers can keep busy: workers × the per-worker maximum.
-    pub capacity: f64,
-    /// Seconds none of these workers started a task, as far as all their latest heartbeats
-    /// tell: from the latest beat of any with a start to the earliest of their latest beats
-    /// (0 when they overlap). Workers that never started one (`processed` 0, fresh pods) add
-    /// no start.
-    pub starts_quiet_for: f64,
-    /// The longest time between two beats of one worker that showed starts, over these
-    /// workers: gaps the flow of starts left before (at least those of the flow together,
-    /// so a quiet judged against it is no sooner a stop).
-    pub starts_longest_gap: f64,
-}
-
-impl WorkerSummary {
-    /// Service time by Little's law over these workers: mean busy slots / start rate, both
-    /// over the same heartbeats.
-    pub fn service_time(&self) -> Option<f64> {
-        littles_law(self.busy, self.busy_start_rate)
-    }
-
-    /// `rate` limited so that `rate × service_time` (the busy slots it implies, with the
-    /// service time taken as at least 1 / [`MAX_STARTS_PER_SLOT`], as the policy does) stays
-    /// within the workers' capacity: what they started cannot have kept more slots busy than
-    /// exist.
-    pub fn bounded_rate(&self, rate: f64, service_time: f64) -> f64 {
-        let s = service_time.max(1.0 / MAX_STARTS_PER_SLOT);
-        if rate * s > self.capacity {
-            self.capacity / s
-        } else {
-            rate
-        }
-    }
-}
-
 mod glob;
+mod summary;
+
+pub use summary::WorkerSummary;
 
 pub use glob::glob_match;
 #[cfg(test)]

@@ -177,8 +177,11 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         let dequeued = est.dequeue_rate.and_then(|e| e.usable()).unwrap_or(0.0);
         // The steady λ takes the smoothed starts: summing each worker's burst fast path
         // (a beat with two starts on a worker that averages one per minute) biases the
-        // start rate upwards, and the policy would hold that as pods.
-        let steady_starts = workers.bounded_rate(workers.busy_start_rate, s);
+        // start rate upwards, and the policy would hold that as pods. Each worker's starts
+        // count over the whole window, as the list's dequeues do: a pod up for 6 s of a
+        // 30 s window that started 12 tasks adds 0.4/s, not 2/s (fresh pods after a burst
+        // credited a flow the list never missed).
+        let steady_starts = workers.bounded_rate(workers.window_start_rate, s);
         let dequeued_steady = est
             .dequeue_rate_steady
             .filter(|_| est.dequeue_rate.is_some())

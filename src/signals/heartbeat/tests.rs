@@ -287,3 +287,33 @@ fn starts_longest_gap_is_the_longest_between_one_workers_beats_with_starts() {
     let only_b = b.summary(10.0, "celery@b").expect("b is live");
     assert_eq!(only_b.starts_longest_gap, 2.0);
 }
+
+#[test]
+fn a_pod_younger_than_the_window_counts_its_starts_over_the_window() {
+    // Pod a came up 10 s ago and started 20 tasks since: 2/s over its own beats (what Little's
+    // law pairs with its busy slots), 20/30 over the 30 s window a list's rate is counted
+    // over. Pod b has beats across the whole window: both rates agree.
+    let mut b = HeartbeatBook::new(30.0);
+    for (t, p) in [
+        (100.0, 0),
+        (102.0, 4),
+        (104.0, 8),
+        (106.0, 12),
+        (108.0, 16),
+        (110.0, 20),
+    ] {
+        b.record(t, &beat("celery@a", 1, p, 2.0));
+    }
+    let young = b.summary(110.0, "celery@a").expect("a is live");
+    assert_eq!(young.busy_start_rate, 2.0);
+    assert_eq!(young.window_start_rate, 20.0 / 30.0);
+    for i in 0..=20u32 {
+        let t = 70.0 + 2.0 * f64::from(i);
+        b.record(t, &beat("celery@b", 1, u64::from(i) * 3, 2.0));
+    }
+    let old = b.summary(110.0, "celery@b").expect("b is live");
+    assert!(old.busy_start_rate > 0.0);
+    assert_eq!(old.window_start_rate, old.busy_start_rate);
+    let both = b.summary(110.0, "celery@").expect("two live workers");
+    assert_eq!(both.window_start_rate, 20.0 / 30.0 + old.busy_start_rate);
+}

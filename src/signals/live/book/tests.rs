@@ -75,6 +75,7 @@ fn two_workers() -> WorkerSummary {
         start_rate: Some(3.0),
         busy: 4.0,
         busy_start_rate: 1.0,
+        window_start_rate: 1.0,
         capacity: 16.0,
         starts_quiet_for: 0.0,
         starts_longest_gap: 0.0,
@@ -1038,6 +1039,7 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
     let workers = WorkerSummary {
         workers: 1,
         busy_start_rate: 3.0,
+        window_start_rate: 3.0,
         starts_quiet_for: 1.0,
         ..two_workers()
     };
@@ -1063,6 +1065,7 @@ fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
         running: 0,
         start_rate: Some(10.0),
         busy_start_rate: 10.0,
+        window_start_rate: 10.0,
         starts_quiet_for: 4.0,
         starts_longest_gap: gap,
         ..two_workers()
