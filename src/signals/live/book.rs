@@ -47,7 +47,7 @@ pub(crate) const LPOS_MAXLEN: u64 = 20_000;
 pub(crate) struct Plan {
     /// Keys whose head and tail tags to read: keys of queues not in exact mode that were not
     /// empty at the previous tick (an empty list has no ends; a list that just filled is read
-    /// from the next tick on, so its wait may be short by one tick).
+    /// from the next tick on, and dated until then from the mid-point of the two ticks).
     pub tail_keys: Vec<Vec<u8>>,
     /// Keys (among `tail_keys`) and the head message read at the previous tick, to find
     /// with `LPOS`.

@@ -55,7 +55,11 @@ pub(crate) struct KeysTick {
 impl KeyLive {
     /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
     /// they were read) and returns the tail message's age then; a key empty at either tick
-    /// is not read, and forgets its old ends (`prev`: the previous tick's time).
+    /// is not read, and forgets its old ends (`prev`: the previous tick's time). A key that
+    /// was empty at the previous tick and holds messages now was filled since: its oldest
+    /// message is dated from the mid-point of the two ticks at once (at most half a tick
+    /// off), and its tail tag from the same instant at the next tick; on the sampler's
+    /// first tick nothing is known of its past (`None`).
     pub(crate) fn observe_ends(
         &mut self,
         now: f64,
@@ -78,7 +82,7 @@ impl KeyLive {
             None if self.llen == 0 || llen == 0 => {
                 self.tail.observe(now, None, None);
                 self.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
-                None
+                prev.and(self.filled_at).map(|t| now - t)
             }
             None => None,
         }

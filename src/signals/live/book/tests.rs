@@ -1096,3 +1096,44 @@ fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
     let over = decision(2.0);
     assert!(!over.active && over.metric_value == 0.0, "{over:?}");
 }
+
+#[test]
+fn a_list_that_just_filled_has_the_age_of_half_a_tick() {
+    // The list was empty at 10 s and holds a task at 11 s: its ends are read from the next
+    // tick on (the plan reads only lists non-empty at the previous tick), but the task is
+    // at most one tick old, so the wait is known at once: from the mid-point, 0.5 s. On
+    // the sampler's very first tick nothing is known of the list's past: no wait. The next
+    // tick dates the tail from the same mid-point.
+    let mut book = LiveBook::new(10.0);
+    let w = watch(&["celery"]);
+    let mut st = EventState::default();
+    let mut at = |now: f64, backlog: u64, ends: Option<&str>, book: &mut LiveBook| {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), backlog);
+        if let Some(tag) = ends {
+            let tag = Some(tag.to_string());
+            extras.ends.insert(b"celery".to_vec(), (tag.clone(), tag));
+        }
+        let d = book.update(
+            now,
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| backlog,
+            |_, _| 0,
+        );
+        d.queues[&(w.layout.clone(), "celery".to_string())].wait
+    };
+    assert_eq!(at(9.0, 0, None, &mut book).map(|e| e.value), Some(0.0));
+    assert_eq!(at(10.0, 0, None, &mut book).map(|e| e.value), Some(0.0));
+    assert_eq!(
+        at(11.0, 1, None, &mut book),
+        Some(Estimate::new(0.5, TAIL_TAG))
+    );
+    assert_eq!(
+        at(12.0, 1, Some("a"), &mut book).map(|e| e.value),
+        Some(1.5)
+    );
+    let mut fresh = LiveBook::new(10.0);
+    assert_eq!(at(0.0, 1, None, &mut fresh), None);
+}
