@@ -79,8 +79,9 @@ pub struct LiveSignals {
     /// policy sizes its steady flow on (a burst reaches it through the backlog). `None`
     /// falls back to `arrival_rate`.
     pub arrival_rate_steady: Option<Estimate>,
-    /// Seconds the arrival rate is read over; `None` when unknown. With it the latency policy
-    /// can tell a rate that rests on a single arrival from a flow.
+    /// Seconds the arrival rate is read over (the window, or less in the sampler's first
+    /// seconds); `None` when unknown. With it the latency policy can tell a rate that rests
+    /// on a few arrivals from a flow.
     pub rate_window: Option<f64>,
     /// Seconds since an arrival was last counted, as of the sampler's tick: with it the
     /// latency policy can tell a flow that has stopped (a burst that is over) from one that

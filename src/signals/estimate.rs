@@ -89,6 +89,16 @@ impl RateEstimator {
         self.window
     }
 
+    /// Seconds the smoothed rate is read over now: the window once the samples cover it
+    /// (up to a tick more, the sample kept at or before its start), less while they do not
+    /// yet (the sampler's first seconds, or a counter that restarted); `None` before two
+    /// samples. The smoothed rate × this span is the count it rests on.
+    pub fn span(&self) -> Option<f64> {
+        let (t0, _) = *self.samples.front()?;
+        let (t1, _) = *self.samples.back()?;
+        (t1 > t0).then_some(t1 - t0)
+    }
+
     /// Events per second over the window, without the burst fast path: what the latency
     /// policy sizes a steady flow on (its drain term sees a burst in the backlog at once).
     /// `None` before two samples.

@@ -528,3 +528,23 @@ fn longest_gap_is_between_samples_that_counted() {
     }
     assert_eq!(once.longest_gap(), 0.0);
 }
+
+#[test]
+fn the_span_is_what_the_smoothed_rate_was_read_over() {
+    // The sampler's first 0.6 s: one event reads 1/0.6 per second over 0.6 s, the count it
+    // rests on being 1, not 1/0.6 × the 30 s window. Once the samples cover the window the
+    // span is the window (and up to a tick more).
+    let mut r = RateEstimator::new(30.0);
+    assert_eq!(r.span(), None);
+    r.observe(100.0, 0);
+    assert_eq!(r.span(), None);
+    r.observe(100.6, 1);
+    let (rate, span) = (r.smoothed_rate().unwrap(), r.span().unwrap());
+    assert!(close(span, 0.6, 1e-9), "{span}");
+    assert!(close(rate * span, 1.0, 1e-9));
+    for s in 1..=40u64 {
+        r.observe(100.6 + s as f64, 1);
+    }
+    let span = r.span().unwrap();
+    assert!((30.0..31.0).contains(&span), "{span}");
+}

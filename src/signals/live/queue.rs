@@ -261,7 +261,7 @@ impl QueueLive {
             arrival_rate_steady: self.arrivals.smoothed_rate().map(rate),
             dequeue_rate: self.dequeues.rate().map(rate),
             dequeue_rate_steady: self.dequeues.smoothed_rate(),
-            rate_window: Some(self.arrivals.window()),
+            rate_window: self.arrivals.span(),
             arrivals_quiet_for: self.arrivals.quiet_for(),
             arrivals_longest_gap: Some(self.arrivals.longest_gap()),
             wait,

@@ -1137,3 +1137,34 @@ fn a_list_that_just_filled_has_the_age_of_half_a_tick() {
     let mut fresh = LiveBook::new(10.0);
     assert_eq!(at(0.0, 1, None, &mut fresh), None);
 }
+
+#[test]
+fn one_arrival_in_the_samplers_first_ticks_is_a_few_arrivals_not_a_flow() {
+    // The sampler started 0.6 s ago and a task was listed since: λ reads 1/0.6 s. Over the
+    // 30 s window that was 50 arrivals and a flow of λ·S = 16.6 slots for T = 10 s (the
+    // scaler's first seconds after a restart sized a lone task as five pods); it rests on
+    // one, so the steady term is 0 and the task asks for one pod.
+    use crate::policy::latency::{decide, LatencySettings};
+    use crate::signals::QueueSignals;
+    let w = watch(&["celery"]);
+    let mut book = LiveBook::new(30.0);
+    let mut st = EventState::default();
+    for (now, backlog) in [(0.0, 0), (0.2, 0), (0.4, 0), (0.6, 1)] {
+        tick(&mut book, now, &w, backlog, 0, &mut st);
+    }
+    let e = tick(&mut book, 0.6, &w, 1, 0, &mut st);
+    let steady = e.arrival_rate_steady.expect("a rate").value;
+    let counted = steady * e.rate_window.expect("a span");
+    assert!((counted - 1.0).abs() < 1e-9, "{e:?}");
+    let q = QueueSignals {
+        name: "celery".into(),
+        backlog: 1,
+        ..QueueSignals::default()
+    };
+    let d = decide(
+        &LatencySettings::new(4.0, 10.0),
+        &[q],
+        &[e.signals("celery")],
+    );
+    assert!(d.metric_value <= 4.0, "{d:?}");
+}
