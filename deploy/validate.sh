@@ -162,6 +162,7 @@ policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of t
     -e 's/^      workerHostnames: high@celery-worker-high-\*$/      workerHostnames: celery@/' \
     -e 's/^      queues: default,low$/      queues: default/' \
     -e 's/^      prefetchMultiplier: "1"$/      prefetchMultiplier: "4"/' -e 's/^      acksLate: "true"$/      acksLate: "false"/' \
+    -e 's/^      podStartup: "30"$/      podStartup: "-5"/' \
     "$WORK/render/overlays-iks.yaml" >"$bad"
   out=$("$PY" "$CHECKS" policy "$bad" 2>&1) && { echo "broken render passed"; return 1; }
   for want in "celery-worker-high: concurrency '3' != worker --concurrency '4'" \
@@ -171,14 +172,15 @@ policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of t
     "celery-worker-high: workerHostnames 'celery@' does not match the worker hostname 'high@celery-worker-high-" \
     "celery-worker-default: queues 'default' != worker --queues 'default,low'" \
     "celery-worker-default: prefetchMultiplier '4' != worker --prefetch-multiplier '1'" \
-    "celery-worker-high: acksLate 'false' != the app's CELERY_TASK_ACKS_LATE (true)"; do
+    "celery-worker-high: acksLate 'false' != the app's CELERY_TASK_ACKS_LATE (true)" \
+    "celery-worker-default: podStartup '-5' must be a number of seconds >= 0"; do
     grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
   done
-  [ "$rc" = 0 ] && echo "8 mismatches reported"
+  [ "$rc" = 0 ] && echo "9 mismatches reported"
   return "$rc"
 }
 [ -s "$WORK/render/overlays-iks.yaml" ] &&
-  check "policy catches concurrency, targetLatency, workerHostnames and queue mismatches" policy_catches
+  check "policy catches concurrency, targetLatency, workerHostnames, queue and podStartup mismatches" policy_catches
 
 # ---- YAML style ----------------------------------------------------------------------------
 check "yamllint deploy/" bash -c 'cd "$1" && "$2" -s -c .yamllint.yaml . && echo "$(find . -name "*.yaml" -not -path "./app/*" | wc -l) files"' _ "$DEPLOY" "$VENV/bin/yamllint"

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::broker::{KeyKind, UnreadableKey};
-use crate::policy::PolicySettings;
+use crate::policy::{latency, PolicySettings};
 use crate::scaler::Evaluation;
 use crate::signals::{Estimate, LiveSignals, Source, NO_ESTIMATE};
 use crate::trigger::TriggerSettings;
@@ -116,7 +116,37 @@ fn trigger_notes(e: &Evaluation) -> Vec<String> {
     early_ack_advice(&e.settings)
         .into_iter()
         .chain(hostnames_advice(&e.settings, &e.live))
+        .chain(waiting_at_zero(e))
         .collect()
+}
+
+/// What to say when listed tasks keep the trigger inactive under `podStartup` (`None`
+/// otherwise): how old the oldest is and when its start is due.
+fn waiting_at_zero(e: &Evaluation) -> Option<String> {
+    let PolicySettings::Latency(l) = &e.settings.policy else {
+        return None;
+    };
+    let listed: u64 = e.view.queues.iter().map(|q| q.backlog).sum();
+    let due = latency::cold::due_age(l.pod_startup, l.target_latency)?;
+    if e.decision.active || listed as f64 <= l.activation_list_length {
+        return None;
+    }
+    let oldest = e
+        .view
+        .queues
+        .iter()
+        .zip(&e.live)
+        .filter(|(q, _)| q.backlog > 0)
+        .filter_map(|(_, live)| live.wait.and_then(|w| w.usable()))
+        .fold(0.0, f64::max);
+    Some(format!(
+        "{listed} task(s) listed wait at zero (podStartup): the oldest is {oldest:.1} s old and, \
+         with a pod up {startup} s after activation, still starts within targetLatency {t} s; \
+         the trigger activates when it is {due:.1} s old, or sooner if more tasks come than \
+         one pod starts at once",
+        startup = l.pod_startup.unwrap_or(0.0),
+        t = l.target_latency,
+    ))
 }
 
 /// The per-queue report: the sampled counts plus each live signal with its source and mode.

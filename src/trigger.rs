@@ -45,6 +45,7 @@ const KNOWN_KEYS: &[&str] = &[
     "minHeadroom",
     "prefetchMultiplier",
     "acksLate",
+    "podStartup",
     "workerHostnames",
 ];
 
@@ -63,6 +64,7 @@ const LATENCY_KEYS: &[&str] = &[
     "minHeadroom",
     "prefetchMultiplier",
     "acksLate",
+    "podStartup",
 ];
 
 /// Everything one trigger asks for, validated.
@@ -216,6 +218,9 @@ fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
         0.0,
         limits::MAX_TASK_COUNT,
     );
+    let pod_startup = r
+        .has("podStartup")
+        .then(|| r.number("podStartup", 0.0, 0.0, limits::MAX_SECONDS));
     PolicySettings::Latency(LatencySettings {
         concurrency,
         target_latency,
@@ -223,6 +228,7 @@ fn parse_latency(r: &mut Reader<'_>, activation: f64) -> PolicySettings {
         min_headroom,
         activation_list_length: activation,
         prefetch: parse_prefetch(r),
+        pod_startup,
     })
 }
 

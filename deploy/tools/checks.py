@@ -195,6 +195,12 @@ def check_latency_trigger(n, md, dep, worker, other_workers, alert_targets, erro
                 raise ValueError
         except ValueError:
             errors.append(f"ScaledObject/{n}: {key} {md.get(key)!r} must be a positive number of seconds")
+    if "podStartup" in md:
+        try:
+            if not float(md["podStartup"]) >= 0:
+                raise ValueError
+        except ValueError:
+            errors.append(f"ScaledObject/{n}: podStartup {md['podStartup']!r} must be a number of seconds >= 0")
     if "listLength" in md:
         errors.append(f"ScaledObject/{n}: listLength has no effect in latency mode")
     pattern = md.get("workerHostnames")

@@ -50,7 +50,8 @@ pub const DRAIN_SERVICE_CAP: f64 = 2.25;
 /// fraction of a second after its last task.
 pub const STOPPED_FLOW: f64 = 7.0;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
-/// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`).
+/// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`,
+/// `podStartup`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencySettings {
     /// Tasks one worker pod runs at once (> 0): the HPA target.
@@ -66,6 +67,10 @@ pub struct LatencySettings {
     /// How the workers prefetch (`prefetchMultiplier`, `acksLate`): whether each pod holds
     /// a private buffer, which changes the steady sizing (`buffers.rs`).
     pub prefetch: Prefetch,
+    /// Seconds from the trigger turning active to a new worker taking tasks (`podStartup`):
+    /// with it, a few tasks on an idle queue wait at zero while they still start within
+    /// the target (`cold.rs`).
+    pub pod_startup: Option<f64>,
 }
 
 impl LatencySettings {
@@ -78,6 +83,7 @@ impl LatencySettings {
             min_headroom: DEFAULT_MIN_HEADROOM,
             activation_list_length: 0.0,
             prefetch: Prefetch::default(),
+            pod_startup: None,
         }
     }
 }
@@ -105,6 +111,9 @@ struct QueueTerms {
     present: bool,
     /// How many: waiting (listed, stale, held) and running.
     tasks: f64,
+    /// Age of the oldest waiting task, when measured.
+    wait: Option<f64>,
+
     /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
     /// any reserved task when no running count is known (it cannot be told from a running one).
     held: bool,
@@ -206,6 +215,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
         tasks: waiting + in_flight,
+        wait: live.wait.and_then(|e| e.usable()),
         held: match running {
             Some(_) => held > 0.0,
             None => reserved > 0.0,
@@ -362,6 +372,26 @@ fn task_waits(
             .any(|t| t.held && (may_hold || !t.counts_running))
 }
 
+/// Whether the tasks listed now may wait at zero for their start (`podStartup`, `cold.rs`).
+fn start_can_wait(
+    s: &LatencySettings,
+    queues: &[QueueSignals],
+    all: &[QueueTerms],
+    target: f64,
+    concurrency: f64,
+) -> bool {
+    let at_zero: Vec<cold::Queue> = queues
+        .iter()
+        .zip(all)
+        .map(|(q, t)| cold::Queue {
+            listed: q.backlog,
+            oldest: t.wait,
+            busy: t.in_flight > 0.0 || t.held || q.stale > 0,
+        })
+        .collect();
+    cold::start_can_wait(s.pod_startup, target, concurrency, &at_zero)
+}
+
 /// Decides for `queues` (with `live` matched by name) under `s`.
 pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]) -> Decision {
     let target = positive_or(s.target_latency, 1.0);
@@ -422,7 +452,10 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // slots through the metric but not the trigger active: KEDA's cooldown then starts when
     // the last task left the list, as with its redis scaler, and a scale to zero lets them
     // finish (warm shutdown within the termination grace), like any scale-down.
-    let active = task_waits(s, queues, &all, in_flight >= concurrency) || (flow > 0.0 && !quiet);
+    // A few tasks on an idle queue may wait at zero while they still start in time.
+    let waits = task_waits(s, queues, &all, in_flight >= concurrency)
+        && !start_can_wait(s, queues, &all, target, concurrency);
+    let active = waits || (flow > 0.0 && !quiet);
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())
@@ -461,6 +494,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
 }
 
 pub mod buffers;
+pub mod cold;
 pub mod erlang;
 #[cfg(test)]
 mod tests;

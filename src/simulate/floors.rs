@@ -143,11 +143,12 @@ arrivals = [{ kind = "burst", at = 100, count = 120, over = 2 }, { kind = "burst
             "{:?}",
             &o.series[..100]
         );
-        // The first replica count after it is the minimum, not KEDA's plain 0 → 1.
+        // The first replica count after it is the minimum, not KEDA's plain 0 → 1: on the
+        // tick the burst shows, or the next (its first tick listed one task, which with
+        // `podStartup` may wait at zero until the second shows the burst).
         let first = o.series.iter().find(|r| r.replicas > 0);
-        assert_eq!(
-            first.map(|r| (r.t, r.replicas)),
-            Some((100.0, 5)),
+        assert!(
+            first.is_some_and(|r| r.replicas == 5 && (100.0..=101.0).contains(&r.t)),
             "{:?}",
             &o.series[95..110]
         );

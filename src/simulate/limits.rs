@@ -234,6 +234,9 @@ fn policies(p: &mut Problems, sc: &Scenario) {
             ps.signals.iter().map(|s| s.as_str()).collect::<Vec<_>>()
         ));
     }
+    if let Some(d) = ps.latency_pod_startup {
+        p.range("policies.latency_pod_startup", d, 0.0, MAX_DIST_VALUE);
+    }
     if let Some(d) = ps.latency_task_duration {
         p.range("policies.latency_task_duration", d, 0.0, MAX_DIST_VALUE);
     }

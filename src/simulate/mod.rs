@@ -72,7 +72,16 @@ pub fn latency_settings(sc: &Scenario) -> PolicySettings {
         min_headroom: sc.policies.latency_min_headroom,
         activation_list_length: 0.0,
         prefetch: worker_prefetch(sc),
+        pod_startup: Some(pod_startup(sc)),
     })
+}
+
+/// `podStartup` as an operator states it for the scenario's pods: the configured
+/// `policies.latency_pod_startup`, else the 95th percentile of `workers.startup`.
+pub fn pod_startup(sc: &Scenario) -> f64 {
+    sc.policies
+        .latency_pod_startup
+        .unwrap_or_else(|| sc.workers.startup.quantile(0.95))
 }
 
 /// The trigger metadata an operator writes for the scenario's workers: `prefetchMultiplier`
@@ -88,6 +97,7 @@ pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
             sc.workers.prefetch_multiplier.to_string(),
         ),
         ("acksLate", sc.workers.acks_late.to_string()),
+        ("podStartup", pod_startup(sc).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

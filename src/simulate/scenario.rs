@@ -224,6 +224,9 @@ pub struct PolicySpec {
     /// `taskDuration` for the latency policy (fallback service time).
     pub latency_task_duration: Option<f64>,
     pub latency_min_headroom: f64,
+    /// `podStartup` for the latency policy; unset: the 95th percentile of `workers.startup`,
+    /// what an operator who measured the pods' start-ups would state.
+    pub latency_pod_startup: Option<f64>,
     /// The signals latency mode is run on, one run each: `"real"` (the scaler's estimators
     /// on what its sampler would read) and/or `"oracle"` (exact values from the model).
     pub signals: Vec<Signals>,
@@ -238,6 +241,7 @@ impl Default for PolicySpec {
             backlog_activation: 0.0,
             latency_task_duration: None,
             latency_min_headroom: 0.0,
+            latency_pod_startup: None,
             signals: vec![Signals::Real, Signals::Oracle],
         }
     }

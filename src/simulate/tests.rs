@@ -2,6 +2,7 @@
 //! external-push cold start, scenario validation.
 
 use super::*;
+use crate::simulate::rng::Dist;
 
 fn scenario(extra_workers: &str, duration_dist: &str, arrivals: &str) -> Scenario {
     let text = format!(
@@ -487,4 +488,61 @@ fn latency_runs_declare_the_scenarios_worker_prefetch_in_the_trigger_metadata() 
         assert_eq!(l.prefetch.multiplier.to_string(), multiplier);
         assert_eq!(l.prefetch.acks_late.to_string(), acks_late);
     }
+}
+
+/// One 20 s task every three minutes on average for two hours, 60 s target, pods up 15 s
+/// after activation (KEDA polling 15 s, cooldown 60 s).
+fn sparse(pod_startup: Option<f64>) -> Scenario {
+    let mut sc = scenario(
+        "prefetch_multiplier = 1\nacks_late = true\ntermination_grace = 120",
+        r#"{ kind = "log-normal", median = 20.0, sigma = 0.3 }"#,
+        r#"{ kind = "poisson", rate = 0.005556 }"#,
+    );
+    sc.duration = 7200.0;
+    sc.target_latency = 60.0;
+    sc.workers.concurrency = 4;
+    sc.workers.startup = Dist::Constant { value: 15.0 };
+    sc.keda.polling_interval = 15.0;
+    sc.keda.cooldown_period = 60.0;
+    sc.policies.latency_pod_startup = pod_startup;
+    sc
+}
+
+#[test]
+fn lone_tasks_wait_at_zero_for_the_pod_startup_and_still_start_within_the_target() {
+    // podStartup defaults to the p95 of the scenario's start-ups (15 s here): a lone task
+    // waits at zero until it is 0.8·60 − 15 = 33 s old, so a task arriving meanwhile shares
+    // its pod. A podStartup of 48 s (0.8·T) never waits: the first task activates at once.
+    assert_eq!(pod_startup(&sparse(None)), 15.0);
+    let run = |sc: &Scenario| report::summarize(sc, &mut latency_on(sc, Signals::Real));
+    let (waits, at_once) = (run(&sparse(None)), run(&sparse(Some(48.0))));
+    assert!(waits.wait_max <= 60.0, "{waits:?}");
+    assert!(
+        waits.wait_p50 > at_once.wait_p50 + 10.0,
+        "{waits:?} vs {at_once:?}"
+    );
+    assert!(
+        waits.pod_seconds < 0.97 * at_once.pod_seconds,
+        "{} pod-s waiting vs {} at once",
+        waits.pod_seconds,
+        at_once.pod_seconds
+    );
+}
+
+#[test]
+fn a_quantile_of_draws_matches_the_distribution() {
+    let p95 = Dist::LogNormal {
+        median: 15.0,
+        sigma: 0.3,
+    }
+    .quantile(0.95);
+    let exact = 15.0 * (0.3f64 * 1.644_853_6).exp();
+    assert!((p95 - exact).abs() < 0.02 * exact, "{p95} vs {exact}");
+    assert_eq!(Dist::Constant { value: 4.0 }.quantile(0.95), 4.0);
+    let u = Dist::Uniform {
+        min: 10.0,
+        max: 20.0,
+    }
+    .quantile(0.5);
+    assert!((u - 15.0).abs() < 0.3, "{u}");
 }

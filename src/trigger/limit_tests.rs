@@ -163,6 +163,8 @@ fn lax_values_are_refused_naming_their_key() {
         (latency("taskDuration", "0"), "taskDuration"),
         (latency("taskDuration", "1e300"), "taskDuration"),
         (latency("minHeadroom", "1e308"), "minHeadroom"),
+        (latency("podStartup", "1e300"), "podStartup"),
+        (latency("podStartup", "NaN"), "podStartup"),
     ];
     for (pairs, key) in cases {
         let got = keys(&pairs);

@@ -293,6 +293,7 @@ fn latency_mode_reads_its_keys() {
                 ("activationListLength", "3"),
                 ("prefetchMultiplier", "1"),
                 ("acksLate", "true"),
+                ("podStartup", "20"),
             ],
             LatencySettings {
                 concurrency: 8.0,
@@ -304,6 +305,7 @@ fn latency_mode_reads_its_keys() {
                     multiplier: 1.0,
                     acks_late: true,
                 },
+                pod_startup: Some(20.0),
             },
         ),
         (
@@ -352,8 +354,9 @@ fn latency_mode_problems_name_their_keys() {
                 ("targetLatency", "5"),
                 ("taskDuration", "0"),
                 ("minHeadroom", "-1"),
+                ("podStartup", "-5"),
             ],
-            &["minHeadroom", "taskDuration"],
+            &["minHeadroom", "podStartup", "taskDuration"],
         ),
         (
             &[

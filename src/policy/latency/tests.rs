@@ -326,8 +326,9 @@ fn arb_settings() -> impl Strategy<Value = LatencySettings> {
         arb_opt(10_000.0),
         0.0f64..100.0,
         (0u32..6, any::<bool>()),
+        arb_opt(20_000.0),
     )
-        .prop_map(|(c, t, d, h, (m, acks_late))| LatencySettings {
+        .prop_map(|(c, t, d, h, (m, acks_late), startup)| LatencySettings {
             concurrency: c,
             target_latency: t,
             task_duration: d.filter(|d| *d > 0.0),
@@ -337,12 +338,15 @@ fn arb_settings() -> impl Strategy<Value = LatencySettings> {
                 multiplier: f64::from(m),
                 acks_late,
             },
+            pod_startup: startup,
         })
 }
 
 proptest! {
     #[test]
     fn finite_non_negative_zero_only_when_idle(i in arb_input(), s in arb_settings()) {
+        // `podStartup` only lets a few listed tasks wait at zero (`tests/cold.rs`).
+        let s = LatencySettings { pod_startup: None, ..s };
         let d = i.eval(&s);
         prop_assert!(d.metric_value.is_finite() && d.metric_value >= 0.0);
         prop_assert!(d.target.is_finite() && d.target > 0.0);
@@ -760,6 +764,7 @@ fn the_steady_flow_is_the_occupancy_at_the_long_window_service_time() {
     assert!(d.active);
 }
 
+mod cold;
 mod early_ack;
 
 #[test]

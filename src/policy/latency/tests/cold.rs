@@ -1,0 +1,128 @@
+//! Waiting at zero (`podStartup`, `cold.rs`): a few listed tasks on an idle queue keep the
+//! trigger inactive while, started `podStartup` later, they still start within the target.
+
+use super::*;
+use crate::policy::latency::cold as at_zero;
+
+/// T = 60 s, 4 slots a pod, pods up 20 s after activation: a start is due when the oldest
+/// task is 0.8·60 − 20 = 28 s old.
+fn cold() -> LatencySettings {
+    LatencySettings {
+        pod_startup: Some(20.0),
+        ..LatencySettings::new(4.0, 60.0)
+    }
+}
+
+fn lone(backlog: u64, wait: Option<f64>) -> (QueueSignals, LiveSignals) {
+    (q(backlog, 0, 0, 0), live(None, None, None, wait))
+}
+
+fn active(s: &LatencySettings, (q, l): &(QueueSignals, LiveSignals)) -> bool {
+    decide(s, std::slice::from_ref(q), std::slice::from_ref(l)).active
+}
+
+#[test]
+fn a_lone_task_waits_at_zero_until_its_start_is_due() {
+    assert_eq!(at_zero::due_age(cold().pod_startup, 60.0), Some(28.0));
+    for (wait, want) in [(0.5, false), (27.9, false), (28.0, true), (50.0, true)] {
+        assert_eq!(active(&cold(), &lone(1, Some(wait))), want, "wait {wait}");
+    }
+    // Without `podStartup` the first task activates at once, as before.
+    let plain = LatencySettings::new(4.0, 60.0);
+    assert!(active(&plain, &lone(1, Some(0.5))));
+    assert_eq!(at_zero::due_age(plain.pod_startup, 60.0), None);
+    // The metric is the same either way: only the trigger waits.
+    let (q, l) = lone(1, Some(0.5));
+    let a = decide(&cold(), std::slice::from_ref(&q), std::slice::from_ref(&l));
+    let b = decide(&plain, std::slice::from_ref(&q), std::slice::from_ref(&l));
+    assert_eq!(a.metric_value, b.metric_value);
+}
+
+#[test]
+fn anything_else_that_asks_for_a_pod_activates_at_once() {
+    let young = Some(1.0);
+    // More listed tasks than one pod starts at once.
+    assert!(!active(&cold(), &lone(4, young)));
+    assert!(active(&cold(), &lone(5, young)));
+    // An age not measured yet.
+    assert!(active(&cold(), &lone(1, None)));
+    // A task running (a pod is up: the listed one waits for a slot or is being taken).
+    let (qu, mut l) = lone(1, young);
+    l.running = Some(Estimate::new(1.0, Source::Heartbeat));
+    assert!(active(&cold(), &(q(1, 1, 0, 0), l)));
+    // Stale entries.
+    assert!(active(&cold(), &(q(1, 0, 0, 1), lone(1, young).1)));
+    // A steady flow counted (0.1/s, λ·T = 6): tasks that keep coming are no lone task.
+    let mut l = lone(1, young).1;
+    l.arrival_rate = Some(Estimate::new(0.1, Source::Keyspace));
+    assert!(active(&cold(), &(qu.clone(), l)));
+    // One arrival in two minutes adds under one (and is no flow): still waits.
+    let mut l = lone(1, young).1;
+    l.arrival_rate = Some(Estimate::new(1.0 / 120.0, Source::Keyspace));
+    assert!(!active(&cold(), &(qu, l)));
+    // A start-up longer than the target allows never waits.
+    let slow = LatencySettings {
+        pod_startup: Some(48.0),
+        ..cold()
+    };
+    assert!(active(&slow, &lone(1, Some(0.0))));
+}
+
+#[test]
+fn the_oldest_of_several_queues_decides() {
+    let queues = [
+        q(1, 0, 0, 0),
+        QueueSignals {
+            name: "r".into(),
+            ..q(1, 0, 0, 0)
+        },
+    ];
+    let ages = |a: f64, b: Option<f64>| {
+        [
+            live(None, None, None, Some(a)),
+            LiveSignals {
+                name: "r".into(),
+                ..live(None, None, None, b)
+            },
+        ]
+    };
+    assert!(!decide(&cold(), &queues, &ages(2.0, Some(10.0))).active);
+    assert!(decide(&cold(), &queues, &ages(2.0, Some(30.0))).active);
+    assert!(decide(&cold(), &queues, &ages(2.0, None)).active);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// `podStartup` changes only the trigger, and only for a few young listed tasks with
+    /// nothing else in the system; activity stays monotone in every signal and in
+    /// `podStartup` itself.
+    #[test]
+    fn waiting_at_zero_only_delays_a_few_young_tasks(
+        i in arb_input(),
+        s in arb_settings(),
+        startup in 0.0f64..20_000.0,
+        more in 0.001f64..1_000.0,
+    ) {
+        let plain = LatencySettings { pod_startup: None, ..s.clone() };
+        let with = LatencySettings { pod_startup: Some(startup), ..s.clone() };
+        let (a, b) = (i.eval(&with), i.eval(&plain));
+        prop_assert_eq!(a.metric_value, b.metric_value);
+        prop_assert!(!a.active || b.active, "waiting never activates");
+        if b.active && !a.active {
+            let due = s.target_latency * (1.0 - at_zero::START_MARGIN) - startup;
+            prop_assert!(i.wait.is_some_and(|w| w < due), "{:?}", i);
+            prop_assert!(i.q.backlog as f64 <= s.concurrency && i.q.stale == 0);
+            prop_assert!(i.running.unwrap_or(i.q.reserved as f64) == 0.0);
+        }
+        // A longer start-up, an older task or more listed tasks never turn it inactive.
+        let slower = LatencySettings { pod_startup: Some(startup + more), ..s.clone() };
+        prop_assert!(i.eval(&slower).active || !a.active);
+        let mut older = i.clone();
+        older.wait = Some(i.wait.unwrap_or(0.0) + more);
+        prop_assert!(older.eval(&with).active || !a.active);
+        let mut longer = i.clone();
+        longer.q.backlog += more.ceil() as u64;
+        prop_assert!(longer.eval(&with).active || !a.active);
+    }
+}

@@ -1,0 +1,149 @@
+//! Waiting at zero (`podStartup`), against a real redis-server: a lone task on an idle queue
+//! keeps latency mode's trigger inactive while, started `podStartup` later, it still starts
+//! within `targetLatency`; the trigger activates once its start is due, at once without
+//! `podStartup`, and at once when more tasks are listed than one pod starts. The sampler must
+//! date a list that just filled on the tick it first shows (else the first tick activates).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use celery_scaler::broker::{NamedConnections, Registry, SamplerSettings};
+use celery_scaler::inspect;
+use celery_scaler::scaler::{Evaluation, Scaler};
+use support::celery_data::{ack, deliver, envelope, now, unacked_value};
+use support::RedisServer;
+
+/// T = 10 s, pods up 3 s after activation: a start is due when the oldest task is
+/// 0.8·10 − 3 = 5 s old.
+const DUE: f64 = 5.0;
+
+fn trigger(port: u16, pod_startup: Option<&str>) -> HashMap<String, String> {
+    let mut md: HashMap<String, String> = [
+        ("address", format!("127.0.0.1:{port}")),
+        ("queues", "celery".to_string()),
+        ("mode", "latency".to_string()),
+        ("concurrency", "4".to_string()),
+        ("targetLatency", "10".to_string()),
+        ("acksLate", "true".to_string()),
+        ("prefetchMultiplier", "1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(p) = pod_startup {
+        md.insert("podStartup".into(), p.into());
+    }
+    md
+}
+
+/// Evaluates `md` every 50 ms until `done` holds (at most `secs`); every evaluation with when
+/// it was made, relative to `since`.
+async fn evaluations_until(
+    scaler: &Scaler,
+    md: &HashMap<String, String>,
+    since: Instant,
+    secs: f64,
+    done: impl Fn(&Evaluation) -> bool,
+) -> Vec<(f64, Evaluation)> {
+    let mut out = Vec::new();
+    loop {
+        let e = scaler.evaluate(md).await.expect("evaluate");
+        let at = since.elapsed().as_secs_f64();
+        let stop = done(&e) || at > secs;
+        out.push((at, e));
+        if stop {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn push(c: &mut redis::Connection, tags: &[String]) {
+    let mut p = redis::pipe();
+    for tag in tags {
+        p.cmd("LPUSH")
+            .arg("celery")
+            .arg(envelope(tag, None, "", "celery"))
+            .ignore();
+    }
+    let () = p.query(c).expect("push");
+}
+
+/// A worker takes and finishes every listed task.
+fn drain(c: &mut redis::Connection, tags: &[String]) {
+    for tag in tags {
+        let _: Vec<u8> = redis::cmd("RPOP").arg("celery").query(c).expect("rpop");
+        deliver(c, "", tag, now(), &unacked_value(tag, None, "", "celery"));
+        ack(c, "", tag);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(SamplerSettings {
+        interval: Duration::from_millis(200),
+        first_sample_timeout: Duration::from_secs(10),
+        signal_window: Duration::from_secs(30),
+        ..SamplerSettings::default()
+    }));
+    let scaler = Scaler::new(registry.clone(), NamedConnections::new());
+    let (cold, plain) = (trigger(server.port, Some("3")), trigger(server.port, None));
+    scaler.evaluate(&cold).await.expect("first evaluation");
+    scaler.evaluate(&plain).await.expect("first evaluation");
+    // Let the sampler see the queue empty for a few ticks first.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut c = server.conn(0);
+
+    let lone = vec!["lone".to_string()];
+    push(&mut c, &lone);
+    let pushed = Instant::now();
+    // Without `podStartup` the first tick that lists the task activates.
+    let plain_runs = evaluations_until(&scaler, &plain, pushed, 3.0, |e| e.decision.active).await;
+    let (at, _) = plain_runs.last().expect("evaluated");
+    assert!(plain_runs.last().is_some_and(|(_, e)| e.decision.active));
+    assert!(
+        *at < 1.5,
+        "plain trigger active only {at:.2} s after the push"
+    );
+    // With it the trigger waits while the task is younger than its due age.
+    let runs = evaluations_until(&scaler, &cold, pushed, DUE + 3.0, |e| e.decision.active).await;
+    let (activated, last) = runs.last().expect("evaluated");
+    assert!(last.decision.active, "never activated: {:?}", last.decision);
+    assert!(
+        (DUE - 0.5..DUE + 1.5).contains(activated),
+        "activated {activated:.2} s after the push, due at {DUE} s"
+    );
+    let waiting: Vec<&Evaluation> = runs
+        .iter()
+        .filter(|(_, e)| e.view.queues[0].backlog > 0 && !e.decision.active)
+        .map(|(_, e)| e)
+        .collect();
+    assert!(waiting.len() > 10, "{} waiting evaluations", waiting.len());
+    // Each was dated: the age is measured from the tick the list first showed the task.
+    assert!(waiting.iter().all(|e| e.live[0].wait.is_some()));
+    let text = inspect::to_text(waiting[waiting.len() / 2]);
+    assert!(text.contains("wait at zero (podStartup)"), "{text}");
+
+    // The task is taken and done; the trigger goes inactive again.
+    drain(&mut c, &lone);
+    let idle = evaluations_until(&scaler, &cold, pushed, 30.0, |e| !e.decision.active).await;
+    assert!(idle.last().is_some_and(|(_, e)| !e.decision.active));
+
+    // Five tasks at once are more than one pod (4 slots) starts: no wait.
+    let five: Vec<String> = (0..5).map(|i| format!("five{i}")).collect();
+    push(&mut c, &five);
+    let pushed = Instant::now();
+    let runs = evaluations_until(&scaler, &cold, pushed, 3.0, |e| e.decision.active).await;
+    let (at, last) = runs.last().expect("evaluated");
+    assert!(last.decision.active, "{:?}", last.decision);
+    assert!(
+        *at < 1.5,
+        "five tasks activated only {at:.2} s after the push"
+    );
+    drain(&mut c, &five);
+    registry.shutdown().await;
+}
