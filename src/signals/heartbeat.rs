@@ -106,6 +106,9 @@ struct WorkerState {
     /// its start); never empty. The latest is the worker's state now, `processed` over them
     /// the start rate, and both together Little's law over one and the same interval.
     beats: VecDeque<(f64, u64, u64)>,
+    /// Whether beats were dropped from the front (window, [`MAX_BEATS`]): the first kept
+    /// beat is then not the worker's first.
+    trimmed: bool,
 }
 
 impl WorkerState {
@@ -159,13 +162,21 @@ impl WorkerState {
     }
 
     /// Task starts per second over `window` seconds: the starts of the kept beats over
-    /// their span, or over `window` when they span less (a pod younger than the window).
-    fn window_start_rate(&self, window: f64) -> f64 {
+    /// their span, or over `window` when they span less and the first kept beat is the
+    /// worker's first, heard after the book was already listening (`since`: a pod younger
+    /// than the window, which started none before it came up). A worker heard since the
+    /// book opened, or whose older beats were dropped, keeps its span.
+    fn window_start_rate(&self, window: f64, since: f64) -> f64 {
         let (Some(&(t0, _, p0)), Some(&(t1, _, p1))) = (self.beats.front(), self.beats.back())
         else {
             return 0.0;
         };
-        let span = (t1 - t0).max(window);
+        let young = !self.trimmed && t0 > since + self.freq;
+        let span = if young {
+            (t1 - t0).max(window)
+        } else {
+            t1 - t0
+        };
         if span > 0.0 && span.is_finite() {
             p1.saturating_sub(p0) as f64 / span
         } else {
@@ -206,6 +217,8 @@ pub struct HeartbeatBook {
     memo: HashMap<String, Vec<String>>,
     /// When dead workers were last swept to make room.
     swept: f64,
+    /// When the first beat was heard (a worker first heard then may be older).
+    opened: f64,
 }
 
 impl HeartbeatBook {
@@ -223,6 +236,7 @@ impl HeartbeatBook {
             next_seq: 0,
             memo: HashMap::new(),
             swept: f64::NEG_INFINITY,
+            opened: f64::INFINITY,
         }
     }
 
@@ -235,6 +249,7 @@ impl HeartbeatBook {
     pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
         let mut odd = Vec::new();
         self.memo.clear();
+        self.opened = self.opened.min(now);
         if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
             odd.push(Implausible::TooManyWorkers);
             self.evict_oldest();
@@ -261,6 +276,7 @@ impl HeartbeatBook {
                 freq,
                 seq,
                 beats: VecDeque::new(),
+                trimmed: false,
             });
         w.freq = freq;
         self.heard.remove(&w.seq);
@@ -270,7 +286,10 @@ impl HeartbeatBook {
         // A counter that went back (the worker restarted) or a clock that did restarts the
         // series; a second heartbeat at the same instant replaces the first.
         match w.beats.back().copied() {
-            Some((t, _, p)) if processed < p || now < t => w.beats.clear(),
+            Some((t, _, p)) if processed < p || now < t => {
+                w.beats.clear();
+                w.trimmed = false;
+            }
             Some((t, _, p)) => {
                 // A full worker starts at most this many tasks in the time that really passed
                 // since the last beat: no start rate exceeds the per-worker maximum. (Beats
@@ -290,6 +309,7 @@ impl HeartbeatBook {
         w.beats.push_back((now, active, processed));
         while w.beats.len() > MAX_BEATS || (w.beats.len() > 2 && w.beats[1].0 <= now - window) {
             w.beats.pop_front();
+            w.trimmed = true;
         }
         odd
     }
@@ -439,7 +459,7 @@ impl HeartbeatBook {
                 out.busy += busy;
                 out.busy_start_rate += rate;
             }
-            out.window_start_rate += w.window_start_rate(self.window);
+            out.window_start_rate += w.window_start_rate(self.window, self.opened);
         }
         out.start_rate = rates;
         // No worker ever started a task: quiet for as long as their beats go back.

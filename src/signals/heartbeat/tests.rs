@@ -290,10 +290,15 @@ fn starts_longest_gap_is_the_longest_between_one_workers_beats_with_starts() {
 
 #[test]
 fn a_pod_younger_than_the_window_counts_its_starts_over_the_window() {
-    // Pod a came up 10 s ago and started 20 tasks since: 2/s over its own beats (what Little's
-    // law pairs with its busy slots), 20/30 over the 30 s window a list's rate is counted
-    // over. Pod b has beats across the whole window: both rates agree.
+    // Pod b beats across the whole window; pod a came up 10 s ago (the book had been
+    // listening for 30 s) and started 20 tasks since: 2/s over its own beats (what
+    // Little's law pairs with its busy slots), 20/30 over the 30 s window a list's rate is
+    // counted over. For b both rates agree.
     let mut b = HeartbeatBook::new(30.0);
+    for i in 0..=20u32 {
+        let t = 70.0 + 2.0 * f64::from(i);
+        b.record(t, &beat("celery@b", 1, u64::from(i) * 3, 2.0));
+    }
     for (t, p) in [
         (100.0, 0),
         (102.0, 4),
@@ -307,13 +312,32 @@ fn a_pod_younger_than_the_window_counts_its_starts_over_the_window() {
     let young = b.summary(110.0, "celery@a").expect("a is live");
     assert_eq!(young.busy_start_rate, 2.0);
     assert_eq!(young.window_start_rate, 20.0 / 30.0);
-    for i in 0..=20u32 {
-        let t = 70.0 + 2.0 * f64::from(i);
-        b.record(t, &beat("celery@b", 1, u64::from(i) * 3, 2.0));
-    }
     let old = b.summary(110.0, "celery@b").expect("b is live");
     assert!(old.busy_start_rate > 0.0);
     assert_eq!(old.window_start_rate, old.busy_start_rate);
     let both = b.summary(110.0, "celery@").expect("two live workers");
     assert_eq!(both.window_start_rate, 20.0 / 30.0 + old.busy_start_rate);
+}
+
+#[test]
+fn a_worker_whose_past_the_book_did_not_hear_keeps_its_span() {
+    // 10 starts/s throughout. (1) The book opened 6 s ago with this worker's beat: it may
+    // have run for hours. (2) Beats every 0.1 s: 64 kept beats cover 6.3 s of the 30 s
+    // window. Either way the starts over the kept beats are the rate, not a sixth of it.
+    let mut b = HeartbeatBook::new(30.0);
+    for i in 0..=3u64 {
+        b.record(
+            1000.0 + 2.0 * i as f64,
+            &beat("celery@w", 4, 50_000 + 20 * i, 2.0),
+        );
+    }
+    let s = b.summary(1006.0, "celery@w").expect("live");
+    assert_eq!(s.window_start_rate, 10.0);
+    let mut fast = HeartbeatBook::new(30.0);
+    fast.record(0.0, &beat("celery@other", 0, 0, 2.0));
+    for i in 0..200u64 {
+        fast.record(10.0 + 0.1 * i as f64, &beat("celery@f", 4, i, 0.1));
+    }
+    let s = fast.summary(29.9, "celery@f").expect("live");
+    assert!((s.window_start_rate - 10.0).abs() < 1e-6, "{s:?}");
 }
