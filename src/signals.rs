@@ -110,7 +110,9 @@ pub struct LiveSignals {
     /// The start rate `service_time` was measured against (its Little's law: S·r is the
     /// slots busy over the window), tasks per second; not exported.
     pub service_rate: Option<f64>,
-    /// Age of the oldest waiting task, in seconds.
+    /// Age of the oldest waiting task, in seconds; mode `lower-bound` where the arrivals of
+    /// the tasks waiting were not all seen (the sampler's first reading of a list that holds
+    /// tasks, entries reconciled in after a subscription, unreadable delivery tags).
     pub wait: Option<Estimate>,
     /// Worker pods consuming the queue now: live heartbeats matching `workerHostnames`.
     pub workers: Option<Estimate>,

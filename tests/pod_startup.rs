@@ -39,6 +39,16 @@ fn trigger(port: u16, pod_startup: Option<&str>) -> HashMap<String, String> {
     md
 }
 
+/// A sampler ticking every 200 ms over a 30 s signal window.
+fn registry() -> Arc<Registry> {
+    Arc::new(Registry::new(SamplerSettings {
+        interval: Duration::from_millis(200),
+        first_sample_timeout: Duration::from_secs(10),
+        signal_window: Duration::from_secs(30),
+        ..SamplerSettings::default()
+    }))
+}
+
 /// Evaluates `md` every 50 ms until `done` holds (at most `secs`); every evaluation with when
 /// it was made, relative to `since`.
 async fn evaluations_until(
@@ -84,12 +94,7 @@ fn drain(c: &mut redis::Connection, tags: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
     let server = RedisServer::start();
-    let registry = Arc::new(Registry::new(SamplerSettings {
-        interval: Duration::from_millis(200),
-        first_sample_timeout: Duration::from_secs(10),
-        signal_window: Duration::from_secs(30),
-        ..SamplerSettings::default()
-    }));
+    let registry = registry();
     let scaler = Scaler::new(registry.clone(), NamedConnections::new());
     let (cold, plain) = (trigger(server.port, Some("3")), trigger(server.port, None));
     scaler.evaluate(&cold).await.expect("first evaluation");
@@ -145,5 +150,32 @@ async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
         "five tasks activated only {at:.2} s after the push"
     );
     drain(&mut c, &five);
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_listed_before_the_scaler_started_has_no_known_age_and_activates() {
+    // The task was listed 1.5 s before this scaler started (a restart, a rolling update): the
+    // sampler's first reading of the list cannot date it, so its age is a lower bound and
+    // nothing waits on it (restarting its age at 0 kept it at zero another 5 s).
+    let server = RedisServer::start();
+    let mut c = server.conn(0);
+    push(&mut c, &["before".to_string()]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let registry = registry();
+    let scaler = Scaler::new(registry.clone(), NamedConnections::new());
+    let cold = trigger(server.port, Some("3"));
+    let started = Instant::now();
+    let runs = evaluations_until(&scaler, &cold, started, 3.0, |e| e.decision.active).await;
+    let (at, last) = runs.last().expect("evaluated");
+    assert!(
+        last.decision.active,
+        "{:?} {:?}",
+        last.decision, last.live[0].wait
+    );
+    assert!(*at < 1.5, "active only {at:.2} s after the start");
+    let wait = last.live[0].wait.expect("a wait");
+    assert!(wait.is_lower_bound(), "{wait:?}");
+    drain(&mut c, &["before".to_string()]);
     registry.shutdown().await;
 }

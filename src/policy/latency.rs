@@ -67,9 +67,7 @@ pub struct LatencySettings {
     /// How the workers prefetch (`prefetchMultiplier`, `acksLate`): whether each pod holds
     /// a private buffer, which changes the steady sizing (`buffers.rs`).
     pub prefetch: Prefetch,
-    /// Seconds from the trigger turning active to a new worker taking tasks (`podStartup`):
-    /// with it, a few tasks on an idle queue wait at zero while they still start within
-    /// the target (`cold.rs`).
+    /// Seconds from activation to a new worker taking tasks (`podStartup`, `cold.rs`).
     pub pod_startup: Option<f64>,
 }
 
@@ -111,9 +109,8 @@ struct QueueTerms {
     present: bool,
     /// How many: waiting (listed, stale, held) and running.
     tasks: f64,
-    /// Age of the oldest waiting task, when measured.
+    /// Age of the oldest waiting task, when measured (a lower bound is not).
     wait: Option<f64>,
-
     /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
     /// any reserved task when no running count is known (it cannot be told from a running one).
     held: bool,
@@ -215,7 +212,10 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
         tasks: waiting + in_flight,
-        wait: live.wait.and_then(|e| e.usable()),
+        wait: live
+            .wait
+            .filter(|e| !e.is_lower_bound())
+            .and_then(|e| e.usable()),
         held: match running {
             Some(_) => held > 0.0,
             None => reserved > 0.0,

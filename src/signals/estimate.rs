@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 
+mod clock;
 mod tail;
+pub use clock::{FifoClock, TailClock};
 pub use tail::ResidenceTail;
 
 /// How much faster than the smoothed rate the last tick must be to count as a burst.
@@ -146,119 +148,6 @@ pub(super) fn rate_of(first: (f64, u64), previous: (f64, u64), last: (f64, u64))
     } else {
         smoothed
     })
-}
-
-/// Arrival times of the messages in one list key, oldest first, kept from `lpush`/`rpop`
-/// events (lists are FIFO per key) and reconciled against sampled lengths.
-#[derive(Clone, Debug, Default)]
-pub struct FifoClock {
-    arrivals: VecDeque<f64>,
-}
-
-impl FifoClock {
-    /// A message was pushed at the head (`lpush`): the newest.
-    pub fn arrive(&mut self, now: f64) {
-        self.arrivals.push_back(now);
-    }
-
-    /// A message was popped from the tail (`rpop`/`brpop`): the oldest.
-    pub fn dequeue(&mut self) {
-        self.arrivals.pop_front();
-    }
-
-    /// A message was restored to the tail (`rpush`): consumed next. Its first publish time is
-    /// unknown here, so its wait counts from the restore.
-    pub fn restore(&mut self, now: f64) {
-        self.arrivals.push_front(now);
-    }
-
-    /// Corrects drift from lost notifications against the sampled `LLEN`. Missing entries
-    /// (present before tracking started, or lost arrivals) are assumed to be the oldest and
-    /// dated `since`, the time they could first have been seen.
-    pub fn reconcile(&mut self, llen: u64, since: f64) {
-        let llen = usize::try_from(llen).unwrap_or(usize::MAX);
-        while self.arrivals.len() > llen {
-            self.arrivals.pop_front();
-        }
-        let oldest = self.arrivals.front().copied().unwrap_or(since).min(since);
-        while self.arrivals.len() < llen {
-            self.arrivals.push_front(oldest);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.arrivals.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.arrivals.is_empty()
-    }
-
-    /// Age of the oldest waiting message, 0 when empty.
-    pub fn oldest_age(&self, now: f64) -> f64 {
-        self.arrivals
-            .iter()
-            .fold(None::<f64>, |acc, t| Some(acc.map_or(*t, |a| a.min(*t))))
-            .map_or(0.0, |t| (now - t).max(0.0))
-    }
-}
-
-/// Queue wait without notifications: the first time each message was seen at the head of a
-/// list (the newest, sampled every tick) is remembered; the age of the tail message (the
-/// oldest, consumed next) is `now` minus its first sighting. A tail never seen at the head
-/// arrived between two ticks after the consumed tail's sighting; it is dated by the oldest
-/// remaining sighting (exact to within the gap between two sightings), and with none at all
-/// it counts from the first time it was the tail.
-#[derive(Clone, Debug, Default)]
-pub struct TailClock {
-    heads: VecDeque<(String, f64)>,
-    tail: Option<(String, f64)>,
-}
-
-/// How many head sightings one list keeps.
-const HEAD_SIGHTINGS: usize = 4096;
-
-impl TailClock {
-    /// Feeds one sample: the delivery tags at the head and at the tail of the list, or `None`
-    /// when the list is empty.
-    pub fn observe(&mut self, now: f64, head: Option<&str>, tail: Option<&str>) {
-        let (Some(head), Some(tail)) = (head, tail) else {
-            self.heads.clear();
-            self.tail = None;
-            return;
-        };
-        if self.heads.back().map(|(tag, _)| tag.as_str()) != Some(head) {
-            self.heads.push_back((head.to_string(), now));
-            if self.heads.len() > HEAD_SIGHTINGS {
-                self.heads.pop_front();
-            }
-        }
-        if self.tail.as_ref().map(|(tag, _)| tag.as_str()) == Some(tail) {
-            return;
-        }
-        // The previous tail has been consumed; so has its sighting.
-        if let Some((previous, _)) = self.tail.take() {
-            if let Some(i) = self.heads.iter().position(|(tag, _)| *tag == previous) {
-                self.heads.drain(..=i);
-            }
-        }
-        let position = self.heads.iter().position(|(tag, _)| tag == tail);
-        let seen = match position {
-            Some(i) => {
-                let t = self.heads[i].1;
-                // Older sightings have been consumed: the list is FIFO.
-                self.heads.drain(..i);
-                t
-            }
-            None => self.heads.front().map_or(now, |(_, t)| *t).min(now),
-        };
-        self.tail = Some((tail.to_string(), seen));
-    }
-
-    /// Age of the oldest waiting message, 0 when the list is empty.
-    pub fn oldest_age(&self, now: f64) -> f64 {
-        self.tail.as_ref().map_or(0.0, |(_, t)| (now - t).max(0.0))
-    }
 }
 
 /// Mean time entries stay in `unacked` (delivered → acked), over a window, from entries seen

@@ -548,3 +548,37 @@ fn the_span_is_what_the_smoothed_rate_was_read_over() {
     let span = r.span().unwrap();
     assert!((30.0..31.0).contains(&span), "{span}");
 }
+
+#[test]
+fn reconciled_entries_are_no_heard_arrivals() {
+    // The subscription is (re-)established with two messages listed: they are reconciled
+    // in at `now`, which only bounds their age. Once they are consumed, the clock dates
+    // again what it heard.
+    let mut c = FifoClock::default();
+    c.arrive(10.0);
+    assert!(c.dated());
+    c.reconcile(3, 20.0);
+    assert!(!c.dated());
+    assert_eq!(c.oldest_age(25.0), 15.0);
+    c.dequeue();
+    c.dequeue();
+    assert!(c.dated(), "the two reconciled entries were the oldest");
+    c.reconcile(1, 30.0);
+    assert!(c.dated());
+}
+
+#[test]
+fn a_tail_first_seen_on_the_first_observation_is_not_dated() {
+    let mut t = TailClock::default();
+    t.observe(100.0, Some("b"), Some("a"));
+    assert!(!t.dated(), "the list's past is unknown");
+    // Consumed down to a message that arrived since: dated by its head sighting.
+    t.observe(101.0, Some("c"), Some("b"));
+    assert!(!t.dated(), "b was at the head at the first observation");
+    t.observe(102.0, Some("c"), Some("c"));
+    assert!(t.dated());
+    assert_eq!(t.oldest_age(103.0), 2.0);
+    // Unreadable tags: no tail, nothing dated.
+    t.observe(104.0, None, None);
+    assert!(!t.dated());
+}

@@ -26,6 +26,8 @@ pub(crate) struct KeyLive {
     /// When a list found non-empty without its ends read (it was empty the tick before) was
     /// probably filled: mid-way between the two ticks.
     pub filled_at: Option<f64>,
+    /// Whether the key was observed at an earlier tick (its `llen` is then a reading).
+    pub observed: bool,
     /// The head message (newest, `LINDEX 0`) read at the previous tick: next tick, its index
     /// (`LPOS`) is the number of messages pushed since.
     pub anchor: Option<Vec<u8>>,
@@ -42,6 +44,9 @@ pub(crate) struct KeysTick {
     pub fifo_wait: f64,
     /// The oldest tail message's age by its delivery tag, when any key's ends were read.
     pub tail_wait: Option<f64>,
+    /// Whether the wait (FIFO clocks when `continuous`, else tail tags) is the oldest
+    /// message's age and not only a lower bound: every message's arrival was seen.
+    pub wait_dated: bool,
     /// Every key found its anchor or stayed empty; at least one found its anchor; one
     /// stayed empty.
     pub anchored: bool,
@@ -54,19 +59,22 @@ pub(crate) struct KeysTick {
 
 impl KeyLive {
     /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
-    /// they were read) and returns the tail message's age then; a key empty at either tick
-    /// is not read, and forgets its old ends (`prev`: the previous tick's time). A key that
-    /// was empty at the previous tick and holds messages now was filled since: its oldest
-    /// message is dated from the mid-point of the two ticks at once (at most half a tick
-    /// off), and its tail tag from the same instant at the next tick; on the sampler's
-    /// first tick nothing is known of its past (`None`).
+    /// they were read) and returns the tail message's age then, with whether it is one
+    /// (`false`: only a lower bound); a key empty at either tick is not read, and forgets its
+    /// old ends (`prev`: the previous tick's time). A key observed empty at the previous tick
+    /// that holds messages now was filled since: its oldest message is dated from the
+    /// mid-point of the two ticks at once, and its tail tag from the same instant at the
+    /// next tick. The first observation of a key that holds messages (the sampler just
+    /// started, or the queue was just watched) dates nothing, nor does a tail whose tag is
+    /// unreadable (not a kombu message): ages that restart there are lower bounds.
     pub(crate) fn observe_ends(
         &mut self,
         now: f64,
         llen: u64,
         ends: Option<&(Option<String>, Option<String>)>,
         prev: Option<(f64, u64)>,
-    ) -> Option<f64> {
+    ) -> Option<(f64, bool)> {
+        let known = std::mem::replace(&mut self.observed, true);
         match ends {
             Some((head, tail)) => {
                 if let Some(t) = self.filled_at.take() {
@@ -74,15 +82,20 @@ impl KeyLive {
                 }
                 self.tail.observe(now, head.as_deref(), tail.as_deref());
                 Some(if llen > 0 {
-                    self.tail.oldest_age(now)
+                    (self.tail.oldest_age(now), self.tail.dated())
                 } else {
-                    0.0
+                    (0.0, true)
                 })
             }
             None if self.llen == 0 || llen == 0 => {
-                self.tail.observe(now, None, None);
-                self.filled_at = (llen > 0).then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
-                prev.and(self.filled_at).map(|t| now - t)
+                // Empty now, or at the previous tick: no tail to keep (not on a first tick
+                // that found messages: the list's past is unknown, not empty).
+                if llen == 0 || known {
+                    self.tail.observe(now, None, None);
+                }
+                let filled = known && self.llen == 0 && llen > 0;
+                self.filled_at = filled.then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
+                prev.and(self.filled_at).map(|t| (now - t, true))
             }
             None => None,
         }

@@ -121,6 +121,7 @@ impl QueueLive {
                     seen: None,
                     mismatch: 0,
                     llen: 0,
+                    observed: false,
                     filled_at: None,
                     anchor: None,
                 })
@@ -161,6 +162,7 @@ impl QueueLive {
             popped,
             fifo_wait,
             tail_wait,
+            wait_dated,
             anchored,
             any_anchor,
             idle_keys,
@@ -212,12 +214,21 @@ impl QueueLive {
         }
         self.prev = Some((now, backlog));
         self.exact = continuous;
+        // An age that restarted where the messages' arrivals were not seen (the sampler's
+        // first tick, a re-established subscription, unreadable tags) is a lower bound.
+        let aged = |w: f64, source| {
+            if wait_dated {
+                Estimate::new(w, source)
+            } else {
+                Estimate::lower_bound(w, source)
+            }
+        };
         let wait = if continuous {
-            Some(Estimate::new(fifo_wait, KEYSPACE))
+            Some(aged(fifo_wait, KEYSPACE))
         } else if backlog == 0 {
             Some(Estimate::new(0.0, TAIL_TAG))
         } else {
-            tail_wait.map(|w| Estimate::new(w, TAIL_TAG))
+            tail_wait.map(|w| aged(w, TAIL_TAG))
         };
         self.estimates(now, since, sight, (continuous, anchored, counted), wait)
     }
@@ -376,6 +387,8 @@ impl QueueLive {
         let (mut pushed, mut popped) = (0u64, 0u64);
         let mut fifo_wait = 0.0f64;
         let mut tail_wait: Option<f64> = None;
+        // Whether the waits are ages or only lower bounds (see `KeysTick::wait_dated`).
+        let (mut fifo_dated, mut tail_dated) = (true, true);
         // Counted from anchors: every key either found its anchor or stayed empty.
         let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
         let (mut pushed_after, mut popped_from) = (0u64, 0u64);
@@ -421,6 +434,7 @@ impl QueueLive {
                     }
                     if llen > 0 {
                         fifo_wait = fifo_wait.max(e.clock.oldest_age(now));
+                        fifo_dated &= e.clock.dated();
                     }
                     e.wake_on_push = idle;
                 }
@@ -429,8 +443,13 @@ impl QueueLive {
                     continuous = false;
                 }
             }
-            if let Some(age) = k.observe_ends(now, llen, extras.ends.get(&k.key), prev) {
-                tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+            match k.observe_ends(now, llen, extras.ends.get(&k.key), prev) {
+                Some((age, dated)) => {
+                    tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
+                    tail_dated &= dated;
+                }
+                // A key that holds messages of unknown age: the queue's oldest may be there.
+                None => tail_dated &= llen == 0,
             }
             k.llen = llen;
         }
@@ -440,6 +459,7 @@ impl QueueLive {
             popped,
             fifo_wait,
             tail_wait,
+            wait_dated: if continuous { fifo_dated } else { tail_dated },
             anchored,
             any_anchor,
             idle_keys,

@@ -195,29 +195,41 @@ fn exact_mode_counts_events_once_continuous() {
     );
 }
 
-#[test]
-fn tail_tags_give_the_wait_in_estimated_mode() {
-    let mut book = LiveBook::new(10.0);
+/// One tick of queue `celery` with `backlog` messages and, when read, its (head, tail)
+/// delivery tags: the wait the tick reports.
+fn wait_at(
+    book: &mut LiveBook,
+    st: &mut EventState,
+    now: f64,
+    backlog: u64,
+    ends: Option<(&str, &str)>,
+) -> Option<Estimate> {
     let w = watch(&["celery"]);
-    let mut st = EventState::default();
-    let mut at = |now: f64, backlog: u64, head: &str, tail: &str, book: &mut LiveBook| {
-        let mut extras = TickExtras::default();
-        extras.llen.insert(b"celery".to_vec(), backlog);
+    let mut extras = TickExtras::default();
+    extras.llen.insert(b"celery".to_vec(), backlog);
+    if let Some((head, tail)) = ends {
         extras.ends.insert(
             b"celery".to_vec(),
             (Some(head.to_string()), Some(tail.to_string())),
         );
-        let d = book.update(
-            now,
-            std::slice::from_ref(&w),
-            &mut extras,
-            &mut st,
-            |_, _| backlog,
-            |_, _| 0,
-        );
-        d.queues[&(w.layout.clone(), "celery".to_string())]
-            .wait
-            .unwrap()
+    }
+    let d = book.update(
+        now,
+        std::slice::from_ref(&w),
+        &mut extras,
+        st,
+        |_, _| backlog,
+        |_, _| 0,
+    );
+    d.queues[&(w.layout.clone(), "celery".to_string())].wait
+}
+
+#[test]
+fn tail_tags_give_the_wait_in_estimated_mode() {
+    let mut book = LiveBook::new(10.0);
+    let mut st = EventState::default();
+    let mut at = |now: f64, backlog: u64, head: &str, tail: &str, book: &mut LiveBook| {
+        wait_at(book, &mut st, now, backlog, Some((head, tail))).unwrap()
     };
     assert_eq!(at(10.0, 1, "a", "a", &mut book).value, 0.0);
     assert_eq!(at(11.0, 2, "b", "a", &mut book).value, 1.0);
@@ -1105,24 +1117,9 @@ fn a_list_that_just_filled_has_the_age_of_half_a_tick() {
     // the sampler's very first tick nothing is known of the list's past: no wait. The next
     // tick dates the tail from the same mid-point.
     let mut book = LiveBook::new(10.0);
-    let w = watch(&["celery"]);
     let mut st = EventState::default();
-    let mut at = |now: f64, backlog: u64, ends: Option<&str>, book: &mut LiveBook| {
-        let mut extras = TickExtras::default();
-        extras.llen.insert(b"celery".to_vec(), backlog);
-        if let Some(tag) = ends {
-            let tag = Some(tag.to_string());
-            extras.ends.insert(b"celery".to_vec(), (tag.clone(), tag));
-        }
-        let d = book.update(
-            now,
-            std::slice::from_ref(&w),
-            &mut extras,
-            &mut st,
-            |_, _| backlog,
-            |_, _| 0,
-        );
-        d.queues[&(w.layout.clone(), "celery".to_string())].wait
+    let mut at = |now: f64, backlog: u64, tag: Option<&str>, book: &mut LiveBook| {
+        wait_at(book, &mut st, now, backlog, tag.map(|t| (t, t)))
     };
     assert_eq!(at(9.0, 0, None, &mut book).map(|e| e.value), Some(0.0));
     assert_eq!(at(10.0, 0, None, &mut book).map(|e| e.value), Some(0.0));
@@ -1134,8 +1131,62 @@ fn a_list_that_just_filled_has_the_age_of_half_a_tick() {
         at(12.0, 1, Some("a"), &mut book).map(|e| e.value),
         Some(1.5)
     );
+    // A scaler that just started reads every key's ends: the task found there may have
+    // waited any time, so its age restarts as a lower bound, not a reading.
     let mut fresh = LiveBook::new(10.0);
-    assert_eq!(at(0.0, 1, None, &mut fresh), None);
+    let first = at(100.0, 1, Some("old"), &mut fresh).expect("a wait");
+    assert!(first.is_lower_bound(), "{first:?}");
+    let later = at(101.0, 1, Some("old"), &mut fresh).expect("a wait");
+    assert!(later.is_lower_bound() && later.value == 1.0, "{later:?}");
+    // Once the list was seen empty, what fills it is dated again.
+    at(102.0, 0, None, &mut fresh);
+    let dated = at(103.0, 1, None, &mut fresh).expect("a wait");
+    assert!(!dated.is_lower_bound(), "{dated:?}");
+}
+
+#[test]
+fn messages_without_readable_tags_have_no_known_age() {
+    // A list holding a message that is not kombu's (no delivery tag at either end): the tail
+    // clock dates nothing, so the wait is a lower bound on every tick, never an age that
+    // keeps reading 0 (with `podStartup` that held the trigger inactive forever).
+    use crate::policy::latency::{decide, LatencySettings};
+    use crate::signals::QueueSignals;
+    let w = watch(&["celery"]);
+    let mut book = LiveBook::new(10.0);
+    let mut st = EventState::default();
+    let mut wait = None;
+    for (now, backlog) in [(0.0, 0), (1.0, 2), (2.0, 2), (600.0, 2)] {
+        let mut extras = TickExtras::default();
+        extras.llen.insert(b"celery".to_vec(), backlog);
+        extras.ends.insert(b"celery".to_vec(), (None, None));
+        let d = book.update(
+            now,
+            std::slice::from_ref(&w),
+            &mut extras,
+            &mut st,
+            |_, _| backlog,
+            |_, _| 0,
+        );
+        wait = d.queues[&(w.layout.clone(), "celery".to_string())].wait;
+        if backlog > 0 && now > 1.0 {
+            assert!(wait.is_some_and(|e| e.is_lower_bound()), "{now}: {wait:?}");
+        }
+    }
+    let s = LatencySettings {
+        pod_startup: Some(30.0),
+        ..LatencySettings::new(4.0, 60.0)
+    };
+    let q = QueueSignals {
+        name: "celery".into(),
+        backlog: 2,
+        ..QueueSignals::default()
+    };
+    let live = LiveSignals {
+        name: "celery".into(),
+        wait,
+        ..LiveSignals::default()
+    };
+    assert!(decide(&s, &[q], &[live]).active);
 }
 
 #[test]

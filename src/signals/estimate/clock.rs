@@ -1,0 +1,147 @@
+//! The age of the oldest waiting task in one list: from keyspace notifications
+//! ([`FifoClock`]) or from the tags sampled at a list's ends ([`TailClock`]).
+
+use std::collections::VecDeque;
+
+/// Arrival times of the messages in one list key, oldest first, kept from `lpush`/`rpop`
+/// events (lists are FIFO per key) and reconciled against sampled lengths.
+#[derive(Clone, Debug, Default)]
+pub struct FifoClock {
+    /// Arrival time, and whether it is one (`false`: an entry `reconcile` added, which was
+    /// there by then at the latest: its time is only a bound).
+    arrivals: VecDeque<(f64, bool)>,
+}
+
+impl FifoClock {
+    /// A message was pushed at the head (`lpush`): the newest.
+    pub fn arrive(&mut self, now: f64) {
+        self.arrivals.push_back((now, true));
+    }
+
+    /// A message was popped from the tail (`rpop`/`brpop`): the oldest.
+    pub fn dequeue(&mut self) {
+        self.arrivals.pop_front();
+    }
+
+    /// A message was restored to the tail (`rpush`): consumed next. Its first publish time is
+    /// unknown here, so its wait counts from the restore.
+    pub fn restore(&mut self, now: f64) {
+        self.arrivals.push_front((now, true));
+    }
+
+    /// Corrects drift from lost notifications against the sampled `LLEN`. Missing entries
+    /// (present before tracking started, or lost arrivals) are assumed to be the oldest and
+    /// dated `since`, the time they could first have been seen (at the latest: their age is
+    /// then only a lower bound, [`FifoClock::dated`]).
+    pub fn reconcile(&mut self, llen: u64, since: f64) {
+        let llen = usize::try_from(llen).unwrap_or(usize::MAX);
+        while self.arrivals.len() > llen {
+            self.arrivals.pop_front();
+        }
+        let oldest = self.arrivals.front().map_or(since, |e| e.0).min(since);
+        while self.arrivals.len() < llen {
+            self.arrivals.push_front((oldest, false));
+        }
+    }
+
+    /// Whether every waiting message's arrival was heard, so that the oldest age is one and
+    /// not only a lower bound (entries `reconcile` added were there before, by how long is
+    /// not known: after the sampler starts or its subscription is re-established).
+    pub fn dated(&self) -> bool {
+        self.arrivals.iter().all(|e| e.1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.arrivals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arrivals.is_empty()
+    }
+
+    /// Age of the oldest waiting message, 0 when empty.
+    pub fn oldest_age(&self, now: f64) -> f64 {
+        self.arrivals
+            .iter()
+            .fold(None::<f64>, |acc, (t, _)| {
+                Some(acc.map_or(*t, |a| a.min(*t)))
+            })
+            .map_or(0.0, |t| (now - t).max(0.0))
+    }
+}
+
+/// Queue wait without notifications: the first time each message was seen at the head of a
+/// list (the newest, sampled every tick) is remembered; the age of the tail message (the
+/// oldest, consumed next) is `now` minus its first sighting. A tail never seen at the head
+/// arrived between two ticks after the consumed tail's sighting; it is dated by the oldest
+/// remaining sighting (exact to within the gap between two sightings), and with none at all
+/// it counts from the first time it was the tail.
+#[derive(Clone, Debug, Default)]
+pub struct TailClock {
+    /// Head sightings: tag, when first seen, and whether that dates its arrival (the list
+    /// had been observed before, so the message came since; the first observation of a list
+    /// that holds messages dates nothing).
+    heads: VecDeque<(String, f64, bool)>,
+    tail: Option<(String, f64, bool)>,
+    /// Whether the list was observed before (empty or not).
+    observed: bool,
+}
+
+/// How many head sightings one list keeps.
+const HEAD_SIGHTINGS: usize = 4096;
+
+impl TailClock {
+    /// Feeds one sample: the delivery tags at the head and at the tail of the list, or `None`
+    /// when the list is empty.
+    pub fn observe(&mut self, now: f64, head: Option<&str>, tail: Option<&str>) {
+        let dates = std::mem::replace(&mut self.observed, true);
+        let (Some(head), Some(tail)) = (head, tail) else {
+            self.heads.clear();
+            self.tail = None;
+            return;
+        };
+        if self.heads.back().map(|(tag, ..)| tag.as_str()) != Some(head) {
+            self.heads.push_back((head.to_string(), now, dates));
+            if self.heads.len() > HEAD_SIGHTINGS {
+                self.heads.pop_front();
+            }
+        }
+        if self.tail.as_ref().map(|(tag, ..)| tag.as_str()) == Some(tail) {
+            return;
+        }
+        // The previous tail has been consumed; so has its sighting.
+        if let Some((previous, ..)) = self.tail.take() {
+            if let Some(i) = self.heads.iter().position(|(tag, ..)| *tag == previous) {
+                self.heads.drain(..=i);
+            }
+        }
+        let position = self.heads.iter().position(|(tag, ..)| tag == tail);
+        let (seen, dated) = match position {
+            Some(i) => {
+                let (_, t, dated) = self.heads[i];
+                // Older sightings have been consumed: the list is FIFO.
+                self.heads.drain(..i);
+                (t, dated)
+            }
+            None => self
+                .heads
+                .front()
+                .map_or((now, dates), |(_, t, d)| ((*t).min(now), *d)),
+        };
+        self.tail = Some((tail.to_string(), seen, dated));
+    }
+
+    /// Age of the oldest waiting message, 0 when the list is empty.
+    pub fn oldest_age(&self, now: f64) -> f64 {
+        self.tail
+            .as_ref()
+            .map_or(0.0, |(_, t, _)| (now - t).max(0.0))
+    }
+
+    /// Whether [`TailClock::oldest_age`] is the age of a waiting message and not only a lower
+    /// bound: a tail with a readable tag, dated by a sighting since the list was first
+    /// observed (the first observation of a list that holds messages dates nothing).
+    pub fn dated(&self) -> bool {
+        self.tail.as_ref().is_some_and(|(_, _, d)| *d)
+    }
+}
