@@ -396,7 +396,8 @@ buildah_test() { # the FROM-scratch image script, fed a stub static binary (no s
   cfg=$(buildah "${st[@]}" inspect --format '{{.OCIv1.Config.User}}|{{.OCIv1.Config.Entrypoint}}|{{.OCIv1.Config.Cmd}}' celery-scaler:0.0.0-validate) || return 1
   [ "$cfg" = '65532:65532|[/usr/local/bin/celery-scaler]|[serve]' ] || { echo "unexpected image config: $cfg"; return 1; }
   [ -s "$dir/image.tar" ] || { echo "no OCI archive"; return 1; }
-  if bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$(command -v ls)" --tag x:1 "${st[@]}" 2>/dev/null; then
+  gcc -O2 -o "$dir/dynamic" "$dir/stub.c" || return 1
+  if bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$dir/dynamic" --tag x:1 "${st[@]}" 2>/dev/null; then
     echo "a dynamically linked binary was accepted"; return 1
   fi
   if bash "$DEPLOY/images/build-scaler-buildah.sh" --binary "$dir/stub" --tag x:latest "${st[@]}" 2>/dev/null; then

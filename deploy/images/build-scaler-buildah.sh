@@ -37,7 +37,9 @@ if [ -z "$binary" ]; then
   binary=$root/target/x86_64-unknown-linux-musl/release/celery-scaler
 fi
 [ -x "$binary" ] || { echo "not an executable: $binary" >&2; exit 1; }
-if ldd "$binary" 2>/dev/null | grep -q '=>'; then
+# A dynamically linked ELF names its loader (PT_INTERP); ldd where readelf is missing.
+if { command -v readelf >/dev/null && LC_ALL=C readelf -lW "$binary" 2>/dev/null | grep -q 'program interpreter'; } ||
+  ldd "$binary" 2>/dev/null | grep -q '=>'; then
   echo "$binary is dynamically linked; a scratch image needs a static binary" >&2
   exit 1
 fi
