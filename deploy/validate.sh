@@ -173,10 +173,15 @@ policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of t
     "celery-worker-default: queues 'default' != worker --queues 'default,low'" \
     "celery-worker-default: prefetchMultiplier '4' != worker --prefetch-multiplier '1'" \
     "celery-worker-high: acksLate 'false' != the app's CELERY_TASK_ACKS_LATE (true)" \
-    "celery-worker-default: podStartup '-5' must be a number of seconds >= 0"; do
+    "celery-worker-default: podStartup '-5' must be a number of seconds from 0 to 86400"; do
     grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
   done
-  [ "$rc" = 0 ] && echo "9 mismatches reported"
+  # A podStartup the target leaves no room for (0.8 x 60 s = 48 s) is a mistake too.
+  sed -e 's/^      podStartup: "30"$/      podStartup: "50"/' "$WORK/render/overlays-iks.yaml" >"$bad"
+  out=$("$PY" "$CHECKS" policy "$bad" 2>&1) && { echo "podStartup 50 at targetLatency 60 passed"; return 1; }
+  want="celery-worker-default: podStartup 50 >= 0.8 x targetLatency 60: no task can wait, leave it out"
+  grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
+  [ "$rc" = 0 ] && echo "10 mismatches reported"
   return "$rc"
 }
 [ -s "$WORK/render/overlays-iks.yaml" ] &&

@@ -197,10 +197,18 @@ def check_latency_trigger(n, md, dep, worker, other_workers, alert_targets, erro
             errors.append(f"ScaledObject/{n}: {key} {md.get(key)!r} must be a positive number of seconds")
     if "podStartup" in md:
         try:
-            if not float(md["podStartup"]) >= 0:
+            v = float(md["podStartup"])
+            if not (0 <= v <= 86400):
                 raise ValueError
         except ValueError:
-            errors.append(f"ScaledObject/{n}: podStartup {md['podStartup']!r} must be a number of seconds >= 0")
+            errors.append(f"ScaledObject/{n}: podStartup {md['podStartup']!r} must be a number of seconds from 0 to 86400")
+        else:
+            try:
+                target = float(md.get("targetLatency", "x"))
+            except ValueError:
+                target = float("inf")  # reported above
+            if v >= 0.8 * target:
+                errors.append(f"ScaledObject/{n}: podStartup {v:g} >= 0.8 x targetLatency {target:g}: no task can wait, leave it out")
     if "listLength" in md:
         errors.append(f"ScaledObject/{n}: listLength has no effect in latency mode")
     pattern = md.get("workerHostnames")

@@ -77,11 +77,17 @@ pub fn latency_settings(sc: &Scenario) -> PolicySettings {
 }
 
 /// `podStartup` as an operator states it for the scenario's pods: the configured
-/// `policies.latency_pod_startup`, else the 95th percentile of `workers.startup`.
+/// `policies.latency_pod_startup`, else the 95th percentile of `workers.startup`, plus
+/// `pollingInterval` when KEDA polls the trigger instead of taking its pushes.
 pub fn pod_startup(sc: &Scenario) -> f64 {
-    sc.policies
-        .latency_pod_startup
-        .unwrap_or_else(|| sc.workers.startup.quantile(0.95))
+    sc.policies.latency_pod_startup.unwrap_or_else(|| {
+        let polling = if sc.keda.external_push {
+            0.0
+        } else {
+            sc.keda.polling_interval
+        };
+        sc.workers.startup.quantile(0.95) + polling
+    })
 }
 
 /// The trigger metadata an operator writes for the scenario's workers: `prefetchMultiplier`

@@ -514,6 +514,9 @@ fn lone_tasks_wait_at_zero_for_the_pod_startup_and_still_start_within_the_target
     // waits at zero until it is 0.8·60 − 15 = 33 s old, so a task arriving meanwhile shares
     // its pod. A podStartup of 48 s (0.8·T) never waits: the first task activates at once.
     assert_eq!(pod_startup(&sparse(None)), 15.0);
+    let mut polled = sparse(None);
+    polled.keda.external_push = false;
+    assert_eq!(pod_startup(&polled), 30.0, "start-up + pollingInterval");
     let run = |sc: &Scenario| report::summarize(sc, &mut latency_on(sc, Signals::Real));
     let (waits, at_once) = (run(&sparse(None)), run(&sparse(Some(48.0))));
     assert!(waits.wait_max <= 60.0, "{waits:?}");
