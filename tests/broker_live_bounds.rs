@@ -21,7 +21,7 @@ use celery_scaler::policy::latency::{decide, LatencySettings};
 use celery_scaler::scaler::{Evaluation, Scaler};
 use celery_scaler::signals::SignalMode;
 use support::celery_data::{ack, deliver, envelope, now, unacked_value};
-use support::RedisServer;
+use support::{signal_mode, RedisServer};
 
 /// Defaults of the config keys `max_worker_concurrency` and `max_tracked_workers`.
 const MAX_WORKER_CONCURRENCY: u64 = 256;
@@ -368,34 +368,6 @@ async fn evaluate_until(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `celery_scaler_signal_mode{broker, queue, signal, mode}`.
-fn signal_mode(
-    registry: &Registry,
-    broker: &str,
-    queue: &str,
-    signal: &str,
-    mode: &str,
-) -> Option<f64> {
-    registry
-        .metrics()
-        .gather()
-        .iter()
-        .filter(|f| f.name() == "celery_scaler_signal_mode")
-        .flat_map(|f| f.get_metric().to_vec())
-        .find(|m| {
-            let has = |k: &str, v: &str| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == k && l.value() == v)
-            };
-            has("broker", broker)
-                && has("queue", queue)
-                && has("signal", signal)
-                && has("mode", mode)
-        })
-        .map(|m| m.get_gauge().value())
 }
 
 fn arrival_mode(e: &Evaluation) -> Option<SignalMode> {

@@ -14,7 +14,7 @@ use celery_scaler::broker::{NamedConnections, Registry, SamplerSettings};
 use celery_scaler::inspect;
 use celery_scaler::scaler::{Evaluation, Scaler};
 use support::celery_data::{ack, deliver, envelope, now, unacked_value};
-use support::RedisServer;
+use support::{signal_mode, RedisServer};
 
 /// T = 10 s, pods up 3 s after activation: a start is due when the oldest task is
 /// 0.8·10 − 3 = 5 s old.
@@ -176,6 +176,12 @@ async fn a_task_listed_before_the_scaler_started_has_no_known_age_and_activates(
     assert!(*at < 1.5, "active only {at:.2} s after the start");
     let wait = last.live[0].wait.expect("a wait");
     assert!(wait.is_lower_bound(), "{wait:?}");
+    // ... and the metric says so (the wait had no `lower-bound` mode series: none read 1).
+    let broker = format!("127.0.0.1:{}/0", server.port);
+    assert_eq!(
+        signal_mode(&registry, &broker, "celery", "wait", "lower-bound"),
+        Some(1.0)
+    );
     drain(&mut c, &["before".to_string()]);
     registry.shutdown().await;
 }

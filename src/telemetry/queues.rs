@@ -18,10 +18,12 @@ const RATE_MODES: [&str; 4] = [
     SignalMode::LowerBound.as_str(),
     NO_ESTIMATE,
 ];
-/// The `mode` labels of the queue wait (never a lower bound).
-const WAIT_MODES: [&str; 3] = [
+/// The `mode` labels of the queue wait: a lower bound where the arrivals of the waiting
+/// messages were not seen (tasks listed before the scaler started).
+const WAIT_MODES: [&str; 4] = [
     SignalMode::Exact.as_str(),
     SignalMode::Estimated.as_str(),
+    SignalMode::LowerBound.as_str(),
     NO_ESTIMATE,
 ];
 /// The `mode` labels of the service time: the [`Source`] the sampler measured it from.

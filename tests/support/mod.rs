@@ -164,6 +164,34 @@ impl Drop for RedisServer {
     }
 }
 
+/// `celery_scaler_signal_mode{broker, queue, signal, mode}`.
+pub fn signal_mode(
+    registry: &celery_scaler::broker::Registry,
+    broker: &str,
+    queue: &str,
+    signal: &str,
+    mode: &str,
+) -> Option<f64> {
+    registry
+        .metrics()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "celery_scaler_signal_mode")
+        .flat_map(|f| f.get_metric().to_vec())
+        .find(|m| {
+            let has = |k: &str, v: &str| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == k && l.value() == v)
+            };
+            has("broker", broker)
+                && has("queue", queue)
+                && has("signal", signal)
+                && has("mode", mode)
+        })
+        .map(|m| m.get_gauge().value())
+}
+
 pub mod celery_data;
 pub mod monitor;
 pub mod sentinel;

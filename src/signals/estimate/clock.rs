@@ -31,16 +31,18 @@ impl FifoClock {
 
     /// Corrects drift from lost notifications against the sampled `LLEN`. Missing entries
     /// (present before tracking started, or lost arrivals) are assumed to be the oldest and
-    /// dated `since`, the time they could first have been seen (at the latest: their age is
-    /// then only a lower bound, [`FifoClock::dated`]).
-    pub fn reconcile(&mut self, llen: u64, since: f64) {
+    /// dated `since`, or the oldest entry's time when that is earlier. With `arrived` the
+    /// caller knows that makes the oldest age one (the list was seen empty just before, so
+    /// they came since; or they came while the clock listened, after its oldest); else it
+    /// is only a lower bound ([`FifoClock::dated`]).
+    pub fn reconcile(&mut self, llen: u64, since: f64, arrived: bool) {
         let llen = usize::try_from(llen).unwrap_or(usize::MAX);
         while self.arrivals.len() > llen {
             self.arrivals.pop_front();
         }
         let oldest = self.arrivals.front().map_or(since, |e| e.0).min(since);
         while self.arrivals.len() < llen {
-            self.arrivals.push_front((oldest, false));
+            self.arrivals.push_front((oldest, arrived));
         }
     }
 

@@ -97,12 +97,12 @@ fn fifo_clock_reconciles_lost_events_against_llen() {
         f.arrive(t);
     }
     // Two dequeue notifications were lost: the oldest two are gone.
-    f.reconcile(2, 10.0);
+    f.reconcile(2, 10.0, false);
     assert_eq!(f.len(), 2);
     assert_eq!(f.oldest_age(10.0), 7.0);
     // Items that were there before tracking began are dated from when they could be seen.
     let mut g = FifoClock::default();
-    g.reconcile(3, 100.0);
+    g.reconcile(3, 100.0, false);
     g.arrive(101.0);
     assert_eq!(g.len(), 4);
     assert_eq!(g.oldest_age(110.0), 10.0);
@@ -557,14 +557,19 @@ fn reconciled_entries_are_no_heard_arrivals() {
     let mut c = FifoClock::default();
     c.arrive(10.0);
     assert!(c.dated());
-    c.reconcile(3, 20.0);
+    c.reconcile(3, 20.0, false);
     assert!(!c.dated());
     assert_eq!(c.oldest_age(25.0), 15.0);
     c.dequeue();
     c.dequeue();
     assert!(c.dated(), "the two reconciled entries were the oldest");
-    c.reconcile(1, 30.0);
+    c.reconcile(1, 30.0, false);
     assert!(c.dated());
+    // Entries known to have arrived since (the list was seen empty just before) are dated.
+    let mut d = FifoClock::default();
+    d.reconcile(2, 40.0, true);
+    assert!(d.dated());
+    assert_eq!(d.oldest_age(41.0), 1.0);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! One list key's live state (its wait clock, anchor and what keyspace events said of it)
 //! and what one tick's reads of a queue's keys add up to. Pure, like [`super::queue`].
 
-use crate::signals::estimate::TailClock;
+use crate::signals::estimate::{FifoClock, TailClock};
 
 /// Whether the server publishes list keyspace events, as far as the scaler can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,29 @@ pub(crate) struct KeysTick {
 }
 
 impl KeyLive {
+    /// Reconciles this key's FIFO clock with `LLEN` (`first`: on a new subscription). A key
+    /// seen empty at the previous tick (`prev`) holds only messages pushed since: dated from
+    /// the mid-point of the two ticks, as a list that just filled is by its tail tags. Within
+    /// one subscription, messages the clock misses came while it listened (events lagging
+    /// the `LLEN` read): no older than its oldest, whose age stays the wait. Otherwise they
+    /// may predate the subscription, and the age is a lower bound.
+    pub(crate) fn reconcile(
+        &self,
+        clock: &mut FifoClock,
+        llen: u64,
+        now: f64,
+        prev: Option<(f64, u64)>,
+        first: bool,
+    ) {
+        match prev.filter(|_| self.observed && self.llen == 0) {
+            Some((t, _)) => clock.reconcile(llen, (t + now) / 2.0, true),
+            None => {
+                let heard = !first && !clock.is_empty() && clock.dated();
+                clock.reconcile(llen, now, heard);
+            }
+        }
+    }
+
     /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
     /// they were read) and returns the tail message's age then, with whether it is one
     /// (`false`: only a lower bound); a key empty at either tick is not read, and forgets its

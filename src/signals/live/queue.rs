@@ -429,7 +429,7 @@ impl QueueLive {
                         k.mismatch = 0;
                     }
                     if first || k.mismatch >= 2 {
-                        e.clock.reconcile(llen, now);
+                        k.reconcile(&mut e.clock, llen, now, prev, first);
                         k.mismatch = 0;
                     }
                     if llen > 0 {

@@ -195,6 +195,69 @@ fn exact_mode_counts_events_once_continuous() {
     );
 }
 
+#[test]
+fn pushes_the_clock_missed_are_dated_when_known_to_be_recent() {
+    // Keyspace events on, but the key's subscription came up after a task was pushed: the
+    // FIFO clock reconciles the task in. The list was empty at the tick before, so the task
+    // came since: dated from the mid-point of the two ticks (it read as a lower bound, and
+    // a queue nothing consumes kept that mode for good). A list first seen holding a task
+    // stays a lower bound.
+    let subscribed = |st: &mut EventState| {
+        st.keys.insert(
+            b"celery".to_vec(),
+            KeyEvents {
+                generation: 1,
+                ..KeyEvents::default()
+            },
+        );
+    };
+    let w = watch(&["celery"]);
+    let mut waits = Vec::new();
+    for seen_empty in [true, false] {
+        let mut book = LiveBook::new(10.0);
+        book.keyspace = Keyspace::Enabled;
+        let mut st = EventState {
+            generation: 1,
+            up: true,
+            ..EventState::default()
+        };
+        if seen_empty {
+            tick(&mut book, 0.0, &w, 0, 0, &mut st);
+        }
+        subscribed(&mut st);
+        tick(&mut book, 1.0, &w, 1, 0, &mut st);
+        let e = tick(&mut book, 2.0, &w, 1, 0, &mut st);
+        assert_eq!(e.wait.map(|w| w.source), Some(KEYSPACE), "{e:?}");
+        waits.push(e.wait.expect("a wait"));
+    }
+    assert!(!waits[0].is_lower_bound(), "{:?}", waits[0]);
+    assert!((waits[0].value - 1.5).abs() < 1e-9, "{:?}", waits[0]);
+    assert!(waits[1].is_lower_bound(), "{:?}", waits[1]);
+
+    // Within one subscription, pushes whose events lag the `LLEN` read two ticks running
+    // are reconciled in behind the oldest, which was heard: its age stays the wait's.
+    let mut book = LiveBook::new(10.0);
+    book.keyspace = Keyspace::Enabled;
+    let mut st = EventState {
+        generation: 1,
+        up: true,
+        ..EventState::default()
+    };
+    subscribed(&mut st);
+    tick(&mut book, 0.0, &w, 0, 0, &mut st);
+    let k = st.keys.get_mut(b"celery".as_slice()).expect("subscribed");
+    k.lpush += 1;
+    k.clock.arrive(0.5);
+    tick(&mut book, 1.0, &w, 1, 0, &mut st);
+    tick(&mut book, 2.0, &w, 3, 0, &mut st);
+    let wait = tick(&mut book, 3.0, &w, 3, 0, &mut st)
+        .wait
+        .expect("a wait");
+    assert_eq!(wait.source, KEYSPACE);
+    assert!(!wait.is_lower_bound(), "{wait:?}");
+    assert!((wait.value - 2.5).abs() < 1e-9, "{wait:?}");
+}
+
 /// One tick of queue `celery` with `backlog` messages and, when read, its (head, tail)
 /// delivery tags: the wait the tick reports.
 fn wait_at(
