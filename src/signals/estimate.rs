@@ -21,13 +21,23 @@ pub const BURST_FACTOR: f64 = 3.0;
 pub struct RateEstimator {
     window: f64,
     samples: VecDeque<(f64, u64)>,
+    /// The smoothed rate read at the latest samples (at most [`LATELY_SAMPLES`], within
+    /// [`LATELY_HORIZON`] seconds), newest last.
+    lately: VecDeque<(f64, f64)>,
 }
+
+/// How many recent smoothed rates a [`RateEstimator`] keeps.
+pub const LATELY_SAMPLES: usize = 64;
+/// How far back (seconds) a [`RateEstimator`] keeps its recent smoothed rates: as long as a
+/// worker whose heartbeat interval is the longest honoured stays live.
+pub const LATELY_HORIZON: f64 = 180.0;
 
 impl RateEstimator {
     pub fn new(window_secs: f64) -> Self {
         Self {
             window: window_secs.max(0.001),
             samples: VecDeque::new(),
+            lately: VecDeque::new(),
         }
     }
 
@@ -36,8 +46,10 @@ impl RateEstimator {
         if let Some(&(t, c)) = self.samples.back() {
             if cumulative < c || now < t {
                 self.samples.clear();
+                self.lately.clear();
             } else if now == t {
                 self.samples.pop_back();
+                self.lately.pop_back();
             }
         }
         self.samples.push_back((now, cumulative));
@@ -45,6 +57,26 @@ impl RateEstimator {
         while self.samples.len() > 2 && self.samples[1].0 <= now - self.window {
             self.samples.pop_front();
         }
+        if let Some(r) = self.smoothed_rate() {
+            self.lately.push_back((now, r));
+        }
+        while self.lately.len() > LATELY_SAMPLES
+            || self
+                .lately
+                .front()
+                .is_some_and(|e| e.0 < now - LATELY_HORIZON)
+        {
+            self.lately.pop_front();
+        }
+    }
+
+    /// The highest smoothed rate read since `t`: at the samples after it and at the last one
+    /// at or before it (the rate at `t` lies between two samples), or at every kept sample
+    /// when `t` is older; `None` before two samples. What a rate known only as of some time
+    /// since `t` compares with.
+    pub fn highest_smoothed_since(&self, t: f64) -> Option<f64> {
+        let from = self.lately.iter().rposition(|e| e.0 <= t).unwrap_or(0);
+        self.lately.range(from..).map(|e| e.1).reduce(f64::max)
     }
 
     /// Events per second, or `None` before two samples.

@@ -462,6 +462,7 @@ impl HeartbeatBook {
             out.window_start_rate += w.window_start_rate(self.window, self.opened);
         }
         out.start_rate = rates;
+        out.rates_as_of = heard;
         // No worker ever started a task: quiet for as long as their beats go back.
         out.starts_quiet_for = (heard - started.unwrap_or(first)).max(0.0);
         out.capacity = out.workers as f64 * self.limits.max_active as f64;

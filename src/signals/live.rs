@@ -141,7 +141,15 @@ pub(crate) fn single_queue_workers(watches: &[WatchSet]) -> HashMap<(Layout, Str
 /// nor new tags; counted rates, keyspace or `LPOS`, are kept), arrivals grow by the same
 /// amount (conservation), and Little's law
 /// over their busy slots gives the service time under any acknowledgement mode.
-pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummary) {
+/// `listed_steady` is the list's smoothed dequeue rate to compare the workers' with: the
+/// highest it read since their earliest latest beat (`WorkerSummary::rates_as_of`), as their
+/// rates are as of their beats, up to a beat interval old, and a falling flow's rate read
+/// now would leave starts it counted looking unseen.
+pub(crate) fn credit_heartbeats(
+    est: &mut QueueEstimates,
+    workers: &WorkerSummary,
+    listed_steady: Option<f64>,
+) {
     // Heartbeats see every task start: the counted rates are no longer the only evidence.
     if workers.start_rate.is_some() {
         let mut cleared = false;
@@ -182,8 +190,7 @@ pub(crate) fn credit_heartbeats(est: &mut QueueEstimates, workers: &WorkerSummar
         // 30 s window that started 12 tasks adds 0.4/s, not 2/s (fresh pods after a burst
         // credited a flow the list never missed).
         let steady_starts = workers.bounded_rate(workers.window_start_rate, s);
-        let dequeued_steady = est
-            .dequeue_rate_steady
+        let dequeued_steady = listed_steady
             .filter(|_| est.dequeue_rate.is_some())
             .unwrap_or(0.0);
         if steady_starts > dequeued_steady {

@@ -550,6 +550,32 @@ fn the_span_is_what_the_smoothed_rate_was_read_over() {
 }
 
 #[test]
+fn the_highest_smoothed_rate_since_a_time_covers_the_sample_before_it() {
+    // 10 events/s until t = 10, none after, window 10 s: the smoothed rate falls 1/s a tick.
+    let mut r = RateEstimator::new(10.0);
+    assert_eq!(r.highest_smoothed_since(0.0), None);
+    for t in 0..=15u64 {
+        r.observe(t as f64, 10 * t.min(10));
+    }
+    let now = r.smoothed_rate().unwrap();
+    assert!(close(now, 5.0, 1e-9), "{now}");
+    // Since the latest sample: the latest rate; since 13.5: the rate at 13 (7/s), which
+    // with the one at 14 brackets the rate at 13.5.
+    assert_eq!(r.highest_smoothed_since(15.0), Some(now));
+    assert!(close(r.highest_smoothed_since(13.5).unwrap(), 7.0, 1e-9));
+    assert!(close(r.highest_smoothed_since(12.0).unwrap(), 8.0, 1e-9));
+    // Older than every kept rate: all of them (10/s while the flow ran).
+    assert!(close(r.highest_smoothed_since(-5.0).unwrap(), 10.0, 1e-9));
+    // Memory stays bounded whatever the tick rate, and a restarted counter forgets.
+    for i in 0..10_000u64 {
+        r.observe(16.0 + i as f64 * 0.001, 100 + i);
+    }
+    assert!(r.lately.len() <= LATELY_SAMPLES);
+    r.observe(30.0, 0);
+    assert_eq!(r.highest_smoothed_since(0.0), None);
+}
+
+#[test]
 fn reconciled_entries_are_no_heard_arrivals() {
     // The subscription is (re-)established with two messages listed: they are reconciled
     // in at `now`, which only bounds their age. Once they are consumed, the clock dates

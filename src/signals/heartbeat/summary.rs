@@ -27,6 +27,9 @@ pub struct WorkerSummary {
     /// (0 when they overlap). Workers that never started one (`processed` 0, fresh pods) add
     /// no start.
     pub starts_quiet_for: f64,
+    /// The earliest of these workers' latest beats: their rates describe the time up to it
+    /// at least, and up to their own latest beats, none later than now.
+    pub rates_as_of: f64,
     /// The longest time between two beats of one worker that showed starts, over these
     /// workers: gaps the flow of starts left before (at least those of the flow together,
     /// so a quiet judged against it is no sooner a stop).

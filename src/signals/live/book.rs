@@ -173,7 +173,8 @@ impl LiveBook {
                         .and_then(|book| book.summary(now, pattern))
                 });
                 if let Some(summary) = summary {
-                    credit_heartbeats(&mut est, &summary);
+                    let listed = ql.dequeues.highest_smoothed_since(summary.rates_as_of);
+                    credit_heartbeats(&mut est, &summary, listed);
                 }
                 size_service(&mut ql.sizing, now, &mut est);
                 if est.arrival_rate.is_some_and(|e| e.is_lower_bound()) && self.warn_due(&id, now) {

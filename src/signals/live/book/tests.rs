@@ -79,7 +79,14 @@ fn two_workers() -> WorkerSummary {
         capacity: 16.0,
         starts_quiet_for: 0.0,
         starts_longest_gap: 0.0,
+        rates_as_of: 0.0,
     }
+}
+
+/// Heartbeats credited against the list's steady dequeue rate as read now.
+fn credit_now(est: &mut QueueEstimates, workers: &WorkerSummary) {
+    let listed = est.dequeue_rate_steady;
+    crate::signals::live::credit_heartbeats(est, workers, listed);
 }
 
 #[test]
@@ -401,6 +408,46 @@ fn a_single_queue_watch_set_with_worker_hostnames_credits_their_starts() {
         }
         assert_eq!(e.arrival_rate, Some(Estimate::new(0.0, CONSERVATION)));
         assert_eq!(e.service_time, None);
+    }
+}
+
+#[test]
+fn a_falling_flow_the_list_counted_is_not_credited_between_beats() {
+    // 400 listed tasks are taken at 20/s until t = 20, every take seen as a new `unacked`
+    // tag; the worker beats every 2 s with the same starts. After the drain the list's rate
+    // falls every tick, the worker's only at its beats: read against the list's rate now, a
+    // beat a tick old credited 2/s the list never missed (arrivals, and the workers' quiet
+    // for the list's), keeping a flow that had stopped alive.
+    let mut st = EventState::default();
+    let mut book = LiveBook::new(10.0);
+    let mut w = watch(&["celery"]);
+    w.worker_hostnames = Some("celery@w-*".into());
+    for t in 0..=30u32 {
+        if t % 2 == 0 {
+            st.heartbeats
+                .entry(Vec::new())
+                .or_insert_with(|| HeartbeatBook::new(10.0))
+                .record(
+                    f64::from(t),
+                    &crate::signals::heartbeat::Heartbeat {
+                        hostname: "celery@w-1".into(),
+                        active: u64::from(t < 20),
+                        processed: u64::from(20 * t.min(20)),
+                        freq: 2.0,
+                    },
+                );
+        }
+        let backlog = u64::from(400 - 20 * t.min(20));
+        let taken = if (1..=20).contains(&t) { 20 } else { 0 };
+        let e = tick(&mut book, f64::from(t), &w, backlog, taken, &mut st);
+        if t == 0 {
+            continue;
+        }
+        let steady = e.arrival_rate_steady.expect("a rate");
+        assert_eq!((t, steady.value), (t, 0.0), "{steady:?}");
+        if t > 20 {
+            assert_eq!(e.arrivals_longest_gap, Some(0.0), "t = {t}");
+        }
     }
 }
 
@@ -824,10 +871,10 @@ fn two_patterns_on_one_queue_credit_no_heartbeats_to_it() {
 fn the_steady_rate_credits_the_workers_smoothed_starts() {
     // The workers' summed burst fast paths read 3 starts/s; over their window they started
     // 1 per second. The exported λ keeps the fast path, the policy's steady λ does not.
-    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    use crate::signals::live::QueueEstimates;
     let mut est = QueueEstimates::default();
     let workers = two_workers();
-    credit_heartbeats(&mut est, &workers);
+    credit_now(&mut est, &workers);
     let value = |e: Option<Estimate>| e.map(|e| e.value);
     assert_eq!(value(est.arrival_rate), Some(3.0));
     assert_eq!(value(est.arrival_rate_steady), Some(1.0));
@@ -841,7 +888,7 @@ fn the_steady_rate_credits_the_workers_smoothed_starts() {
         dequeue_rate_steady: Some(0.5),
         ..QueueEstimates::default()
     };
-    credit_heartbeats(&mut est, &workers);
+    credit_now(&mut est, &workers);
     assert_eq!(value(est.arrival_rate), Some(3.0));
     assert_eq!(value(est.arrival_rate_steady), Some(1.0));
 }
@@ -1055,7 +1102,7 @@ fn a_queue_watched_with_two_visibility_timeouts_is_restored_at_the_shorter() {
 fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_tasks() {
     // The list has been quiet for 20 s, but the workers started tasks 3 s ago: the credited
     // flow (arrivals the list never showed) is quiet for 3 s only.
-    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    use crate::signals::live::QueueEstimates;
     let workers = WorkerSummary {
         starts_quiet_for: 3.0,
         ..two_workers()
@@ -1064,7 +1111,7 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
         arrivals_quiet_for: Some(20.0),
         ..QueueEstimates::default()
     };
-    credit_heartbeats(&mut est, &workers);
+    credit_now(&mut est, &workers);
     assert_eq!(est.arrival_rate_steady.map(|e| e.source), Some(HEARTBEAT));
     assert_eq!(est.arrivals_quiet_for, Some(3.0));
     assert_eq!(est.signals("celery").arrivals_quiet_for, Some(3.0));
@@ -1076,7 +1123,7 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
         arrivals_quiet_for: Some(20.0),
         ..QueueEstimates::default()
     };
-    credit_heartbeats(&mut counted, &workers);
+    credit_now(&mut counted, &workers);
     assert_eq!(counted.arrivals_quiet_for, Some(20.0));
     // Credited, the quieter of the two is not taken: the list counted an arrival 1 s ago.
     let mut recent = QueueEstimates {
@@ -1088,7 +1135,7 @@ fn credited_starts_keep_the_flow_from_looking_quiet_while_the_workers_start_task
         starts_longest_gap: 0.0,
         ..workers
     };
-    credit_heartbeats(&mut recent, &idle_workers);
+    credit_now(&mut recent, &idle_workers);
     assert_eq!(
         recent.arrival_rate_steady.map(|e| e.source),
         Some(HEARTBEAT)
@@ -1102,7 +1149,7 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
     // started tasks 1 s ago: heartbeats clear the lower-bound mark without crediting the
     // steady rate (the counted dequeues already cover the starts), and the list's quiet
     // must not then read as a stopped flow.
-    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    use crate::signals::live::QueueEstimates;
     let mut est = QueueEstimates {
         arrival_rate: Some(Estimate::lower_bound(2.0, CONSERVATION)),
         arrival_rate_steady: Some(Estimate::lower_bound(2.0, CONSERVATION)),
@@ -1118,7 +1165,7 @@ fn a_lower_bound_cleared_by_heartbeats_takes_the_workers_quiet_too() {
         starts_quiet_for: 1.0,
         ..two_workers()
     };
-    credit_heartbeats(&mut est, &workers);
+    credit_now(&mut est, &workers);
     let steady = est.arrival_rate_steady.expect("kept");
     assert_eq!(
         (steady.source, steady.mode),
@@ -1134,7 +1181,7 @@ fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
     // with starts), and their last start was 4 s ago. A gap the flow left before is no sign
     // of a stop: the policy keeps the flow.
     use crate::policy::latency::{decide, LatencySettings};
-    use crate::signals::live::{credit_heartbeats, QueueEstimates};
+    use crate::signals::live::QueueEstimates;
     use crate::signals::QueueSignals;
     let workers = |gap: f64| WorkerSummary {
         running: 0,
@@ -1152,7 +1199,7 @@ fn credited_starts_bring_their_gaps_so_batches_are_no_stop() {
             rate_window: Some(30.0),
             ..QueueEstimates::default()
         };
-        credit_heartbeats(&mut est, &workers(gap));
+        credit_now(&mut est, &workers(gap));
         assert_eq!(est.arrivals_quiet_for, Some(4.0));
         assert_eq!(est.arrivals_longest_gap, Some(gap));
         let queue = QueueSignals {
