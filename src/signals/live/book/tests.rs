@@ -218,16 +218,20 @@ fn pushes_the_clock_missed_are_dated_when_known_to_be_recent() {
             },
         );
     };
-    let w = watch(&["celery"]);
-    let mut waits = Vec::new();
-    for seen_empty in [true, false] {
+    let fresh = || {
         let mut book = LiveBook::new(10.0);
         book.keyspace = Keyspace::Enabled;
-        let mut st = EventState {
+        let st = EventState {
             generation: 1,
             up: true,
             ..EventState::default()
         };
+        (book, st)
+    };
+    let w = watch(&["celery"]);
+    let mut waits = Vec::new();
+    for seen_empty in [true, false] {
+        let (mut book, mut st) = fresh();
         if seen_empty {
             tick(&mut book, 0.0, &w, 0, 0, &mut st);
         }
@@ -243,13 +247,7 @@ fn pushes_the_clock_missed_are_dated_when_known_to_be_recent() {
 
     // Within one subscription, pushes whose events lag the `LLEN` read two ticks running
     // are reconciled in behind the oldest, which was heard: its age stays the wait's.
-    let mut book = LiveBook::new(10.0);
-    book.keyspace = Keyspace::Enabled;
-    let mut st = EventState {
-        generation: 1,
-        up: true,
-        ..EventState::default()
-    };
+    let (mut book, mut st) = fresh();
     subscribed(&mut st);
     tick(&mut book, 0.0, &w, 0, 0, &mut st);
     let k = st.keys.get_mut(b"celery".as_slice()).expect("subscribed");
