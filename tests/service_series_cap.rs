@@ -18,10 +18,10 @@ const LIMIT: Duration = Duration::from_secs(15);
 /// Leaves fewer than 4 series free once the ScaledObjects that fit are in, so a new queue
 /// (4 count series first) cannot fit either.
 const CAP: usize = 103;
-/// Series one queue reserves: backlog + 3 in-flight states, then 6 live gauges + 17 modes
-/// (arrival and dequeue: exact, estimated, lower-bound, none; wait: exact, estimated, none;
-/// service time: 3 sources + none; running: heartbeat, none).
-const PER_QUEUE: usize = 4 + 6 + 17;
+/// Series one queue reserves: backlog + 3 in-flight states, then 6 live gauges + 18 modes
+/// (arrival, dequeue and wait: exact, estimated, lower-bound, none; service time: 3
+/// sources + none; running: heartbeat, none).
+const PER_QUEUE: usize = 4 + 6 + 18;
 /// Series one backlog-mode ScaledObject reserves: value, active, 3 components.
 const PER_OBJECT: usize = 5;
 
