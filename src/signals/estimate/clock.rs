@@ -77,14 +77,17 @@ impl FifoClock {
 /// oldest, consumed next) is `now` minus its first sighting. A tail never seen at the head
 /// arrived between two ticks after the consumed tail's sighting; it is dated by the oldest
 /// remaining sighting (exact to within the gap between two sightings), and with none at all
-/// it counts from the first time it was the tail.
+/// it counts from the first time it was the tail. A tag that cannot be read (a message that
+/// is not kombu's) dates nothing: an unreadable head leaves a sighting that dates no one
+/// behind it, an unreadable tail has no age (0, a lower bound).
 #[derive(Clone, Debug, Default)]
 pub struct TailClock {
-    /// Head sightings: tag, when first seen, and whether that dates its arrival (the list
-    /// had been observed before, so the message came since; the first observation of a list
-    /// that holds messages dates nothing).
-    heads: VecDeque<(String, f64, bool)>,
-    tail: Option<(String, f64, bool)>,
+    /// Head sightings: tag (`None`: unreadable), when first seen, and whether that dates its
+    /// arrival (the list had been observed before, so the message came since; the first
+    /// observation of a list that holds messages dates nothing, nor does an unreadable head).
+    heads: VecDeque<(Option<String>, f64, bool)>,
+    /// The tail message: tag (`None`: unreadable), when first seen, and whether that dates it.
+    tail: Option<(Option<String>, f64, bool)>,
     /// Whether the list was observed before (empty or not).
     observed: bool,
 }
@@ -93,31 +96,51 @@ pub struct TailClock {
 const HEAD_SIGHTINGS: usize = 4096;
 
 impl TailClock {
-    /// Feeds one sample: the delivery tags at the head and at the tail of the list, or `None`
-    /// when the list is empty.
+    /// The list was found empty: nothing waits, and whatever is listed next came since.
+    pub fn observe_empty(&mut self) {
+        self.observed = true;
+        self.heads.clear();
+        self.tail = None;
+    }
+
+    /// Feeds one sample of a list that holds messages: the delivery tags at its head and at
+    /// its tail, `None` where a tag is unreadable.
     pub fn observe(&mut self, now: f64, head: Option<&str>, tail: Option<&str>) {
         let dates = std::mem::replace(&mut self.observed, true);
-        let (Some(head), Some(tail)) = (head, tail) else {
-            self.heads.clear();
-            self.tail = None;
-            return;
-        };
-        if self.heads.back().map(|(tag, ..)| tag.as_str()) != Some(head) {
-            self.heads.push_back((head.to_string(), now, dates));
-            if self.heads.len() > HEAD_SIGHTINGS {
-                self.heads.pop_front();
+        match self.heads.back_mut() {
+            Some((newest, ..)) if newest.as_deref() == head && head.is_some() => {}
+            // Unreadable heads in a row: the messages they hide came before the latest.
+            Some((None, seen, _)) if head.is_none() => *seen = now,
+            _ => {
+                self.heads
+                    .push_back((head.map(str::to_string), now, dates && head.is_some()));
+                if self.heads.len() > HEAD_SIGHTINGS {
+                    self.heads.pop_front();
+                }
             }
         }
-        if self.tail.as_ref().map(|(tag, ..)| tag.as_str()) == Some(tail) {
+        let current = self.tail.as_ref().map(|(tag, ..)| tag.as_deref());
+        if tail.is_some() && current == Some(tail) {
             return;
         }
         // The previous tail has been consumed; so has its sighting.
-        if let Some((previous, ..)) = self.tail.take() {
-            if let Some(i) = self.heads.iter().position(|(tag, ..)| *tag == previous) {
+        if let Some((Some(previous), ..)) = self.tail.take() {
+            if let Some(i) = self
+                .heads
+                .iter()
+                .position(|(tag, ..)| tag.as_deref() == Some(previous.as_str()))
+            {
                 self.heads.drain(..=i);
             }
         }
-        let position = self.heads.iter().position(|(tag, ..)| tag == tail);
+        let Some(tail) = tail else {
+            self.tail = Some((None, now, false));
+            return;
+        };
+        let position = self
+            .heads
+            .iter()
+            .position(|(tag, ..)| tag.as_deref() == Some(tail));
         let (seen, dated) = match position {
             Some(i) => {
                 let (_, t, dated) = self.heads[i];
@@ -130,14 +153,15 @@ impl TailClock {
                 .front()
                 .map_or((now, dates), |(_, t, d)| ((*t).min(now), *d)),
         };
-        self.tail = Some((tail.to_string(), seen, dated));
+        self.tail = Some((Some(tail.to_string()), seen, dated));
     }
 
-    /// Age of the oldest waiting message, 0 when the list is empty.
+    /// Age of the oldest waiting message: 0 when the list is empty or its tail unreadable.
     pub fn oldest_age(&self, now: f64) -> f64 {
-        self.tail
-            .as_ref()
-            .map_or(0.0, |(_, t, _)| (now - t).max(0.0))
+        match &self.tail {
+            Some((Some(_), t, _)) => (now - t).max(0.0),
+            _ => 0.0,
+        }
     }
 
     /// Whether [`TailClock::oldest_age`] is the age of a waiting message and not only a lower

@@ -111,7 +111,7 @@ fn fifo_clock_reconciles_lost_events_against_llen() {
 #[test]
 fn tail_clock_dates_the_tail_by_its_head_sighting() {
     let mut t = TailClock::default();
-    t.observe(0.0, None, None);
+    t.observe_empty();
     assert_eq!(t.oldest_age(0.0), 0.0);
     // A queue with one message, then more arrive while nobody consumes.
     t.observe(1.0, Some("a"), Some("a"));
@@ -124,8 +124,40 @@ fn tail_clock_dates_the_tail_by_its_head_sighting() {
     // A tail never seen at the head is bounded by the oldest remaining sighting.
     t.observe(7.0, Some("e"), Some("d"));
     assert_eq!(t.oldest_age(7.0), 4.0);
-    t.observe(8.0, None, None);
+    t.observe_empty();
     assert_eq!(t.oldest_age(8.0), 0.0);
+}
+
+#[test]
+fn an_unreadable_head_or_tail_forgets_no_age_and_dates_nothing_it_hides() {
+    let mut t = TailClock::default();
+    t.observe_empty();
+    t.observe(1.0, Some("a"), Some("a"));
+    // A message that is not kombu's pushed on top: "a" still waits, since 1.
+    t.observe(30.0, None, Some("a"));
+    t.observe(31.0, Some("c"), Some("a"));
+    assert!(t.dated());
+    assert_eq!(t.oldest_age(31.0), 30.0);
+    // "a" consumed: the foreign message is the tail, of unknown age.
+    t.observe(32.0, Some("c"), None);
+    assert!(!t.dated());
+    assert_eq!(t.oldest_age(32.0), 0.0);
+    // It was consumed too: "c" was seen at the head at 31.
+    t.observe(33.0, Some("c"), Some("c"));
+    assert!(t.dated());
+    assert_eq!(t.oldest_age(33.0), 2.0);
+
+    // A message pushed just before an unreadable head was never seen at the head: when it
+    // is the tail its age is at least since the unreadable head was seen, not dated.
+    let mut h = TailClock::default();
+    h.observe_empty();
+    h.observe(1.0, Some("a"), Some("a"));
+    h.observe(2.0, None, Some("a"));
+    h.observe(3.0, None, Some("a"));
+    h.observe(4.0, Some("c"), Some("a"));
+    h.observe(5.0, Some("c"), Some("x"));
+    assert!(!h.dated());
+    assert_eq!(h.oldest_age(5.0), 2.0);
 }
 
 #[test]

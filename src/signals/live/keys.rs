@@ -99,22 +99,23 @@ impl KeyLive {
     ) -> Option<(f64, bool)> {
         let known = std::mem::replace(&mut self.observed, true);
         match ends {
+            Some(_) if llen == 0 => {
+                self.filled_at = None;
+                self.tail.observe_empty();
+                Some((0.0, true))
+            }
             Some((head, tail)) => {
                 if let Some(t) = self.filled_at.take() {
                     self.tail.observe(t, head.as_deref(), tail.as_deref());
                 }
                 self.tail.observe(now, head.as_deref(), tail.as_deref());
-                Some(if llen > 0 {
-                    (self.tail.oldest_age(now), self.tail.dated())
-                } else {
-                    (0.0, true)
-                })
+                Some((self.tail.oldest_age(now), self.tail.dated()))
             }
             None if self.llen == 0 || llen == 0 => {
                 // Empty now, or at the previous tick: no tail to keep (not on a first tick
                 // that found messages: the list's past is unknown, not empty).
                 if llen == 0 || known {
-                    self.tail.observe(now, None, None);
+                    self.tail.observe_empty();
                 }
                 let filled = known && self.llen == 0 && llen > 0;
                 self.filled_at = filled.then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
