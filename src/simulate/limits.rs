@@ -5,6 +5,7 @@
 
 use super::rng::Dist;
 use super::scenario::{Arrival, Behavior, Rules, Scenario};
+use crate::trigger::limits::MAX_SECONDS;
 
 /// Longest `duration` and `drain`, seconds (30 days each).
 pub const MAX_DURATION: f64 = 30.0 * 86_400.0;
@@ -235,10 +236,10 @@ fn policies(p: &mut Problems, sc: &Scenario) {
         ));
     }
     if let Some(d) = ps.latency_pod_startup {
-        p.range("policies.latency_pod_startup", d, 0.0, MAX_DIST_VALUE);
+        p.range("policies.latency_pod_startup", d, 0.0, MAX_SECONDS);
     }
     if let Some(d) = ps.latency_task_duration {
-        p.range("policies.latency_task_duration", d, 0.0, MAX_DIST_VALUE);
+        p.range("policies.latency_task_duration", d, 0.0, MAX_SECONDS);
     }
 }
 

@@ -549,3 +549,19 @@ fn a_quantile_of_draws_matches_the_distribution() {
     .quantile(0.5);
     assert!((u - 15.0).abs() < 0.3, "{u}");
 }
+
+#[test]
+fn configured_latency_times_are_bounded_as_the_trigger_bounds_them() {
+    // A day at most, as `podStartup` and `taskDuration` on a trigger (the distributions'
+    // 30 days let a scenario state what no trigger accepts).
+    for key in ["latency_pod_startup", "latency_task_duration"] {
+        let base = "name = \"t\"\nduration = 60\ntarget_latency = 10\n[workers]\nconcurrency = 1\n\
+                    [[queues]]\nname = \"q\"\nduration = { kind = \"constant\", value = 1 }\n\
+                    arrivals = [{ kind = \"poisson\", rate = 1 }]\n[policies]\n";
+        assert!(Scenario::parse(&format!("{base}{key} = 86400\n")).is_ok());
+        let err = Scenario::parse(&format!("{base}{key} = 86401\n"))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains(&format!("policies.{key}")), "{key}: {err}");
+    }
+}
