@@ -137,7 +137,11 @@ fn waiting_at_zero(e: &Evaluation) -> Option<String> {
         .iter()
         .zip(&e.live)
         .filter(|(q, _)| q.backlog > 0)
-        .filter_map(|(_, live)| live.wait.and_then(|w| w.usable()))
+        .filter_map(|(_, live)| {
+            live.wait
+                .and_then(|w| w.usable())
+                .map(|w| w + live.sampled_ago)
+        })
         .fold(0.0, f64::max);
     Some(format!(
         "{listed} task(s) listed wait at zero (podStartup): the oldest is {oldest:.1} s old and, \

@@ -116,4 +116,23 @@ pub struct LiveSignals {
     pub wait: Option<Estimate>,
     /// Worker pods consuming the queue now: live heartbeats matching `workerHostnames`.
     pub workers: Option<Estimate>,
+    /// Seconds from the sample these estimates come from to when the policy is asked (0:
+    /// asked at the sample). The estimates stay as of the sample, where the backlog they
+    /// pair with was read; a task found waiting has waited up to this much longer, which
+    /// the rule that lets tasks wait at zero (`podStartup`) adds. Not exported.
+    #[serde(skip)]
+    pub sampled_ago: f64,
+}
+
+impl LiveSignals {
+    /// These signals asked `elapsed` seconds after they were sampled (see
+    /// [`LiveSignals::sampled_ago`]; a clock that stepped back counts as 0).
+    pub fn asked_after(mut self, elapsed: f64) -> Self {
+        self.sampled_ago = if elapsed.is_finite() {
+            elapsed.max(0.0)
+        } else {
+            0.0
+        };
+        self
+    }
 }

@@ -129,7 +129,9 @@ async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
         .collect();
     assert!(waiting.len() > 10, "{} waiting evaluations", waiting.len());
     // Each was dated: the age is measured from the tick the list first showed the task.
-    assert!(waiting.iter().all(|e| e.live[0].wait.is_some()));
+    assert!(waiting
+        .iter()
+        .all(|e| e.live[0].wait.is_some_and(|w| !w.is_lower_bound())));
     let text = inspect::to_text(waiting[waiting.len() / 2]);
     assert!(text.contains("wait at zero (podStartup)"), "{text}");
 
@@ -183,5 +185,48 @@ async fn a_task_listed_before_the_scaler_started_has_no_known_age_and_activates(
         Some(1.0)
     );
     drain(&mut c, &["before".to_string()]);
+    registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_is_aged_to_when_the_scaler_is_asked_not_to_the_tick() {
+    // A sampler ticking every 2 s: evaluations between two ticks share one snapshot, and
+    // the task found waiting has waited longer at each: the signals say how long ago they
+    // were sampled, which the `podStartup` rule adds to the tick's age (it read up to a
+    // tick short of the truth, spent from the reserve).
+    let server = RedisServer::start();
+    let registry = Arc::new(Registry::new(SamplerSettings {
+        interval: Duration::from_secs(2),
+        first_sample_timeout: Duration::from_secs(10),
+        signal_window: Duration::from_secs(30),
+        ..SamplerSettings::default()
+    }));
+    let scaler = Scaler::new(registry.clone(), NamedConnections::new());
+    let md = trigger(server.port, None);
+    scaler.evaluate(&md).await.expect("first evaluation");
+    let mut c = server.conn(0);
+    push(&mut c, &["aged".to_string()]);
+    let pushed = Instant::now();
+    let runs = evaluations_until(&scaler, &md, pushed, 7.0, |_| false).await;
+    // The evaluations of each snapshot that showed the task: (when, wait).
+    let mut by_tick: HashMap<u64, Vec<(f64, f64)>> = HashMap::new();
+    for (at, e) in &runs {
+        if let (true, Some(w)) = (e.view.queues[0].backlog > 0, e.live[0].wait) {
+            by_tick
+                .entry(e.view.sampled_at.to_bits())
+                .or_default()
+                .push((*at, w.value + e.live[0].sampled_ago));
+        }
+    }
+    let spans: Vec<(f64, f64)> = by_tick
+        .values()
+        .filter(|v| v.len() > 1)
+        .map(|v| (v[v.len() - 1].0 - v[0].0, v[v.len() - 1].1 - v[0].1))
+        .collect();
+    assert!(spans.iter().any(|(dt, _)| *dt > 1.0), "{by_tick:?}");
+    for (dt, dw) in &spans {
+        assert!((dw - dt).abs() < 0.1, "waited {dw:.3} s more in {dt:.3} s");
+    }
+    drain(&mut c, &["aged".to_string()]);
     registry.shutdown().await;
 }

@@ -55,15 +55,20 @@ impl PartialEq for Heartbeats {
 
 impl WatchView {
     /// Live signals for a trigger whose workers' hostnames match `worker_hostnames` (a glob,
-    /// or a prefix without wildcards): the sampler's estimates plus running tasks, start rate
-    /// and service time from those workers' heartbeats. (The running gauges on `/metrics`
+    /// or a prefix without wildcards): the sampler's estimates (with how long ago they were
+    /// sampled, [`LiveSignals::sampled_ago`]) plus running tasks, start rate and service
+    /// time from those workers' heartbeats. (The running gauges on `/metrics`
     /// are the sampler's, set every tick.)
     pub fn live_signals(&self, worker_hostnames: Option<&str>) -> Vec<LiveSignals> {
+        let now = epoch_now();
         live_signals(
-            epoch_now(),
+            now,
             &self.live,
             self.heartbeats.0.as_deref(),
             worker_hostnames,
         )
+        .into_iter()
+        .map(|l| l.asked_after(now - self.sampled_at))
+        .collect()
     }
 }

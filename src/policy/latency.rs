@@ -109,7 +109,8 @@ struct QueueTerms {
     present: bool,
     /// How many: waiting (listed, stale, held) and running.
     tasks: f64,
-    /// Age of the oldest waiting task, when measured (a lower bound is not).
+    /// Age of the oldest waiting task now, when measured (a lower bound is not): as of the
+    /// sample plus the time since, at most (it may have started since).
     wait: Option<f64>,
     /// Reserved tasks that may be waiting for a slot: reserved beyond the running count, or
     /// any reserved task when no running count is known (it cannot be told from a running one).
@@ -215,7 +216,8 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         wait: live
             .wait
             .filter(|e| !e.is_lower_bound())
-            .and_then(|e| e.usable()),
+            .and_then(|e| e.usable())
+            .map(|w| w + live.sampled_ago),
         held: match running {
             Some(_) => held > 0.0,
             None => reserved > 0.0,

@@ -250,6 +250,7 @@ impl QueueEstimates {
             service_rate: self.service_rate,
             wait: self.wait,
             workers: None,
+            sampled_ago: 0.0,
         }
     }
 }

@@ -31,6 +31,7 @@ use super::rng::Rng;
 use super::scenario::Scenario;
 use super::workload::{streams, Task, TaskMaker};
 use crate::policy::{decide_live, Decision, PolicySettings};
+use crate::signals::LiveSignals;
 
 /// The ordered priority steps of a scenario (always including 0, the bare key).
 pub fn steps_of(sc: &Scenario) -> Vec<u8> {
@@ -109,6 +110,7 @@ pub fn simulate(sc: &Scenario, policy: &PolicyRun) -> Result<Outcome, SimError> 
         rng: Rng::derive(sc.seed, 0x3000),
         prefetch,
         view: (Vec::new(), Vec::new()),
+        view_at: 0.0,
         last_metric: 0.0,
         idle_arrival: None,
         out: Outcome {
@@ -250,7 +252,16 @@ impl Sim<'_> {
 
     fn decision(&self) -> Decision {
         match self.policy {
-            PolicyKind::Ours(s, _) => decide_live(s, &self.view.0, &self.view.1),
+            PolicyKind::Ours(s, _) => {
+                let elapsed = self.now - self.view_at;
+                let live: Vec<LiveSignals> = self
+                    .view
+                    .1
+                    .iter()
+                    .map(|l| l.clone().asked_after(elapsed))
+                    .collect();
+                decide_live(s, &self.view.0, &live)
+            }
             PolicyKind::KedaRedis { .. } => Decision {
                 metric_value: 0.0,
                 target: 1.0,

@@ -53,6 +53,14 @@ impl FifoClock {
         self.arrivals.iter().all(|e| e.1)
     }
 
+    /// The wall clock stepped back: every time kept is late by the step, so the ages read
+    /// from them are only lower bounds until those messages have left.
+    pub fn undate(&mut self) {
+        for e in &mut self.arrivals {
+            e.1 = false;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.arrivals.len()
     }
@@ -101,6 +109,17 @@ impl TailClock {
         self.observed = true;
         self.heads.clear();
         self.tail = None;
+    }
+
+    /// The wall clock stepped back: the sightings kept are late by the step, so the ages
+    /// read from them are only lower bounds until those messages have left.
+    pub fn undate(&mut self) {
+        for h in &mut self.heads {
+            h.2 = false;
+        }
+        if let Some(t) = &mut self.tail {
+            t.2 = false;
+        }
     }
 
     /// Feeds one sample of a list that holds messages: the delivery tags at its head and at

@@ -59,8 +59,9 @@ pub(crate) struct KeysTick {
 
 impl KeyLive {
     /// Reconciles this key's FIFO clock with `LLEN` (`first`: on a new subscription). A key
-    /// seen empty at the previous tick (`prev`) holds only messages pushed since: dated from
-    /// the mid-point of the two ticks, as a list that just filled is by its tail tags. Within
+    /// seen empty at the previous tick holds only messages pushed since: dated from
+    /// `filled` (the mid-point of the two ticks, see `QueueLive::filled_since`), as a list
+    /// that just filled is by its tail tags. Within
     /// one subscription, messages the clock misses came while it listened (events lagging
     /// the `LLEN` read): no older than its oldest, whose age stays the wait. Otherwise they
     /// may predate the subscription, and the age is a lower bound.
@@ -69,11 +70,11 @@ impl KeyLive {
         clock: &mut FifoClock,
         llen: u64,
         now: f64,
-        prev: Option<(f64, u64)>,
+        filled: Option<f64>,
         first: bool,
     ) {
-        match prev.filter(|_| self.observed && self.llen == 0) {
-            Some((t, _)) => clock.reconcile(llen, (t + now) / 2.0, true),
+        match filled.filter(|_| self.observed && self.llen == 0) {
+            Some(t) => clock.reconcile(llen, t, true),
             None => {
                 let heard = !first && !clock.is_empty() && clock.dated();
                 clock.reconcile(llen, now, heard);
@@ -84,10 +85,10 @@ impl KeyLive {
     /// Feeds the key's tail clock with this tick's head and tail delivery tags (`ends`, when
     /// they were read) and returns the tail message's age then, with whether it is one
     /// (`false`: only a lower bound); a key empty at either tick is not read, and forgets its
-    /// old ends (`prev`: the previous tick's time). A key observed empty at the previous tick
-    /// that holds messages now was filled since: its oldest message is dated from the
-    /// mid-point of the two ticks at once, and its tail tag from the same instant at the
-    /// next tick. The first observation of a key that holds messages (the sampler just
+    /// old ends. A key observed empty at the previous tick that holds messages now was
+    /// filled since: its oldest message is dated from `filled` (the mid-point of the two
+    /// ticks, see `QueueLive::filled_since`) at once, and its tail tag from the same instant
+    /// at the next tick. The first observation of a key that holds messages (the sampler just
     /// started, or the queue was just watched) dates nothing, nor does a tail whose tag is
     /// unreadable (not a kombu message): ages that restart there are lower bounds.
     pub(crate) fn observe_ends(
@@ -95,7 +96,7 @@ impl KeyLive {
         now: f64,
         llen: u64,
         ends: Option<&(Option<String>, Option<String>)>,
-        prev: Option<(f64, u64)>,
+        filled: Option<f64>,
     ) -> Option<(f64, bool)> {
         let known = std::mem::replace(&mut self.observed, true);
         match ends {
@@ -117,9 +118,9 @@ impl KeyLive {
                 if llen == 0 || known {
                     self.tail.observe_empty();
                 }
-                let filled = known && self.llen == 0 && llen > 0;
-                self.filled_at = filled.then(|| prev.map_or(now, |(t, _)| (t + now) / 2.0));
-                prev.and(self.filled_at).map(|t| (now - t, true))
+                let fills = known && self.llen == 0 && llen > 0;
+                self.filled_at = fills.then(|| filled.unwrap_or(now));
+                filled.and(self.filled_at).map(|t| (now - t, true))
             }
             None => None,
         }

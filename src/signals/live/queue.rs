@@ -43,6 +43,8 @@ pub(crate) struct QueueLive {
     /// key empty at both ends (floored at minus one tick's count: tags may show a tick late).
     pub surplus: i128,
     pub prev: Option<(f64, u64)>,
+    /// Seconds between the previous tick and the one before it.
+    pub gap: Option<f64>,
     pub residence: Residence,
     pub occupancy: Occupancy,
     /// The service time over `SIZING_SERVICE_WINDOW`, weighted by starts, and its source.
@@ -135,6 +137,7 @@ impl QueueLive {
             owed: 0,
             surplus: 0,
             prev: None,
+            gap: None,
             residence: Residence::new(window),
             occupancy: Occupancy::new(window),
             sizing: SizingService::new(window),
@@ -212,6 +215,7 @@ impl QueueLive {
                 self.residence.left(now, since - score, now - since);
             }
         }
+        self.gap = self.prev.map(|(t, _)| now - t).filter(|g| *g > 0.0);
         self.prev = Some((now, backlog));
         self.exact = continuous;
         // An age that restarted where the messages' arrivals were not seen (the sampler's
@@ -371,6 +375,29 @@ impl QueueLive {
         (arrived, dequeued, missed)
     }
 
+    /// The wall clock stepped back: every age read from times before the step is short by
+    /// the step, so it is only a lower bound until those messages have left.
+    fn undate(&mut self, events: &mut EventState) {
+        for k in &mut self.keys {
+            k.tail.undate();
+            k.filled_at = None;
+            if let Some(e) = events.keys.get_mut(&k.key) {
+                e.clock.undate();
+            }
+        }
+    }
+
+    /// When messages found in a list seen empty at the previous tick are dated from: the
+    /// mid-point of the two ticks when they were a regular tick apart (at most twice the
+    /// gap before), else the previous tick (samples failed or stalled in between: their
+    /// age is then at most one gap too long, never half a long gap too short). `None` on
+    /// the first tick, or when the clock stepped back.
+    fn filled_since(&self, now: f64) -> Option<f64> {
+        let (t, _) = self.prev.filter(|(t, _)| *t <= now)?;
+        let regular = self.gap.is_some_and(|g| now - t <= 2.0 * g);
+        Some(if regular { (t + now) / 2.0 } else { t })
+    }
+
     /// Reads one tick's observations of every list key of the queue: keyspace events since
     /// the previous tick (and whether they are continuous), where last tick's anchors are,
     /// and the wait clocks.
@@ -392,7 +419,10 @@ impl QueueLive {
         // Counted from anchors: every key either found its anchor or stayed empty.
         let (mut anchored, mut any_anchor, mut idle_keys) = (true, false, false);
         let (mut pushed_after, mut popped_from) = (0u64, 0u64);
-        let prev = self.prev;
+        let filled = self.filled_since(now);
+        if self.prev.is_some_and(|(t, _)| now < t) {
+            self.undate(events);
+        }
         for k in &mut self.keys {
             let llen = extras.llen.get(&k.key).copied().unwrap_or(0);
             match (k.anchor.take(), extras.positions.get(&k.key)) {
@@ -429,7 +459,7 @@ impl QueueLive {
                         k.mismatch = 0;
                     }
                     if first || k.mismatch >= 2 {
-                        k.reconcile(&mut e.clock, llen, now, prev, first);
+                        k.reconcile(&mut e.clock, llen, now, filled, first);
                         k.mismatch = 0;
                     }
                     if llen > 0 {
@@ -443,7 +473,7 @@ impl QueueLive {
                     continuous = false;
                 }
             }
-            match k.observe_ends(now, llen, extras.ends.get(&k.key), prev) {
+            match k.observe_ends(now, llen, extras.ends.get(&k.key), filled) {
                 Some((age, dated)) => {
                     tail_wait = Some(tail_wait.unwrap_or(0.0).max(age));
                     tail_dated &= dated;

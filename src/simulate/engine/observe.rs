@@ -32,6 +32,7 @@ impl Sim<'_> {
             .sum();
         self.out.seen.shown(self.now, shown);
         self.view = (queues, live);
+        self.view_at = self.now;
     }
 
     /// The readings of each queue: backlog over its priority keys, and its `unacked`
@@ -173,6 +174,7 @@ impl Sim<'_> {
                 workers: s
                     .heartbeats
                     .then(|| Estimate::new(self.workers_up() as f64, Source::Heartbeat)),
+                sampled_ago: 0.0,
             });
         }
         live

@@ -123,6 +123,8 @@ pub(crate) struct Sim<'a> {
     pub rng: Rng,
     pub prefetch: usize,
     pub view: (Vec<QueueSignals>, Vec<LiveSignals>),
+    /// When `view` was sampled.
+    pub view_at: f64,
     pub last_metric: f64,
     pub idle_arrival: Option<f64>,
     pub out: Outcome,

@@ -2,6 +2,7 @@
 //! clocks, heartbeats credited to queues, lower bounds and their warning.
 
 use super::*;
+use crate::signals::estimate::FifoClock;
 use crate::signals::heartbeat::{HeartbeatBook, WorkerSummary};
 use crate::signals::live::events::KeyEvents;
 use crate::signals::live::queue::QueueChurn;
@@ -233,6 +234,7 @@ fn pushes_the_clock_missed_are_dated_when_known_to_be_recent() {
     for seen_empty in [true, false] {
         let (mut book, mut st) = fresh();
         if seen_empty {
+            tick(&mut book, -1.0, &w, 0, 0, &mut st);
             tick(&mut book, 0.0, &w, 0, 0, &mut st);
         }
         subscribed(&mut st);
@@ -1250,6 +1252,93 @@ fn a_list_that_just_filled_has_the_age_of_half_a_tick() {
     at(102.0, 0, None, &mut fresh);
     let dated = at(103.0, 1, None, &mut fresh).expect("a wait");
     assert!(!dated.is_lower_bound(), "{dated:?}");
+}
+
+#[test]
+fn a_list_filled_across_failed_samples_is_dated_from_the_last_good_tick() {
+    // Ticks every second, then 30 s without a good sample (broker unreachable): a list seen
+    // empty before and holding a task after may hold it since just after the last good
+    // tick. Dated from the mid-point, it read 15 s too young, and with `podStartup` a lone
+    // task could be held past its due start; dated from that tick it is at most one gap
+    // too old. Regular ticks again: the mid-point.
+    let mut book = LiveBook::new(10.0);
+    let mut st = EventState::default();
+    for now in [8.0, 9.0, 10.0] {
+        wait_at(&mut book, &mut st, now, 0, None);
+    }
+    let after_gap = wait_at(&mut book, &mut st, 40.0, 1, None).expect("a wait");
+    assert!(!after_gap.is_lower_bound(), "{after_gap:?}");
+    assert!((after_gap.value - 30.0).abs() < 1e-9, "{after_gap:?}");
+    wait_at(&mut book, &mut st, 41.0, 0, None);
+    let regular = wait_at(&mut book, &mut st, 42.0, 1, None).expect("a wait");
+    assert!((regular.value - 0.5).abs() < 1e-9, "{regular:?}");
+}
+
+#[test]
+fn ages_read_after_the_clock_stepped_back_are_lower_bounds() {
+    // A task waits since 10.5 s (tail tags, then keyspace events); the wall clock steps
+    // back 20 s. Ages read from times before the step are 20 s short (or 0): lower bounds,
+    // which `podStartup` never waits on, until the task leaves; what is listed after it
+    // leaves is dated again.
+    let mut book = LiveBook::new(10.0);
+    let mut st = EventState::default();
+    for now in [9.0, 10.0] {
+        wait_at(&mut book, &mut st, now, 0, None);
+    }
+    wait_at(&mut book, &mut st, 11.0, 1, None);
+    let before = wait_at(&mut book, &mut st, 12.0, 1, Some(("a", "a"))).expect("a wait");
+    assert!(!before.is_lower_bound() && (before.value - 1.5).abs() < 1e-9);
+    let stepped = wait_at(&mut book, &mut st, -8.0, 1, Some(("a", "a"))).expect("a wait");
+    assert!(stepped.is_lower_bound(), "{stepped:?}");
+    let still = wait_at(&mut book, &mut st, -7.0, 1, Some(("b", "a"))).expect("a wait");
+    assert!(still.is_lower_bound(), "{still:?}");
+    let next = wait_at(&mut book, &mut st, -6.0, 1, Some(("b", "b"))).expect("a wait");
+    assert!(
+        !next.is_lower_bound() && (next.value - 1.0).abs() < 1e-9,
+        "{next:?}"
+    );
+
+    let mut fifo = FifoClock::default();
+    fifo.arrive(100.0);
+    fifo.undate();
+    assert!(!fifo.dated());
+    fifo.dequeue();
+    fifo.arrive(90.0);
+    assert!(fifo.dated());
+}
+
+#[test]
+fn a_lone_task_whose_start_came_due_since_the_sample_activates() {
+    // T = 60 s, podStartup 30 s: a lone task's start is due at 18 s. Sampled at 17 s old and
+    // asked 2 s later it is 19 s old: active (read as of the sample it waited a tick
+    // more). The metric stays the sample's: the backlog it pairs with was read then.
+    use crate::policy::latency::{decide, LatencySettings};
+    use crate::signals::QueueSignals;
+    let s = LatencySettings {
+        pod_startup: Some(30.0),
+        ..LatencySettings::new(4.0, 60.0)
+    };
+    let q = QueueSignals {
+        name: "celery".into(),
+        backlog: 1,
+        ..QueueSignals::default()
+    };
+    let live = LiveSignals {
+        name: "celery".into(),
+        wait: Some(Estimate::new(17.0, TAIL_TAG)),
+        ..LiveSignals::default()
+    };
+    let at_sample = decide(&s, std::slice::from_ref(&q), std::slice::from_ref(&live));
+    assert!(!at_sample.active, "{at_sample:?}");
+    let asked = decide(
+        &s,
+        std::slice::from_ref(&q),
+        &[live.clone().asked_after(2.0)],
+    );
+    assert!(asked.active, "{asked:?}");
+    assert_eq!(asked.metric_value, at_sample.metric_value);
+    // A clock that stepped back between the sample and the question adds nothing.
+    assert!(!decide(&s, &[q], &[live.asked_after(-5.0)]).active);
 }
 
 #[test]
