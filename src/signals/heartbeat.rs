@@ -109,6 +109,9 @@ struct WorkerState {
     /// Whether beats were dropped from the front (window, [`MAX_BEATS`]): the first kept
     /// beat is then not the worker's first.
     trimmed: bool,
+    /// Whether the first kept beat is the worker's `worker-online` (sent as it starts): the
+    /// book heard it from its first moment.
+    born: bool,
 }
 
 impl WorkerState {
@@ -163,15 +166,16 @@ impl WorkerState {
 
     /// Task starts per second over `window` seconds: the starts of the kept beats over
     /// their span, or over `window` when they span less and the first kept beat is the
-    /// worker's first, heard after the book was already listening (`since`: a pod younger
-    /// than the window, which started none before it came up). A worker heard since the
-    /// book opened, or whose older beats were dropped, keeps its span.
-    fn window_start_rate(&self, window: f64, since: f64) -> f64 {
+    /// worker's `worker-online` (a pod younger than the window, which started none before it
+    /// came up). A worker whose start the book did not hear (heard first as the scaler
+    /// started, again after the events connection was lost, or with its older beats
+    /// dropped) keeps its span: it may have been starting tasks all along.
+    fn window_start_rate(&self, window: f64) -> f64 {
         let (Some(&(t0, _, p0)), Some(&(t1, _, p1))) = (self.beats.front(), self.beats.back())
         else {
             return 0.0;
         };
-        let young = !self.trimmed && t0 > since + self.freq;
+        let young = self.born && !self.trimmed;
         let span = if young {
             (t1 - t0).max(window)
         } else {
@@ -217,8 +221,6 @@ pub struct HeartbeatBook {
     memo: HashMap<String, Vec<String>>,
     /// When dead workers were last swept to make room.
     swept: f64,
-    /// When the first beat was heard (a worker first heard then may be older).
-    opened: f64,
 }
 
 impl HeartbeatBook {
@@ -236,7 +238,6 @@ impl HeartbeatBook {
             next_seq: 0,
             memo: HashMap::new(),
             swept: f64::NEG_INFINITY,
-            opened: f64::INFINITY,
         }
     }
 
@@ -247,9 +248,18 @@ impl HeartbeatBook {
     /// Records one heartbeat received at `now`, within the limits; returns what was
     /// implausible about it (empty for a plausible one).
     pub fn record(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
+        self.record_event(now, hb, false)
+    }
+
+    /// Records a worker's `worker-online` (the event it sends as it starts, with the same
+    /// fields as a heartbeat), as [`HeartbeatBook::record`] does a heartbeat.
+    pub fn record_online(&mut self, now: f64, hb: &Heartbeat) -> Vec<Implausible> {
+        self.record_event(now, hb, true)
+    }
+
+    fn record_event(&mut self, now: f64, hb: &Heartbeat, online: bool) -> Vec<Implausible> {
         let mut odd = Vec::new();
         self.memo.clear();
-        self.opened = self.opened.min(now);
         if !self.workers.contains_key(&hb.hostname) && !self.make_room(now) {
             odd.push(Implausible::TooManyWorkers);
             self.evict_oldest();
@@ -277,6 +287,7 @@ impl HeartbeatBook {
                 seq,
                 beats: VecDeque::new(),
                 trimmed: false,
+                born: online,
             });
         w.freq = freq;
         self.heard.remove(&w.seq);
@@ -289,6 +300,7 @@ impl HeartbeatBook {
             Some((t, _, p)) if processed < p || now < t => {
                 w.beats.clear();
                 w.trimmed = false;
+                w.born = online;
             }
             Some((t, _, p)) => {
                 // A full worker starts at most this many tasks in the time that really passed
@@ -459,7 +471,7 @@ impl HeartbeatBook {
                 out.busy += busy;
                 out.busy_start_rate += rate;
             }
-            out.window_start_rate += w.window_start_rate(self.window, self.opened);
+            out.window_start_rate += w.window_start_rate(self.window);
         }
         out.start_rate = rates;
         out.rates_as_of = heard;

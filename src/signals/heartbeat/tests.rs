@@ -290,17 +290,17 @@ fn starts_longest_gap_is_the_longest_between_one_workers_beats_with_starts() {
 
 #[test]
 fn a_pod_younger_than_the_window_counts_its_starts_over_the_window() {
-    // Pod b beats across the whole window; pod a came up 10 s ago (the book had been
-    // listening for 30 s) and started 20 tasks since: 2/s over its own beats (what
-    // Little's law pairs with its busy slots), 20/30 over the 30 s window a list's rate is
-    // counted over. For b both rates agree.
+    // Pod b beats across the whole window; pod a came up 10 s ago (the book heard its
+    // `worker-online`) and started 20 tasks since: 2/s over its own beats (what Little's
+    // law pairs with its busy slots), 20/30 over the 30 s window a list's rate is counted
+    // over. For b both rates agree.
     let mut b = HeartbeatBook::new(30.0);
     for i in 0..=20u32 {
         let t = 70.0 + 2.0 * f64::from(i);
         b.record(t, &beat("celery@b", 1, u64::from(i) * 3, 2.0));
     }
+    b.record_online(100.0, &beat("celery@a", 1, 0, 2.0));
     for (t, p) in [
-        (100.0, 0),
         (102.0, 4),
         (104.0, 8),
         (106.0, 12),
@@ -340,4 +340,30 @@ fn a_worker_whose_past_the_book_did_not_hear_keeps_its_span() {
     }
     let s = fast.summary(29.9, "celery@f").expect("live");
     assert!((s.window_start_rate - 10.0).abs() < 1e-6, "{s:?}");
+    // (3) The events connection was lost for longer than three beats: the worker, busy all
+    // along, expired and is heard again (a heartbeat, not its `worker-online`); (4) the
+    // scaler restarted and heard the worker's first beat a little over a beat after the
+    // book opened. Read as young (they were), their 10/s read as 1.33/s for a window.
+    let mut lost = HeartbeatBook::new(30.0);
+    for i in 0..=20u64 {
+        lost.record(2.0 * i as f64, &beat("celery@w", 4, 20 * i, 2.0));
+    }
+    lost.prune(60.0); // as the sampler does every tick
+    assert!(lost.summary(60.0, "celery@w").is_none(), "expired");
+    for i in 0..=2u64 {
+        lost.record(
+            60.0 + 2.0 * i as f64,
+            &beat("celery@w", 4, 600 + 20 * i, 2.0),
+        );
+    }
+    let s = lost.summary(64.0, "celery@w").expect("heard again");
+    assert!((s.window_start_rate - 10.0).abs() < 1e-9, "{s:?}");
+    let mut restarted = HeartbeatBook::new(30.0);
+    restarted.record(100.0, &beat("celery@other", 0, 0, 2.0));
+    for i in 0..=2u64 {
+        let t = 102.05 + 2.0 * i as f64;
+        restarted.record(t, &beat("celery@w", 4, 90_000 + 20 * i, 2.0));
+    }
+    let s = restarted.summary(106.05, "celery@w").expect("live");
+    assert!((s.window_start_rate - 10.0).abs() < 1e-9, "{s:?}");
 }

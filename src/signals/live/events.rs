@@ -81,16 +81,15 @@ impl EventState {
             .heartbeats
             .entry(prefix.to_vec())
             .or_insert_with(|| HeartbeatBook::with_limits(window, limits));
+        let beat = |e: WorkerEvent| Heartbeat {
+            hostname: e.hostname,
+            active: e.active,
+            processed: e.processed,
+            freq: e.freq,
+        };
         match event.kind {
-            WorkerEventKind::Heartbeat | WorkerEventKind::Online => book.record(
-                now,
-                &Heartbeat {
-                    hostname: event.hostname,
-                    active: event.active,
-                    processed: event.processed,
-                    freq: event.freq,
-                },
-            ),
+            WorkerEventKind::Heartbeat => book.record(now, &beat(event)),
+            WorkerEventKind::Online => book.record_online(now, &beat(event)),
             WorkerEventKind::Offline => {
                 book.forget(&event.hostname);
                 Vec::new()

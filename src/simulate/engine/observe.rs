@@ -76,20 +76,21 @@ impl Sim<'_> {
     }
 
     /// Worker heartbeats: every pod whose worker is up (ready, or finishing its tasks in a
-    /// warm shutdown) reports its running tasks and the tasks it started.
+    /// warm shutdown) reports its running tasks and the tasks it started; a worker's first
+    /// event is its `worker-online`.
     pub(crate) fn beat(&mut self) {
-        let beats: Vec<Beat> = self
-            .live
-            .iter()
-            .filter_map(|p| {
-                let pod = &self.pods[*p as usize];
-                matches!(pod.state, PodState::Ready | PodState::Terminating).then(|| Beat {
+        let mut beats = Vec::new();
+        for p in &self.live {
+            let pod = &mut self.pods[*p as usize];
+            if matches!(pod.state, PodState::Ready | PodState::Terminating) {
+                beats.push(Beat {
                     pod: *p,
                     active: pod.running.len() as u64,
                     processed: pod.processed,
-                })
-            })
-            .collect();
+                    online: !std::mem::replace(&mut pod.online_sent, true),
+                });
+            }
+        }
         let now = self.now;
         if let Some(s) = self.sampler.as_mut() {
             s.beat(now, &beats);

@@ -150,6 +150,7 @@ impl Sim<'_> {
                 waiting: false,
                 blocked_at: 0.0,
                 processed: 0,
+                online_sent: false,
             });
             self.live.push(id);
             self.at(self.now + delay, Ev::Ready(id));

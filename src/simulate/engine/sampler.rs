@@ -58,6 +58,8 @@ pub(crate) struct Beat {
     pub pod: u32,
     pub active: u64,
     pub processed: u64,
+    /// The worker's `worker-online` (its first event), not a heartbeat.
+    pub online: bool,
 }
 
 /// The real sampler of one simulated broker.
@@ -164,15 +166,17 @@ impl SimSampler {
             .or_insert_with(|| HeartbeatBook::new(window));
         self.seen.heartbeats += beats.len() as u64;
         for b in beats {
-            book.record(
-                now,
-                &Heartbeat {
-                    hostname: hostname(b.pod),
-                    active: b.active,
-                    processed: b.processed,
-                    freq: HEARTBEAT_FREQ,
-                },
-            );
+            let hb = Heartbeat {
+                hostname: hostname(b.pod),
+                active: b.active,
+                processed: b.processed,
+                freq: HEARTBEAT_FREQ,
+            };
+            if b.online {
+                book.record_online(now, &hb);
+            } else {
+                book.record(now, &hb);
+            }
         }
     }
 

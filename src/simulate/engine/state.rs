@@ -80,6 +80,8 @@ pub(crate) struct Pod {
     pub blocked_at: f64,
     /// Tasks it started (a heartbeat's `processed`).
     pub processed: u64,
+    /// Whether its worker has announced itself (`worker-online`, its first event).
+    pub online_sent: bool,
 }
 
 /// kombu's Redis `brpop_timeout`: a worker blocked on an empty queue re-issues its BRPOP

@@ -130,12 +130,14 @@ fn heartbeats_are_heard_only_when_the_workers_are_named() {
             pod: 0,
             active: 1,
             processed: 3,
+            online: true,
         };
         s.beat(0.0, &[beat]);
         s.beat(
             2.0,
             &[Beat {
                 processed: 5,
+                online: false,
                 ..beat
             }],
         );
