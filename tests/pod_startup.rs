@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use celery_scaler::broker::{NamedConnections, Registry, SamplerSettings};
 use celery_scaler::inspect;
 use celery_scaler::scaler::{Evaluation, Scaler};
+use celery_scaler::signals::Source;
 use support::celery_data::{ack, deliver, envelope, now, unacked_value};
 use support::{signal_mode, RedisServer};
 
@@ -93,7 +94,19 @@ fn drain(c: &mut redis::Connection, tags: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
-    let server = RedisServer::start();
+    lone_task_waits_at_zero(RedisServer::start(), Source::TailTag).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_task_waits_at_zero_until_its_start_is_due_with_keyspace_events() {
+    // The shipped stack's Redis publishes list keyspace events: the wait comes from the
+    // FIFO clock of the pushes heard, not from delivery tags.
+    let server = RedisServer::start_with(&["--notify-keyspace-events", "Kl"]);
+    lone_task_waits_at_zero(server, Source::Keyspace).await;
+}
+
+/// The lone-task scenario on `server`, whose waits must come from `source`.
+async fn lone_task_waits_at_zero(server: RedisServer, source: Source) {
     let registry = registry();
     let scaler = Scaler::new(registry.clone(), NamedConnections::new());
     let (cold, plain) = (trigger(server.port, Some("3")), trigger(server.port, None));
@@ -129,9 +142,13 @@ async fn a_lone_task_waits_at_zero_until_its_start_is_due() {
         .collect();
     assert!(waiting.len() > 10, "{} waiting evaluations", waiting.len());
     // Each was dated: the age is measured from the tick the list first showed the task.
-    assert!(waiting
-        .iter()
-        .all(|e| e.live[0].wait.is_some_and(|w| !w.is_lower_bound())));
+    assert!(
+        waiting.iter().all(|e| e.live[0]
+            .wait
+            .is_some_and(|w| !w.is_lower_bound() && w.source == source)),
+        "{:?}",
+        waiting.iter().map(|e| e.live[0].wait).collect::<Vec<_>>()
+    );
     let text = inspect::to_text(waiting[waiting.len() / 2]);
     assert!(text.contains("wait at zero (podStartup)"), "{text}");
 
