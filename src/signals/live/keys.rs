@@ -119,8 +119,13 @@ impl KeyLive {
                     self.tail.observe_empty();
                 }
                 let fills = known && self.llen == 0 && llen > 0;
-                self.filled_at = fills.then(|| filled.unwrap_or(now));
-                filled.and(self.filled_at).map(|t| (now - t, true))
+                self.filled_at = filled.filter(|_| fills);
+                if fills && filled.is_none() {
+                    // When it filled is not known (the clock stepped back): nothing it holds
+                    // is dated until it has been consumed.
+                    self.tail = TailClock::default();
+                }
+                self.filled_at.map(|t| (now - t, true))
             }
             None => None,
         }

@@ -1297,6 +1297,15 @@ fn ages_read_after_the_clock_stepped_back_are_lower_bounds() {
         !next.is_lower_bound() && (next.value - 1.0).abs() < 1e-9,
         "{next:?}"
     );
+    // A list empty before the step and filled after it: when it filled is not known.
+    let mut filled = LiveBook::new(10.0);
+    let mut fst = EventState::default();
+    for now in [9.0, 10.0] {
+        wait_at(&mut filled, &mut fst, now, 0, None);
+    }
+    assert_eq!(wait_at(&mut filled, &mut fst, -8.0, 1, None), None);
+    let after = wait_at(&mut filled, &mut fst, -7.0, 1, Some(("a", "a"))).expect("a wait");
+    assert!(after.is_lower_bound(), "{after:?}");
 
     let mut fifo = FifoClock::default();
     fifo.arrive(100.0);
