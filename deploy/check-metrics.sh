@@ -133,29 +133,31 @@ PIDS+=($!)
 DEAD_PORT=$(free_port)
 grpc GetMetrics '{"scaledObjectRef": {"name": "dead", "namespace": "celery", "scalerMetadata": {"address": "127.0.0.1:'$DEAD_PORT'", "queues": "high"}}, "metricName": "celery-high"}' >/dev/null 2>&1
 # Celery traffic once the sampler subscribed: arrivals (LPUSH), a delivery (RPOP + unacked) that
-# is acked two ticks later (service time from `unacked`) together with 20 more deliveries (the
+# is acked two ticks later (service time from `unacked`) together with 24 more deliveries (the
 # service-time p95 needs 20 departures), heartbeats of a matching worker.
 MSG() { "$PY" "$DEPLOY/tools/celery-messages.py" "$@"; }
 celery_traffic() {
   local i
   sleep 2
   for i in 1 2 3; do "${R[@]}" lpush high "$(MSG message "m$i" high)" >/dev/null || return 1; done
+  # The value before the index entry: kombu writes both in one MULTI, so a tick never sees
+  # a delivery without its value (one that did would not count as the queue's).
   "${R[@]}" rpop high >/dev/null &&
-    "${R[@]}" zadd unacked_index "$(date +%s.%N)" m1 >/dev/null &&
-    "${R[@]}" hset unacked m1 "$(MSG unacked m1 high)" >/dev/null || return 1
-  for i in $(seq 101 120); do
-    "${R[@]}" zadd unacked_index "$(date +%s.%N)" "m$i" >/dev/null &&
-      "${R[@]}" hset unacked "m$i" "$(MSG unacked "m$i" high)" >/dev/null || return 1
+    "${R[@]}" hset unacked m1 "$(MSG unacked m1 high)" >/dev/null &&
+    "${R[@]}" zadd unacked_index "$(date +%s.%N)" m1 >/dev/null || return 1
+  for i in $(seq 101 124); do
+    "${R[@]}" hset unacked "m$i" "$(MSG unacked "m$i" high)" >/dev/null &&
+      "${R[@]}" zadd unacked_index "$(date +%s.%N)" "m$i" >/dev/null || return 1
   done
   for i in 1 2 3; do
     "${R[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 1 $((i * 5)))" >/dev/null
     sleep 1
   done
-  for i in 1 $(seq 101 120); do
+  for i in 1 $(seq 101 124); do
     "${R[@]}" zrem unacked_index "m$i" >/dev/null && "${R[@]}" hdel unacked "m$i" >/dev/null || return 1
   done
   sleep 2
-  echo "3 pushes, 21 deliveries + acks, 3 heartbeats"
+  echo "3 pushes, 25 deliveries + acks, 3 heartbeats"
 }
 check "Celery traffic on the private Redis (pushes, delivery, ack, heartbeats)" celery_traffic
 heartbeats() { # keep the worker alive for the scaler (Celery sends one every 2 s)
