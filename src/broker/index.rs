@@ -63,9 +63,16 @@ pub(crate) enum Value {
     Parsed(UnackedEntry),
     /// The value could not be parsed (counted once, when read).
     Malformed,
-    /// In the index but not in the hash: ignored until the next reconciliation re-reads it.
-    Missing,
+    /// In the index but not in the hash: ignored. Re-read on each of the next `rereads`
+    /// ticks (a writer that adds the index entry before the value, unlike kombu's single
+    /// `MULTI`), then only by reconciliation.
+    Missing {
+        rereads: u8,
+    },
 }
+
+/// Ticks on which a tag first found in the index without a value is read again.
+pub(crate) const MISSING_REREADS: u8 = 3;
 
 /// Known entries ordered by score.
 #[derive(Default)]
@@ -223,20 +230,35 @@ impl Index {
         std::mem::take(&mut self.departed)
     }
 
-    /// The score of `tag` when its value is still to be read (a new or re-delivered tag).
+    /// The score of `tag` when its value is still to be read (a new or re-delivered tag, or
+    /// one whose value was missing on the tick that listed it and is still being re-read).
     pub(crate) fn pending_score(&self, tag: &Tag) -> Option<f64> {
         match self.entries.get(tag) {
             Some((score, Value::Pending)) => Some(*score),
+            Some((score, Value::Missing { rereads })) if *rereads > 0 => Some(*score),
             _ => None,
         }
     }
 
-    /// Tags whose value must be read: pending ones, plus missing ones when `with_missing`.
+    /// What the value of `tag` becomes when a read finds no value: a first miss keeps
+    /// [`MISSING_REREADS`] re-reads, each later miss one fewer.
+    pub(crate) fn missed(&self, tag: &Tag) -> Value {
+        let rereads = match self.entries.get(tag) {
+            Some((_, Value::Missing { rereads })) => rereads.saturating_sub(1),
+            _ => MISSING_REREADS,
+        };
+        Value::Missing { rereads }
+    }
+
+    /// Tags whose value must be read: pending ones and missing ones with re-reads left, plus
+    /// every missing one when `with_missing`.
     pub(crate) fn to_fetch(&self, with_missing: bool) -> Vec<Tag> {
         self.entries
             .iter()
-            .filter(|(_, (_, v))| {
-                matches!(v, Value::Pending) || (with_missing && matches!(v, Value::Missing))
+            .filter(|(_, (_, v))| match v {
+                Value::Pending => true,
+                Value::Missing { rereads } => with_missing || *rereads > 0,
+                _ => false,
             })
             .map(|(t, _)| t.clone())
             .collect()
@@ -390,10 +412,17 @@ mod tests {
     }
 
     #[test]
-    fn missing_values_are_refetched_only_on_request() {
+    fn missing_values_are_reread_a_few_ticks_then_only_on_request() {
         let mut idx = index(&[("a", 1.0)]);
         let a: Tag = Arc::from(b"a".to_vec());
-        idx.set_value(&a, Value::Missing);
+        for left in (0..=MISSING_REREADS).rev() {
+            idx.set_value(&a, idx.missed(&a));
+            assert_eq!(idx.entries[&a].1, Value::Missing { rereads: left });
+            assert_eq!(idx.to_fetch(false).len(), usize::from(left > 0), "{left}");
+            assert_eq!(idx.pending_score(&a), (left > 0).then_some(1.0));
+        }
+        idx.set_value(&a, idx.missed(&a));
+        assert_eq!(idx.entries[&a].1, Value::Missing { rereads: 0 });
         assert!(idx.to_fetch(false).is_empty());
         assert_eq!(idx.to_fetch(true), vec![a]);
         assert_eq!(idx.parsed().count(), 0);

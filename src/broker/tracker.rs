@@ -14,7 +14,9 @@
 //! range, inserts from skewed clocks). Such a range is bisected at its median known score
 //! with one more `ZCOUNT` per differing half per round trip, until a differing range holds at
 //! most [`RELIST_MAX`] entries; that range is re-listed with `ZRANGEBYSCORE` and diffed.
-//! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); `SCARD` + bounded `SRANDMEMBER` of
+//! New tags' values are read with `HMGET` (batches of [`HMGET_BATCH`]); a tag listed without a
+//! value is read again on the next few ticks ([`super::index::MISSING_REREADS`]), then only
+//! by reconciliation. `SCARD` + bounded `SRANDMEMBER` of
 //! `_kombu.binding.<exchange>` runs only for exchanges seen in entries, cached and bounded
 //! (see [`super::route`]).
 //!
@@ -367,7 +369,7 @@ impl Tracker {
                 if reply::is_wrong_type(answer) {
                     wrong_type = true;
                     for tag in batch {
-                        self.index.set_value(tag, Value::Missing);
+                        self.index.set_value(tag, Value::Missing { rereads: 0 });
                     }
                     continue;
                 }
@@ -392,7 +394,7 @@ impl Tracker {
 
     fn store(&mut self, tag: &Tag, raw: Option<Vec<u8>>) {
         let value = match raw {
-            None => Value::Missing,
+            None => self.index.missed(tag),
             Some(raw) => match parse_unacked_value(&raw) {
                 Ok(entry) => {
                     self.check(tag, &entry);
