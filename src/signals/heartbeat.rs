@@ -211,7 +211,9 @@ impl WorkerState {
 pub struct HeartbeatBook {
     window: f64,
     limits: HeartbeatLimits,
-    workers: HashMap<String, WorkerState>,
+    /// By hostname, in order: sums over workers (start rates, Little's law) add in the same
+    /// order every run, so the simulator's results do not depend on a hash seed.
+    workers: BTreeMap<String, WorkerState>,
     /// Hostnames by the order their latest beat was heard (oldest first).
     heard: BTreeMap<u64, String>,
     /// Sequence number of the next beat heard.
@@ -233,7 +235,7 @@ impl HeartbeatBook {
         Self {
             window: window_secs,
             limits,
-            workers: HashMap::new(),
+            workers: BTreeMap::new(),
             heard: BTreeMap::new(),
             next_seq: 0,
             memo: HashMap::new(),
