@@ -127,7 +127,8 @@ fn waiting_at_zero(e: &Evaluation) -> Option<String> {
         return None;
     };
     let listed: u64 = e.view.queues.iter().map(|q| q.backlog).sum();
-    let due = latency::cold::due_age(l.pod_startup, l.target_latency)?;
+    let tick = latency::cold::longest_tick(e.live.iter().map(|live| live.tick));
+    let due = latency::cold::due_age(l.pod_startup, l.target_latency, tick)?;
     if e.decision.active || listed as f64 <= l.activation_list_length {
         return None;
     }

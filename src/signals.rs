@@ -122,6 +122,11 @@ pub struct LiveSignals {
     /// the rule that lets tasks wait at zero (`podStartup`) adds. Not exported.
     #[serde(skip)]
     pub sampled_ago: f64,
+    /// Seconds between the sampler's last two ticks, when known: an age dated from the
+    /// mid-point of two ticks may read up to half of it short, so the `podStartup` rule
+    /// keeps at least one and a half of it in reserve. Not exported.
+    #[serde(skip)]
+    pub tick: Option<f64>,
 }
 
 impl LiveSignals {

@@ -229,6 +229,13 @@ async fn a_wait_is_aged_to_when_the_scaler_is_asked_not_to_the_tick() {
     let mut by_tick: HashMap<u64, Vec<(f64, f64)>> = HashMap::new();
     for (at, e) in &runs {
         if let (true, Some(w)) = (e.view.queues[0].backlog > 0, e.live[0].wait) {
+            // The sampler's tick reaches the rule, which keeps 1.5 ticks in reserve at least
+            // (known from the sampler's second tick on; the task shows on a later one).
+            let tick = e.live[0].tick;
+            assert!(
+                tick.is_some_and(|t| (1.5..3.0).contains(&t)),
+                "tick {tick:?}"
+            );
             by_tick
                 .entry(e.view.sampled_at.to_bits())
                 .or_default()

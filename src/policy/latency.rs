@@ -19,10 +19,9 @@
 //! with the worker pods now (`buffers::tail_from_buffer_waits`).
 //!
 //! `steady` is 0 when the rate rests on at most three arrivals in its window with at most
-//! three tasks present (`in_flight` and `drain` size them), or when nothing waits or runs
-//! and fewer than one task arrives per target (a cold start serves it). The derivation and the
-//! fallbacks are in `docs/scaling.md`.
-//! Pure: no I/O, no clock; the only notion of time is the wait age the sampler measured.
+//! three tasks present (`in_flight` and `drain` size them), or when nothing waits or runs and
+//! fewer than one task arrives per target (a cold start serves it). Derivation and fallbacks:
+//! `docs/scaling.md`. Pure: no I/O, no clock; time is only the wait age the sampler measured.
 
 use super::decision::{Component, Decision};
 use crate::signals::{LiveSignals, QueueSignals};
@@ -95,8 +94,7 @@ struct QueueTerms {
     buffer_wait: Option<f64>,
     rate: f64,
     rate_source: &'static str,
-    /// Arrivals the rate rests on (λ × the sampler's window); `None` when the window is
-    /// unknown.
+    /// Arrivals the rate rests on (λ × the sampler's window); `None`: the window is unknown.
     counted: Option<f64>,
     /// Slots the arrivals keep busy: λ·S, and at least `in_flight` when λ is a lower bound.
     flow: f64,
@@ -377,8 +375,7 @@ fn task_waits(
 /// Whether the tasks listed now may wait at zero for their start (`podStartup`, `cold.rs`).
 fn start_can_wait(
     s: &LatencySettings,
-    queues: &[QueueSignals],
-    all: &[QueueTerms],
+    (queues, all, live): (&[QueueSignals], &[QueueTerms], &[LiveSignals]),
     target: f64,
     concurrency: f64,
 ) -> bool {
@@ -391,7 +388,8 @@ fn start_can_wait(
             busy: t.in_flight > 0.0 || t.held || q.stale > 0,
         })
         .collect();
-    cold::start_can_wait(s.pod_startup, target, concurrency, &at_zero)
+    let tick = cold::longest_tick(live.iter().map(|l| l.tick));
+    cold::start_can_wait((s.pod_startup, target, tick), concurrency, &at_zero)
 }
 
 /// Decides for `queues` (with `live` matched by name) under `s`.
@@ -456,7 +454,7 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // finish (warm shutdown within the termination grace), like any scale-down.
     // A few tasks on an idle queue may wait at zero while they still start in time.
     let waits = task_waits(s, queues, &all, in_flight >= concurrency)
-        && !start_can_wait(s, queues, &all, target, concurrency);
+        && !start_can_wait(s, (queues, &all, live), target, concurrency);
     let active = waits || (flow > 0.0 && !quiet);
 
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {

@@ -96,6 +96,8 @@ pub(crate) struct QueueEstimates {
     pub dequeued: u64,
     /// Whether this tick counted in exact mode.
     pub exact: bool,
+    /// Seconds since the queue's previous tick.
+    pub tick: Option<f64>,
 }
 
 /// The live part of one snapshot.
@@ -251,6 +253,7 @@ impl QueueEstimates {
             wait: self.wait,
             workers: None,
             sampled_ago: 0.0,
+            tick: self.tick,
         }
     }
 }

@@ -32,6 +32,7 @@ fn live(running: Option<f64>, rate: Option<f64>, s: Option<f64>, wait: Option<f6
         wait: wait.map(|v| Estimate::new(v, Source::Keyspace)),
         workers: None,
         sampled_ago: 0.0,
+        tick: None,
     }
 }
 

@@ -1,7 +1,7 @@
-//! One queue's live state and its tick: arrival and dequeue counting (keyspace events,
-//! `LPOS` anchors, or conservation with a debt), the wait clocks, residence and Little's
-//! law, from one tick's observations (list lengths, heads and positions, `unacked` churn,
-//! what the pub/sub connection heard) with the time passed in. Pure: [`super::book`] calls
+//! One queue's live state and its tick: arrival and dequeue counting (keyspace events, `LPOS`
+//! anchors, or conservation with a debt), the wait clocks, residence and Little's law, from
+//! one tick's observations (list lengths, heads and positions, `unacked` churn, what the
+//! pub/sub connection heard) with the time passed in. Pure: [`super::book`] calls
 //! [`QueueLive::tick`] for every watched queue and describes the modes.
 
 use std::collections::HashMap;
@@ -110,8 +110,7 @@ pub(crate) struct QueueTick<'a> {
 }
 
 impl QueueLive {
-    /// The state of queue `q` of `layout` before its first tick (estimators over `window`
-    /// seconds).
+    /// Queue `q` of `layout` before its first tick (estimators over `window` seconds).
     pub(crate) fn new(layout: &Layout, q: &str, window: f64) -> Self {
         Self {
             keys: layout
@@ -296,6 +295,7 @@ impl QueueLive {
             arrived: self.arrived,
             dequeued: self.dequeued,
             exact: continuous,
+            tick: self.gap,
             ..QueueEstimates::default()
         }
     }

@@ -176,6 +176,8 @@ impl Sim<'_> {
                     .heartbeats
                     .then(|| Estimate::new(self.workers_up() as f64, Source::Heartbeat)),
                 sampled_ago: 0.0,
+                // Exact ages, but the policy still looks only at ticks.
+                tick: Some(s.tick),
             });
         }
         live

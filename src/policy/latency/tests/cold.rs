@@ -23,19 +23,62 @@ fn active(s: &LatencySettings, (q, l): &(QueueSignals, LiveSignals)) -> bool {
 
 #[test]
 fn a_lone_task_waits_at_zero_until_its_start_is_due() {
-    assert_eq!(at_zero::due_age(cold().pod_startup, 60.0), Some(28.0));
+    assert_eq!(at_zero::due_age(cold().pod_startup, 60.0, 1.0), Some(28.0));
     for (wait, want) in [(0.5, false), (27.9, false), (28.0, true), (50.0, true)] {
         assert_eq!(active(&cold(), &lone(1, Some(wait))), want, "wait {wait}");
     }
     // Without `podStartup` the first task activates at once, as before.
     let plain = LatencySettings::new(4.0, 60.0);
     assert!(active(&plain, &lone(1, Some(0.5))));
-    assert_eq!(at_zero::due_age(plain.pod_startup, 60.0), None);
+    assert_eq!(at_zero::due_age(plain.pod_startup, 60.0, 1.0), None);
     // The metric is the same either way: only the trigger waits.
     let (q, l) = lone(1, Some(0.5));
     let a = decide(&cold(), std::slice::from_ref(&q), std::slice::from_ref(&l));
     let b = decide(&plain, std::slice::from_ref(&q), std::slice::from_ref(&l));
     assert_eq!(a.metric_value, b.metric_value);
+}
+
+/// The reserve is a fifth of T or one and a half sampler ticks, whichever is longer: an age
+/// dated from the mid-point of two ticks reads up to half a tick short, and the rule looks
+/// again a tick later. With a 10 s tick (the slowest the sampler allows) and T = 60 s the
+/// reserve is 15 s, so a start is due at 60 − 15 − 20 = 25 s instead of 28 s.
+#[test]
+fn the_reserve_covers_a_slow_sampler_tick() {
+    assert_eq!(at_zero::due_age(Some(20.0), 60.0, 0.0), Some(28.0));
+    assert_eq!(at_zero::due_age(Some(20.0), 60.0, 8.0), Some(28.0));
+    assert_eq!(at_zero::due_age(Some(20.0), 60.0, 10.0), Some(25.0));
+    assert_eq!(at_zero::due_age(Some(20.0), 60.0, f64::NAN), Some(28.0));
+    let at = |wait: f64, tick: Option<f64>| {
+        let (q, mut l) = lone(1, Some(wait));
+        l.tick = tick;
+        active(&cold(), &(q, l))
+    };
+    assert!(!at(26.0, None));
+    assert!(!at(26.0, Some(1.0)));
+    assert!(
+        at(26.0, Some(10.0)),
+        "a 26 s old task under 10 s ticks is due"
+    );
+    assert!(!at(24.9, Some(10.0)));
+    // A longer tick never turns the trigger inactive.
+    for wait in [0.0, 10.0, 20.0, 25.0, 27.9, 30.0] {
+        let mut was = false;
+        for tick in [
+            None,
+            Some(0.5),
+            Some(1.0),
+            Some(5.0),
+            Some(9.0),
+            Some(10.0),
+            Some(40.0),
+        ] {
+            let now = at(wait, tick);
+            assert!(now || !was, "wait {wait} tick {tick:?}");
+            was = now;
+        }
+    }
+    // A tick so long that the reserve leaves no room: nothing waits.
+    assert!(at(0.0, Some(40.0)));
 }
 
 #[test]
