@@ -18,16 +18,7 @@ use support::celery_data::{bind, deliver, now, push, unacked_value, SEP};
 use support::RedisServer;
 
 fn fast() -> SamplerSettings {
-    SamplerSettings {
-        interval: Duration::from_millis(200),
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(2),
-        first_sample_timeout: Duration::from_secs(10),
-        max_sample_age: Duration::from_secs(10),
-        idle_expiry: Duration::from_secs(60),
-        reconcile_period: Duration::from_secs(3600),
-        ..SamplerSettings::default()
-    }
+    support::fast_sampler(Duration::from_millis(200))
 }
 
 fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> QueueSignals {

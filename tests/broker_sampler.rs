@@ -14,16 +14,7 @@ use support::celery_data::{ack, bind, deliver, iso, key, now, push, sub_key, una
 use support::RedisServer;
 
 fn fast() -> SamplerSettings {
-    SamplerSettings {
-        interval: Duration::from_millis(200),
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(2),
-        first_sample_timeout: Duration::from_secs(10),
-        max_sample_age: Duration::from_secs(10),
-        idle_expiry: Duration::from_secs(60),
-        reconcile_period: Duration::from_secs(3600),
-        ..SamplerSettings::default()
-    }
+    support::fast_sampler(Duration::from_millis(200))
 }
 
 fn q(name: &str, backlog: u64, reserved: u64, scheduled: u64, stale: u64) -> QueueSignals {
@@ -213,12 +204,7 @@ async fn tracks_entries_added_and_removed_between_ticks() {
     }
     let registry = Arc::new(Registry::new(fast()));
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = WatchSet {
-        layout: Layout::default(),
-        queues: vec!["celery".into()],
-        visibility_timeout_ms: 3_600_000,
-        worker_hostnames: None,
-    };
+    let watch = support::default_watch(&["celery"]);
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     let view = registry.view(&spec, &watch).await.expect("view");
     assert_eq!(view.queues[0].reserved, 600);
@@ -316,12 +302,7 @@ async fn commands_per_steady_tick_do_not_grow_with_the_hash() {
     let registry = Arc::new(Registry::new(settings));
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     let label = spec.label();
-    let watch = WatchSet {
-        layout: Layout::default(),
-        queues: vec!["celery".into()],
-        visibility_timeout_ms: 3_600_000,
-        worker_hostnames: None,
-    };
+    let watch = support::default_watch(&["celery"]);
     let started = Instant::now();
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     eprintln!(
@@ -456,12 +437,7 @@ async fn measure_sampling_with_100k_unacked_entries() {
     }));
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
     let label = spec.label();
-    let watch = WatchSet {
-        layout: Layout::default(),
-        queues: vec!["celery".into()],
-        visibility_timeout_ms: 3_600_000,
-        worker_hostnames: None,
-    };
+    let watch = support::default_watch(&["celery"]);
     let started = Instant::now();
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     eprintln!(

@@ -8,8 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use celery_scaler::broker::{BrokerSpec, Registry, SamplerSettings, WatchSet};
-use celery_scaler::celery::Layout;
+use celery_scaler::broker::{BrokerSpec, Registry};
 use support::celery_data::{now, unacked_value};
 use support::RedisServer;
 
@@ -17,23 +16,9 @@ use support::RedisServer;
 async fn a_value_written_after_its_index_entry_counts_within_a_few_ticks() {
     let server = RedisServer::start();
     let mut c = server.conn(0);
-    let registry = Arc::new(Registry::new(SamplerSettings {
-        interval: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(2),
-        first_sample_timeout: Duration::from_secs(10),
-        max_sample_age: Duration::from_secs(10),
-        idle_expiry: Duration::from_secs(60),
-        reconcile_period: Duration::from_secs(3600),
-        ..SamplerSettings::default()
-    }));
+    let registry = Arc::new(Registry::new(support::fast_sampler(Duration::from_secs(1))));
     let spec = BrokerSpec::direct("127.0.0.1", server.port);
-    let watch = WatchSet {
-        layout: Layout::default(),
-        queues: vec!["celery".into()],
-        visibility_timeout_ms: 3_600_000,
-        worker_hostnames: None,
-    };
+    let watch = support::default_watch(&["celery"]);
     let mut sub = registry.subscribe(&spec, &watch).await.expect("subscribe");
     assert_eq!(sub.next().await.expect("tick").queues[0].reserved, 0);
 

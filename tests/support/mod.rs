@@ -196,3 +196,29 @@ pub mod celery_data;
 pub mod monitor;
 pub mod sentinel;
 pub mod tls;
+
+/// Sampler settings for a test against its own redis-server: a tick every `interval`, short
+/// timeouts, and no reconciliation within the test (an hour) unless the test sets one.
+pub fn fast_sampler(interval: Duration) -> celery_scaler::broker::SamplerSettings {
+    celery_scaler::broker::SamplerSettings {
+        interval,
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(2),
+        first_sample_timeout: Duration::from_secs(10),
+        max_sample_age: Duration::from_secs(10),
+        idle_expiry: Duration::from_secs(60),
+        reconcile_period: Duration::from_secs(3600),
+        ..celery_scaler::broker::SamplerSettings::default()
+    }
+}
+
+/// A watch set of `queues` under the default layout, with an hour's visibility timeout and
+/// no worker hostnames.
+pub fn default_watch(queues: &[&str]) -> celery_scaler::broker::WatchSet {
+    celery_scaler::broker::WatchSet {
+        layout: celery_scaler::celery::Layout::default(),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        visibility_timeout_ms: 3_600_000,
+        worker_hostnames: None,
+    }
+}
