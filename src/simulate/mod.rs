@@ -68,12 +68,21 @@ pub fn latency_settings(sc: &Scenario) -> PolicySettings {
     PolicySettings::Latency(LatencySettings {
         concurrency: f64::from(sc.workers.concurrency),
         target_latency: sc.target_latency,
-        task_duration: sc.policies.latency_task_duration,
+        task_duration: task_duration(sc),
         min_headroom: sc.policies.latency_min_headroom,
         activation_list_length: 0.0,
         prefetch: worker_prefetch(sc),
         pod_startup: Some(pod_startup(sc)),
     })
+}
+
+/// `taskDuration` as an operator states it for the scenario (the shipped ScaledObjects
+/// state one): the configured `policies.latency_task_duration`, else the mean duration of
+/// the tasks the scenario publishes ([`workload::mean_task_duration`]).
+pub fn task_duration(sc: &Scenario) -> Option<f64> {
+    sc.policies
+        .latency_task_duration
+        .or_else(|| workload::mean_task_duration(sc))
 }
 
 /// `podStartup` as an operator states it for the scenario's pods: the configured
@@ -91,7 +100,8 @@ pub fn pod_startup(sc: &Scenario) -> f64 {
 }
 
 /// The trigger metadata an operator writes for the scenario's workers: `prefetchMultiplier`
-/// and `acksLate` as their Celery settings, beside the keys latency mode requires.
+/// and `acksLate` as their Celery settings, `podStartup` and `taskDuration` as stated,
+/// beside the keys latency mode requires.
 pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
     [
         ("address", "redis:6379".to_string()),
@@ -106,6 +116,7 @@ pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
         ("podStartup", pod_startup(sc).to_string()),
     ]
     .into_iter()
+    .chain(task_duration(sc).map(|d| ("taskDuration", d.to_string())))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

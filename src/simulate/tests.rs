@@ -565,3 +565,36 @@ fn configured_latency_times_are_bounded_as_the_trigger_bounds_them() {
         assert!(err.contains(&format!("policies.{key}")), "{key}: {err}");
     }
 }
+
+/// `taskDuration` as the simulator states it: the mean of the tasks the scenario publishes,
+/// weighted by how many each arrival process sends; a configured one wins.
+#[test]
+fn the_stated_task_duration_is_the_mean_of_the_tasks_published() {
+    let base = r#"
+name = "t"
+seed = 5
+duration = 900
+target_latency = 10
+[workers]
+concurrency = 2
+[[queues]]
+name = "short"
+duration = { kind = "constant", value = 1 }
+arrivals = [{ kind = "burst", at = 10, count = 300 }]
+[[queues]]
+name = "long"
+duration = { kind = "constant", value = 9 }
+arrivals = [{ kind = "burst", at = 20, count = 100 }]
+"#;
+    let sc = Scenario::parse(base).unwrap_or_else(|e| panic!("{e}"));
+    // (300 × 1 s + 100 × 9 s) / 400 tasks.
+    assert_eq!(crate::simulate::task_duration(&sc), Some(3.0));
+    assert_eq!(worker_metadata(&sc)["taskDuration"], "3");
+    let set = Scenario::parse(&format!("{base}[policies]\nlatency_task_duration = 2.5\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(crate::simulate::task_duration(&set), Some(2.5));
+    let PolicySettings::Latency(l) = latency_settings(&set) else {
+        panic!("not latency mode");
+    };
+    assert_eq!(l.task_duration, Some(2.5));
+}

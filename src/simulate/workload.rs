@@ -358,6 +358,25 @@ impl TaskMaker {
     }
 }
 
+/// The mean duration of the tasks `sc` publishes (trace durations where a trace gives them,
+/// else each queue's distribution mean), weighted by how many each arrival process sends:
+/// `taskDuration` as an operator who knows the workload's average task states it. `None`
+/// when the scenario sends nothing or a trace cannot be read.
+pub fn mean_task_duration(sc: &crate::simulate::Scenario) -> Option<f64> {
+    let (mut n, mut total) = (0u64, 0.0f64);
+    for (qi, q) in sc.queues.iter().enumerate() {
+        let mean = q.duration.mean();
+        for mut s in streams(q, qi, sc.seed, sc.duration, &sc.base_dir).ok()? {
+            while let Some((_, given)) = s.next {
+                n += 1;
+                total += given.duration.unwrap_or(mean);
+                s.step();
+            }
+        }
+    }
+    (n > 0 && total.is_finite()).then(|| total / n as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
