@@ -9,7 +9,8 @@
 //!                at most λ_q·S̄_q in one pool of slots (not with private buffers)
 //!          θ = Σ λ_q·max(S̄_q, S95_q/3) / Σ λ_q   (the tail's time scale; S̄ = S without it)
 //! drain  = Σ_q waiting_q · D_q / (D_q + B_q)      B_q = max(T − wait_q, T/2)
-//!          D_q = min(S_q, 2.25·S̄_q)  (S_q without S̄_q)
+//!          D_q = min(S_q, 2.25·S̄_q)  (S_q without S̄_q), plus the start-up premium of
+//!          the slots not up yet with `podStartup` (`startup.rs`)
 //! ```
 //!
 //! When each pod holds a private buffer of prefetched tasks (`buffers.rs`), `steady` is
@@ -25,6 +26,8 @@
 
 use super::decision::{Component, Decision};
 use crate::signals::{LiveSignals, QueueSignals};
+use arrivals::arrival_rate;
+pub use arrivals::STOPPED_FLOW;
 pub use buffers::Prefetch;
 pub use erlang::{steady_slots, ERLANG_EXACT_MAX_LOAD, P95_FACTOR, TAIL_SHARE};
 
@@ -42,12 +45,6 @@ pub const LONE_ARRIVALS: f64 = 3.5;
 /// its target (a wave's first starts read S ≈ 2·S̄ and the start-up lag needs that margin),
 /// 2.5 leaves markov-trace over keda-redis.
 pub const DRAIN_SERVICE_CAP: f64 = 2.25;
-/// A flow has stopped when its window's arrivals all came before a quiet so long that a flow
-/// going on would leave it with probability under e^−7 ≈ 0.1 %: n arrivals of a steady flow
-/// fall anywhere in the window W, so all n miss the last q seconds with probability
-/// (1 − q/W)^n (≈ e^{−λq} for a short quiet). A burst that is over passes the test a
-/// fraction of a second after its last task.
-pub const STOPPED_FLOW: f64 = 7.0;
 /// Settings of `latency` mode (trigger metadata `concurrency`, `targetLatency`,
 /// `taskDuration`, `minHeadroom`, `activationListLength`, `prefetchMultiplier`, `acksLate`,
 /// `podStartup`).
@@ -102,6 +99,8 @@ struct QueueTerms {
     in_flight: f64,
     in_flight_source: &'static str,
     drain: f64,
+    /// The drain with every slot started now, `podStartup` later (`startup.rs`).
+    fresh: f64,
     drain_source: &'static str,
     /// Tasks waiting, held, running or stale: something is in the system now.
     present: bool,
@@ -185,6 +184,8 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
     // about 2·S̄, which the drain keeps (`DRAIN_SERVICE_CAP`).
     let drain_s = long_s.map_or(service_time, |l| service_time.min(DRAIN_SERVICE_CAP * l));
     let drain = waiting * drain_s / (drain_s + budget);
+    let fresh =
+        waiting * drain_s / (drain_s + startup::fresh_budget(budget, s.pod_startup, target));
     let flow = offered_load(
         s,
         rate,
@@ -208,6 +209,7 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         in_flight,
         in_flight_source,
         drain,
+        fresh,
         drain_source: service_source,
         present: waiting > 0.0 || in_flight > 0.0 || reserved > 0.0,
         tasks: waiting + in_flight,
@@ -222,60 +224,6 @@ fn terms(s: &LatencySettings, target: f64, q: &QueueSignals, live: &LiveSignals)
         },
         counts_running: running.is_some(),
     }
-}
-
-/// The queue's λ, its source, and whether it is a lower bound.
-fn arrival_rate(live: &LiveSignals) -> (f64, &'static str, bool) {
-    // λ without the burst fast path when the sampler has it: a burst shows in the backlog
-    // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
-    // window would cost more than it serves.
-    let arrival = live.arrival_rate_steady.or(live.arrival_rate);
-    let (rate, rate_source) = match (
-        arrival.and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
-        live.dequeue_rate
-            .and_then(|e| e.usable().map(|v| (v, e.source.as_str()))),
-    ) {
-        (Some(a), _) => a,
-        (None, Some(d)) => d,
-        (None, None) => (0.0, "none"),
-    };
-    // A lower-bound λ (traffic mostly unseen) only ever raises the estimate: the dequeue
-    // count under-counts too, so the larger of the two is used.
-    let lower_bound = arrival.is_some_and(|e| e.is_lower_bound());
-    let rate = match live.dequeue_rate.and_then(|e| e.usable()) {
-        Some(d) if lower_bound => rate.max(d),
-        _ => rate,
-    };
-    // A flow that has stopped arrives at rate 0 from now on, whatever its window still
-    // counts: a burst that is over must not keep its λ (and the trigger active) for the rest
-    // of the window. A lower-bound λ rests on arrivals mostly unseen: its quiet is no evidence.
-    if !lower_bound && stopped(rate, live) {
-        return (0.0, rate_source, false);
-    }
-    (rate, rate_source, lower_bound)
-}
-
-/// Whether the flow `live` counts at `rate` has stopped: no arrival for longer than any gap
-/// it left before in its window (a producer sending batches leaves long ones), and longer
-/// than the window's arrivals, were the flow still on, would leave with probability above
-/// e^−[`STOPPED_FLOW`].
-fn stopped(rate: f64, live: &LiveSignals) -> bool {
-    let (Some(q), Some(w)) = (live.arrivals_quiet_for, live.rate_window) else {
-        return false;
-    };
-    if !(q.is_finite() && w.is_finite() && q > 0.0 && w > 0.0 && rate > 0.0) {
-        return false;
-    }
-    if live
-        .arrivals_longest_gap
-        .is_some_and(|g| q <= g || g.is_nan())
-    {
-        return false;
-    }
-    // ln P(no arrival in the last q | n in the window) = n·ln(1 − q/W); −∞ once q ≥ W.
-    let n = rate * w;
-    let log_p = n * (-(q / w).min(1.0)).ln_1p();
-    log_p < -STOPPED_FLOW
 }
 
 /// The slots a queue's arrivals keep busy (`a_q`), from λ (`rate`), the window's S and, when
@@ -422,7 +370,8 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let quiet = (rate * target < 1.0 && !lower_bound) || few;
     let sparse = (!present && quiet) || few;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
-    let drain = sum(|t| t.drain);
+    let up = startup::slots_up(in_flight, live, concurrency);
+    let drain = startup::drain(sum(|t| t.drain), sum(|t| t.fresh), up);
     let tail = tail_scale(&all, live, flow, rate, concurrency);
     let min_headroom = if s.min_headroom.is_finite() {
         s.min_headroom.max(0.0)
@@ -493,8 +442,10 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     }
 }
 
+pub mod arrivals;
 pub mod buffers;
 pub mod cold;
 pub mod erlang;
+pub mod startup;
 #[cfg(test)]
 mod tests;

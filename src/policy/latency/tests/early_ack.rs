@@ -110,6 +110,8 @@ proptest! {
         workers in proptest::option::of(1.0f64..1_000.0),
         extra in 0.0f64..1_000.0,
     ) {
+        // With `podStartup` more live workers are more slots up: a smaller start-up premium.
+        let s = LatencySettings { pod_startup: None, ..s };
         let with = |v: f64, n: Option<f64>| {
             let mut l = live(i.running, i.rate, i.s, i.wait);
             l.service_time_p95 = Some(Estimate::new(v, Source::UnackedResidence));
