@@ -176,12 +176,12 @@ policy_catches() { # the ScaledObject<->worker checks fail on a broken copy of t
     "celery-worker-default: podStartup '-5' must be a number of seconds from 0 to 86400"; do
     grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
   done
-  # A podStartup the target leaves no room for (0.8 x 60 s = 48 s) is a mistake too.
+  # A podStartup the target leaves no room to wait at zero for (0.8 x 60 s = 48 s) still
+  # sizes the drain for pods that start late: accepted.
   sed -e 's/^      podStartup: "30"$/      podStartup: "50"/' "$WORK/render/overlays-iks.yaml" >"$bad"
-  out=$("$PY" "$CHECKS" policy "$bad" 2>&1) && { echo "podStartup 50 at targetLatency 60 passed"; return 1; }
-  want="celery-worker-default: podStartup 50 >= 0.8 x targetLatency 60: no task can wait, leave it out"
-  grep -qF "$want" <<<"$out" || { echo "not reported: $want"; rc=1; }
-  [ "$rc" = 0 ] && echo "10 mismatches reported"
+  grep -qF 'podStartup: "50"' "$bad" || { echo "podStartup not replaced"; return 1; }
+  out=$("$PY" "$CHECKS" policy "$bad" 2>&1) || { echo "podStartup 50 at targetLatency 60 refused: $out"; rc=1; }
+  [ "$rc" = 0 ] && echo "9 mismatches reported, podStartup above 0.8 x targetLatency accepted"
   return "$rc"
 }
 [ -s "$WORK/render/overlays-iks.yaml" ] &&

@@ -51,7 +51,7 @@ const RECOMMENDED_INTRO: &str = "
 
 The same scenarios, every run (keda-redis, backlog, latency, static) under the settings
 shipped in `deploy/keda/` instead of each scenario's `[keda]` timing: `pollingInterval` 15 s,
-`cooldownPeriod` 60 s, scale-up without a window by at most +4 pods or +100 % per 15 s,
+`cooldownPeriod` 60 s, scale-up without a window by at most +32 pods or +100 % per 15 s,
 scale-down after a 60 s window (`src/simulate/recommended.rs`; `docs/scaling.md` has the
 evidence). Replica bounds, HPA sync period and tolerance stay the scenario's.
 
@@ -417,6 +417,11 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
             let (k, s) = latency_floor(&sc, Hold::Idle, Signals::Real, 20)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .unwrap_or_else(|| panic!("no K up to 20: {md}"));
+            if k == 1 {
+                // Held at zero with K = 1 is KEDA's own scale from zero: the autoscaled run
+                // meets the target (the shipped +32 scale-up does here), nothing to add.
+                continue;
+            }
             let held = Hold::Idle.apply(&sc, k);
             let (l, r) = keda_redis_best(&held)
                 .unwrap_or_else(|e| panic!("{e}"))
@@ -439,9 +444,11 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
             );
             assert!(md.contains(&want), "{want}\n{md}");
         }
-        // The counts name the scenario where it meets the bar held at zero.
+        // The counts name the scenario where it meets the bar held at zero; the scenario's
+        // own timing needs K > 1.
         let clause = "with the `minReplicaCount` its item computes, also on cold.";
         assert_eq!(md.matches(clause).count(), held_meets, "{md}");
+        assert!(md.contains("; held at zero between bursts, `idleReplicaCount` 0"), "{md}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The ScaledObject settings shipped in `deploy/keda/` for latency mode, as simulator input:
-//! `pollingInterval` 15 s, `cooldownPeriod` 60 s, scale-up without a window by at most +4 pods
-//! or +100 % per 15 s, scale-down after a 60 s window by up to 100 % per 15 s. The bench runs
+//! `pollingInterval` 15 s, `cooldownPeriod` 60 s, scale-up without a window by at most +32
+//! pods or +100 % per 15 s, scale-down after a 60 s window by up to 100 % per 15 s. The bench runs
 //! the library under them too (`docs/benchmarks/scaling.md`), and
 //! `tests/recommended_settings.rs` fails if the manifests say otherwise.
 
@@ -25,7 +25,7 @@ pub fn behavior() -> Behavior {
             stabilization_window: Some(0.0),
             select_policy: Some(Select::Max),
             policies: Some(vec![
-                rate(RateKind::Pods, 4.0),
+                rate(RateKind::Pods, 32.0),
                 rate(RateKind::Percent, 100.0),
             ]),
         }),
