@@ -448,7 +448,10 @@ arrivals = [{ kind = "burst", at = 100, count = 60, over = 2 }, { kind = "burst"
         // own timing needs K > 1.
         let clause = "with the `minReplicaCount` its item computes, also on cold.";
         assert_eq!(md.matches(clause).count(), held_meets, "{md}");
-        assert!(md.contains("; held at zero between bursts, `idleReplicaCount` 0"), "{md}");
+        assert!(
+            md.contains("; held at zero between bursts, `idleReplicaCount` 0"),
+            "{md}"
+        );
     }
 
     #[test]
