@@ -63,7 +63,8 @@ pub struct LatencySettings {
     /// How the workers prefetch (`prefetchMultiplier`, `acksLate`): whether each pod holds
     /// a private buffer, which changes the steady sizing (`buffers.rs`).
     pub prefetch: Prefetch,
-    /// Seconds from activation to a new worker taking tasks (`podStartup`, `cold.rs`).
+    /// Seconds from activation to a new worker taking tasks (`podStartup`): tasks may wait at
+    /// zero (`cold.rs`), and the drain sizes slots not up yet on it (`startup.rs`).
     pub pod_startup: Option<f64>,
 }
 

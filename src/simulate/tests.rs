@@ -597,4 +597,13 @@ arrivals = [{ kind = "burst", at = 20, count = 100 }]
         panic!("not latency mode");
     };
     assert_eq!(l.task_duration, Some(2.5));
+    // A mean the trigger would refuse (0 s tasks) is not stated: S falls back to T.
+    let zero = Scenario::parse(
+        &base
+            .replace("value = 1 }", "value = 0 }")
+            .replace("value = 9 }", "value = 0 }"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(crate::simulate::task_duration(&zero), None);
+    assert!(!worker_metadata(&zero).contains_key("taskDuration"));
 }

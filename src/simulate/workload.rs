@@ -361,7 +361,8 @@ impl TaskMaker {
 /// The mean duration of the tasks `sc` publishes (trace durations where a trace gives them,
 /// else each queue's distribution mean), weighted by how many each arrival process sends:
 /// `taskDuration` as an operator who knows the workload's average task states it. `None`
-/// when the scenario sends nothing or a trace cannot be read.
+/// when the scenario sends nothing, a trace cannot be read, or the mean is outside what the
+/// trigger accepts (`MIN_TARGET` … `MAX_SECONDS`: S then falls back to T, as without it).
 pub fn mean_task_duration(sc: &crate::simulate::Scenario) -> Option<f64> {
     let (mut n, mut total) = (0u64, 0.0f64);
     for (qi, q) in sc.queues.iter().enumerate() {
@@ -374,7 +375,8 @@ pub fn mean_task_duration(sc: &crate::simulate::Scenario) -> Option<f64> {
             }
         }
     }
-    (n > 0 && total.is_finite()).then(|| total / n as f64)
+    let range = crate::trigger::MIN_TARGET..=crate::trigger::limits::MAX_SECONDS;
+    Some(total / n as f64).filter(|d| n > 0 && range.contains(d))
 }
 
 #[cfg(test)]

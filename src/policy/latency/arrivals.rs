@@ -12,7 +12,7 @@ use crate::signals::LiveSignals;
 pub const STOPPED_FLOW: f64 = 7.0;
 
 /// The queue's λ, its source, and whether it is a lower bound.
-pub fn arrival_rate(live: &LiveSignals) -> (f64, &'static str, bool) {
+pub(super) fn arrival_rate(live: &LiveSignals) -> (f64, &'static str, bool) {
     // λ without the burst fast path when the sampler has it: a burst shows in the backlog
     // (the drain term) at once, and a one-tick peak held as pods by the HPA's scale-down
     // window would cost more than it serves.
@@ -46,7 +46,7 @@ pub fn arrival_rate(live: &LiveSignals) -> (f64, &'static str, bool) {
 /// it left before in its window (a producer sending batches leaves long ones), and longer
 /// than the window's arrivals, were the flow still on, would leave with probability above
 /// e^−[`STOPPED_FLOW`].
-pub fn stopped(rate: f64, live: &LiveSignals) -> bool {
+fn stopped(rate: f64, live: &LiveSignals) -> bool {
     let (Some(q), Some(w)) = (live.arrivals_quiet_for, live.rate_window) else {
         return false;
     };

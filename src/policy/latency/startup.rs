@@ -41,7 +41,7 @@ pub fn slots_up(in_flight: f64, live: &[LiveSignals], concurrency: f64) -> f64 {
 /// The drain with `up` slots up now, from `drain` (slots needed if every one existed now)
 /// and `fresh` (slots needed if every one started now).
 pub fn drain(drain: f64, fresh: f64, up: f64) -> f64 {
-    let up = if up.is_finite() { up.max(0.0) } else { 0.0 };
+    let up = if up.is_nan() { 0.0 } else { up.max(0.0) };
     if drain.is_nan() || drain <= up || !fresh.is_finite() {
         return drain;
     }
@@ -76,6 +76,7 @@ mod tests {
         assert_eq!(drain(100.0, 250.0, 300.0), 100.0);
         assert_eq!(drain(0.0, 0.0, 0.0), 0.0);
         assert_eq!(drain(100.0, 250.0, f64::NAN), 250.0);
+        assert_eq!(drain(100.0, 250.0, f64::INFINITY), 100.0);
         // Never below the plain drain, never above the fresh one, non-increasing in `up`.
         let mut last = f64::INFINITY;
         for up in 0..=120 {

@@ -81,6 +81,38 @@ fn the_reserve_covers_a_slow_sampler_tick() {
     assert!(at(0.0, Some(40.0)));
 }
 
+/// The drain's start-up premium (`startup.rs`) through `decide`: from zero 20 listed 1 s
+/// tasks that have waited 30 s (B = 30 s; with a 20 s start-up B' = 12 s) ask for
+/// 20/13 slots instead of 20/31; as live workers come up the premium fades, and with as
+/// many slots up as the plain drain needs it is gone.
+#[test]
+fn the_drain_premium_fades_as_live_workers_come_up() {
+    let s = LatencySettings {
+        pod_startup: Some(20.0),
+        ..LatencySettings::new(1.0, 60.0)
+    };
+    let plain = LatencySettings::new(1.0, 60.0);
+    let at = |s: &LatencySettings, workers: Option<f64>| {
+        let mut l = live(None, None, Some(1.0), Some(30.0));
+        l.workers = workers.map(|n| Estimate::new(n, Source::Heartbeat));
+        decide(s, &[q(20, 0, 0, 0)], &[l]).metric_value
+    };
+    let (drain, fresh) = (20.0 / 31.0, 20.0 / 13.0);
+    assert!(
+        (at(&plain, None) - drain).abs() < 1e-9,
+        "{}",
+        at(&plain, None)
+    );
+    assert!((at(&s, None) - fresh).abs() < 1e-9, "{}", at(&s, None));
+    let mut last = at(&s, None);
+    for n in [0.1, 0.3, 0.5] {
+        let v = at(&s, Some(n));
+        assert!(v < last && v > drain, "{n} workers: {v}");
+        last = v;
+    }
+    assert!((at(&s, Some(1.0)) - at(&plain, Some(1.0))).abs() < 1e-9);
+}
+
 #[test]
 fn anything_else_that_asks_for_a_pod_activates_at_once() {
     let young = Some(1.0);
@@ -137,9 +169,9 @@ fn the_oldest_of_several_queues_decides() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// `podStartup` changes only the trigger, and only for a few young listed tasks with
-    /// nothing else in the system; activity stays monotone in every signal and in
-    /// `podStartup` itself.
+    /// `podStartup` keeps the trigger inactive only for a few young listed tasks with
+    /// nothing else in the system, and only raises the metric (the drain's start-up premium);
+    /// activity stays monotone in every signal and in `podStartup` itself.
     #[test]
     fn waiting_at_zero_only_delays_a_few_young_tasks(
         i in arb_input(),
