@@ -69,8 +69,8 @@ def test_one_queue_no_workers(make_stack, scaler, record):
     kombu = stack.kombu_sizes(["default"])["default"]
     assert llen == kombu == 7, (llen, kombu)
 
-    view = view_until(scaler, meta, lambda v: v["metric"] == 7.0, "metric 7")
-    assert view["active"] is True
+    # IsActive and GetMetrics are two calls and a sample can land between them: wait for both.
+    view = view_until(scaler, meta, lambda v: v == {"active": True, "metric": 7.0}, "active, metric 7")
     ins = run_inspect(meta)
     assert q_view(ins, "default") == {"backlog": 7, "reserved": 0, "scheduled": 0, "stale": 0}
     assert ins["decision"]["metric_value"] == 7.0 and ins["decision"]["active"] is True
@@ -119,8 +119,8 @@ def test_priorities_every_subqueue(layout_name, make_stack, scaler, record):
     assert kombu == {q: 10 * n for q, n in per_queue.items()}, kombu
     total = sum(kombu.values())
 
-    view = view_until(scaler, meta, lambda v: v["metric"] == float(total), f"metric {total}")
-    assert view["active"] is True
+    want = {"active": True, "metric": float(total)}
+    view = view_until(scaler, meta, lambda v: v == want, f"active, metric {total}")
     ins = run_inspect(meta)
     for q in QUEUES:
         assert q_view(ins, q) == {"backlog": kombu[q], "reserved": 0, "scheduled": 0, "stale": 0}, q
@@ -147,8 +147,7 @@ def test_keyprefix_and_nonzero_db(make_stack, scaler, record):
             "default": {"backlog": 6, "reserved": 0, "scheduled": 0, "stale": 0},
             "low": {"backlog": 2, "reserved": 1, "scheduled": 0, "stale": 0}}
     ins = inspect_until(meta, lambda i: {q: q_view(i, q) for q in QUEUES} == want, "prefixed layout seen")
-    view = view_until(scaler, meta, lambda v: v["metric"] == 13.0, "metric 13")
-    assert view["active"] is True
+    view = view_until(scaler, meta, lambda v: v == {"active": True, "metric": 13.0}, "active, metric 13")
 
     truth = stack.celery_truth(QUEUES, workers=1)
     assert truth["kombu_size"] == {"high": 4, "default": 6, "low": 2}
