@@ -283,10 +283,7 @@ fn tail_scale(
     rate: f64,
     concurrency: f64,
 ) -> f64 {
-    let pods = live
-        .iter()
-        .filter_map(|l| l.workers.and_then(|e| e.usable()))
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let pods = startup::live_workers(live);
     let pod_load = pods.filter(|n| *n >= 1.0).map(|n| flow / n);
     let theta = |t: &QueueTerms| match t.buffer_wait {
         Some(w) => t

@@ -65,13 +65,14 @@ pub struct SimulateArgs {
 
 /// The latency policy as the scenario configures it.
 pub fn latency_settings(sc: &Scenario) -> PolicySettings {
+    let task_duration = task_duration(sc);
     PolicySettings::Latency(LatencySettings {
         concurrency: f64::from(sc.workers.concurrency),
         target_latency: sc.target_latency,
-        task_duration: task_duration(sc),
+        task_duration,
         min_headroom: sc.policies.latency_min_headroom,
         activation_list_length: 0.0,
-        prefetch: worker_prefetch(sc),
+        prefetch: worker_prefetch(sc, &metadata(sc, task_duration)),
         pod_startup: Some(pod_startup(sc)),
     })
 }
@@ -103,6 +104,11 @@ pub fn pod_startup(sc: &Scenario) -> f64 {
 /// and `acksLate` as their Celery settings, `podStartup` and `taskDuration` as stated,
 /// beside the keys latency mode requires.
 pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
+    metadata(sc, task_duration(sc))
+}
+
+/// [`worker_metadata`] with `taskDuration` already worked out (it walks every arrival).
+fn metadata(sc: &Scenario, task_duration: Option<f64>) -> HashMap<String, String> {
     [
         ("address", "redis:6379".to_string()),
         ("mode", "latency".to_string()),
@@ -116,15 +122,16 @@ pub fn worker_metadata(sc: &Scenario) -> HashMap<String, String> {
         ("podStartup", pod_startup(sc).to_string()),
     ]
     .into_iter()
-    .chain(task_duration(sc).map(|d| ("taskDuration", d.to_string())))
+    .chain(task_duration.map(|d| ("taskDuration", d.to_string())))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
 
-/// How the scenario's workers prefetch, read through the trigger parser from
-/// [`worker_metadata`]; the scenario's values directly if the parser refuses them.
-fn worker_prefetch(sc: &Scenario) -> Prefetch {
-    let parsed = trigger::parse(&worker_metadata(sc), &NamedConnections::default());
+/// How the scenario's workers prefetch, read through the trigger parser from their
+/// `metadata` ([`worker_metadata`]); the scenario's values directly if the parser refuses
+/// them.
+fn worker_prefetch(sc: &Scenario, metadata: &HashMap<String, String>) -> Prefetch {
+    let parsed = trigger::parse(metadata, &NamedConnections::default());
     match parsed.map(|t| t.policy) {
         Ok(PolicySettings::Latency(l)) => l.prefetch,
         _ => Prefetch {

@@ -2,7 +2,7 @@
 //!
 //! The drain term sizes the slots that start every waiting task within its budget B as if
 //! they existed now. Slots that are up now do; slots asked for now start `podStartup` U
-//! later and have B − U left (at least `START_MARGIN`·T: a task already past that point
+//! later and have B − U left (at least `FRESH_FLOOR`·T: a task already past that point
 //! is served as soon as they come). From zero, or far below the need, the drain is
 //! therefore sized on the shorter budget: `fresh` = waiting·D/(D + max(B − U, 0.2·T)).
 //! With slots up, the drain blends from `fresh` back to the plain one as they approach
@@ -12,30 +12,38 @@
 //! a running fleet, whose pods are mostly already coming). `docs/scaling.md`, "The drain
 //! and pod start-up".
 
-use super::cold::START_MARGIN;
 use crate::signals::LiveSignals;
 
 /// How fast the start-up premium falls as slots come up (see the module's doc).
 pub const PREMIUM_EXPONENT: i32 = 3;
 
-/// The budget of a slot asked for now: `budget − podStartup`, at least `START_MARGIN`·T;
+/// The least budget, as a share of the target, left to a slot asked for now however long
+/// its pod takes to start. The same value as the waiting-at-zero reserve
+/// (`cold::START_MARGIN`), kept apart so that retuning one does not move the other.
+pub const FRESH_FLOOR: f64 = 0.2;
+
+/// The budget of a slot asked for now: `budget − podStartup`, at least `FRESH_FLOOR`·T;
 /// `budget` itself without a usable `podStartup`.
 pub fn fresh_budget(budget: f64, pod_startup: Option<f64>, target: f64) -> f64 {
     pod_startup
         .filter(|u| u.is_finite() && *u > 0.0)
         .map_or(budget, |u| {
-            (budget - u).max(START_MARGIN * target).min(budget)
+            (budget - u).max(FRESH_FLOOR * target).min(budget)
         })
+}
+
+/// The most workers any queue's heartbeats count alive (the queues share a Deployment),
+/// `None` when none counts them.
+pub fn live_workers(live: &[LiveSignals]) -> Option<f64> {
+    live.iter()
+        .filter_map(|l| l.workers?.usable())
+        .reduce(f64::max)
 }
 
 /// Slots up now: the busy ones (`in_flight`), or the live workers' when heartbeats count
 /// them.
 pub fn slots_up(in_flight: f64, live: &[LiveSignals], concurrency: f64) -> f64 {
-    let workers = live
-        .iter()
-        .filter_map(|l| l.workers?.usable())
-        .fold(0.0, f64::max);
-    in_flight.max(workers * concurrency)
+    in_flight.max(live_workers(live).unwrap_or(0.0) * concurrency)
 }
 
 /// The drain with `up` slots up now, from `drain` (slots needed if every one existed now)
