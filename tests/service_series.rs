@@ -98,10 +98,10 @@ async fn scaled_object_series_expire_and_keep_only_current_components() {
         200
     );
     assert_eq!(lines(&body, &["celery_scaler_active{", ns]).len(), 200);
-    // 100 × 3 backlog components + 100 × 4 latency components.
+    // 100 × 3 backlog components + 100 × 5 latency components.
     assert_eq!(
         lines(&body, &["celery_scaler_decision_slots{", ns]).len(),
-        700
+        800
     );
 
     // Nobody asks any more: after the idle expiry nothing of them is left.

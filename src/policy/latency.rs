@@ -369,7 +369,8 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     let sparse = (!present && quiet) || few;
     let flow = if sparse { 0.0 } else { sum(|t| t.flow) };
     let up = startup::slots_up(in_flight, live, concurrency);
-    let drain = startup::drain(sum(|t| t.drain), sum(|t| t.fresh), up);
+    let plain_drain = sum(|t| t.drain);
+    let drain = startup::drain(plain_drain, sum(|t| t.fresh), up);
     let tail = tail_scale(&all, live, flow, rate, concurrency);
     let min_headroom = if s.min_headroom.is_finite() {
         s.min_headroom.max(0.0)
@@ -392,7 +393,10 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     // The breakdown: each component is what it adds beyond the ones before it.
     let flow_extra = (flow - in_flight).max(0.0);
     let headroom_extra = (steady - in_flight.max(flow)).max(0.0);
-    let drain_extra = (metric_value - in_flight - flow_extra - headroom_extra).max(0.0);
+    let before_drain = in_flight + flow_extra + headroom_extra;
+    let without_startup = in_flight.max(steady).max(plain_drain).min(metric_value);
+    let drain_extra = (without_startup - before_drain).max(0.0);
+    let startup_extra = (metric_value - before_drain - drain_extra).max(0.0);
 
     // Active while a task waits for a slot (listed, stale, or held beyond what runs) or a
     // steady flow is counted. Tasks that only run, under one arrival per target, keep their
@@ -435,6 +439,11 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
                 component: "drain",
                 value: drain_extra,
                 source: pick(|t| (t.drain, t.drain_source)),
+            },
+            Component {
+                component: "startup",
+                value: startup_extra,
+                source: "config",
             },
         ],
     }

@@ -111,6 +111,24 @@ fn the_drain_premium_fades_as_live_workers_come_up() {
         last = v;
     }
     assert!((at(&s, Some(1.0)) - at(&plain, Some(1.0))).abs() < 1e-9);
+
+    // The breakdown shows the premium apart from the plain drain.
+    let d = decide(
+        &s,
+        &[q(20, 0, 0, 0)],
+        &[live(None, None, Some(1.0), Some(30.0))],
+    );
+    assert!((part(&d, "drain") - drain).abs() < 1e-9, "{d:?}");
+    assert!(
+        (part(&d, "startup") - (fresh - drain)).abs() < 1e-9,
+        "{d:?}"
+    );
+    let d = decide(
+        &plain,
+        &[q(20, 0, 0, 0)],
+        &[live(None, None, Some(1.0), Some(30.0))],
+    );
+    assert_eq!(part(&d, "startup"), 0.0, "{d:?}");
 }
 
 #[test]
