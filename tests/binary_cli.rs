@@ -342,13 +342,29 @@ async fn second_signal_aborts_the_drain_with_130() {
         .unwrap();
     let request = so(&[("address", silent_addr.as_str())]);
     let in_flight = tokio::spawn(async move { client.is_active(request).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The RPC has reached the scaler once its watch set is registered (the sampler counts
+    // it as it starts the tick that hangs on the silent broker).
+    let registered = |body: &str| {
+        body.lines()
+            .any(|l| l.starts_with("celery_scaler_watch_sets{") && l.ends_with(" 1"))
+    };
+    let deadline = Instant::now() + LIMIT;
+    while !matches!(http_get(admin_addr, "/metrics").await, Ok((200, b)) if registered(&b)) {
+        assert!(
+            Instant::now() < deadline,
+            "the RPC never reached the scaler"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     signal(proc.pid(), "-TERM");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        http_get(admin_addr, "/readyz").await.unwrap().0,
-        503,
-        "draining"
+    let deadline = Instant::now() + LIMIT;
+    while !matches!(http_get(admin_addr, "/readyz").await, Ok((503, _))) {
+        assert!(Instant::now() < deadline, "not draining in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the RPC no longer holds the drain open"
     );
     signal(proc.pid(), "-TERM");
     let out = tokio::task::spawn_blocking(move || proc.wait(Duration::from_secs(5)))

@@ -147,6 +147,7 @@ async fn estimated_mode_without_notifications() {
     let (server, registry, spec, watch) = watching_celery().await;
     let mut c = server.conn(0);
     push(&mut c, b"celery", 5);
+    let pushed = now();
     // Two deliveries show up as new unacked tags: dequeues in estimated mode.
     for tag in ["d1", "d2"] {
         let _: Vec<u8> = redis::cmd("RPOP")
@@ -170,9 +171,14 @@ async fn estimated_mode_without_notifications() {
         live.arrival_rate.map(|e| e.source.as_str()),
         Some("conservation")
     );
-    // The wait comes from the tail message's delivery tag, and grows.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let v = registry.view(&spec, &watch).await.expect("view");
+    // The wait comes from the tail message's delivery tag, and grows: a sample taken a
+    // second after the push (the sampler may run late on a loaded machine: wait for one)
+    // reads at least half a second, whatever tick first dated the tail.
+    let v = until(&registry, &spec, &watch, 10, |v| {
+        v.sampled_at >= pushed + 1.0
+    })
+    .await;
+    assert!(v.sampled_at >= pushed + 1.0, "no sample since the push");
     let wait = v.live[0].wait.expect("wait");
     assert_eq!(wait.source.as_str(), "tail-tag");
     assert!(wait.value >= 0.5, "{wait:?}");
@@ -433,20 +439,29 @@ async fn exact_wait_is_the_age_of_the_oldest_push() {
     let watch = celery_watch();
     until(&registry, &spec, &watch, 10, |v| v.counts[0].exact).await;
     let mut c = server.conn(0);
-    let first = Instant::now();
-    push(&mut c, b"celery", 1);
+    // Each push between two clock readings: the true age at the sample's own time lies
+    // between `sampled_at − after` and `sampled_at − before`.
+    let timed_push = |c: &mut redis::Connection| {
+        let before = now();
+        push(c, b"celery", 1);
+        (before, now())
+    };
+    let first = timed_push(&mut c);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    push(&mut c, b"celery", 1);
+    let second = timed_push(&mut c);
+    // Within a quarter second (the event's delivery, a tick's timing) of the true age.
+    let near = |wait: f64, sampled_at: f64, (before, after): (f64, f64)| {
+        wait >= sampled_at - after - 0.25 && wait <= sampled_at - before + 0.25
+    };
     let v = until(&registry, &spec, &watch, 5, |v| v.queues[0].backlog == 2).await;
-    let age = first.elapsed().as_secs_f64();
     let wait = v.live[0].wait.expect("wait");
     assert_eq!(wait.source.as_str(), "keyspace");
-    // Within one tick (200 ms) of the true age of the oldest message.
     assert!(
-        (wait.value - age).abs() <= 0.25,
-        "wait {wait:?}, true age {age}"
+        near(wait.value, v.sampled_at, first),
+        "wait {wait:?} at {}, oldest pushed {first:?}",
+        v.sampled_at
     );
-    // The oldest leaves: the wait is the second message's age.
+    // The oldest leaves: the wait is the second message's age (1.5 s less than the first's).
     let _: Vec<u8> = redis::cmd("RPOP")
         .arg("celery")
         .query(&mut c)
@@ -454,8 +469,9 @@ async fn exact_wait_is_the_age_of_the_oldest_push() {
     let v = until(&registry, &spec, &watch, 5, |v| v.queues[0].backlog == 1).await;
     let wait = v.live[0].wait.expect("wait").value;
     assert!(
-        wait < age - 1.2,
-        "wait {wait} after the oldest left (age {age})"
+        near(wait, v.sampled_at, second),
+        "wait {wait} at {} after the oldest left, second pushed {second:?}",
+        v.sampled_at
     );
     registry.shutdown().await;
 }
