@@ -297,7 +297,14 @@ acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.ac
   LR='{"scaledObjectRef": {"name": "celery-worker-high", "namespace": "celery", "scalerMetadata": {"connection": "app", "queues": "high", "mode": "latency", "concurrency": "4", "targetLatency": "10", "taskDuration": "2", "workerHostnames": "high@celery-worker-high-*"}}, "metricName": "celery-high"}'
   "$VENV/bin/grpcurl" -plaintext -max-time 10 -import-path "$ROOT/proto" -proto externalscaler.proto \
     -d "$LR" "127.0.0.1:$g" externalscaler.ExternalScaler/GetMetrics >/dev/null || return 1
-  sleep 3
+  # Push once the scaler listens: the queue's keyspace channel and the worker-event pattern.
+  for i in $(seq 100); do
+    [ "$("${A[@]}" pubsub numsub __keyspace@0__:high | tail -n 1)" -ge 1 ] 2>/dev/null &&
+      [ "$("${A[@]}" pubsub numpat)" -ge 1 ] 2>/dev/null && break
+    [ "$i" = 100 ] && { echo "the scaler never subscribed"; tail -n 20 "$dir/scaler.log"; return 1; }
+    sleep 0.1
+  done
+  sleep 1 # one sampler tick, so the exact counters start from a known length
   for i in 1 2 3; do
     "${A[@]}" lpush high "$(MSG message "a$i" high)" >/dev/null
     "${A[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 2 "$i")" >/dev/null

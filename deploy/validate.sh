@@ -298,10 +298,21 @@ MONITOR
 EOF
   # pub/sub: the scaler user hears the keyspace channel of a list key (exact mode) and Celery's
   # worker events (heartbeats), and nothing else: channel rules are the ACL's &-patterns.
+  # Each publish waits until the subscriber is in (a loaded machine can take its time).
+  subscribed() { # subscribed CHANNEL (or nothing: any pattern)
+    local i n
+    for i in $(seq 50); do
+      if [ -n "${1:-}" ]; then n=$("${app[@]}" pubsub numsub "$1" | tail -n 1); else n=$("${app[@]}" pubsub numpat); fi
+      [ "${n:-0}" -ge 1 ] 2>/dev/null && return 0
+      sleep 0.1
+    done
+    return 1
+  }
   local n_sub=0
-  r=$(timeout 2 "${sc[@]}" SUBSCRIBE '__keyspace@0__:high' 2>&1 & sleep 0.5; "${app[@]}" lpush high m2 >/dev/null; wait) || true
+  r=$(timeout 4 "${sc[@]}" SUBSCRIBE '__keyspace@0__:high' 2>&1 & subscribed '__keyspace@0__:high'
+    "${app[@]}" lpush high m2 >/dev/null; wait) || true
   case $r in *lpush*) n_sub=$((n_sub + 1)) ;; *) echo "no lpush keyspace notification seen by the scaler user: $r"; bad=1 ;; esac
-  r=$(timeout 2 "${sc[@]}" PSUBSCRIBE '/0.celeryev/worker.*' 2>&1 & sleep 0.5
+  r=$(timeout 4 "${sc[@]}" PSUBSCRIBE '/0.celeryev/worker.*' 2>&1 & subscribed
     "${app[@]}" publish /0.celeryev/worker.heartbeat '{"hostname": "high@celery-worker-high-x"}' >/dev/null; wait) || true
   case $r in *worker.heartbeat*high@celery-worker-high-x*) n_sub=$((n_sub + 1)) ;; *) echo "no worker heartbeat seen by the scaler user: $r"; bad=1 ;; esac
   for cmd in "SUBSCRIBE __keyevent@0__:lpush" "SUBSCRIBE app-channel" "PSUBSCRIBE *" "PSUBSCRIBE __keyspace@*__:*" \

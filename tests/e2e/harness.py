@@ -291,10 +291,22 @@ class CeleryStack:
             args += ["--retry-times", str(kw["retry_times"]), "--retry-delay", str(kw.get("retry_delay", 1.0))]
         return self.probe(*args)
 
-    def celery_truth(self, queues: list[str], workers: int = 0, timeout: float = 2.0) -> dict:
-        """Celery's own view: inspect active/reserved/scheduled per queue + kombu queue sizes."""
-        return self.probe("truth", "--queues", ",".join(queues), "--workers", str(workers),
-                          "--timeout", str(timeout))
+    def celery_truth(self, queues: list[str], workers: int = 0, timeout: float = 2.0,
+                     attempts: int = 3) -> dict:
+        """Celery's own view: inspect active/reserved/scheduled per queue + kombu queue sizes.
+        With `workers`, asks again (up to `attempts` times) until that many workers answered
+        each of the three requests, and raises if they never did: on a loaded machine a reply
+        can miss the timeout, and a missing reply would read as nothing active."""
+        tries = []
+        for _ in range(max(1, attempts)):
+            truth = self.probe("truth", "--queues", ",".join(queues), "--workers", str(workers),
+                               "--timeout", str(timeout))
+            tries.append(truth["replied"])
+            if all(len(r) >= workers for r in truth["replied"].values()):
+                return truth
+        if attempts == 1:
+            return truth  # the caller checks who answered
+        raise HarnessError(f"not every one of {workers} worker(s) answered inspect: {tries}")
 
     def kombu_sizes(self, queues: list[str]) -> dict:
         return self.probe("sizes", "--queues", ",".join(queues))["kombu_size"]

@@ -79,7 +79,10 @@ def cmd_truth(args) -> dict:
     active = insp.active() or {}
     reserved = insp.reserved() or {}
     scheduled = insp.scheduled() or {}
-    out = {"workers": sorted(set(active) | set(reserved) | set(scheduled)), "queues": {}}
+    out = {"workers": sorted(set(active) | set(reserved) | set(scheduled)), "queues": {},
+           # Who answered each request: a worker missing from one reads as 0 there.
+           "replied": {"active": sorted(active), "reserved": sorted(reserved),
+                       "scheduled": sorted(scheduled)}}
     for q in queues:
         out["queues"][q] = {"active": 0, "reserved": 0, "scheduled": 0}
     for kind, replies, unwrap in (("active", active, False), ("reserved", reserved, False),

@@ -191,20 +191,31 @@ def run_scenario(mode: str, grpc_modules) -> Run:
             run.readings.append({"t": t, "ts": t - (age or 0.0), "sample_age": age, "view": v,
                                  "llen": llen, "elapsed": round(time.monotonic() - t0, 2)})
 
-        def running_check(expected_running: int):
+        def running_round(expected_running: int) -> dict:
             before = view()[1]["run"].get("running"), view()[1]["default"].get("running")
             # Wait for every worker's reply (4 workers; a loaded machine can take seconds): a
             # reply missing from `inspect active` would read as 0 running tasks.
-            truth = stack.celery_truth(["run", "default"], workers=len(workers), timeout=6.0)
+            truth = stack.celery_truth(["run", "default"], workers=len(workers), timeout=6.0,
+                                       attempts=1)
             after = view()[1]["run"].get("running"), view()[1]["default"].get("running")
-            run.running_checks.append({
+            return {
                 "default_llen_after": stack.llen("default"),
                 "elapsed": round(time.monotonic() - t0, 2), "published_run": expected_running,
                 "ours_before": {"run": before[0], "default": before[1]},
                 "ours_after": {"run": after[0], "default": after[1]},
                 "celery_workers": truth["workers"],
                 "celery_active": {q: truth["queues"][q]["active"] for q in ("run", "default")},
-                "celery_reserved": {q: truth["queues"][q]["reserved"] for q in ("run", "default")}})
+                "celery_reserved": {q: truth["queues"][q]["reserved"] for q in ("run", "default")}}
+
+        def running_check(expected_running: int):
+            # Up to three rounds, every one recorded: a heartbeat can fall in the instant
+            # between two of `default`'s 0.5 s tasks and say 0 running for one beat.
+            rounds = []
+            for _ in range(RUNNING_ROUNDS):
+                rounds.append(running_round(expected_running))
+                if running_agrees(rounds[-1]):
+                    break
+            run.running_checks.append({"published_run": expected_running, "rounds": rounds})
 
         third_published = False
         checks_done = set()
@@ -417,6 +428,31 @@ def test_service_time(live: Run, queue, record):
     assert not bad, f"service-time p95 of {queue} outside [{0.9 * truth_p95:.3f}, truth + a tick]: {p95s}"
 
 
+RUNNING_ROUNDS = 3
+
+
+def running_agrees(r: dict) -> bool:
+    """Whether one round of the running check agrees with Celery, its premises included."""
+    # The scenario's premise: `default` still had work when Celery was asked (otherwise the
+    # heartbeats, up to 2 s old, legitimately disagree with a just-drained worker) ...
+    if r["default_llen_after"] <= 0:
+        return False
+    # ... and Celery's answer includes the workers of both queues (an `inspect` reply that did
+    # not arrive in time is no ground truth) ...
+    replied = " ".join(r["celery_workers"])
+    if "svc@" not in replied or "run@" not in replied:
+        return False
+    truth = r["celery_active"]
+    # ... and the ground truth itself is what we set up.
+    if truth["run"] != r["published_run"]:
+        return False
+    for q in ("run", "default"):
+        before, after = r["ours_before"][q], r["ours_after"][q]
+        if before is None or before != after or abs(after - truth[q]) > 1:
+            return False
+    return True
+
+
 def test_running_from_heartbeats(live: Run, record):
     """`running` (heartbeats, triggers with workerHostnames) equals Celery's `inspect active`
     ±1: on `run` under early ack (Redis shows nothing of these tasks once started), and on
@@ -424,15 +460,8 @@ def test_running_from_heartbeats(live: Run, record):
     record("checks", live.running_checks)
     assert len(live.running_checks) == 2
     for c in live.running_checks:
-        # The scenario's premise: `default` still had work when Celery was asked (otherwise
-        # the heartbeats, up to 2 s old, legitimately disagree with a just-drained worker).
-        assert c["default_llen_after"] > 0, c
-        # ... and Celery's answer includes the workers of both queues (an `inspect` reply that
-        # did not arrive in time is no ground truth).
-        replied = " ".join(c["celery_workers"])
-        assert "svc@" in replied and "run@" in replied, c
-        truth = c["celery_active"]
-        assert truth["run"] == c["published_run"], c  # the ground truth itself is what we set up
-        for q in ("run", "default"):
-            for ours in (c["ours_before"][q], c["ours_after"][q]):
-                assert ours is not None and abs(ours - truth[q]) <= 1, (q, c)
+        # Some round agrees: ours read twice the same, within ±1 of Celery's answer, while
+        # the premises held (the checks are in `running_agrees`). A scaler that reports
+        # `running` wrongly fails every round.
+        assert 1 <= len(c["rounds"]) <= RUNNING_ROUNDS, c
+        assert any(running_agrees(r) for r in c["rounds"]), c
