@@ -390,14 +390,6 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
     } else {
         f64::MAX
     };
-    // The breakdown: each component is what it adds beyond the ones before it.
-    let flow_extra = (flow - in_flight).max(0.0);
-    let headroom_extra = (steady - in_flight.max(flow)).max(0.0);
-    let before_drain = in_flight + flow_extra + headroom_extra;
-    let without_startup = in_flight.max(steady).max(plain_drain).min(metric_value);
-    let drain_extra = (without_startup - before_drain).max(0.0);
-    let startup_extra = (metric_value - before_drain - drain_extra).max(0.0);
-
     // Active while a task waits for a slot (listed, stale, or held beyond what runs) or a
     // steady flow is counted. Tasks that only run, under one arrival per target, keep their
     // slots through the metric but not the trigger active: KEDA's cooldown then starts when
@@ -408,45 +400,71 @@ pub fn decide(s: &LatencySettings, queues: &[QueueSignals], live: &[LiveSignals]
         && !start_can_wait(s, (queues, &all, live), target, concurrency);
     let active = waits || (flow > 0.0 && !quiet);
 
-    let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
-        main_source(&all.iter().map(f).collect::<Vec<_>>())
+    let parts = Parts {
+        in_flight,
+        flow,
+        steady,
+        headroom_configured: headroom_floor > model,
+        plain_drain,
+        metric_value,
     };
     Decision {
         metric_value,
         target: concurrency,
         active,
-        breakdown: vec![
-            Component {
-                component: "in_flight",
-                value: in_flight,
-                source: pick(|t| (t.in_flight, t.in_flight_source)),
-            },
-            Component {
-                component: "flow",
-                value: flow_extra,
-                source: pick(|t| (t.flow, t.rate_source)),
-            },
-            Component {
-                component: "headroom",
-                value: headroom_extra,
-                source: if headroom_floor > model {
-                    "config"
-                } else {
-                    "model"
-                },
-            },
-            Component {
-                component: "drain",
-                value: drain_extra,
-                source: pick(|t| (t.drain, t.drain_source)),
-            },
-            Component {
-                component: "startup",
-                value: startup_extra,
-                source: "config",
-            },
-        ],
+        breakdown: breakdown(&all, &parts),
     }
+}
+
+/// What the metric is made of, in the order the breakdown adds it up.
+struct Parts {
+    in_flight: f64,
+    flow: f64,
+    steady: f64,
+    /// Whether `steady` is the configured headroom's floor rather than the model's slots.
+    headroom_configured: bool,
+    /// The drain without the start-up premium.
+    plain_drain: f64,
+    metric_value: f64,
+}
+
+/// The breakdown: each component is what it adds beyond the ones before it, the drain's
+/// start-up premium last, so that the components sum to the metric.
+fn breakdown(all: &[QueueTerms], p: &Parts) -> Vec<Component> {
+    let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
+        main_source(&all.iter().map(f).collect::<Vec<_>>())
+    };
+    let flow = (p.flow - p.in_flight).max(0.0);
+    let headroom = (p.steady - p.in_flight.max(p.flow)).max(0.0);
+    let before_drain = p.in_flight + flow + headroom;
+    let plain = p
+        .in_flight
+        .max(p.steady)
+        .max(p.plain_drain)
+        .min(p.metric_value);
+    let drain = (plain - before_drain).max(0.0);
+    let startup = (p.metric_value - before_drain - drain).max(0.0);
+    let part = |component, value, source| Component {
+        component,
+        value,
+        source,
+    };
+    let headroom_source = if p.headroom_configured {
+        "config"
+    } else {
+        "model"
+    };
+    vec![
+        part(
+            "in_flight",
+            p.in_flight,
+            pick(|t| (t.in_flight, t.in_flight_source)),
+        ),
+        part("flow", flow, pick(|t| (t.flow, t.rate_source))),
+        part("headroom", headroom, headroom_source),
+        part("drain", drain, pick(|t| (t.drain, t.drain_source))),
+        part("startup", startup, "config"),
+    ]
 }
 
 pub mod arrivals;

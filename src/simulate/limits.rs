@@ -487,19 +487,13 @@ arrivals = [ARRIVAL]
     #[test]
     fn the_scenario_library_and_the_experiments_are_within_the_limits() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let load_all = |dir: &str| {
-            let mut n = 0;
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|e| e == "toml") {
-                    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                    n += 1;
-                }
-            }
-            n
-        };
-        let n = load_all("benches/scenarios");
-        assert!(n >= 14, "{n} scenarios");
-        assert!(load_all("benches/experiments") >= 1);
+        for (dir, least) in [("benches/scenarios", 14), ("benches/experiments", 1)] {
+            let paths = std::fs::read_dir(root.join(dir)).unwrap();
+            let loaded: Vec<Scenario> = (paths.map(|e| e.unwrap().path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .map(|p| Scenario::load(&p).unwrap_or_else(|e| panic!("{e}")))
+                .collect();
+            assert!(loaded.len() >= least, "{dir}");
+        }
     }
 }

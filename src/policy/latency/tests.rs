@@ -373,11 +373,16 @@ proptest! {
         prop_assert!((parts - d.metric_value).abs() <= 1e-9 * d.metric_value.max(1.0));
     }
 
-    /// `podStartup` only ever raises the metric: slots asked for must still start.
+    /// `podStartup` only ever raises the metric: slots asked for must still start. Every
+    /// component of the breakdown is finite and ≥ 0, and `startup` is 0 without it.
     #[test]
     fn the_startup_premium_only_adds(i in arb_input(), s in arb_settings()) {
         let plain = i.eval(&LatencySettings { pod_startup: None, ..s.clone() });
         prop_assert!(i.eval(&s).metric_value >= plain.metric_value);
+        for d in [&plain, &i.eval(&s)] {
+            prop_assert!(d.breakdown.iter().all(|c| c.value.is_finite() && c.value >= 0.0), "{:?}", d);
+        }
+        prop_assert_eq!(part(&plain, "startup"), 0.0, "{:?}", plain);
     }
 
     #[test]
