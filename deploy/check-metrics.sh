@@ -304,7 +304,15 @@ acl_user_live_signals() { # Redis with the local overlay's redis.conf + users.ac
     [ "$i" = 100 ] && { echo "the scaler never subscribed"; tail -n 20 "$dir/scaler.log"; return 1; }
     sleep 0.1
   done
-  sleep 1 # one sampler tick, so the exact counters start from a known length
+  # ... and once a tick has sampled since (the exact counters start from a known length).
+  samples() { curl -sf "http://127.0.0.1:$a/metrics" | awk '/^celery_scaler_sample_duration_seconds_count/ { n += $NF } END { print n + 0 }'; }
+  local n0
+  n0=$(samples)
+  for i in $(seq 100); do
+    [ "$(samples)" -gt "$n0" ] && break
+    [ "$i" = 100 ] && { echo "the sampler never ticked"; return 1; }
+    sleep 0.1
+  done
   for i in 1 2 3; do
     "${A[@]}" lpush high "$(MSG message "a$i" high)" >/dev/null
     "${A[@]}" publish /0.celeryev/worker.heartbeat "$(MSG heartbeat high@celery-worker-high-7d9f8c6b5-x2x9q 2 "$i")" >/dev/null

@@ -309,10 +309,10 @@ EOF
     return 1
   }
   local n_sub=0
-  r=$(timeout 4 "${sc[@]}" SUBSCRIBE '__keyspace@0__:high' 2>&1 & subscribed '__keyspace@0__:high'
+  r=$("${sc[@]}" SUBSCRIBE '__keyspace@0__:high' 2>&1 & subscribed '__keyspace@0__:high'
     "${app[@]}" lpush high m2 >/dev/null; wait) || true
   case $r in *lpush*) n_sub=$((n_sub + 1)) ;; *) echo "no lpush keyspace notification seen by the scaler user: $r"; bad=1 ;; esac
-  r=$(timeout 4 "${sc[@]}" PSUBSCRIBE '/0.celeryev/worker.*' 2>&1 & subscribed
+  r=$("${sc[@]}" PSUBSCRIBE '/0.celeryev/worker.*' 2>&1 & subscribed
     "${app[@]}" publish /0.celeryev/worker.heartbeat '{"hostname": "high@celery-worker-high-x"}' >/dev/null; wait) || true
   case $r in *worker.heartbeat*high@celery-worker-high-x*) n_sub=$((n_sub + 1)) ;; *) echo "no worker heartbeat seen by the scaler user: $r"; bad=1 ;; esac
   for cmd in "SUBSCRIBE __keyevent@0__:lpush" "SUBSCRIBE app-channel" "PSUBSCRIBE *" "PSUBSCRIBE __keyspace@*__:*" \

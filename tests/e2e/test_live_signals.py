@@ -204,6 +204,7 @@ def run_scenario(mode: str, grpc_modules) -> Run:
                 "ours_before": {"run": before[0], "default": before[1]},
                 "ours_after": {"run": after[0], "default": after[1]},
                 "celery_workers": truth["workers"],
+                "celery_replied_active": truth["replied"]["active"],
                 "celery_active": {q: truth["queues"][q]["active"] for q in ("run", "default")},
                 "celery_reserved": {q: truth["queues"][q]["reserved"] for q in ("run", "default")}}
 
@@ -437,9 +438,9 @@ def running_agrees(r: dict) -> bool:
     # heartbeats, up to 2 s old, legitimately disagree with a just-drained worker) ...
     if r["default_llen_after"] <= 0:
         return False
-    # ... and Celery's answer includes the workers of both queues (an `inspect` reply that did
-    # not arrive in time is no ground truth) ...
-    replied = " ".join(r["celery_workers"])
+    # ... and Celery's `inspect active` was answered by the workers of both queues (a reply
+    # that did not arrive in time reads as nothing running: no ground truth) ...
+    replied = " ".join(r["celery_replied_active"])
     if "svc@" not in replied or "run@" not in replied:
         return False
     truth = r["celery_active"]

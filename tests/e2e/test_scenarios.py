@@ -35,6 +35,16 @@ def view_until(scaler, meta: dict, pred, what: str, timeout: float = SETTLE) -> 
     return wait_until(lambda: scaler.view(meta), pred, timeout, 0.3, what)
 
 
+def view_settles(scaler, meta: dict, want: dict, what: str) -> dict:
+    """Waits for the view `want` (IsActive and GetMetrics are two calls: a sample can land
+    between them), then checks it holds on the next reads: nothing changes meanwhile, so
+    a flickering answer fails."""
+    view = view_until(scaler, meta, lambda v: v == want, what)
+    again = [scaler.view(meta) for _ in range(2)]
+    assert again == [want, want], (what, again)
+    return view
+
+
 def agree(ours_fn, celery_fn, match, timeout: float = 20, what: str = "agreement"):
     """Read ours, then Celery's, then ours again; accept when ours did not move meanwhile and
     match(ours, celery) holds. Returns (ours, celery)."""
@@ -69,8 +79,7 @@ def test_one_queue_no_workers(make_stack, scaler, record):
     kombu = stack.kombu_sizes(["default"])["default"]
     assert llen == kombu == 7, (llen, kombu)
 
-    # IsActive and GetMetrics are two calls and a sample can land between them: wait for both.
-    view = view_until(scaler, meta, lambda v: v == {"active": True, "metric": 7.0}, "active, metric 7")
+    view = view_settles(scaler, meta, {"active": True, "metric": 7.0}, "active, metric 7")
     ins = run_inspect(meta)
     assert q_view(ins, "default") == {"backlog": 7, "reserved": 0, "scheduled": 0, "stale": 0}
     assert ins["decision"]["metric_value"] == 7.0 and ins["decision"]["active"] is True
@@ -119,8 +128,7 @@ def test_priorities_every_subqueue(layout_name, make_stack, scaler, record):
     assert kombu == {q: 10 * n for q, n in per_queue.items()}, kombu
     total = sum(kombu.values())
 
-    want = {"active": True, "metric": float(total)}
-    view = view_until(scaler, meta, lambda v: v == want, f"active, metric {total}")
+    view = view_settles(scaler, meta, {"active": True, "metric": float(total)}, f"active, metric {total}")
     ins = run_inspect(meta)
     for q in QUEUES:
         assert q_view(ins, q) == {"backlog": kombu[q], "reserved": 0, "scheduled": 0, "stale": 0}, q
@@ -147,7 +155,7 @@ def test_keyprefix_and_nonzero_db(make_stack, scaler, record):
             "default": {"backlog": 6, "reserved": 0, "scheduled": 0, "stale": 0},
             "low": {"backlog": 2, "reserved": 1, "scheduled": 0, "stale": 0}}
     ins = inspect_until(meta, lambda i: {q: q_view(i, q) for q in QUEUES} == want, "prefixed layout seen")
-    view = view_until(scaler, meta, lambda v: v == {"active": True, "metric": 13.0}, "active, metric 13")
+    view = view_settles(scaler, meta, {"active": True, "metric": 13.0}, "active, metric 13")
 
     truth = stack.celery_truth(QUEUES, workers=1)
     assert truth["kombu_size"] == {"high": 4, "default": 6, "low": 2}
