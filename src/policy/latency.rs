@@ -429,21 +429,18 @@ struct Parts {
 }
 
 /// The breakdown: each component is what it adds beyond the ones before it, the drain's
-/// start-up premium last, so that the components sum to the metric.
+/// start-up premium last, so that the components sum to the metric. The running levels are
+/// taken between 0 (a NaN too) and the metric (an infinite part is answered as `f64::MAX`):
+/// every component is finite and ≥ 0.
 fn breakdown(all: &[QueueTerms], p: &Parts) -> Vec<Component> {
     let pick = |f: fn(&QueueTerms) -> (f64, &'static str)| {
         main_source(&all.iter().map(f).collect::<Vec<_>>())
     };
-    let flow = (p.flow - p.in_flight).max(0.0);
-    let headroom = (p.steady - p.in_flight.max(p.flow)).max(0.0);
-    let before_drain = p.in_flight + flow + headroom;
-    let plain = p
-        .in_flight
-        .max(p.steady)
-        .max(p.plain_drain)
-        .min(p.metric_value);
-    let drain = (plain - before_drain).max(0.0);
-    let startup = (p.metric_value - before_drain - drain).max(0.0);
+    let level = |v: f64| if v > 0.0 { v.min(p.metric_value) } else { 0.0 };
+    let in_flight = level(p.in_flight);
+    let with_flow = in_flight.max(level(p.flow));
+    let with_headroom = with_flow.max(level(p.steady));
+    let with_drain = with_headroom.max(level(p.plain_drain));
     let part = |component, value, source| Component {
         component,
         value,
@@ -457,13 +454,21 @@ fn breakdown(all: &[QueueTerms], p: &Parts) -> Vec<Component> {
     vec![
         part(
             "in_flight",
-            p.in_flight,
+            in_flight,
             pick(|t| (t.in_flight, t.in_flight_source)),
         ),
-        part("flow", flow, pick(|t| (t.flow, t.rate_source))),
-        part("headroom", headroom, headroom_source),
-        part("drain", drain, pick(|t| (t.drain, t.drain_source))),
-        part("startup", startup, "config"),
+        part(
+            "flow",
+            with_flow - in_flight,
+            pick(|t| (t.flow, t.rate_source)),
+        ),
+        part("headroom", with_headroom - with_flow, headroom_source),
+        part(
+            "drain",
+            with_drain - with_headroom,
+            pick(|t| (t.drain, t.drain_source)),
+        ),
+        part("startup", p.metric_value - with_drain, "config"),
     ]
 }
 

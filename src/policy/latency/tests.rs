@@ -1108,3 +1108,22 @@ proptest! {
         prop_assert_eq!(d.active, same.active, "stop {}: {:?} vs {:?}", stop, d, same);
     }
 }
+
+#[test]
+fn an_infinite_or_nan_part_leaves_every_component_finite() {
+    let p = Parts {
+        in_flight: 2.0,
+        flow: f64::INFINITY,
+        steady: f64::INFINITY,
+        headroom_configured: false,
+        plain_drain: f64::NAN,
+        metric_value: f64::MAX,
+    };
+    let parts = breakdown(&[], &p);
+    assert!(
+        parts.iter().all(|c| c.value.is_finite() && c.value >= 0.0),
+        "{parts:?}"
+    );
+    assert_eq!(parts[0].value, 2.0);
+    assert_eq!(parts.iter().map(|c| c.value).sum::<f64>(), f64::MAX);
+}
