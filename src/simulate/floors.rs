@@ -59,11 +59,13 @@ pub fn latency_floor(
     signals: Signals,
     upto: u32,
 ) -> Result<Option<(u32, Summary)>, SimError> {
+    // The trigger's settings do not depend on K (its `taskDuration` walks every arrival).
+    let settings = latency_settings(sc);
     for k in hold.first(sc)..=upto.min(sc.keda.max_replicas) {
         let held = hold.apply(sc, k);
         let run = PolicyRun {
             label: hold.label(k),
-            kind: PolicyKind::Ours(latency_settings(sc), signals),
+            kind: PolicyKind::Ours(settings.clone(), signals),
         };
         let mut o = simulate(&held, &run)?;
         let s = summarize(&held, &mut o);
